@@ -1,0 +1,34 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the suite).
+# Each creates or reuses .venv and installs what it needs; nothing else is assumed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pitgrid-installed
+
+.PHONY: demo test test-all bench install clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	# torch first and pinned, so that no dependency resolution pulls a CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q "cython>=3.0" "numpy>=1.26"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pitgrid demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benches/run_workloads.py
+
+clean:
+	rm -rf build $(VENV) src/pitgrid/*.so cython_ext/*.c

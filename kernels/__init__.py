@@ -1,0 +1,1 @@
+"""Causal numba kernels over (time, symbol) arrays, importable as ``pitgrid.kernels``."""

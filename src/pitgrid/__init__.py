@@ -1,0 +1,61 @@
+"""pitgrid: a point-in-time-safe, vectorized backtesting engine.
+
+Public names are loaded on first use, so ``import pitgrid`` stays fast and never
+imports torch or dask.
+
+Example:
+    >>> import pitgrid as pg
+    >>> ds = pg.synthetic_prices(252, 10, seed=0)
+    >>> res = pg.simulate(ds, weights=ds["close"] * 0 + 0.1, fees_bps=10)
+    >>> float(res.equity[-1]) > 0
+    True
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "synthetic_prices": "pitgrid.data.synthetic",
+    "ingest": "pitgrid.data.ingest",
+    "IngestError": "pitgrid.data.validate",
+    "ValidationError": "pitgrid.data.validate",
+    "MarketData": "pitgrid.data.market",
+    "MarketView": "pitgrid.data.market",
+    "open_market": "pitgrid.data.market",
+    "adjusted_as_of": "pitgrid.data.adjust",
+    "simulate": "pitgrid.engine.simulate",
+    "SimConfig": "pitgrid.engine.config",
+    "SimResult": "pitgrid.engine.result",
+    "compute_metrics": "pitgrid.engine.metrics",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pitgrid' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pitgrid.data.adjust import adjusted_as_of
+    from pitgrid.data.ingest import ingest
+    from pitgrid.data.market import MarketData, MarketView, open_market
+    from pitgrid.data.synthetic import synthetic_prices
+    from pitgrid.data.validate import IngestError, ValidationError
+    from pitgrid.engine.config import SimConfig
+    from pitgrid.engine.metrics import compute_metrics
+    from pitgrid.engine.result import SimResult
+    from pitgrid.engine.simulate import simulate

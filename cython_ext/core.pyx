@@ -1,0 +1,617 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled step core: execution, costs, partial fills and accounting.
+
+One implementation for both drivers. ``Core.run(t0, t1, ...)`` advances the whole
+universe and every parameter set over bars ``[t0, t1)``; the batch engine calls it
+once for all bars, the step driver once per bar. docs/simulation.md is the
+contract, bar step by bar step (the letters A to G below are its sections).
+
+Everything inside ``run`` is nogil over typed memoryviews: no Python objects.
+"""
+import numpy as np
+
+from libc.math cimport sqrt, fabs, trunc, isfinite, INFINITY, NAN
+
+# intent modes
+DEF SIGNALS = 0
+DEF WEIGHTS = 1
+DEF CROSS = 2
+
+# size rules
+DEF SIZE_ALL = 0
+DEF SIZE_SHARES = 1
+DEF SIZE_VALUE = 2
+DEF SIZE_PERCENT = 3
+
+# log kinds and reasons (mirrored in pitgrid/engine/codes.py)
+DEF KIND_FILL = 1
+DEF KIND_UNFILLED = 2
+DEF R_ORDER = 0
+DEF R_DELIST = 1
+DEF R_INVALID = 2
+DEF R_VOLUME = 3
+DEF R_CASH = 4
+DEF R_SHORT = 5
+DEF R_LEVERAGE = 6
+DEF R_NONE = -1
+
+# trade statistic columns (mirrored in pitgrid/engine/codes.py)
+DEF ST_CLOSED = 0
+DEF ST_WINS = 1
+DEF ST_GROSS_WIN = 2
+DEF ST_GROSS_LOSS = 3
+DEF ST_NOTIONAL = 4
+DEF ST_FILLS = 5
+DEF ST_UNFILLED = 6
+DEF ST_FEES = 7
+DEF ST_SLIPPAGE = 8
+DEF N_STATS = 9
+
+# the relative slack under which a buy still fits its budget: sizing and the
+# cash check evaluate the same bound in a different order of operations
+DEF FIT_EPS = 1e-12
+
+LOG_INT_COLS = 6    # t, param, symbol, kind, reason, side
+LOG_FLOAT_COLS = 4  # shares, price, fee, slippage cost
+
+
+cdef inline double _lot(double x, double lot) noexcept nogil:
+    if lot > 0.0:
+        return trunc(x / lot) * lot
+    return x
+
+
+cdef inline double _sign(double x) noexcept nogil:
+    return 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
+
+
+cdef class Core:
+    """State and settings of one simulation: O(params x symbols) memory.
+
+    The state arrays are public numpy arrays so the step driver can save and
+    restore them; ``run`` mutates them in place.
+    """
+    # settings
+    cdef public int P, S, A
+    cdef public bint fill_close, carry, allow_short, per_symbol
+    cdef public int intent_mode, size_mode
+    cdef public double f, slip, hs, impact_k, cps, minc, max_part, lot, min_order
+    cdef public double lev, borrow_per_bar
+    # whether decisions or fills read the pre-decision equity (step D); when none
+    # does, step D's mark is skipped, which changes no result
+    cdef public bint eref_read
+    cdef double[::1] size_value
+    # state
+    cdef double[:, ::1] cash, shares, pending, eref, flow, stats
+    cdef double[::1] mark
+    cdef signed char[::1] sig
+    cdef public object cash_arr, shares_arr, pending_arr, eref_arr, flow_arr, stats_arr, mark_arr
+    # logging
+    cdef int[:, ::1] log_i
+    cdef double[:, ::1] log_f
+    cdef public Py_ssize_t n_log
+    cdef public object log_i_arr, log_f_arr
+
+    def __init__(self, int P, int S, *, bint per_symbol, bint fill_close, int intent_mode,
+                 int size_mode, size_value, double init_cash, double fees_bps=0.0,
+                 double slippage_bps=0.0, double spread_bps=0.0, double impact_k=0.0,
+                 double commission_per_share=0.0, double min_commission=0.0,
+                 double max_participation=INFINITY, bint carry=False, double lot_size=0.0,
+                 double min_order_value=0.0, bint allow_short=False, double max_leverage=1.0,
+                 double borrow_bps=0.0, double bars_per_year=252.0, Py_ssize_t log_capacity=4096):
+        self.P = P
+        self.S = S
+        self.per_symbol = per_symbol
+        self.A = S if per_symbol else 1
+        self.fill_close = fill_close
+        self.intent_mode = intent_mode
+        self.size_mode = size_mode
+        self.size_value = np.ascontiguousarray(size_value, dtype=np.float64)
+        self.f = fees_bps / 1e4
+        self.slip = slippage_bps / 1e4
+        self.hs = spread_bps / 2e4
+        self.impact_k = impact_k
+        self.cps = commission_per_share
+        self.minc = min_commission
+        self.max_part = max_participation
+        self.carry = carry
+        self.lot = lot_size
+        self.min_order = min_order_value
+        self.allow_short = allow_short
+        self.lev = max_leverage
+        self.borrow_per_bar = borrow_bps / 1e4 / bars_per_year
+        self.eref_read = (intent_mode == WEIGHTS or size_mode == SIZE_PERCENT
+                          or max_leverage != 1.0 or allow_short)
+        self.set_state(
+            np.full((P, self.A), init_cash), np.zeros((P, S)), np.zeros((P, S)),
+            np.full((P, self.A), init_cash), np.zeros((P, S)), np.zeros((P, N_STATS)),
+            np.full(S, NAN),
+        )
+        self.sig = np.zeros(S, dtype=np.int8)
+        self._alloc_log(log_capacity)
+
+    def set_state(self, cash, shares, pending, eref, flow, stats, mark):
+        """Install state arrays (copies), e.g. from a checkpoint."""
+        self.cash_arr = np.array(cash, dtype=np.float64, order="C")
+        self.shares_arr = np.array(shares, dtype=np.float64, order="C")
+        self.pending_arr = np.array(pending, dtype=np.float64, order="C")
+        self.eref_arr = np.array(eref, dtype=np.float64, order="C")
+        self.flow_arr = np.array(flow, dtype=np.float64, order="C")
+        self.stats_arr = np.array(stats, dtype=np.float64, order="C")
+        self.mark_arr = np.array(mark, dtype=np.float64, order="C")
+        self.cash = self.cash_arr
+        self.shares = self.shares_arr
+        self.pending = self.pending_arr
+        self.eref = self.eref_arr
+        self.flow = self.flow_arr
+        self.stats = self.stats_arr
+        self.mark = self.mark_arr
+
+    def get_state(self):
+        """Copies of the state arrays, in ``set_state``'s order, by name."""
+        return {
+            "cash": self.cash_arr.copy(), "shares": self.shares_arr.copy(),
+            "pending": self.pending_arr.copy(), "eref": self.eref_arr.copy(),
+            "flow": self.flow_arr.copy(), "stats": self.stats_arr.copy(),
+            "mark": self.mark_arr.copy(),
+        }
+
+    def _alloc_log(self, Py_ssize_t capacity):
+        self.log_i_arr = np.zeros((capacity, LOG_INT_COLS), dtype=np.int32)
+        self.log_f_arr = np.zeros((capacity, LOG_FLOAT_COLS), dtype=np.float64)
+        self.log_i = self.log_i_arr
+        self.log_f = self.log_f_arr
+        self.n_log = 0
+
+    def take_log(self):
+        """Return and clear the filled part of the order log."""
+        li = self.log_i_arr[: self.n_log].copy()
+        lf = self.log_f_arr[: self.n_log].copy()
+        self.n_log = 0
+        return li, lf
+
+    def ensure_log_room(self, Py_ssize_t need):
+        """Grow the log so that ``need`` more rows fit."""
+        cdef Py_ssize_t cap = self.log_i_arr.shape[0]
+        if self.n_log + need <= cap:
+            return
+        new_cap = max(2 * cap, self.n_log + need)
+        li = np.zeros((new_cap, LOG_INT_COLS), dtype=np.int32)
+        lf = np.zeros((new_cap, LOG_FLOAT_COLS), dtype=np.float64)
+        li[: self.n_log] = self.log_i_arr[: self.n_log]
+        lf[: self.n_log] = self.log_f_arr[: self.n_log]
+        self.log_i_arr, self.log_f_arr = li, lf
+        self.log_i = li
+        self.log_f = lf
+
+    # ------------------------------------------------------------------ logging
+    cdef inline void _log(self, int t, int p, int s, int kind, int reason, double shares,
+                          double price, double fee, double slipcost) noexcept nogil:
+        cdef Py_ssize_t i = self.n_log
+        self.log_i[i, 0] = t
+        self.log_i[i, 1] = p
+        self.log_i[i, 2] = s
+        self.log_i[i, 3] = kind
+        self.log_i[i, 4] = reason
+        self.log_i[i, 5] = <int>_sign(shares)
+        self.log_f[i, 0] = shares
+        self.log_f[i, 1] = price
+        self.log_f[i, 2] = fee
+        self.log_f[i, 3] = slipcost
+        self.n_log = i + 1
+
+    cdef inline int _acct(self, int s) noexcept nogil:
+        return s if self.per_symbol else 0
+
+    # ------------------------------------------------------------------ fill rule
+    cdef double _fill(self, int t, int p, int s, double q, double pref, double vol,
+                      bint valid, bint delist) noexcept nogil:
+        """Fill ``q`` shares (signed) at reference price ``pref``; return the remainder."""
+        cdef int a = self._acct(s)
+        cdef double req = q, held = self.shares[p, s], cap, px, impact, fee, cost, budget
+        cdef double qmax, gross_other, room, new_short
+        cdef int cut = R_NONE, s2
+        if not delist:
+            if not valid:
+                self._log(t, p, s, KIND_UNFILLED, R_INVALID, req, NAN, 0.0, 0.0)
+                self.stats[p, ST_UNFILLED] += 1.0
+                return req
+            if isfinite(self.max_part):
+                cap = _lot(self.max_part * vol, self.lot) if vol > 0.0 else 0.0
+                if fabs(q) > cap:
+                    q = _sign(q) * cap
+                    cut = R_VOLUME
+            if q < 0.0 and not self.allow_short and -q > held:
+                q = -held if held > 0.0 else 0.0
+                if cut == R_NONE:
+                    cut = R_SHORT
+        impact = 0.0
+        if self.impact_k > 0.0 and not delist and vol > 0.0 and isfinite(vol):
+            impact = self.impact_k * sqrt(fabs(q) / vol)
+        if q > 0.0:
+            px = pref * (1.0 + self.slip + self.hs + impact)
+        else:
+            px = pref * (1.0 - self.slip - self.hs - impact)
+        if q > 0.0 and not delist:
+            budget = self.cash[p, a] + (self.lev - 1.0) * self.eref[p, a]
+            fee = fabs(q) * px * self.f + fabs(q) * self.cps
+            if fee < self.minc:
+                fee = self.minc
+            cost = q * px + fee
+            if cost > budget + FIT_EPS * fabs(budget):
+                qmax = budget / (px * (1.0 + self.f) + self.cps)
+                if (budget - self.minc) / px < qmax:
+                    qmax = (budget - self.minc) / px
+                qmax = _lot(qmax, self.lot)
+                if qmax < 0.0:
+                    qmax = 0.0
+                if qmax < q:
+                    q = qmax
+                    if cut == R_NONE:
+                        cut = R_CASH
+        elif q < 0.0 and not delist and self.allow_short and held + q < 0.0:
+            gross_other = 0.0
+            for s2 in range(self.S):
+                if s2 != s and self._acct(s2) == a and self.shares[p, s2] != 0.0:
+                    gross_other += fabs(self.shares[p, s2]) * self.mark[s2]
+            room = (self.lev * self.eref[p, a] - gross_other) / pref
+            if room < 0.0:
+                room = 0.0
+            if -(held + q) > room:
+                new_short = _lot(room, self.lot)
+                q = -new_short - held
+                if q > 0.0:
+                    q = 0.0
+                if cut == R_NONE:
+                    cut = R_LEVERAGE
+        if q == 0.0:
+            self._log(t, p, s, KIND_UNFILLED, cut, req, NAN, 0.0, 0.0)
+            self.stats[p, ST_UNFILLED] += 1.0
+            return req
+        fee = fabs(q) * px * self.f + fabs(q) * self.cps
+        if fee < self.minc:
+            fee = self.minc
+        cdef double cash_flow
+        if q > 0.0:
+            cash_flow = -(q * px + fee)
+        else:
+            cash_flow = -q * px - fee
+        self.cash[p, a] += cash_flow
+        self.shares[p, s] = held + q
+        self._round_trip(p, s, held, held + q, cash_flow)
+        self.stats[p, ST_NOTIONAL] += fabs(q) * px
+        self.stats[p, ST_FILLS] += 1.0
+        self.stats[p, ST_FEES] += fee
+        self.stats[p, ST_SLIPPAGE] += fabs(q) * fabs(px - pref)
+        self._log(t, p, s, KIND_FILL, R_DELIST if delist else R_ORDER, q, px, fee,
+                  fabs(q) * fabs(px - pref))
+        if q != req:
+            self._log(t, p, s, KIND_UNFILLED, cut, req - q, NAN, 0.0, 0.0)
+            self.stats[p, ST_UNFILLED] += 1.0
+        return req - q
+
+    cdef inline void _round_trip(self, int p, int s, double old, double new,
+                                 double cash_flow) noexcept nogil:
+        """Accumulate cash flows per position; a position back to zero or flipped closes a trade."""
+        cdef double frac, pnl
+        if old != 0.0 and (new == 0.0 or (new > 0.0) != (old > 0.0)):
+            frac = fabs(old) / fabs(new - old)
+            pnl = self.flow[p, s] + cash_flow * frac
+            self.stats[p, ST_CLOSED] += 1.0
+            if pnl > 0.0:
+                self.stats[p, ST_WINS] += 1.0
+                self.stats[p, ST_GROSS_WIN] += pnl
+            else:
+                self.stats[p, ST_GROSS_LOSS] -= pnl
+            self.flow[p, s] = cash_flow * (1.0 - frac)
+        else:
+            self.flow[p, s] += cash_flow
+
+    cdef inline double _size_entry(self, int p, int s, double price, double budget,
+                                   double equity) noexcept nogil:
+        cdef double pe = price * (1.0 + self.slip + self.hs), q, q2
+        if self.size_mode == SIZE_ALL:
+            if budget <= 0.0:
+                return 0.0
+            q = budget / (pe * (1.0 + self.f) + self.cps)
+            q2 = (budget - self.minc) / pe
+            if q2 < q:
+                q = q2
+        elif self.size_mode == SIZE_SHARES:
+            q = self.size_value[p]
+        elif self.size_mode == SIZE_VALUE:
+            q = self.size_value[p] / price
+        else:
+            q = self.size_value[p] * equity / price
+        q = _lot(q, self.lot)
+        return q if q > 0.0 else 0.0
+
+    cdef inline bint _placed(self, double q, double price) noexcept nogil:
+        return q != 0.0 and fabs(q) * price >= self.min_order
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, Py_ssize_t t0, Py_ssize_t t1,
+            const double[:, ::1] open_, const double[:, ::1] close,
+            const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+            const double[:, ::1] split_ratio, const double[:, ::1] dividend,
+            const unsigned char[::1] has_action, const long[::1] delist_bar,
+            const unsigned char[::1] has_delist,
+            const unsigned char[:, :, ::1] entries, const unsigned char[:, :, ::1] exits,
+            const double[:, :, ::1] bank, const long[::1] idx_a, const long[::1] idx_b,
+            double[:, ::1] total_equity, double[:, ::1] long_exposure,
+            double[:, ::1] short_exposure, bint keep,
+            double[:, :, ::1] cash_out, double[:, :, ::1] equity_out,
+            double[:, :, ::1] shares_out):
+        """Advance bars ``[t0, t1)``; returns the first bar not run.
+
+        Row ``t`` of the price arrays is bar ``t``. Intents: ``entries[idx_a[p]]`` and
+        ``exits[idx_b[p]]`` (signals), ``bank[idx_a[p]]`` (weights), or the cross
+        rule over ``bank[idx_a[p]]`` (fast) and ``bank[idx_b[p]]`` (slow). Outputs are
+        written at row ``t``. Stops early when the order log might overflow; the
+        caller grows it and calls again from the returned bar.
+        """
+        cdef Py_ssize_t t, need = 3 * <Py_ssize_t>self.P * self.S + 1
+        with nogil:
+            t = t0
+            while t < t1:
+                if self.n_log + need > self.log_i.shape[0]:
+                    break
+                self._bar(t, open_, close, volume, valid, split_ratio, dividend, has_action,
+                          delist_bar, has_delist, entries, exits, bank, idx_a, idx_b,
+                          total_equity, long_exposure, short_exposure, keep, cash_out,
+                          equity_out, shares_out)
+                t += 1
+        return t
+
+    cdef void _bar(self, Py_ssize_t t,
+                   const double[:, ::1] open_, const double[:, ::1] close,
+                   const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+                   const double[:, ::1] split_ratio, const double[:, ::1] dividend,
+                   const unsigned char[::1] has_action, const long[::1] delist_bar,
+                   const unsigned char[::1] has_delist,
+                   const unsigned char[:, :, ::1] entries, const unsigned char[:, :, ::1] exits,
+                   const double[:, :, ::1] bank, const long[::1] idx_a, const long[::1] idx_b,
+                   double[:, ::1] total_equity, double[:, ::1] long_exposure,
+                   double[:, ::1] short_exposure, bint keep,
+                   double[:, :, ::1] cash_out, double[:, :, ::1] equity_out,
+                   double[:, :, ::1] shares_out) noexcept nogil:
+        cdef int p, s, a, S = self.S, P = self.P
+        cdef int ti = <int>t
+        cdef double r, d, q, eq, v, lg, sh
+        cdef const unsigned char* vrow
+        cdef const double* crow
+        cdef double* mk
+        # A. corporate actions: marks once, holdings per parameter set
+        if has_action[t]:
+            for s in range(S):
+                r = split_ratio[t, s]
+                if r != 1.0:
+                    self.mark[s] /= r
+            for p in range(P):
+                for s in range(S):
+                    r = split_ratio[t, s]
+                    if r != 1.0:
+                        self.shares[p, s] *= r
+                        self.pending[p, s] *= r
+                    d = dividend[t, s]
+                    if d != 0.0 and self.shares[p, s] != 0.0:
+                        a = self._acct(s)
+                        self.cash[p, a] += self.shares[p, s] * d
+                        self.flow[p, s] += self.shares[p, s] * d
+        for p in range(P):
+            # B. open fills: sells, then buys
+            if not self.fill_close:
+                for s in range(S):
+                    q = self.pending[p, s]
+                    if q < 0.0:
+                        self.pending[p, s] = 0.0
+                        q = self._fill(ti, p, s, q, open_[t, s], volume[t, s], valid[t, s], False)
+                        if self.carry:
+                            self.pending[p, s] = q
+                for s in range(S):
+                    q = self.pending[p, s]
+                    if q > 0.0:
+                        self.pending[p, s] = 0.0
+                        q = self._fill(ti, p, s, q, open_[t, s], volume[t, s], valid[t, s], False)
+                        if self.carry:
+                            self.pending[p, s] = q
+            # C. delisting close-out at the last valid close
+            if has_delist[t]:
+                for s in range(S):
+                    if delist_bar[s] == t:
+                        self.pending[p, s] = 0.0
+                        if self.shares[p, s] != 0.0:
+                            self._fill(ti, p, s, -self.shares[p, s], self.mark[s], volume[t, s],
+                                       False, True)
+        # D. marks, then equity before decisions
+        vrow = &valid[t, 0]
+        crow = &close[t, 0]
+        mk = &self.mark[0]
+        for s in range(S):
+            if vrow[s]:
+                mk[s] = crow[s]
+        for p in range(P):
+            if self.eref_read:
+                self._mark(p, &lg, &sh)
+            # E. decisions (and close fills)
+            if self.intent_mode == WEIGHTS:
+                self._decide_weights(t, p, close, volume, valid, bank, idx_a[p])
+            else:
+                self._decide_signals(t, p, close, volume, valid, entries, exits, bank,
+                                     idx_a[p], idx_b[p])
+            # F. borrow on shorts
+            if self.borrow_per_bar > 0.0:
+                for s in range(S):
+                    if self.shares[p, s] < 0.0:
+                        self.cash[p, self._acct(s)] -= (-self.shares[p, s]) * self.mark[s] * self.borrow_per_bar
+            # G. mark and record
+            self._mark(p, &lg, &sh)
+            eq = 0.0
+            for a in range(self.A):
+                eq += self.eref[p, a]
+            total_equity[p, t] = eq
+            long_exposure[p, t] = lg
+            short_exposure[p, t] = sh
+            if keep:
+                for a in range(self.A):
+                    cash_out[p, t, a] = self.cash[p, a]
+                    equity_out[p, t, a] = self.eref[p, a]
+                for s in range(S):
+                    shares_out[p, t, s] = self.shares[p, s]
+
+    cdef inline void _mark(self, int p, double* long_value, double* short_value) noexcept nogil:
+        """Account equity at the current marks, and the long and short market values."""
+        # raw row pointers: the writes to eref would otherwise make the compiler reload
+        # every memoryview's data pointer on each iteration
+        cdef double* sh = &self.shares[p, 0]
+        cdef double* mk = &self.mark[0]
+        cdef double* er = &self.eref[p, 0]
+        cdef double* ca = &self.cash[p, 0]
+        cdef int s
+        cdef double v, x, e, lg = 0.0, sht = 0.0
+        if self.per_symbol:
+            for s in range(self.S):
+                v = sh[s]
+                e = ca[s]
+                if v != 0.0:
+                    x = v * mk[s]
+                    e += x
+                    if v > 0.0:
+                        lg += x
+                    else:
+                        sht -= x
+                er[s] = e
+        else:
+            e = ca[0]
+            for s in range(self.S):
+                v = sh[s]
+                if v != 0.0:
+                    x = v * mk[s]
+                    e += x
+                    if v > 0.0:
+                        lg += x
+                    else:
+                        sht -= x
+            er[0] = e
+        long_value[0] = lg
+        short_value[0] = sht
+
+    cdef inline int _signal(self, double held, int s, const unsigned char* valid,
+                            const unsigned char* ent_row, const unsigned char* ext_row,
+                            const double* fa, const double* fb, const double* fa1,
+                            const double* fb1) noexcept nogil:
+        """-1 exiting, +1 entering, 0 neither, from the holding before this bar's decisions."""
+        cdef bint ent, ext
+        if not valid[s] or held < 0.0:
+            return 0
+        if self.intent_mode == SIGNALS:
+            ent = ent_row[s] != 0
+            ext = ext_row[s] != 0
+        else:
+            if fa1 == NULL:
+                return 0
+            ent = fa[s] > fb[s] and fa1[s] <= fb1[s]
+            ext = fa[s] < fb[s] and fa1[s] >= fb1[s]
+        if held > 0.0:
+            return -1 if ext else 0
+        return 1 if ent else 0
+
+    cdef inline void _exit_order(self, int ti, int p, int s, double price, double vol) noexcept nogil:
+        cdef double q = -self.shares[p, s]
+        if self.fill_close:
+            if self._placed(q, price):
+                self._fill(ti, p, s, q, price, vol, True, False)
+        else:
+            self.pending[p, s] = q if self._placed(q, price) else 0.0
+
+    cdef inline void _entry_order(self, int ti, int p, int s, double price, double vol,
+                                  double budget) noexcept nogil:
+        cdef int a = self._acct(s)
+        cdef double q = self._size_entry(p, s, price, budget, self.eref[p, a])
+        if not self._placed(q, price):
+            q = 0.0
+        if self.fill_close:
+            if q != 0.0:
+                self._fill(ti, p, s, q, price, vol, True, False)
+        else:
+            self.pending[p, s] = q
+
+    cdef void _decide_signals(self, Py_ssize_t t, int p, const double[:, ::1] close,
+                              const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+                              const unsigned char[:, :, ::1] entries,
+                              const unsigned char[:, :, ::1] exits,
+                              const double[:, :, ::1] bank, long ia, long ib) noexcept nogil:
+        cdef int s, sig, ti = <int>t
+        cdef double budget
+        cdef Py_ssize_t k = 0
+        cdef const unsigned char* vrow = &valid[t, 0]
+        cdef const unsigned char* erow = NULL
+        cdef const unsigned char* xrow = NULL
+        cdef const double* fa = NULL
+        cdef const double* fb = NULL
+        cdef const double* fa1 = NULL
+        cdef const double* fb1 = NULL
+        cdef double* held = &self.shares[p, 0]
+        if self.intent_mode == SIGNALS:
+            erow = &entries[ia, t, 0]
+            xrow = &exits[ib, t, 0]
+        else:
+            fa = &bank[ia, t, 0]
+            fb = &bank[ib, t, 0]
+            if t > 0:
+                fa1 = &bank[ia, t - 1, 0]
+                fb1 = &bank[ib, t - 1, 0]
+        if self.per_symbol:
+            # independent accounts: one pass, each symbol funds only itself
+            for s in range(self.S):
+                sig = self._signal(held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
+                if sig < 0:
+                    self._exit_order(ti, p, s, close[t, s], volume[t, s])
+                elif sig > 0:
+                    self._entry_order(ti, p, s, close[t, s], volume[t, s], self.cash[p, s])
+            return
+        # shared cash: classify first, then exits (whose close-fill proceeds fund
+        # this bar's entries), then entries sized on the cash left
+        for s in range(self.S):
+            sig = self._signal(held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
+            self.sig[s] = sig
+            if sig > 0:
+                k += 1
+        for s in range(self.S):
+            if self.sig[s] < 0:
+                self._exit_order(ti, p, s, close[t, s], volume[t, s])
+        for s in range(self.S):
+            if self.sig[s] > 0:
+                if self.size_mode == SIZE_ALL:
+                    budget = self.cash[p, 0] / k
+                    k -= 1
+                else:
+                    budget = self.cash[p, 0]
+                self._entry_order(ti, p, s, close[t, s], volume[t, s], budget)
+
+    cdef void _decide_weights(self, Py_ssize_t t, int p, const double[:, ::1] close,
+                              const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+                              const double[:, :, ::1] bank, long ia) noexcept nogil:
+        cdef int s, side, ti = <int>t
+        cdef double w, q, target
+        # with close fills: sells in the first pass, buys in the second; each order is
+        # computed from the symbol's own holding and the pre-decision equity, so the
+        # two passes see the same targets as one would
+        for side in range(2):
+            for s in range(self.S):
+                if not valid[t, s]:
+                    continue
+                w = bank[ia, t, s]
+                if not isfinite(w):
+                    continue
+                if w < 0.0 and not self.allow_short:
+                    w = 0.0
+                target = _lot(w * self.eref[p, self._acct(s)] / close[t, s], self.lot)
+                q = target - self.shares[p, s]
+                if not self._placed(q, close[t, s]):
+                    q = 0.0
+                if self.fill_close:
+                    if (side == 0 and q < 0.0) or (side == 1 and q > 0.0):
+                        self._fill(ti, p, s, q, close[t, s], volume[t, s], True, False)
+                elif side == 0:
+                    self.pending[p, s] = q

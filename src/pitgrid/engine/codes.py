@@ -1,0 +1,8 @@
+"""Integer codes shared with the compiled core (cython_ext/core.pyx); keep both in step."""
+from __future__ import annotations
+
+INTENT_SIGNALS, INTENT_WEIGHTS, INTENT_CROSS = 0, 1, 2
+SIZE_RULES = {"all": 0, "shares": 1, "value": 2, "percent": 3}
+KIND_FILL, KIND_UNFILLED = 1, 2
+REASONS = {0: "order", 1: "delist", 2: "invalid_bar", 3: "volume", 4: "cash", 5: "short", 6: "leverage"}
+STATS = ("closed", "wins", "gross_win", "gross_loss", "notional", "fills", "unfilled", "fees", "slippage")

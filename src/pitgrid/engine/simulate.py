@@ -1,0 +1,330 @@
+"""``pitgrid.simulate``: order intents over (time, symbol) in, fills and accounts out.
+
+The Python face of the compiled step core: it validates and aligns inputs, runs
+``Core.run`` over every bar in one call (no Python per bar or per parameter set)
+and labels the outputs.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import xarray as xr
+
+from pitgrid._core import Core
+from pitgrid.engine.codes import (INTENT_CROSS, INTENT_SIGNALS, INTENT_WEIGHTS, KIND_FILL,
+                                  REASONS, SIZE_RULES)
+from pitgrid.engine.config import SimConfig
+from pitgrid.engine.metrics import compute_metrics
+from pitgrid.engine.result import SimResult
+
+Keep = Literal["auto", "full", "equity"]
+
+
+def simulate(
+    prices: Any,
+    *,
+    entries: Any = None,
+    exits: Any = None,
+    weights: Any = None,
+    cross: tuple[Any, Any, Any] | None = None,
+    size_value: Any = None,
+    keep: Keep = "auto",
+    delist_bar: np.ndarray | None = None,
+    param_coords: dict[str, Any] | None = None,
+    **settings: Any,
+) -> SimResult:
+    """Simulate order intents on a universe with the compiled core.
+
+    Say what to trade with exactly one of: ``entries``/``exits`` (bool signals,
+    sized by ``size`` and ``size_value``), ``weights`` (target weights of account
+    equity, NaN = leave as is), or ``cross=(bank, fast, slow)`` (enter when
+    ``bank[fast[p]]`` crosses above ``bank[slow[p]]``, exit on the cross below).
+    Each intent is ``(time, symbol)`` or ``(param, time, symbol)``; the parameter
+    axis runs inside one compiled call. ``settings`` are the fields of
+    :class:`SimConfig` (``fill``, ``fees_bps``, ``slippage_bps``, ``accounts``,
+    ``size``, ...); docs/simulation.md is the exact contract.
+
+    ``prices`` is an xarray Dataset with dims (time, symbol) and at least
+    ``close`` (``open`` for next-open fills; ``volume`` for a volume cap or
+    impact; optional ``valid``, ``split_ratio``, ``dividend``), or a MarketData.
+
+    Example:
+        >>> import pitgrid as pg
+        >>> ds = pg.synthetic_prices(100, 4, seed=0)
+        >>> c = ds["close"]
+        >>> res = pg.simulate(ds, entries=c > c.shift(time=1), exits=c < c.shift(time=1),
+        ...                   fill="close", fees_bps=10, accounts="per_symbol")
+        >>> res.equity.dims
+        ('time',)
+    """
+    config = SimConfig(**settings)
+    ds, market_delist = _dataset(prices)
+    data = _market_arrays(ds, config)
+    T, S = data["close"].shape
+    if delist_bar is None:
+        delist_bar = market_delist if market_delist is not None else _delist_from_valid(data["valid"])
+    delist_bar = np.ascontiguousarray(delist_bar, dtype=np.int64)
+    if delist_bar.shape != (S,):
+        raise ValueError(f"delist_bar must have one entry per symbol ({S}), got shape {delist_bar.shape}")
+
+    mode, intents, P, has_param, coords = _intents(ds, entries, exits, weights, cross, T, S)
+    if param_coords is not None:
+        coords = param_coords
+    sv = _size_value(config, size_value, P)
+    keep_full = keep == "full" or (keep == "auto" and P == 1)
+    if keep not in ("auto", "full", "equity"):
+        raise ValueError(f"keep={keep!r} is not one of 'auto', 'full', 'equity'")
+
+    core = Core(
+        P, S, per_symbol=config.accounts == "per_symbol", fill_close=config.fill == "close",
+        intent_mode=mode, size_mode=SIZE_RULES[config.size], size_value=sv,
+        init_cash=config.init_cash, fees_bps=config.fees_bps, slippage_bps=config.slippage_bps,
+        spread_bps=config.spread_bps, impact_k=config.impact_k,
+        commission_per_share=config.commission_per_share, min_commission=config.min_commission,
+        max_participation=config.max_participation, carry=config.unfilled == "carry",
+        lot_size=config.lot_size, min_order_value=config.min_order_value,
+        allow_short=config.allow_short, max_leverage=config.max_leverage,
+        borrow_bps=config.borrow_bps, bars_per_year=config.bars_per_year,
+    )
+    out = allocate_outputs(P, T, S, core.A, keep_full)
+    run_core(core, data, delist_bar, intents, out, 0, T)
+    return build_result(core, config, ds, out, coords, has_param, keep_full)
+
+
+# ---------------------------------------------------------------------- inputs
+def _dataset(prices: Any) -> tuple[xr.Dataset, np.ndarray | None]:
+    if isinstance(prices, xr.Dataset):
+        return prices, None
+    ds = getattr(prices, "ds", None)
+    if isinstance(ds, xr.Dataset):
+        return ds, getattr(prices, "delist_bar", None)
+    raise TypeError(f"prices must be an xarray.Dataset or a MarketData, got {type(prices).__name__}")
+
+
+def _field(ds: xr.Dataset, name: str, why: str) -> np.ndarray:
+    if name not in ds.data_vars:
+        raise ValueError(f"prices has no {name!r} field, which {why} needs")
+    da = ds[name]
+    if da.dims != ("time", "symbol"):
+        raise ValueError(f"prices[{name!r}] must have dims ('time', 'symbol'), got {da.dims}")
+    return np.ascontiguousarray(da.values, dtype=np.float64)
+
+
+def _market_arrays(ds: xr.Dataset, config: SimConfig) -> dict[str, np.ndarray]:
+    """Contiguous float64 / uint8 arrays the core reads, with their defaults."""
+    close = _field(ds, "close", "every simulation")
+    T, S = close.shape
+    valid = np.isfinite(close)
+    if config.fill == "next_open":
+        open_ = _field(ds, "open", "fill='next_open'")
+        valid &= np.isfinite(open_)
+    else:
+        open_ = close
+    if "volume" in ds.data_vars:
+        volume = _field(ds, "volume", "a volume cap")
+    elif np.isfinite(config.max_participation) or config.impact_k > 0:
+        raise ValueError("prices has no 'volume' field, which max_participation or impact_k needs")
+    else:
+        volume = np.zeros((T, S))
+    if "valid" in ds.data_vars:
+        valid &= np.asarray(ds["valid"].values, dtype=bool)
+    split = _field(ds, "split_ratio", "") if "split_ratio" in ds.data_vars else np.ones((T, S))
+    split = np.where(np.isfinite(split) & (split > 0), split, 1.0)
+    div = _field(ds, "dividend", "") if "dividend" in ds.data_vars else np.zeros((T, S))
+    div = np.where(np.isfinite(div), div, 0.0)
+    has_action = ((split != 1.0) | (div != 0.0)).any(axis=1)
+    return {
+        "open": open_, "close": close, "volume": volume,
+        "valid": np.ascontiguousarray(valid).view(np.uint8),
+        "split": np.ascontiguousarray(split), "dividend": np.ascontiguousarray(div),
+        "has_action": has_action.astype(np.uint8),
+    }
+
+
+def _delist_from_valid(valid: np.ndarray) -> np.ndarray:
+    """First bar after a symbol's last valid bar, when its data ends early; else -1."""
+    T = valid.shape[0]
+    any_valid = valid.any(axis=0)
+    last = T - 1 - np.argmax(valid[::-1].astype(bool), axis=0)
+    return np.where(any_valid & (last < T - 1), last + 1, -1).astype(np.int64)
+
+
+def _as_array(name: str, x: Any, ds: xr.Dataset, T: int, S: int, dtype: Any
+              ) -> tuple[np.ndarray, dict[str, Any] | None]:
+    coords = None
+    if isinstance(x, xr.DataArray):
+        dims = x.dims
+        if dims not in (("time", "symbol"), ("param", "time", "symbol")):
+            raise ValueError(f"{name} must have dims (time, symbol) or (param, time, symbol), got {dims}")
+        for dim in ("time", "symbol"):
+            if dim in x.coords and dim in ds.coords and not np.array_equal(x[dim].values, ds[dim].values):
+                raise ValueError(f"{name} is not aligned with prices on {dim!r}: coordinates differ")
+        if "param" in dims:
+            coords = {k: v.values for k, v in x.coords.items() if v.dims == ("param",)}
+        arr = x.values
+    else:
+        arr = np.asarray(x)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (T, S):
+        raise ValueError(f"{name} must be (time, symbol) = {(T, S)} or (param, time, symbol), "
+                         f"got shape {np.shape(x)}")
+    if dtype is bool:
+        if arr.dtype != bool:
+            if not np.isin(arr[~np.isnan(arr)] if arr.dtype.kind == "f" else arr, [0, 1]).all():
+                raise ValueError(f"{name} must be boolean")
+            arr = np.nan_to_num(arr).astype(bool) if arr.dtype.kind == "f" else arr.astype(bool)
+        return np.ascontiguousarray(arr).view(np.uint8), coords
+    return np.ascontiguousarray(arr, dtype=np.float64), coords
+
+
+def _intents(ds, entries, exits, weights, cross, T, S):
+    given = [n for n, v in (("entries/exits", entries if entries is not None else exits),
+                            ("weights", weights), ("cross", cross)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of entries/exits, weights or cross; got {given or 'none'}")
+    no_bool = np.zeros((1, 1, 1), dtype=np.uint8)
+    no_bank = np.zeros((1, 1, 1))
+    if weights is not None:
+        bank, coords = _as_array("weights", weights, ds, T, S, float)
+        P = bank.shape[0]
+        idx = np.arange(P, dtype=np.int64)
+        return INTENT_WEIGHTS, (no_bool, no_bool, bank, idx, idx), P, bank.shape[0] > 1 or _has_param(weights), coords
+    if cross is not None:
+        bank, fast, slow = cross
+        bank = np.ascontiguousarray(bank, dtype=np.float64)
+        fast = np.ascontiguousarray(fast, dtype=np.int64)
+        slow = np.ascontiguousarray(slow, dtype=np.int64)
+        if bank.ndim != 3 or bank.shape[1:] != (T, S):
+            raise ValueError(f"cross bank must be (k, time, symbol) with (time, symbol) = {(T, S)}")
+        if fast.shape != slow.shape or fast.ndim != 1:
+            raise ValueError("cross fast and slow indices must be 1-D of equal length")
+        if len(fast) and (min(fast.min(), slow.min()) < 0 or max(fast.max(), slow.max()) >= bank.shape[0]):
+            raise ValueError(f"cross indices must lie in [0, {bank.shape[0]})")
+        return INTENT_CROSS, (no_bool, no_bool, bank, fast, slow), len(fast), True, None
+    zeros = np.zeros((T, S), dtype=bool)
+    ent, coords_e = _as_array("entries", entries if entries is not None else zeros, ds, T, S, bool)
+    ext, coords_x = _as_array("exits", exits if exits is not None else zeros, ds, T, S, bool)
+    P = max(ent.shape[0], ext.shape[0])
+    for name, arr in (("entries", ent), ("exits", ext)):
+        if arr.shape[0] not in (1, P):
+            raise ValueError(f"{name} has {arr.shape[0]} parameter sets, expected 1 or {P}")
+    ia = np.zeros(P, dtype=np.int64) if ent.shape[0] == 1 else np.arange(P, dtype=np.int64)
+    ib = np.zeros(P, dtype=np.int64) if ext.shape[0] == 1 else np.arange(P, dtype=np.int64)
+    has_param = P > 1 or _has_param(entries) or _has_param(exits)
+    return INTENT_SIGNALS, (ent, ext, no_bank, ia, ib), P, has_param, coords_e or coords_x
+
+
+def _has_param(x: Any) -> bool:
+    return x is not None and np.ndim(x) == 3
+
+
+def _size_value(config: SimConfig, size_value: Any, P: int) -> np.ndarray:
+    if config.size == "all":
+        return np.full(P, np.nan)
+    if size_value is None:
+        raise ValueError(f"size={config.size!r} needs size_value (a number, or one per parameter set)")
+    sv = np.broadcast_to(np.asarray(size_value, dtype=np.float64), (P,)).copy()
+    if not (np.isfinite(sv).all() and (sv > 0).all()):
+        raise ValueError(f"size_value must be finite and > 0, got {size_value!r}")
+    return sv
+
+
+# ---------------------------------------------------------------------- running
+def allocate_outputs(P: int, T: int, S: int, A: int, keep_full: bool) -> dict[str, np.ndarray]:
+    """Output arrays the core writes row by row; (param, time, symbol) only when kept."""
+    shape_full = (P, T, S) if keep_full else (1, 1, 1)
+    shape_acct = (P, T, A) if keep_full else (1, 1, 1)
+    return {
+        "equity": np.full((P, T), np.nan), "long": np.zeros((P, T)), "short": np.zeros((P, T)),
+        "cash": np.full(shape_acct, np.nan), "account_equity": np.full(shape_acct, np.nan),
+        "shares": np.zeros(shape_full), "keep": np.array(keep_full),
+    }
+
+
+def run_core(core: Core, data: dict[str, np.ndarray], delist_bar: np.ndarray,
+             intents: tuple, out: dict[str, np.ndarray], t0: int, t1: int) -> None:
+    """Run bars [t0, t1) in compiled code, growing the order log when it fills up."""
+    ent, ext, bank, ia, ib = intents
+    T = data["close"].shape[0]
+    has_delist = np.zeros(T, dtype=np.uint8)
+    has_delist[delist_bar[(delist_bar >= 0) & (delist_bar < T)]] = 1
+    need = 3 * core.P * core.S + 1
+    t = t0
+    while t < t1:
+        core.ensure_log_room(need)
+        t = core.run(t, t1, data["open"], data["close"], data["volume"], data["valid"],
+                     data["split"], data["dividend"], data["has_action"], delist_bar, has_delist,
+                     ent, ext, bank, ia, ib, out["equity"], out["long"], out["short"],
+                     bool(out["keep"]), out["cash"], out["account_equity"], out["shares"])
+        if t < t1:
+            core.ensure_log_room(2 * core.log_i_arr.shape[0])
+
+
+def log_tables(core: Core, times: np.ndarray, symbols: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Turn the core's order log into the trades and unfilled tables."""
+    li, lf = core.take_log()
+    fills = li[:, 3] == KIND_FILL
+    reasons = np.array([REASONS[i] for i in range(len(REASONS))] + ["unknown"])
+
+    def frame(mask: np.ndarray, with_price: bool) -> pl.DataFrame:
+        cols = {
+            "time": pl.Series(times[li[mask, 0]]),
+            "param": li[mask, 1].astype(np.int64),
+            "symbol": symbols[li[mask, 2]].astype(str),
+        }
+        if with_price:
+            cols["side"] = np.where(li[mask, 5] > 0, "buy", "sell")
+            cols["shares"] = np.abs(lf[mask, 0])
+            cols["price"] = lf[mask, 1]
+            cols["fees"] = lf[mask, 2]
+            cols["slippage_cost"] = lf[mask, 3]
+        else:
+            cols["shares"] = lf[mask, 0]
+        cols["reason"] = reasons[li[mask, 4]]
+        return pl.DataFrame(cols)
+
+    return frame(fills, True), frame(~fills, False)
+
+
+def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, np.ndarray],
+                 coords: dict[str, Any] | None, has_param: bool, keep_full: bool) -> SimResult:
+    times = ds["time"].values
+    symbols = ds["symbol"].values
+    P = core.P
+    param_coords = {"param": np.arange(P)}
+    for name, values in (coords or {}).items():
+        if name != "param":
+            param_coords[name] = ("param", np.asarray(values))
+
+    def label(arr: np.ndarray, dims: tuple[str, ...], last: np.ndarray | None = None) -> xr.DataArray:
+        c: dict[str, Any] = {"time": times, **param_coords}
+        if last is not None:
+            c[dims[-1]] = last
+        da = xr.DataArray(arr, dims=dims, coords=c)
+        return da if has_param else da.isel(param=0, drop=True)
+
+    trades, unfilled = log_tables(core, times, symbols)
+    accounts = symbols if core.A == core.S and config.accounts == "per_symbol" else np.array(["all"])
+    initial = np.full(P, config.init_cash * core.A)
+    gross = out["long"] + out["short"]
+    metrics = compute_metrics(out["equity"], initial, bars_per_year=config.bars_per_year,
+                              stats=core.stats_arr, gross=gross)
+    metrics = metrics.insert_column(0, pl.Series("param", np.arange(P)))
+    res = SimResult(
+        equity=label(out["equity"], ("param", "time")),
+        long_exposure=label(out["long"], ("param", "time")),
+        short_exposure=label(out["short"], ("param", "time")),
+        trades=trades,
+        unfilled=unfilled,
+        metrics=metrics,
+        config={**config.to_dict(), "optimistic": config.optimistic},
+        optimistic=config.optimistic,
+    )
+    if keep_full:
+        res.account_equity = label(out["account_equity"], ("param", "time", "account"), accounts)
+        res.cash = label(out["cash"], ("param", "time", "account"), accounts)
+        res.positions = label(out["shares"], ("param", "time", "symbol"), symbols)
+    return res

@@ -16,6 +16,9 @@ METRIC_NAMES = (
     "tail_index",
 )
 DEF N_METRICS = 13
+# bar-return variance below this is rounding noise of a constant return: the Sharpe
+# ratio is then undefined rather than a huge number
+DEF MIN_VAR = 1e-24
 
 
 cdef int _cmp(const void* a, const void* b) noexcept nogil:
@@ -107,7 +110,7 @@ def equity_metrics(const double[:, ::1] equity, const double[::1] initial, doubl
                 out[i, 0] = total
                 out[i, 1] = pow(1.0 + total, 1.0 / years) - 1.0 if total > -1.0 else -1.0
                 out[i, 2] = sqrt(var * bars_per_year)
-                out[i, 3] = mean / sqrt(var) * sqrt(bars_per_year) if var > 0.0 else NAN
+                out[i, 3] = mean / sqrt(var) * sqrt(bars_per_year) if var > MIN_VAR else NAN
                 out[i, 4] = mean / sqrt(down2 / n) * sqrt(bars_per_year) if down2 > 0.0 else NAN
                 out[i, 5] = out[i, 1] / mdd if mdd > 0.0 else NAN
                 out[i, 6] = mdd

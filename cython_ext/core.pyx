@@ -33,7 +33,14 @@ DEF R_VOLUME = 3
 DEF R_CASH = 4
 DEF R_SHORT = 5
 DEF R_LEVERAGE = 6
+DEF R_MIN_BARS = 7
+DEF R_MAX_POSITIONS = 8
+DEF R_MAX_TRADES = 9
+DEF R_DAILY_LOSS = 10
+DEF R_DRAWDOWN = 11
+DEF R_COOLDOWN = 12
 DEF R_NONE = -1
+DEF KIND_FILTERED = 3
 
 # trade statistic columns (mirrored in pitgrid/engine/codes.py)
 DEF ST_CLOSED = 0
@@ -77,15 +84,21 @@ cdef class Core:
     cdef public int intent_mode, size_mode
     cdef public double f, slip, hs, impact_k, cps, minc, max_part, lot, min_order
     cdef public double lev, borrow_per_bar
+    # risk gates (0 = off)
+    cdef public int min_bars, max_positions, max_trades, cool_losses, cool_bars
+    cdef public double daily_loss, dd_stop
     # whether decisions or fills read the pre-decision equity (step D); when none
     # does, step D's mark is skipped, which changes no result
     cdef public bint eref_read
     cdef double[::1] size_value
     # state
-    cdef double[:, ::1] cash, shares, pending, eref, flow, stats
+    cdef double[:, ::1] cash, shares, pending, eref, flow, stats, last_order
+    cdef double[:, ::1] peak, prev_eq, halted, losses, cool_until
     cdef double[::1] mark
+    # per-bar scratch
     cdef signed char[::1] sig
-    cdef public object cash_arr, shares_arr, pending_arr, eref_arr, flow_arr, stats_arr, mark_arr
+    cdef long[::1] n_open, n_orders
+    cdef public dict state
     # logging
     cdef int[:, ::1] log_i
     cdef double[:, ::1] log_f
@@ -98,7 +111,10 @@ cdef class Core:
                  double commission_per_share=0.0, double min_commission=0.0,
                  double max_participation=INFINITY, bint carry=False, double lot_size=0.0,
                  double min_order_value=0.0, bint allow_short=False, double max_leverage=1.0,
-                 double borrow_bps=0.0, double bars_per_year=252.0, Py_ssize_t log_capacity=4096):
+                 double borrow_bps=0.0, double bars_per_year=252.0, int min_bars_between=0,
+                 int max_positions=0, int max_trades_per_bar=0, double daily_loss_stop=0.0,
+                 double max_drawdown_stop=0.0, int cooldown_losses=0, int cooldown_bars=0,
+                 Py_ssize_t log_capacity=4096):
         self.P = P
         self.S = S
         self.per_symbol = per_symbol
@@ -120,41 +136,56 @@ cdef class Core:
         self.allow_short = allow_short
         self.lev = max_leverage
         self.borrow_per_bar = borrow_bps / 1e4 / bars_per_year
+        self.min_bars = min_bars_between
+        self.max_positions = max_positions
+        self.max_trades = max_trades_per_bar
+        self.daily_loss = daily_loss_stop
+        self.dd_stop = max_drawdown_stop
+        self.cool_losses = cooldown_losses
+        self.cool_bars = cooldown_bars
         self.eref_read = (intent_mode == WEIGHTS or size_mode == SIZE_PERCENT
-                          or max_leverage != 1.0 or allow_short)
-        self.set_state(
-            np.full((P, self.A), init_cash), np.zeros((P, S)), np.zeros((P, S)),
-            np.full((P, self.A), init_cash), np.zeros((P, S)), np.zeros((P, N_STATS)),
-            np.full(S, NAN),
-        )
+                          or max_leverage != 1.0 or allow_short or daily_loss_stop > 0.0
+                          or max_drawdown_stop > 0.0)
+        A = self.A
+        self.set_state({
+            "cash": np.full((P, A), init_cash), "shares": np.zeros((P, S)),
+            "pending": np.zeros((P, S)), "eref": np.full((P, A), init_cash),
+            "flow": np.zeros((P, S)), "stats": np.zeros((P, N_STATS)),
+            "last_order": np.full((P, S), -np.inf), "peak": np.full((P, A), init_cash),
+            "prev_eq": np.full((P, A), init_cash), "halted": np.zeros((P, A)),
+            "losses": np.zeros((P, A)), "cool_until": np.full((P, A), -np.inf),
+            "mark": np.full(S, NAN),
+        })
         self.sig = np.zeros(S, dtype=np.int8)
+        self.n_open = np.zeros(A, dtype=np.int64)
+        self.n_orders = np.zeros(A, dtype=np.int64)
         self._alloc_log(log_capacity)
 
-    def set_state(self, cash, shares, pending, eref, flow, stats, mark):
-        """Install state arrays (copies), e.g. from a checkpoint."""
-        self.cash_arr = np.array(cash, dtype=np.float64, order="C")
-        self.shares_arr = np.array(shares, dtype=np.float64, order="C")
-        self.pending_arr = np.array(pending, dtype=np.float64, order="C")
-        self.eref_arr = np.array(eref, dtype=np.float64, order="C")
-        self.flow_arr = np.array(flow, dtype=np.float64, order="C")
-        self.stats_arr = np.array(stats, dtype=np.float64, order="C")
-        self.mark_arr = np.array(mark, dtype=np.float64, order="C")
-        self.cash = self.cash_arr
-        self.shares = self.shares_arr
-        self.pending = self.pending_arr
-        self.eref = self.eref_arr
-        self.flow = self.flow_arr
-        self.stats = self.stats_arr
-        self.mark = self.mark_arr
+    def set_state(self, state):
+        """Install the state arrays (copied), e.g. from a checkpoint; see ``get_state``."""
+        st = {k: np.array(v, dtype=np.float64, order="C") for k, v in state.items()}
+        self.state = st
+        self.cash = st["cash"]
+        self.shares = st["shares"]
+        self.pending = st["pending"]
+        self.eref = st["eref"]
+        self.flow = st["flow"]
+        self.stats = st["stats"]
+        self.last_order = st["last_order"]
+        self.peak = st["peak"]
+        self.prev_eq = st["prev_eq"]
+        self.halted = st["halted"]
+        self.losses = st["losses"]
+        self.cool_until = st["cool_until"]
+        self.mark = st["mark"]
 
     def get_state(self):
-        """Copies of the state arrays, in ``set_state``'s order, by name."""
-        return {
-            "cash": self.cash_arr.copy(), "shares": self.shares_arr.copy(),
-            "pending": self.pending_arr.copy(), "eref": self.eref_arr.copy(),
-            "flow": self.flow_arr.copy(), "stats": self.stats_arr.copy(),
-            "mark": self.mark_arr.copy(),
-        }
+        """Copies of every state array by name: all a run needs to continue."""
+        return {k: v.copy() for k, v in self.state.items()}
+
+    @property
+    def stats_arr(self):
+        return self.state["stats"]
 
     def _alloc_log(self, Py_ssize_t capacity):
         self.log_i_arr = np.zeros((capacity, LOG_INT_COLS), dtype=np.int32)
@@ -205,9 +236,14 @@ cdef class Core:
 
     # ------------------------------------------------------------------ fill rule
     cdef double _fill(self, int t, int p, int s, double q, double pref, double vol,
-                      bint valid, bint delist) noexcept nogil:
-        """Fill ``q`` shares (signed) at reference price ``pref``; return the remainder."""
+                      bint valid, int why) noexcept nogil:
+        """Fill ``q`` shares (signed) at reference price ``pref``; return the remainder.
+
+        ``why`` is the fill's reason; a delisting close-out (R_DELIST) bypasses
+        validity, the volume cap, shorting, cash and impact.
+        """
         cdef int a = self._acct(s)
+        cdef bint delist = why == R_DELIST
         cdef double req = q, held = self.shares[p, s], cap, px, impact, fee, cost, budget
         cdef double qmax, gross_other, room, new_short
         cdef int cut = R_NONE, s2
@@ -278,34 +314,82 @@ cdef class Core:
             cash_flow = -q * px - fee
         self.cash[p, a] += cash_flow
         self.shares[p, s] = held + q
-        self._round_trip(p, s, held, held + q, cash_flow)
+        self._round_trip(t, p, s, held, held + q, cash_flow)
         self.stats[p, ST_NOTIONAL] += fabs(q) * px
         self.stats[p, ST_FILLS] += 1.0
         self.stats[p, ST_FEES] += fee
         self.stats[p, ST_SLIPPAGE] += fabs(q) * fabs(px - pref)
-        self._log(t, p, s, KIND_FILL, R_DELIST if delist else R_ORDER, q, px, fee,
+        self._log(t, p, s, KIND_FILL, why, q, px, fee,
                   fabs(q) * fabs(px - pref))
         if q != req:
             self._log(t, p, s, KIND_UNFILLED, cut, req - q, NAN, 0.0, 0.0)
             self.stats[p, ST_UNFILLED] += 1.0
         return req - q
 
-    cdef inline void _round_trip(self, int p, int s, double old, double new,
+    cdef inline void _round_trip(self, int t, int p, int s, double old, double new,
                                  double cash_flow) noexcept nogil:
         """Accumulate cash flows per position; a position back to zero or flipped closes a trade."""
         cdef double frac, pnl
+        cdef int a
         if old != 0.0 and (new == 0.0 or (new > 0.0) != (old > 0.0)):
             frac = fabs(old) / fabs(new - old)
             pnl = self.flow[p, s] + cash_flow * frac
             self.stats[p, ST_CLOSED] += 1.0
+            a = self._acct(s)
             if pnl > 0.0:
                 self.stats[p, ST_WINS] += 1.0
                 self.stats[p, ST_GROSS_WIN] += pnl
+                self.losses[p, a] = 0.0
             else:
                 self.stats[p, ST_GROSS_LOSS] -= pnl
+                self.losses[p, a] += 1.0
+                if self.cool_losses > 0 and self.losses[p, a] >= self.cool_losses:
+                    self.cool_until[p, a] = t + self.cool_bars
+                    self.losses[p, a] = 0.0
             self.flow[p, s] = cash_flow * (1.0 - frac)
         else:
             self.flow[p, s] += cash_flow
+
+    cdef bint _admit(self, int t, int p, int s, double q, bint opening) noexcept nogil:
+        """The risk gates an order passes before it is placed; a refusal is logged with its reason.
+
+        ``opening`` orders add exposure (a new or larger position); closing orders pass
+        the stops and limits that only restrain new risk.
+        """
+        cdef int a = self._acct(s), reason = R_NONE
+        if self.min_bars > 0 and t - self.last_order[p, s] < self.min_bars:
+            reason = R_MIN_BARS
+        elif self.max_trades > 0 and self.n_orders[a] >= self.max_trades:
+            reason = R_MAX_TRADES
+        elif opening:
+            if self.halted[p, a] != 0.0:
+                reason = R_DRAWDOWN
+            elif self.daily_loss > 0.0 and self.eref[p, a] < self.prev_eq[p, a] * (1.0 - self.daily_loss):
+                reason = R_DAILY_LOSS
+            elif t < self.cool_until[p, a]:
+                reason = R_COOLDOWN
+            elif (self.max_positions > 0 and self.shares[p, s] == 0.0
+                  and self.n_open[a] >= self.max_positions):
+                reason = R_MAX_POSITIONS
+        if reason != R_NONE:
+            self._log(t, p, s, KIND_FILTERED, reason, q, NAN, 0.0, 0.0)
+            return False
+        self.last_order[p, s] = t
+        self.n_orders[a] += 1
+        if opening and self.shares[p, s] == 0.0:
+            self.n_open[a] += 1
+        return True
+
+    cdef void _start_decisions(self, int p) noexcept nogil:
+        """Per-bar counters of the gates: open positions and orders placed so far."""
+        cdef int a, s
+        for a in range(self.A):
+            self.n_orders[a] = 0
+            self.n_open[a] = 0
+        if self.max_positions > 0:
+            for s in range(self.S):
+                if self.shares[p, s] != 0.0:
+                    self.n_open[self._acct(s)] += 1
 
     cdef inline double _size_entry(self, int p, int s, double price, double budget,
                                    double equity) noexcept nogil:
@@ -405,14 +489,14 @@ cdef class Core:
                     q = self.pending[p, s]
                     if q < 0.0:
                         self.pending[p, s] = 0.0
-                        q = self._fill(ti, p, s, q, open_[t, s], volume[t, s], valid[t, s], False)
+                        q = self._fill(ti, p, s, q, open_[t, s], volume[t, s], valid[t, s], R_ORDER)
                         if self.carry:
                             self.pending[p, s] = q
                 for s in range(S):
                     q = self.pending[p, s]
                     if q > 0.0:
                         self.pending[p, s] = 0.0
-                        q = self._fill(ti, p, s, q, open_[t, s], volume[t, s], valid[t, s], False)
+                        q = self._fill(ti, p, s, q, open_[t, s], volume[t, s], valid[t, s], R_ORDER)
                         if self.carry:
                             self.pending[p, s] = q
             # C. delisting close-out at the last valid close
@@ -422,7 +506,7 @@ cdef class Core:
                         self.pending[p, s] = 0.0
                         if self.shares[p, s] != 0.0:
                             self._fill(ti, p, s, -self.shares[p, s], self.mark[s], volume[t, s],
-                                       False, True)
+                                       False, R_DELIST)
         # D. marks, then equity before decisions
         vrow = &valid[t, 0]
         crow = &close[t, 0]
@@ -433,7 +517,10 @@ cdef class Core:
         for p in range(P):
             if self.eref_read:
                 self._mark(p, &lg, &sh)
-            # E. decisions (and close fills)
+            # E. decisions (and close fills), after the drawdown stop
+            if self.dd_stop > 0.0:
+                self._drawdown_stop(ti, p, close, volume, valid)
+            self._start_decisions(p)
             if self.intent_mode == WEIGHTS:
                 self._decide_weights(t, p, close, volume, valid, bank, idx_a[p])
             else:
@@ -450,6 +537,8 @@ cdef class Core:
             for a in range(self.A):
                 eq += self.eref[p, a]
             total_equity[p, t] = eq
+            for a in range(self.A):
+                self.prev_eq[p, a] = self.eref[p, a]
             long_exposure[p, t] = lg
             short_exposure[p, t] = sh
             if keep:
@@ -458,6 +547,30 @@ cdef class Core:
                     equity_out[p, t, a] = self.eref[p, a]
                 for s in range(S):
                     shares_out[p, t, s] = self.shares[p, s]
+
+    cdef void _drawdown_stop(self, int t, int p, const double[:, ::1] close,
+                             const double[:, ::1] volume, const unsigned char[:, ::1] valid) noexcept nogil:
+        """Halt an account whose equity fell max_drawdown_stop below its peak, and flatten it.
+
+        ``halted`` holds the bar of the halt plus one (0 = trading). A halted account
+        places no other order for the rest of the run.
+        """
+        cdef int a, s
+        cdef double q
+        for a in range(self.A):
+            if self.halted[p, a] == 0.0:
+                if self.eref[p, a] > self.peak[p, a]:
+                    self.peak[p, a] = self.eref[p, a]
+                elif self.eref[p, a] < self.peak[p, a] * (1.0 - self.dd_stop):
+                    self.halted[p, a] = t + 1.0
+        for s in range(self.S):
+            if self.halted[p, self._acct(s)] != 0.0 and valid[t, s]:
+                q = -self.shares[p, s]
+                if self.fill_close:
+                    if q != 0.0:
+                        self._fill(t, p, s, q, close[t, s], volume[t, s], True, R_DRAWDOWN)
+                else:
+                    self.pending[p, s] = q
 
     cdef inline void _mark(self, int p, double* long_value, double* short_value) noexcept nogil:
         """Account equity at the current marks, and the long and short market values."""
@@ -496,13 +609,13 @@ cdef class Core:
         long_value[0] = lg
         short_value[0] = sht
 
-    cdef inline int _signal(self, double held, int s, const unsigned char* valid,
+    cdef inline int _signal(self, int p, double held, int s, const unsigned char* valid,
                             const unsigned char* ent_row, const unsigned char* ext_row,
                             const double* fa, const double* fb, const double* fa1,
                             const double* fb1) noexcept nogil:
         """-1 exiting, +1 entering, 0 neither, from the holding before this bar's decisions."""
         cdef bint ent, ext
-        if not valid[s] or held < 0.0:
+        if not valid[s] or held < 0.0 or self.halted[p, self._acct(s)] != 0.0:
             return 0
         if self.intent_mode == SIGNALS:
             ent = ent_row[s] != 0
@@ -518,9 +631,13 @@ cdef class Core:
 
     cdef inline void _exit_order(self, int ti, int p, int s, double price, double vol) noexcept nogil:
         cdef double q = -self.shares[p, s]
+        if not self._placed(q, price) or not self._admit(ti, p, s, q, False):
+            if not self.fill_close:
+                self.pending[p, s] = 0.0
+            return
         if self.fill_close:
             if self._placed(q, price):
-                self._fill(ti, p, s, q, price, vol, True, False)
+                self._fill(ti, p, s, q, price, vol, True, R_ORDER)
         else:
             self.pending[p, s] = q if self._placed(q, price) else 0.0
 
@@ -528,11 +645,11 @@ cdef class Core:
                                   double budget) noexcept nogil:
         cdef int a = self._acct(s)
         cdef double q = self._size_entry(p, s, price, budget, self.eref[p, a])
-        if not self._placed(q, price):
+        if not self._placed(q, price) or not self._admit(ti, p, s, q, True):
             q = 0.0
         if self.fill_close:
             if q != 0.0:
-                self._fill(ti, p, s, q, price, vol, True, False)
+                self._fill(ti, p, s, q, price, vol, True, R_ORDER)
         else:
             self.pending[p, s] = q
 
@@ -564,7 +681,7 @@ cdef class Core:
         if self.per_symbol:
             # independent accounts: one pass, each symbol funds only itself
             for s in range(self.S):
-                sig = self._signal(held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
+                sig = self._signal(p, held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
                 if sig < 0:
                     self._exit_order(ti, p, s, close[t, s], volume[t, s])
                 elif sig > 0:
@@ -573,7 +690,7 @@ cdef class Core:
         # shared cash: classify first, then exits (whose close-fill proceeds fund
         # this bar's entries), then entries sized on the cash left
         for s in range(self.S):
-            sig = self._signal(held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
+            sig = self._signal(p, held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
             self.sig[s] = sig
             if sig > 0:
                 k += 1
@@ -593,25 +710,35 @@ cdef class Core:
                               const double[:, ::1] volume, const unsigned char[:, ::1] valid,
                               const double[:, :, ::1] bank, long ia) noexcept nogil:
         cdef int s, side, ti = <int>t
-        cdef double w, q, target
-        # with close fills: sells in the first pass, buys in the second; each order is
-        # computed from the symbol's own holding and the pre-decision equity, so the
-        # two passes see the same targets as one would
+        cdef double w, q, target, held
+        cdef bint opening
+        # sells in the first pass, buys in the second, for both fill timings (the gates
+        # see orders in that order); each order comes from the symbol's own holding and
+        # the pre-decision equity, so the two passes see the same targets as one would
         for side in range(2):
             for s in range(self.S):
-                if not valid[t, s]:
+                if not valid[t, s] or self.halted[p, self._acct(s)] != 0.0:
                     continue
                 w = bank[ia, t, s]
                 if not isfinite(w):
                     continue
                 if w < 0.0 and not self.allow_short:
                     w = 0.0
+                held = self.shares[p, s]
                 target = _lot(w * self.eref[p, self._acct(s)] / close[t, s], self.lot)
-                q = target - self.shares[p, s]
+                q = target - held
                 if not self._placed(q, close[t, s]):
                     q = 0.0
+                if (side == 0 and q >= 0.0) or (side == 1 and q <= 0.0):
+                    if side == 0 and q == 0.0 and not self.fill_close:
+                        self.pending[p, s] = 0.0
+                    continue
+                opening = fabs(target) > fabs(held) or target * held < 0.0
+                if not self._admit(ti, p, s, q, opening):
+                    if not self.fill_close:
+                        self.pending[p, s] = 0.0
+                    continue
                 if self.fill_close:
-                    if (side == 0 and q < 0.0) or (side == 1 and q > 0.0):
-                        self._fill(ti, p, s, q, close[t, s], volume[t, s], True, False)
-                elif side == 0:
+                    self._fill(ti, p, s, q, close[t, s], volume[t, s], True, R_ORDER)
+                else:
                     self.pending[p, s] = q

@@ -23,6 +23,14 @@ class SimConfig:
     ``borrow_bps / bars_per_year``; ``max_participation`` is a fraction of the bar's
     volume (``inf`` = no cap); ``lot_size`` 0 means fractional shares.
 
+    Risk gates (0 = off), refused orders are recorded with their reason:
+    ``min_bars_between`` bars between orders per symbol; ``max_positions`` open
+    positions per account; ``max_trades_per_bar`` orders per account and bar;
+    ``daily_loss_stop`` no new risk on a bar whose equity fell that fraction since
+    the last bar; ``max_drawdown_stop`` flatten and stop trading at that drawdown;
+    ``cooldown_losses``/``cooldown_bars`` no new risk for that many bars after that
+    many losing round trips in a row.
+
     Example:
         >>> cfg = SimConfig(fees_bps=10, slippage_bps=5, fill="close")
         >>> cfg.optimistic
@@ -47,6 +55,13 @@ class SimConfig:
     init_cash: float = 100_000.0
     accounts: Literal["shared", "per_symbol"] = "shared"
     size: Literal["all", "shares", "value", "percent"] = "all"
+    min_bars_between: int = 0
+    max_positions: int = 0
+    max_trades_per_bar: int = 0
+    daily_loss_stop: float = 0.0
+    max_drawdown_stop: float = 0.0
+    cooldown_losses: int = 0
+    cooldown_bars: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -67,6 +82,15 @@ class SimConfig:
             raise ValueError(f"init_cash={self.init_cash!r} must be a finite number > 0")
         if not (math.isfinite(self.bars_per_year) and self.bars_per_year > 0):
             raise ValueError(f"bars_per_year={self.bars_per_year!r} must be a finite number > 0")
+        for name in ("min_bars_between", "max_positions", "max_trades_per_bar", "cooldown_losses",
+                     "cooldown_bars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"{name}={value!r} must be a whole number >= 0 (0 = off)")
+        for name in ("daily_loss_stop", "max_drawdown_stop"):
+            value = getattr(self, name)
+            if not (0.0 <= value < 1.0):
+                raise ValueError(f"{name}={value!r} must be a fraction in [0, 1) (0 = off)")
         if (self.fees_bps + self.slippage_bps + self.spread_bps / 2) >= 1e4:
             raise ValueError("fees_bps + slippage_bps + spread_bps/2 must stay below 10000 bps")
 

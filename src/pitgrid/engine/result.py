@@ -16,7 +16,9 @@ class SimResult:
     ``param, time``), always present. ``account_equity``, ``cash`` (dims
     ``[param,] time, account``) and ``positions`` (``[param,] time, symbol``) are
     present when kept (``keep="full"``). ``trades`` holds every fill, ``unfilled``
-    every order or remainder that did not fill and why. ``metrics`` has one row
+    every order or remainder that did not fill and why, ``filtered`` every order a
+    risk gate refused and why, ``halted_at`` the bar index at which the drawdown
+    stop halted each account (-1 = never; present when the stop is on). ``metrics`` has one row
     per parameter set. ``optimistic`` is true for same-bar close fills.
 
     Example:
@@ -35,6 +37,8 @@ class SimResult:
     metrics: pl.DataFrame
     config: dict[str, Any]
     optimistic: bool
+    filtered: pl.DataFrame | None = None
+    halted_at: xr.DataArray | None = None
     account_equity: xr.DataArray | None = None
     cash: xr.DataArray | None = None
     positions: xr.DataArray | None = None

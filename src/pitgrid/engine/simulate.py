@@ -14,7 +14,7 @@ import xarray as xr
 
 from pitgrid._core import Core
 from pitgrid.engine.codes import (INTENT_CROSS, INTENT_SIGNALS, INTENT_WEIGHTS, KIND_FILL,
-                                  REASONS, SIZE_RULES)
+                                  KIND_FILTERED, KIND_UNFILLED, REASONS, SIZE_RULES)
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.metrics import compute_metrics
 from pitgrid.engine.result import SimResult
@@ -87,6 +87,10 @@ def simulate(
         lot_size=config.lot_size, min_order_value=config.min_order_value,
         allow_short=config.allow_short, max_leverage=config.max_leverage,
         borrow_bps=config.borrow_bps, bars_per_year=config.bars_per_year,
+        min_bars_between=config.min_bars_between, max_positions=config.max_positions,
+        max_trades_per_bar=config.max_trades_per_bar, daily_loss_stop=config.daily_loss_stop,
+        max_drawdown_stop=config.max_drawdown_stop, cooldown_losses=config.cooldown_losses,
+        cooldown_bars=config.cooldown_bars,
     )
     out = allocate_outputs(P, T, S, core.A, keep_full)
     run_core(core, data, delist_bar, intents, out, 0, T)
@@ -263,19 +267,20 @@ def run_core(core: Core, data: dict[str, np.ndarray], delist_bar: np.ndarray,
             core.ensure_log_room(2 * core.log_i_arr.shape[0])
 
 
-def log_tables(core: Core, times: np.ndarray, symbols: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Turn the core's order log into the trades and unfilled tables."""
+def log_tables(core: Core, times: np.ndarray, symbols: np.ndarray
+               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Turn the core's order log into the trades, unfilled and filtered tables."""
     li, lf = core.take_log()
-    fills = li[:, 3] == KIND_FILL
-    reasons = np.array([REASONS[i] for i in range(len(REASONS))] + ["unknown"])
+    reasons = np.array([REASONS[i] for i in range(len(REASONS))])
 
-    def frame(mask: np.ndarray, with_price: bool) -> pl.DataFrame:
-        cols = {
+    def frame(kind: int) -> pl.DataFrame:
+        mask = li[:, 3] == kind
+        cols: dict[str, Any] = {
             "time": pl.Series(times[li[mask, 0]]),
             "param": li[mask, 1].astype(np.int64),
             "symbol": symbols[li[mask, 2]].astype(str),
         }
-        if with_price:
+        if kind == KIND_FILL:
             cols["side"] = np.where(li[mask, 5] > 0, "buy", "sell")
             cols["shares"] = np.abs(lf[mask, 0])
             cols["price"] = lf[mask, 1]
@@ -286,7 +291,7 @@ def log_tables(core: Core, times: np.ndarray, symbols: np.ndarray) -> tuple[pl.D
         cols["reason"] = reasons[li[mask, 4]]
         return pl.DataFrame(cols)
 
-    return frame(fills, True), frame(~fills, False)
+    return frame(KIND_FILL), frame(KIND_UNFILLED), frame(KIND_FILTERED)
 
 
 def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, np.ndarray],
@@ -300,13 +305,13 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
             param_coords[name] = ("param", np.asarray(values))
 
     def label(arr: np.ndarray, dims: tuple[str, ...], last: np.ndarray | None = None) -> xr.DataArray:
-        c: dict[str, Any] = {"time": times, **param_coords}
+        c: dict[str, Any] = {"time": times, **param_coords} if "time" in dims else dict(param_coords)
         if last is not None:
             c[dims[-1]] = last
         da = xr.DataArray(arr, dims=dims, coords=c)
         return da if has_param else da.isel(param=0, drop=True)
 
-    trades, unfilled = log_tables(core, times, symbols)
+    trades, unfilled, filtered = log_tables(core, times, symbols)
     accounts = symbols if core.A == core.S and config.accounts == "per_symbol" else np.array(["all"])
     initial = np.full(P, config.init_cash * core.A)
     gross = out["long"] + out["short"]
@@ -322,7 +327,12 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
         metrics=metrics,
         config={**config.to_dict(), "optimistic": config.optimistic},
         optimistic=config.optimistic,
+        filtered=filtered,
     )
+    halted = core.get_state()["halted"]
+    if config.max_drawdown_stop > 0:
+        res.halted_at = label(np.where(halted > 0, halted - 1, -1).astype(np.int64),
+                              ("param", "account"), accounts)
     if keep_full:
         res.account_equity = label(out["account_equity"], ("param", "time", "account"), accounts)
         res.cash = label(out["cash"], ("param", "time", "account"), accounts)

@@ -31,6 +31,14 @@ _LAZY: dict[str, str] = {
     "SimConfig": "pitgrid.engine.config",
     "SimResult": "pitgrid.engine.result",
     "compute_metrics": "pitgrid.engine.metrics",
+    "Strategy": "pitgrid.cycle.strategy",
+    "Intents": "pitgrid.cycle.strategy",
+    "FeatureData": "pitgrid.cycle.data",
+    "backtest": "pitgrid.drivers.batch",
+    "StepDriver": "pitgrid.drivers.step",
+    "CycleResult": "pitgrid.drivers.step",
+    "check_point_in_time": "pitgrid.drivers.pit",
+    "PointInTimeReport": "pitgrid.drivers.pit",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -50,7 +58,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pitgrid.cycle.data import FeatureData
+    from pitgrid.cycle.strategy import Intents, Strategy
     from pitgrid.data.adjust import adjusted_as_of
+    from pitgrid.drivers.batch import backtest
+    from pitgrid.drivers.pit import PointInTimeReport, check_point_in_time
+    from pitgrid.drivers.step import CycleResult, StepDriver
     from pitgrid.data.ingest import ingest
     from pitgrid.data.market import MarketData, MarketView, open_market
     from pitgrid.data.synthetic import synthetic_prices

@@ -61,7 +61,7 @@ def simulate(
     """
     config = SimConfig(**settings)
     ds, market_delist = _dataset(prices)
-    data = _market_arrays(ds, config)
+    data = market_arrays(ds, config)
     T, S = data["close"].shape
     if delist_bar is None:
         delist_bar = market_delist if market_delist is not None else _delist_from_valid(data["valid"])
@@ -72,14 +72,23 @@ def simulate(
     mode, intents, P, has_param, coords = _intents(ds, entries, exits, weights, cross, T, S)
     if param_coords is not None:
         coords = param_coords
-    sv = _size_value(config, size_value, P)
+    sv = size_values(config, size_value, P)
     keep_full = keep == "full" or (keep == "auto" and P == 1)
     if keep not in ("auto", "full", "equity"):
         raise ValueError(f"keep={keep!r} is not one of 'auto', 'full', 'equity'")
 
-    core = Core(
+    core = make_core(config, P, S, mode, sv)
+    out = allocate_outputs(P, T, S, core.A, keep_full)
+    run_core(core, data, delist_bar, intents, out, 0, T)
+    li, lf = core.take_log()
+    return build_result(core, config, ds, out, (li, lf), coords, has_param, keep_full)
+
+
+def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarray) -> Core:
+    """The compiled core for a configuration: the one place settings reach it."""
+    return Core(
         P, S, per_symbol=config.accounts == "per_symbol", fill_close=config.fill == "close",
-        intent_mode=mode, size_mode=SIZE_RULES[config.size], size_value=sv,
+        intent_mode=mode, size_mode=SIZE_RULES[config.size], size_value=size_value,
         init_cash=config.init_cash, fees_bps=config.fees_bps, slippage_bps=config.slippage_bps,
         spread_bps=config.spread_bps, impact_k=config.impact_k,
         commission_per_share=config.commission_per_share, min_commission=config.min_commission,
@@ -92,9 +101,6 @@ def simulate(
         max_drawdown_stop=config.max_drawdown_stop, cooldown_losses=config.cooldown_losses,
         cooldown_bars=config.cooldown_bars,
     )
-    out = allocate_outputs(P, T, S, core.A, keep_full)
-    run_core(core, data, delist_bar, intents, out, 0, T)
-    return build_result(core, config, ds, out, coords, has_param, keep_full)
 
 
 # ---------------------------------------------------------------------- inputs
@@ -116,7 +122,7 @@ def _field(ds: xr.Dataset, name: str, why: str) -> np.ndarray:
     return np.ascontiguousarray(da.values, dtype=np.float64)
 
 
-def _market_arrays(ds: xr.Dataset, config: SimConfig) -> dict[str, np.ndarray]:
+def market_arrays(ds: xr.Dataset, config: SimConfig) -> dict[str, np.ndarray]:
     """Contiguous float64 / uint8 arrays the core reads, with their defaults."""
     close = _field(ds, "close", "every simulation")
     T, S = close.shape
@@ -225,7 +231,7 @@ def _has_param(x: Any) -> bool:
     return x is not None and np.ndim(x) == 3
 
 
-def _size_value(config: SimConfig, size_value: Any, P: int) -> np.ndarray:
+def size_values(config: SimConfig, size_value: Any, P: int) -> np.ndarray:
     if config.size == "all":
         return np.full(P, np.nan)
     if size_value is None:
@@ -267,10 +273,10 @@ def run_core(core: Core, data: dict[str, np.ndarray], delist_bar: np.ndarray,
             core.ensure_log_room(2 * core.log_i_arr.shape[0])
 
 
-def log_tables(core: Core, times: np.ndarray, symbols: np.ndarray
+def log_tables(log: tuple[np.ndarray, np.ndarray], times: np.ndarray, symbols: np.ndarray
                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Turn the core's order log into the trades, unfilled and filtered tables."""
-    li, lf = core.take_log()
+    li, lf = log
     reasons = np.array([REASONS[i] for i in range(len(REASONS))])
 
     def frame(kind: int) -> pl.DataFrame:
@@ -295,7 +301,9 @@ def log_tables(core: Core, times: np.ndarray, symbols: np.ndarray
 
 
 def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, np.ndarray],
-                 coords: dict[str, Any] | None, has_param: bool, keep_full: bool) -> SimResult:
+                 log: tuple[np.ndarray, np.ndarray], coords: dict[str, Any] | None,
+                 has_param: bool, keep_full: bool) -> SimResult:
+    """Label the outputs of a finished run (``out`` from :func:`allocate_outputs`)."""
     times = ds["time"].values
     symbols = ds["symbol"].values
     P = core.P
@@ -311,7 +319,7 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
         da = xr.DataArray(arr, dims=dims, coords=c)
         return da if has_param else da.isel(param=0, drop=True)
 
-    trades, unfilled, filtered = log_tables(core, times, symbols)
+    trades, unfilled, filtered = log_tables(log, times, symbols)
     accounts = symbols if core.A == core.S and config.accounts == "per_symbol" else np.array(["all"])
     initial = np.full(P, config.init_cash * core.A)
     gross = out["long"] + out["short"]

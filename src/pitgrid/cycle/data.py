@@ -1,0 +1,116 @@
+"""What a strategy sees: read-only (time, symbol) arrays of everything known up to a bar."""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import polars as pl
+
+from pitgrid.data.adjust import cumulative_split_factor
+from pitgrid.data.market import MarketData
+
+PRICE_FIELDS = ("open", "high", "low", "close")
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class FeatureData:
+    """Bars ``0..upto`` of a market as read-only numpy arrays, plus what was known by then.
+
+    ``raw(field)`` is as traded; ``adjusted(field)`` is split-continuous in units of
+    the first bar's share (``price * F`` with ``F`` the cumulative split factor up to
+    each row, so row ``u`` reads splits up to ``u`` only): scale-free features
+    (returns, ratios, crossovers of averages, RSI) on it equal those on prices
+    adjusted as of ``t``, with no look-ahead. ``events(field)`` aligns event values
+    by the time they became known.
+
+    Example:
+        >>> import pitgrid as pg
+        >>> m = pg.MarketData(pg.synthetic_prices(30, 2, seed=0))
+        >>> d = FeatureData(m, upto=9)
+        >>> d.adjusted("close").shape, d.raw("close").flags.writeable
+        ((10, 2), False)
+    """
+
+    def __init__(self, market: MarketData, upto: int | None = None) -> None:
+        n = len(market.time)
+        self.upto = n - 1 if upto is None else int(upto)
+        if not 0 <= self.upto < n:
+            raise ValueError(f"upto={upto} is outside the market's bars 0..{n - 1}")
+        self.market = market
+        self.time = market.time[: self.upto + 1]
+        self.symbols = market.symbols
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def n_time(self) -> int:
+        return self.upto + 1
+
+    def raw(self, field: str) -> np.ndarray:
+        """Field ``field`` as traded, bars ``0..upto`` (read-only float64)."""
+        if field not in self._cache:
+            if field not in self.market.fields:
+                raise KeyError(f"the market has no field {field!r}; it has {self.market.fields}")
+            values = np.asarray(self.market.ds[field].values[: self.upto + 1])
+            if field != "valid":
+                values = values.astype(np.float64, copy=False)
+            self._cache[field] = _readonly(values)
+        return self._cache[field]
+
+    @cached_property
+    def valid(self) -> np.ndarray:
+        return _readonly(np.asarray(self.raw("valid"), dtype=bool))
+
+    @cached_property
+    def split_factor(self) -> np.ndarray:
+        """Cumulative split factor ``F`` up to each bar."""
+        if "split_ratio" not in self.market.fields:
+            return _readonly(np.ones((self.n_time, len(self.symbols))))
+        return _readonly(cumulative_split_factor(np.asarray(self.raw("split_ratio"))))
+
+    def adjusted(self, field: str) -> np.ndarray:
+        """Split-continuous ``field`` (prices times ``F``, volume divided by ``F``); NaN on invalid bars."""
+        key = f"adjusted:{field}"
+        if key not in self._cache:
+            raw = self.raw(field)
+            values = raw / self.split_factor if field == "volume" else raw * self.split_factor
+            self._cache[key] = _readonly(np.where(self.valid, values, np.nan))
+        return self._cache[key]
+
+    def universe(self, universe_id: str | None) -> np.ndarray:
+        """Membership ``(time, symbol)``: a snapshot applies from its own date on; all True without one."""
+        if universe_id is None:
+            return _readonly(np.ones((self.n_time, len(self.symbols)), dtype=bool))
+        return _readonly(np.asarray(self.market.universe_mask(universe_id).values[: self.upto + 1]))
+
+    def events(self, field: str, *, by: str = "knowledge_time") -> np.ndarray:
+        """``(time, symbol)``: the latest value of event ``field`` known at each bar (NaN before any).
+
+        An event counts from the first bar at or after its ``knowledge_time``. ``by``
+        exists so a leak can be planted in tests; reading by ``event_time`` uses
+        values before they were published.
+        """
+        if by not in ("knowledge_time", "event_time"):
+            raise ValueError(f"by={by!r} is not 'knowledge_time' or 'event_time'")
+        ev = self.market.events.filter(pl.col("field") == field)
+        out = np.full((self.n_time, len(self.symbols)), np.nan)
+        if ev.height == 0:
+            return _readonly(out)
+        ev = ev.sort([by, "event_time"])
+        col = {s: i for i, s in enumerate(self.symbols)}
+        rows = np.searchsorted(self.time, ev[by].to_numpy().astype("datetime64[ns]"), side="left")
+        syms = np.array([col[s] for s in ev["symbol"].to_list()])
+        vals = ev["value"].to_numpy().astype(np.float64)
+        keep = rows < self.n_time
+        stamp = np.full((self.n_time, len(self.symbols)), np.nan)
+        stamp[rows[keep], syms[keep]] = vals[keep]
+        # carry the last known value forward per symbol
+        idx = np.where(np.isfinite(stamp), np.arange(self.n_time)[:, None], -1)
+        np.maximum.accumulate(idx, axis=0, out=idx)
+        has = idx >= 0
+        out[has] = stamp[idx[has], np.nonzero(has)[1]]
+        return _readonly(out)

@@ -1,0 +1,105 @@
+"""How a user writes a strategy: typed parameters, causal features, a rule, settings."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pitgrid.cycle.data import FeatureData
+
+
+@dataclass
+class Intents:
+    """What a strategy wants, over ``(time, symbol)``: signals or target weights.
+
+    ``entries``/``exits`` (bool) open and close positions under the size rule;
+    ``weights`` (float, NaN = leave as is) are targets of account equity.
+    """
+
+    entries: np.ndarray | None = None
+    exits: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if (self.weights is None) == (self.entries is None and self.exits is None):
+            raise ValueError("Intents needs weights, or entries/exits, not both")
+
+    @property
+    def kind(self) -> str:
+        return "weights" if self.weights is not None else "signals"
+
+    def rows(self, sl: slice) -> Intents:
+        pick = (lambda a: None if a is None else a[sl])
+        return Intents(pick(self.entries), pick(self.exits), pick(self.weights))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy:
+    """Base class of strategies. Subclass it as a frozen dataclass with typed parameters.
+
+    * ``features(data)`` returns causal ``(time, symbol)`` arrays (row t reads rows <= t),
+      usually from :mod:`pitgrid.kernels`; the batch driver computes them once for
+      all bars and caches them by data fingerprint and ``feature_params``.
+    * ``intents(data, features)`` returns :class:`Intents` (row t may read rows <= t).
+    * ``settings()`` are :class:`pitgrid.SimConfig` fields the strategy relies on
+      (size rule, risk gates); the run's config overrides them.
+    * ``on_step(t, data, intents)`` is an optional Python hook for custom logic; it
+      gets the intents of bar ``t`` (one row) and returns them, changed or not.
+      A strategy with a hook runs bar by bar in both drivers.
+    * ``universe`` names a universe: outside it, entries are dropped and holdings exited
+      (weights set to 0).
+
+    Example:
+        >>> import pitgrid as pg
+        >>> from pitgrid.strategies import MovingAverageCross
+        >>> market = pg.MarketData(pg.synthetic_prices(300, 5, seed=0))
+        >>> res = pg.backtest(market, MovingAverageCross(fast=10, slow=50), {"fees_bps": 10})
+        >>> res.equity.dims
+        ('time',)
+    """
+
+    universe: str | None = None
+    feature_params: ClassVar[tuple[str, ...]] = ()
+
+    def features(self, data: FeatureData) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def intents(self, data: FeatureData, features: dict[str, np.ndarray]) -> Intents:
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def on_step(self, t: int, data: FeatureData, intents: Intents) -> Intents:
+        return intents
+
+    @property
+    def has_hook(self) -> bool:
+        return type(self).on_step is not Strategy.on_step
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def feature_key(self) -> str:
+        """What the features depend on besides the data: the cache key."""
+        return json.dumps([self.name, {k: getattr(self, k) for k in self.feature_params}],
+                          sort_keys=True, default=str)
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": self.name, "params": self.params()}
+
+
+def apply_universe(intents: Intents, member: np.ndarray) -> Intents:
+    """Universe stage: no entries outside the universe; holdings that leave it are exited."""
+    if intents.weights is not None:
+        return Intents(weights=np.where(member, intents.weights, 0.0))
+    entries = intents.entries if intents.entries is not None else np.zeros_like(member)
+    exits = intents.exits if intents.exits is not None else np.zeros_like(member)
+    return Intents(entries=entries & member, exits=exits | ~member)

@@ -1,0 +1,68 @@
+"""What both drivers share: the market, the resolved settings, and cached features."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pitgrid.cycle.data import FeatureData
+from pitgrid.cycle.strategy import Intents, Strategy, apply_universe
+from pitgrid.data.market import MarketData
+from pitgrid.engine.config import SimConfig
+
+_FEATURE_CACHE: OrderedDict[tuple[str, str, int], dict[str, np.ndarray]] = OrderedDict()
+_FEATURE_CACHE_SIZE = 16
+
+
+def as_market(market: MarketData | xr.Dataset) -> MarketData:
+    if isinstance(market, MarketData):
+        return market
+    if isinstance(market, xr.Dataset):
+        return MarketData(market)
+    raise TypeError(f"market must be a MarketData or an xarray.Dataset, got {type(market).__name__}")
+
+
+def resolve_settings(strategy: Strategy, config: SimConfig | dict[str, Any] | None
+                     ) -> tuple[SimConfig, float | None]:
+    """The strategy's own settings, overridden by the run's; returns the config and size value.
+
+    A dict overrides only the keys it names; a :class:`SimConfig` is taken whole.
+    """
+    if isinstance(config, SimConfig):
+        return config, strategy.settings().get("size_value")
+    settings = {**strategy.settings(), **(config or {})}
+    size_value = settings.pop("size_value", None)
+    unknown = sorted(set(settings) - set(SimConfig.field_names()))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; allowed: {', '.join(SimConfig.field_names())}, size_value")
+    return SimConfig(**settings), size_value
+
+
+def features_for(market: MarketData, strategy: Strategy, data: FeatureData) -> dict[str, np.ndarray]:
+    """The strategy's features on ``data``; full-length ones cached by fingerprint and parameters."""
+    if data.upto != len(market.time) - 1:
+        return strategy.features(data)
+    key = (market.fingerprint(), strategy.feature_key(), data.upto)
+    if key in _FEATURE_CACHE:
+        _FEATURE_CACHE.move_to_end(key)
+        return _FEATURE_CACHE[key]
+    feats = strategy.features(data)
+    for a in feats.values():
+        a.flags.writeable = False
+    _FEATURE_CACHE[key] = feats
+    while len(_FEATURE_CACHE) > _FEATURE_CACHE_SIZE:
+        _FEATURE_CACHE.popitem(last=False)
+    return feats
+
+
+def decide(market: MarketData, strategy: Strategy, data: FeatureData) -> Intents:
+    """Universe, features and decisions for bars ``0..data.upto``."""
+    intents = strategy.intents(data, features_for(market, strategy, data))
+    shape = (data.n_time, len(data.symbols))
+    for name in ("entries", "exits", "weights"):
+        a = getattr(intents, name)
+        if a is not None and np.shape(a) != shape:
+            raise ValueError(f"{strategy.name}.intents returned {name} of shape {np.shape(a)}, expected {shape}")
+    return apply_universe(intents, data.universe(strategy.universe))

@@ -1,0 +1,132 @@
+"""Worked strategies: moving-average crossover, RSI mean reversion, cross-sectional
+momentum, and an event-driven rule on alt-data with separate event and knowledge times.
+
+Each is a small frozen dataclass; read them as templates for your own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pitgrid import kernels as K
+from pitgrid.cycle.data import FeatureData
+from pitgrid.cycle.sizing import equal_weight, every_n_bars
+from pitgrid.cycle.strategy import Intents, Strategy
+
+
+@dataclass(frozen=True, kw_only=True)
+class MovingAverageCross(Strategy):
+    """Enter when the fast average of the split-adjusted close crosses above the slow one; exit on the cross below.
+
+    Example:
+        >>> s = MovingAverageCross(fast=10, slow=50)
+        >>> s.params()["fast"]
+        10
+    """
+
+    fast: int = 10
+    slow: int = 50
+    feature_params: ClassVar[tuple[str, ...]] = ("fast", "slow")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.fast < self.slow:
+            raise ValueError(f"need 1 <= fast < slow, got fast={self.fast}, slow={self.slow}")
+
+    def features(self, data: FeatureData) -> dict[str, np.ndarray]:
+        close = data.adjusted("close")
+        return {"fast": K.sma(close, self.fast), "slow": K.sma(close, self.slow)}
+
+    def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
+        return Intents(entries=K.crossover(f["fast"], f["slow"]),
+                       exits=K.crossunder(f["fast"], f["slow"]))
+
+    def settings(self) -> dict[str, Any]:
+        return {"size": "all"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RSIMeanReversion(Strategy):
+    """Buy when Wilder's RSI falls below ``low``; sell when it rises above ``high``.
+
+    Example:
+        >>> RSIMeanReversion(window=14, low=30, high=70).params()["low"]
+        30
+    """
+
+    window: int = 14
+    low: float = 30.0
+    high: float = 70.0
+    weight: float = 0.05
+    feature_params: ClassVar[tuple[str, ...]] = ("window",)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low < self.high < 100:
+            raise ValueError(f"need 0 < low < high < 100, got low={self.low}, high={self.high}")
+
+    def features(self, data: FeatureData) -> dict[str, np.ndarray]:
+        return {"rsi": K.rsi(data.adjusted("close"), self.window)}
+
+    def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
+        rsi = f["rsi"]
+        finite = np.isfinite(rsi)
+        return Intents(entries=finite & (rsi < self.low), exits=finite & (rsi > self.high))
+
+    def settings(self) -> dict[str, Any]:
+        return {"size": "percent", "size_value": self.weight}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrossSectionalMomentum(Strategy):
+    """Every ``every`` bars, hold the ``top`` symbols by ``lookback``-bar return in equal weights.
+
+    Example:
+        >>> CrossSectionalMomentum(lookback=126, top=50, every=21).params()["top"]
+        50
+    """
+
+    lookback: int = 126
+    top: int = 50
+    every: int = 21
+    feature_params: ClassVar[tuple[str, ...]] = ("lookback",)
+
+    def features(self, data: FeatureData) -> dict[str, np.ndarray]:
+        return {"momentum": K.momentum(data.adjusted("close"), self.lookback)}
+
+    def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
+        # rank 1 = the best return; ties share their average rank
+        rank = K.cs_rank(-f["momentum"], pct=False)
+        selected = np.isfinite(rank) & (rank <= self.top)
+        return Intents(weights=equal_weight(selected, rebalance=every_n_bars(data.n_time, self.every)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventDriven(Strategy):
+    """Trade on an alt-data field as it becomes known: enter above ``enter_above``, exit below ``exit_below``.
+
+    Values are aligned by ``knowledge_time`` (when the data was published), never by
+    ``event_time`` (what it is about).
+
+    Example:
+        >>> EventDriven(field="sentiment", enter_above=0.5).params()["field"]
+        'sentiment'
+    """
+
+    field: str = "sentiment"
+    enter_above: float = 0.5
+    exit_below: float = 0.0
+    weight: float = 0.1
+    feature_params: ClassVar[tuple[str, ...]] = ("field",)
+
+    def features(self, data: FeatureData) -> dict[str, np.ndarray]:
+        return {"signal": data.events(self.field)}
+
+    def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
+        sig = f["signal"]
+        finite = np.isfinite(sig)
+        return Intents(entries=finite & (sig > self.enter_above), exits=finite & (sig < self.exit_below))
+
+    def settings(self) -> dict[str, Any]:
+        return {"size": "percent", "size_value": self.weight}
+

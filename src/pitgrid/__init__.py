@@ -39,6 +39,8 @@ _LAZY: dict[str, str] = {
     "CycleResult": "pitgrid.drivers.step",
     "check_point_in_time": "pitgrid.drivers.pit",
     "PointInTimeReport": "pitgrid.drivers.pit",
+    "grid": "pitgrid.drivers.grid",
+    "GridResult": "pitgrid.drivers.grid",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -62,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.cycle.strategy import Intents, Strategy
     from pitgrid.data.adjust import adjusted_as_of
     from pitgrid.drivers.batch import backtest
+    from pitgrid.drivers.grid import GridResult, grid
     from pitgrid.drivers.pit import PointInTimeReport, check_point_in_time
     from pitgrid.drivers.step import CycleResult, StepDriver
     from pitgrid.data.ingest import ingest

@@ -42,6 +42,24 @@ class MovingAverageCross(Strategy):
         return Intents(entries=K.crossover(f["fast"], f["slow"]),
                        exits=K.crossunder(f["fast"], f["slow"]))
 
+    def grid_bank(self, data: FeatureData, variants: list[MovingAverageCross]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Each distinct average once, and per variant its (fast, slow) rows: the core's cross rule.
+
+        The cross rule is :func:`pitgrid.kernels.crossover` / ``crossunder`` evaluated
+        inside the compiled loop, so a grid equals the variants run one by one.
+        """
+        if any(v.universe is not None for v in variants):
+            return None
+        windows = sorted({v.fast for v in variants} | {v.slow for v in variants})
+        close = np.ascontiguousarray(data.adjusted("close"))
+        bank = np.empty((len(windows), *close.shape))
+        for i, w in enumerate(windows):
+            K.sma_into(close, w, bank[i])
+        row = {w: i for i, w in enumerate(windows)}
+        return (bank, np.array([row[v.fast] for v in variants]),
+                np.array([row[v.slow] for v in variants]))
+
     def settings(self) -> dict[str, Any]:
         return {"size": "all"}
 

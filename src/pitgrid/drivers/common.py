@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,12 @@ _FEATURE_CACHE: OrderedDict[tuple[str, str, int], dict[str, np.ndarray]] = Order
 _FEATURE_CACHE_SIZE = 16
 
 
-def as_market(market: MarketData | xr.Dataset) -> MarketData:
+def as_market(market: MarketData | xr.Dataset | str | Path) -> MarketData:
+    """A MarketData from a MarketData, a Dataset, or the path of an ingested store."""
+    if isinstance(market, (str, Path)):
+        from pitgrid.data.market import open_market
+
+        return open_market(market)
     if isinstance(market, MarketData):
         return market
     if isinstance(market, xr.Dataset):

@@ -103,6 +103,8 @@ cdef class Core:
     cdef int[:, ::1] log_i
     cdef double[:, ::1] log_f
     cdef public Py_ssize_t n_log
+    # without the log (grids keep only metrics), fills and refusals are counted, not listed
+    cdef public bint record_log
     cdef public object log_i_arr, log_f_arr
 
     def __init__(self, int P, int S, *, bint per_symbol, bint fill_close, int intent_mode,
@@ -114,7 +116,8 @@ cdef class Core:
                  double borrow_bps=0.0, double bars_per_year=252.0, int min_bars_between=0,
                  int max_positions=0, int max_trades_per_bar=0, double daily_loss_stop=0.0,
                  double max_drawdown_stop=0.0, int cooldown_losses=0, int cooldown_bars=0,
-                 Py_ssize_t log_capacity=4096):
+                 bint record_log=True, Py_ssize_t log_capacity=4096):
+        self.record_log = record_log
         self.P = P
         self.S = S
         self.per_symbol = per_symbol
@@ -219,6 +222,8 @@ cdef class Core:
     cdef inline void _log(self, int t, int p, int s, int kind, int reason, double shares,
                           double price, double fee, double slipcost) noexcept nogil:
         cdef Py_ssize_t i = self.n_log
+        if not self.record_log:
+            return
         self.log_i[i, 0] = t
         self.log_i[i, 1] = p
         self.log_i[i, 2] = s
@@ -434,7 +439,7 @@ cdef class Core:
         written at row ``t``. Stops early when the order log might overflow; the
         caller grows it and calls again from the returned bar.
         """
-        cdef Py_ssize_t t, need = 3 * <Py_ssize_t>self.P * self.S + 1
+        cdef Py_ssize_t t, need = 3 * <Py_ssize_t>self.P * self.S + 1 if self.record_log else 0
         with nogil:
             t = t0
             while t < t1:
@@ -615,7 +620,7 @@ cdef class Core:
                             const double* fb1) noexcept nogil:
         """-1 exiting, +1 entering, 0 neither, from the holding before this bar's decisions."""
         cdef bint ent, ext
-        if not valid[s] or held < 0.0 or self.halted[p, self._acct(s)] != 0.0:
+        if not valid[s] or held < 0.0 or (self.dd_stop > 0.0 and self.halted[p, self._acct(s)] != 0.0):
             return 0
         if self.intent_mode == SIGNALS:
             ent = ent_row[s] != 0

@@ -178,16 +178,16 @@ def run_chunk(market: MarketData, chunk: list[tuple[int, Strategy]], config: Any
     bank_fn = getattr(variants[0], "grid_bank", None)
     plan = bank_fn(data, variants) if bank_fn is not None else None
     if plan is not None:
-        res = simulate(market, cross=plan, size_value=sv, keep="equity", **cfg.to_dict())
+        res = simulate(market, cross=plan, size_value=sv, keep="equity", record_trades=False, **cfg.to_dict())
     else:
         intents = [decide(market, v, data) for v in variants]
         if intents[0].kind == "weights":
             res = simulate(market, weights=np.stack([x.weights for x in intents]), size_value=sv,
-                           keep="equity", **cfg.to_dict())
+                           keep="equity", record_trades=False, **cfg.to_dict())
         else:
             res = simulate(market, entries=np.stack([x.entries for x in intents]),
                            exits=np.stack([x.exits for x in intents]), size_value=sv,
-                           keep="equity", **cfg.to_dict())
+                           keep="equity", record_trades=False, **cfg.to_dict())
     metrics = res.metrics.drop("param").with_columns(pl.Series("index", [i for i, _ in chunk]))
     equity = np.asarray(res.equity.values).reshape(len(chunk), -1)
     top = _top(metrics[by].to_numpy(), keep)

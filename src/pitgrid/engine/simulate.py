@@ -13,6 +13,7 @@ import polars as pl
 import xarray as xr
 
 from pitgrid._core import Core
+from pitgrid.data.market import delist_bars
 from pitgrid.engine.codes import (INTENT_CROSS, INTENT_SIGNALS, INTENT_WEIGHTS, KIND_FILL,
                                   KIND_FILTERED, KIND_UNFILLED, REASONS, SIZE_RULES)
 from pitgrid.engine.config import SimConfig
@@ -33,6 +34,7 @@ def simulate(
     keep: Keep = "auto",
     delist_bar: np.ndarray | None = None,
     param_coords: dict[str, Any] | None = None,
+    record_trades: bool = True,
     **settings: Any,
 ) -> SimResult:
     """Simulate order intents on a universe with the compiled core.
@@ -45,6 +47,9 @@ def simulate(
     axis runs inside one compiled call. ``settings`` are the fields of
     :class:`SimConfig` (``fill``, ``fees_bps``, ``slippage_bps``, ``accounts``,
     ``size``, ...); docs/simulation.md is the exact contract.
+
+    ``record_trades=False`` counts fills and refusals in the metrics without
+    listing them (the tables come back empty): what a grid needs.
 
     ``prices`` is an xarray Dataset with dims (time, symbol) and at least
     ``close`` (``open`` for next-open fills; ``volume`` for a volume cap or
@@ -64,7 +69,7 @@ def simulate(
     data = market_arrays(ds, config)
     T, S = data["close"].shape
     if delist_bar is None:
-        delist_bar = market_delist if market_delist is not None else _delist_from_valid(data["valid"])
+        delist_bar = market_delist if market_delist is not None else delist_bars(data["valid"].view(bool))
     delist_bar = np.ascontiguousarray(delist_bar, dtype=np.int64)
     if delist_bar.shape != (S,):
         raise ValueError(f"delist_bar must have one entry per symbol ({S}), got shape {delist_bar.shape}")
@@ -77,14 +82,15 @@ def simulate(
     if keep not in ("auto", "full", "equity"):
         raise ValueError(f"keep={keep!r} is not one of 'auto', 'full', 'equity'")
 
-    core = make_core(config, P, S, mode, sv)
+    core = make_core(config, P, S, mode, sv, record_trades)
     out = allocate_outputs(P, T, S, core.A, keep_full)
     run_core(core, data, delist_bar, intents, out, 0, T)
     li, lf = core.take_log()
     return build_result(core, config, ds, out, (li, lf), coords, has_param, keep_full)
 
 
-def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarray) -> Core:
+def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarray,
+              record_log: bool = True) -> Core:
     """The compiled core for a configuration: the one place settings reach it."""
     return Core(
         P, S, per_symbol=config.accounts == "per_symbol", fill_close=config.fill == "close",
@@ -99,7 +105,7 @@ def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarr
         min_bars_between=config.min_bars_between, max_positions=config.max_positions,
         max_trades_per_bar=config.max_trades_per_bar, daily_loss_stop=config.daily_loss_stop,
         max_drawdown_stop=config.max_drawdown_stop, cooldown_losses=config.cooldown_losses,
-        cooldown_bars=config.cooldown_bars,
+        cooldown_bars=config.cooldown_bars, record_log=record_log,
     )
 
 
@@ -140,25 +146,21 @@ def market_arrays(ds: xr.Dataset, config: SimConfig) -> dict[str, np.ndarray]:
         volume = np.zeros((T, S))
     if "valid" in ds.data_vars:
         valid &= np.asarray(ds["valid"].values, dtype=bool)
-    split = _field(ds, "split_ratio", "") if "split_ratio" in ds.data_vars else np.ones((T, S))
-    split = np.where(np.isfinite(split) & (split > 0), split, 1.0)
-    div = _field(ds, "dividend", "") if "dividend" in ds.data_vars else np.zeros((T, S))
-    div = np.where(np.isfinite(div), div, 0.0)
-    has_action = ((split != 1.0) | (div != 0.0)).any(axis=1)
+    if "split_ratio" in ds.data_vars or "dividend" in ds.data_vars:
+        split = _field(ds, "split_ratio", "") if "split_ratio" in ds.data_vars else np.ones((T, S))
+        split = np.ascontiguousarray(np.where(np.isfinite(split) & (split > 0), split, 1.0))
+        div = _field(ds, "dividend", "") if "dividend" in ds.data_vars else np.zeros((T, S))
+        div = np.ascontiguousarray(np.where(np.isfinite(div), div, 0.0))
+        has_action = ((split != 1.0) | (div != 0.0)).any(axis=1)
+    else:
+        # the core reads actions only on bars flagged in has_action, so placeholders do
+        split, div, has_action = np.ones((1, 1)), np.zeros((1, 1)), np.zeros(T, dtype=bool)
     return {
         "open": open_, "close": close, "volume": volume,
         "valid": np.ascontiguousarray(valid).view(np.uint8),
-        "split": np.ascontiguousarray(split), "dividend": np.ascontiguousarray(div),
+        "split": split, "dividend": div,
         "has_action": has_action.astype(np.uint8),
     }
-
-
-def _delist_from_valid(valid: np.ndarray) -> np.ndarray:
-    """First bar after a symbol's last valid bar, when its data ends early; else -1."""
-    T = valid.shape[0]
-    any_valid = valid.any(axis=0)
-    last = T - 1 - np.argmax(valid[::-1].astype(bool), axis=0)
-    return np.where(any_valid & (last < T - 1), last + 1, -1).astype(np.int64)
 
 
 def _as_array(name: str, x: Any, ds: xr.Dataset, T: int, S: int, dtype: Any
@@ -261,7 +263,7 @@ def run_core(core: Core, data: dict[str, np.ndarray], delist_bar: np.ndarray,
     T = data["close"].shape[0]
     has_delist = np.zeros(T, dtype=np.uint8)
     has_delist[delist_bar[(delist_bar >= 0) & (delist_bar < T)]] = 1
-    need = 3 * core.P * core.S + 1
+    need = 3 * core.P * core.S + 1 if core.record_log else 0
     t = t0
     while t < t1:
         core.ensure_log_room(need)

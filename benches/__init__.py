@@ -1,0 +1,1 @@
+"""asv benchmarks and benchmark scripts (see benches/README.md)."""

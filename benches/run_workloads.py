@@ -1,0 +1,68 @@
+"""Time W1 to W4 on this machine, warm, one process; print JSON (and keep it in benches/results/).
+
+    python benches/run_workloads.py [--skip-w3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benches import workloads as W  # noqa: E402
+
+
+def best_of(fn, n: int = 5) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip-w3", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    out: dict = {"machine": {"cpu": platform.processor() or platform.machine(),
+                             "cores": os.cpu_count(), "python": platform.python_version()}}
+    ds = W.data()
+    cells = ds.sizes["time"] * ds.sizes["symbol"]
+    w1 = W.ma_signals(ds)
+    W.run_w1(w1)
+    core = min(W.core_only(w1, W.W1_SETTINGS) for _ in range(7))
+    out["W1"] = {"core_s": core, "core_cells_per_s": cells / core,
+                 "simulate_s": best_of(lambda: W.run_w1(w1))}
+    w4 = W.momentum_weights(ds)
+    W.run_w4(w4)
+    out["W4"] = {"core_s": min(W.core_only(w4, W.W4_SETTINGS) for _ in range(7)),
+                 "simulate_s": best_of(lambda: W.run_w4(w4))}
+    import pitgrid as pg
+
+    market = pg.MarketData(ds)
+    W.run_w2(market)
+    out["W2"] = {"grid_s": best_of(lambda: W.run_w2(market), 3), "pairs": 100}
+    if not args.skip_w3:
+        ds3 = W.data(5040, 5000)
+        w3 = W.ma_signals(ds3)
+        core3 = min(W.core_only(w3, W.W1_SETTINGS) for _ in range(3))
+        out["W3"] = {"core_s": core3, "core_cells_per_s": ds3.sizes["time"] * ds3.sizes["symbol"] / core3,
+                     "ratio_to_W1_rate": (cells / core) / (ds3.sizes["time"] * ds3.sizes["symbol"] / core3)}
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    text = json.dumps(out, indent=1)
+    print(text)
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "workloads.json").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

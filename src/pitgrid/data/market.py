@@ -1,0 +1,522 @@
+"""MarketData: the (time, symbol) bars plus reference data, and point-in-time views of them.
+
+``MarketData`` holds an ``xarray.Dataset`` with dims ``(time, symbol)`` (``open high
+low close volume valid split_ratio dividend`` and any extra fields) and the
+reference tables as polars DataFrames: ``universes`` (membership intervals),
+``actions`` (corporate actions), ``events`` and ``regimes`` (schemas in
+``pitgrid.data.validate``). The time coordinate is the trading calendar.
+
+``as_of(t)`` is the point-in-time door: a ``MarketView`` of bars at or before ``t``,
+events whose ``knowledge_time <= t``, actions with ``ex_date <= t``, regimes at or
+before ``t`` and membership as known at ``t`` (an interval ending after ``t`` shows as
+open-ended). Its arrays are read-only.
+"""
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import xarray as xr
+
+from pitgrid.data import store as _store
+from pitgrid.data.validate import (
+    ACTIONS_SCHEMA,
+    PRICE_FIELDS,
+    IngestError,
+    Source,
+    normalize_actions,
+    normalize_events,
+    normalize_regimes,
+    normalize_universes,
+)
+from pitgrid.data.validate import empty_table as _empty
+
+TimeLike = str | np.datetime64 | pd.Timestamp | datetime.date
+
+
+def to_datetime64(t: TimeLike) -> np.datetime64:
+    """``t`` (string, datetime, numpy or pandas time) as naive ``datetime64[ns]``; aware ones in UTC."""
+    ts = pd.Timestamp(t)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_datetime64().astype("datetime64[ns]")
+
+
+def _str_array(values: Any) -> np.ndarray:
+    # via Python str: zarr hands back numpy StringDType, which does not cast to "<U" directly
+    return np.array([str(v) for v in values], dtype=str)
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    view = values.view()
+    view.flags.writeable = False
+    return view
+
+
+def _as_polars(table: Any) -> pl.DataFrame:
+    return table if isinstance(table, pl.DataFrame) else pl.from_pandas(pd.DataFrame(table))
+
+
+class MarketData:
+    """Bars on a ``(time, symbol)`` grid plus universes, corporate actions, events and regimes.
+
+    ``ds`` needs ``open high low close volume``; missing ``valid`` defaults to
+    ``isfinite(close)``, missing ``split_ratio``/``dividend`` are built from ``actions``
+    (each action lands on the first bar at or after its ex-date), and a missing
+    ``actions`` table is read off those arrays. ``universes`` is membership as
+    intervals (``universe_id, symbol, start, end``) or snapshots
+    (``date, universe_id, symbol``); tables may be polars or pandas frames and are
+    validated like ingested files. Numpy-backed arrays are shared, not copied, and
+    handed out read-only.
+
+    Example:
+        >>> import pitgrid as pg
+        >>> ds = pg.synthetic_prices(20, 3, seed=0)
+        >>> m = pg.MarketData(ds)
+        >>> v = m.as_of(ds["time"].values[4])
+        >>> v["close"].shape, bool(m.delist_bar.max() == -1)
+        ((5, 3), True)
+    """
+
+    def __init__(
+        self,
+        ds: xr.Dataset,
+        universes: Any = None,
+        actions: Any = None,
+        events: Any = None,
+        regimes: Any = None,
+    ) -> None:
+        ds = _checked(ds)
+        symbols = [str(s) for s in ds["symbol"].values]
+        tables: dict[str, pl.DataFrame] = {}
+        if universes is not None:
+            tables["universes"] = normalize_universes(_as_polars(universes), Source("<universes>"), symbols)[0]
+        if actions is not None:
+            tables["actions"] = normalize_actions(_as_polars(actions), Source("<actions>"), symbols)[0]
+        if events is not None:
+            tables["events"] = normalize_events(_as_polars(events), Source("<events>"), symbols)[0]
+        if regimes is not None:
+            tables["regimes"] = normalize_regimes(_as_polars(regimes), Source("<regimes>"))
+        if "split_ratio" not in ds or "dividend" not in ds:
+            ratio, cash = action_arrays(
+                tables.get("actions", _empty("actions")), ds["time"].values, symbols
+            )
+            ds = ds.assign(
+                split_ratio=ds.get("split_ratio", xr.DataArray(ratio, dims=_store.DIMS)),
+                dividend=ds.get("dividend", xr.DataArray(cash, dims=_store.DIMS)),
+            )
+        if "actions" not in tables:
+            tables["actions"] = _actions_from_arrays(ds)
+        self._init(_frozen_dataset(ds), tables, None)
+
+    def _init(
+        self,
+        ds: xr.Dataset,
+        tables: Mapping[str, pl.DataFrame],
+        fingerprint: str | None,
+        store_path: Path | None = None,
+    ) -> None:
+        self._ds = ds
+        self._tables = {n: tables.get(n, _empty(n)) for n in _store.TABLE_NAMES}
+        self._fingerprint = fingerprint
+        self._masks: dict[str, np.ndarray] = {}
+        self._store_path = store_path
+
+    @classmethod
+    def _from_parts(
+        cls,
+        ds: xr.Dataset,
+        tables: Mapping[str, pl.DataFrame],
+        fingerprint: str | None = None,
+        store_path: Path | None = None,
+    ) -> MarketData:
+        """Build from already-validated parts (a store, a truncation) without re-checking."""
+        market = cls.__new__(cls)
+        market._init(ds, tables, fingerprint, store_path)
+        return market
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def ds(self) -> xr.Dataset:
+        """The ``(time, symbol)`` Dataset; lazy when opened from a store (see ``load``)."""
+        return self._ds
+
+    def __getitem__(self, name: str) -> xr.DataArray:
+        return self._ds[name]
+
+    @property
+    def store_path(self) -> Path | None:
+        """The store this market was opened from, so workers can reopen it; None otherwise."""
+        return self._store_path
+
+    @cached_property
+    def time(self) -> np.ndarray:
+        """The trading calendar: bar times, ``datetime64[ns]``, strictly increasing."""
+        return _frozen(np.asarray(self._ds.indexes["time"].values, "datetime64[ns]"))
+
+    @cached_property
+    def symbols(self) -> np.ndarray:
+        """Symbols in column order."""
+        return _frozen(_str_array(self._ds.indexes["symbol"].values))
+
+    @property
+    def fields(self) -> list[str]:
+        """Names of the ``(time, symbol)`` arrays."""
+        return list(self._ds.data_vars)
+
+    @property
+    def universes(self) -> pl.DataFrame:
+        """Membership intervals ``universe_id, symbol, start, end`` (end null = still a member)."""
+        return self._tables["universes"]
+
+    @property
+    def actions(self) -> pl.DataFrame:
+        """Corporate actions ``symbol, ex_date, split_ratio, cash_dividend``."""
+        return self._tables["actions"]
+
+    @property
+    def events(self) -> pl.DataFrame:
+        """Events ``symbol, event_time, knowledge_time, field, value``, by knowledge time."""
+        return self._tables["events"]
+
+    @property
+    def regimes(self) -> pl.DataFrame:
+        """Market regimes ``time, regime``."""
+        return self._tables["regimes"]
+
+    @property
+    def universe_ids(self) -> list[str]:
+        """The universes present, sorted."""
+        return sorted(self.universes["universe_id"].unique().to_list())
+
+    @cached_property
+    def delist_bar(self) -> np.ndarray:
+        """Per symbol: the first bar after its last valid bar if its data end early, else -1.
+
+        A symbol with no valid bar at all gets -1 (it never holds a position).
+        """
+        return _frozen(delist_bars(np.asarray(self._ds["valid"].values, dtype=bool)))
+
+    def load(self) -> MarketData:
+        """This market with every array in memory (read-only); a lazy store is read once."""
+        if _in_memory(self._ds):
+            return self
+        return MarketData._from_parts(
+            _frozen_dataset(self._ds.compute()), self._tables, self._fingerprint, self._store_path
+        )
+
+    # ------------------------------------------------------------------ point in time
+
+    def index_of(self, t: TimeLike) -> int:
+        """Index of the last bar at or before ``t``; ValueError when ``t`` is outside the data.
+
+        Example:
+            >>> import pitgrid as pg
+            >>> pg.MarketData(pg.synthetic_prices(10, 1)).index_of("2010-01-09")  # a Saturday
+            4
+        """
+        when = to_datetime64(t)
+        time = self.time
+        if len(time) == 0 or when < time[0] or when > time[-1]:
+            span = f"{pd.Timestamp(time[0])} .. {pd.Timestamp(time[-1])}" if len(time) else "empty"
+            raise ValueError(f"t={pd.Timestamp(when)} is outside the data's time range {span}")
+        return int(np.searchsorted(time, when, side="right")) - 1
+
+    def as_of(self, t: TimeLike) -> MarketView:
+        """Read-only view of everything known at ``t``: bars <= t, events known <= t.
+
+        The first call on a lazily opened store loads it into memory once.
+
+        Example:
+            >>> import pitgrid as pg
+            >>> m = pg.MarketData(pg.synthetic_prices(10, 2))
+            >>> v = m.as_of("2010-01-06")
+            >>> str(v.time[-1])[:10], v.array("close").flags.writeable
+            ('2010-01-06', False)
+        """
+        when = to_datetime64(t)
+        index = self.index_of(when)
+        if not _in_memory(self._ds):
+            # loading is a cache: same data, so this market may keep it
+            self._ds = _frozen_dataset(self._ds.compute())
+        return MarketView(self, when, index)
+
+    def truncate(self, t: TimeLike) -> MarketData:
+        """This market as it was known at ``t``: nothing after ``t`` survives (for leak tests).
+
+        Example:
+            >>> import pitgrid as pg
+            >>> m = pg.MarketData(pg.synthetic_prices(10, 2))
+            >>> len(m.truncate("2010-01-06").time)
+            3
+        """
+        when = to_datetime64(t)
+        ds = self._ds.isel(time=slice(0, self.index_of(when) + 1))
+        return MarketData._from_parts(ds, known_tables(self._tables, when))
+
+    def universe_mask(self, universe_id: str) -> xr.DataArray:
+        """Bool ``(time, symbol)``: member of ``universe_id`` at each bar (``start <= t < end``).
+
+        Example:
+            >>> import pitgrid as pg, polars as pl
+            >>> ds = pg.synthetic_prices(5, 2)
+            >>> u = pl.DataFrame({"universe_id": ["u"], "symbol": ["S0001"],
+            ...                   "start_date": ["2010-01-06"], "end_date": [None]})
+            >>> pg.MarketData(ds, universes=u).universe_mask("u").values[:, 1].tolist()
+            [False, False, True, True, True]
+        """
+        if universe_id not in self._masks:
+            if universe_id not in self.universe_ids:
+                raise KeyError(f"no universe {universe_id!r}; have {self.universe_ids}")
+            rows = self.universes.filter(pl.col("universe_id") == universe_id)
+            self._masks[universe_id] = _frozen(membership_mask(rows, self.time, list(self.symbols)))
+        return xr.DataArray(
+            self._masks[universe_id], dims=_store.DIMS,
+            coords={"time": self._ds["time"], "symbol": self._ds["symbol"]}, name=universe_id,
+        )
+
+    def fingerprint(self) -> str:
+        """Stable hex digest of the arrays, coordinates and reference tables (not attributes).
+
+        Example:
+            >>> import pitgrid as pg
+            >>> a = pg.MarketData(pg.synthetic_prices(10, 2)).fingerprint()
+            >>> a == pg.MarketData(pg.synthetic_prices(10, 2)).fingerprint(), len(a)
+            (True, 64)
+        """
+        if self._fingerprint is None:
+            self._fingerprint = _store.data_fingerprint(
+                self.time, list(self.symbols), self.fields,
+                lambda name: self._ds[name].values, self._tables,
+            )
+        return self._fingerprint
+
+    def __repr__(self) -> str:
+        time = self._ds.indexes["time"]
+        span = f"{time[0]} .. {time[-1]}" if len(time) else "empty"
+        counts = ", ".join(f"{n}={len(t)}" for n, t in self._tables.items())
+        return (f"MarketData({len(time)} bars x {self._ds.sizes['symbol']} symbols, {span}; "
+                f"fields={self.fields}; {counts})")
+
+
+class MarketView:
+    """What is known at ``t``: read-only bars up to bar ``index`` and the tables known by then.
+
+    ``view["close"]`` is a read-only DataArray; ``view.array("close")`` the bare
+    read-only numpy block ``(index + 1, n_symbols)``, the cheap path for a step loop.
+    """
+
+    def __init__(self, market: MarketData, t: np.datetime64, index: int) -> None:
+        self._market = market
+        self.t = t
+        self.index = index
+
+    @cached_property
+    def ds(self) -> xr.Dataset:
+        """The bars ``time <= t`` as a Dataset whose arrays are read-only views."""
+        return self._market.ds.isel(time=slice(0, self.index + 1))
+
+    def __getitem__(self, name: str) -> xr.DataArray:
+        return self.ds[name]
+
+    def array(self, name: str) -> np.ndarray:
+        """Read-only numpy view of field ``name`` for bars ``0..index``."""
+        return self._market.ds[name].data[: self.index + 1]
+
+    @property
+    def time(self) -> np.ndarray:
+        return self._market.time[: self.index + 1]
+
+    @property
+    def symbols(self) -> np.ndarray:
+        return self._market.symbols
+
+    @cached_property
+    def _tables(self) -> dict[str, pl.DataFrame]:
+        return known_tables(self._market._tables, self.t)
+
+    @property
+    def events(self) -> pl.DataFrame:
+        """Events with ``knowledge_time <= t`` (their ``event_time`` may be later: scheduled)."""
+        return self._tables["events"]
+
+    @property
+    def actions(self) -> pl.DataFrame:
+        return self._tables["actions"]
+
+    @property
+    def universes(self) -> pl.DataFrame:
+        """Intervals started by ``t``; an end after ``t`` is not known yet and shows as null."""
+        return self._tables["universes"]
+
+    @property
+    def regimes(self) -> pl.DataFrame:
+        return self._tables["regimes"]
+
+    def universe_mask(self, universe_id: str) -> xr.DataArray:
+        """Membership rows up to ``t`` (each row only depends on what is known at that bar)."""
+        return self._market.universe_mask(universe_id).isel(time=slice(0, self.index + 1))
+
+    @cached_property
+    def delist_bar(self) -> np.ndarray:
+        """``delist_bar`` as it looks at ``t`` (data ending before ``t`` count as ended)."""
+        return _frozen(delist_bars(self.array("valid")))
+
+    def __repr__(self) -> str:
+        return f"MarketView(t={self.t}, bars=0..{self.index}, symbols={len(self.symbols)})"
+
+
+def open_market(store: str | Path, chunks: Any = None) -> MarketData:
+    """Open an ingested store lazily: arrays are read when first used.
+
+    ``chunks`` goes to ``xarray.open_zarr``: ``None`` (default) reads without dask,
+    ``{}`` gives dask arrays chunked like the store (blocks of symbols).
+
+    Example:
+        >>> import pitgrid as pg
+        >>> market = pg.open_market("prices.pitgrid")       # doctest: +SKIP
+        >>> market.as_of("2020-03-20")["close"]             # doctest: +SKIP
+    """
+    path = Path(store)
+    if not _store.is_store(path):
+        raise IngestError(f"{path} is not a pitgrid store (no {_store.TABLES_DIR}/{_store.MANIFEST})")
+    ds = xr.open_zarr(path, consolidated=True, chunks=chunks)
+    ds = ds.assign_coords(
+        time=ds.indexes["time"].values.astype("datetime64[ns]"),
+        symbol=_str_array(ds["symbol"].values),
+    )
+    tables = _store.read_tables(path)
+    return MarketData._from_parts(ds, tables, _store.read_manifest(path).get("fingerprint"), path)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _checked(ds: xr.Dataset) -> xr.Dataset:
+    missing = [f for f in PRICE_FIELDS if f not in ds.data_vars]
+    if missing or set(ds.dims) != set(_store.DIMS):
+        raise ValueError(f"MarketData needs dims {_store.DIMS} and fields {PRICE_FIELDS}; "
+                         f"got dims {tuple(ds.dims)}, missing {missing}")
+    ds = ds.transpose(*_store.DIMS)
+    time = ds.indexes["time"].values.astype("datetime64[ns]")
+    if len(time) > 1 and not (np.diff(time) > np.timedelta64(0, "ns")).all():
+        raise ValueError("MarketData: time must be strictly increasing")
+    symbols = _str_array(ds["symbol"].values)
+    if len(set(symbols)) != len(symbols):
+        raise ValueError("MarketData: symbols must be unique")
+    ds = ds.assign_coords(time=time, symbol=symbols)
+    if "valid" not in ds:
+        ds = ds.assign(valid=np.isfinite(ds["close"]))
+    return ds
+
+
+def _numpy_backed(var: xr.DataArray) -> bool:
+    # the private _data, because the public .data would read a lazily opened array
+    return isinstance(var.variable._data, np.ndarray)
+
+
+def _in_memory(ds: xr.Dataset) -> bool:
+    return all(_numpy_backed(v) for v in ds.data_vars.values())
+
+
+def _frozen_dataset(ds: xr.Dataset) -> xr.Dataset:
+    """Same Dataset with numpy-backed arrays swapped for read-only views (lazy ones untouched)."""
+    frozen = {
+        name: var.variable.copy(deep=False, data=_frozen(var.data))
+        for name, var in ds.data_vars.items()
+        if _numpy_backed(var)
+    }
+    return ds.assign(frozen)
+
+
+def delist_bars(valid: np.ndarray) -> np.ndarray:
+    """Per column of ``valid`` (time, symbol): first bar after the last valid one if the data end early.
+
+    Example:
+        >>> delist_bars(np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]], bool)).tolist()
+        [2, 1, -1]
+    """
+    n_time = valid.shape[0]
+    last = n_time - 1 - np.argmax(valid[::-1], axis=0)
+    ended = valid.any(axis=0) & (last < n_time - 1)
+    return np.where(ended, last + 1, -1).astype(np.int64)
+
+
+def membership_mask(intervals: pl.DataFrame, time: np.ndarray, symbols: list[str]) -> np.ndarray:
+    """Bool ``(time, symbol)``: True where some interval has ``start <= time < end``.
+
+    Symbols not in ``symbols`` are ignored; overlapping intervals are a union.
+
+    Example:
+        >>> iv = pl.DataFrame({"symbol": ["A"], "start": [np.datetime64("2020-01-02", "ns")],
+        ...                    "end": [np.datetime64("2020-01-04", "ns")]})
+        >>> t = np.arange("2020-01-01", "2020-01-06", dtype="datetime64[D]").astype("datetime64[ns]")
+        >>> membership_mask(iv, t, ["A"])[:, 0].tolist()
+        [False, True, True, False, False]
+    """
+    col = {s: i for i, s in enumerate(symbols)}
+    codes = np.array([col.get(s, -1) for s in intervals["symbol"].to_list()], dtype=np.int64)
+    start = intervals["start"].cast(pl.Int64).to_numpy()
+    end = intervals["end"].cast(pl.Int64).fill_null(np.iinfo(np.int64).max).to_numpy()
+    ns = np.asarray(time, "datetime64[ns]").view(np.int64)
+    keep = codes >= 0
+    # +1 where an interval opens, -1 where it closes; a positive running count = member
+    delta = np.zeros((len(ns) + 1, len(symbols)), dtype=np.int32)
+    np.add.at(delta, (np.searchsorted(ns, start[keep], "left"), codes[keep]), 1)
+    np.add.at(delta, (np.searchsorted(ns, end[keep], "left"), codes[keep]), -1)
+    return np.cumsum(delta[:-1], axis=0) > 0
+
+
+def action_arrays(
+    actions: pl.DataFrame, time: np.ndarray, symbols: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``split_ratio`` (1 = none) and ``dividend`` (0 = none) on the ``(time, symbol)`` grid.
+
+    Each action lands on the first bar at or after its ex-date; actions after the last
+    bar stay in the table only; two actions landing on one bar compound.
+    """
+    col = {s: i for i, s in enumerate(symbols)}
+    ns = np.asarray(time, "datetime64[ns]").view(np.int64)
+    rows = np.searchsorted(ns, actions["ex_date"].cast(pl.Int64).to_numpy(), "left")
+    cols = np.array([col.get(s, -1) for s in actions["symbol"].to_list()], dtype=np.int64)
+    keep = (rows < len(ns)) & (cols >= 0)
+    ratio = np.ones((len(ns), len(symbols)))
+    cash = np.zeros((len(ns), len(symbols)))
+    np.multiply.at(ratio, (rows[keep], cols[keep]), actions["split_ratio"].to_numpy()[keep])
+    np.add.at(cash, (rows[keep], cols[keep]), actions["cash_dividend"].to_numpy()[keep])
+    return ratio, cash
+
+
+def _actions_from_arrays(ds: xr.Dataset) -> pl.DataFrame:
+    ratio = np.asarray(ds["split_ratio"].values, dtype=float)
+    cash = np.asarray(ds["dividend"].values, dtype=float)
+    rows, cols = np.nonzero((np.nan_to_num(ratio, nan=1.0) != 1.0) | (np.nan_to_num(cash) != 0.0))
+    symbols = _str_array(ds["symbol"].values)
+    table = pl.DataFrame({
+        "symbol": symbols[cols].tolist(),
+        "ex_date": ds.indexes["time"].values[rows],
+        "split_ratio": np.nan_to_num(ratio[rows, cols], nan=1.0),
+        "cash_dividend": np.nan_to_num(cash[rows, cols]),
+    }, schema=ACTIONS_SCHEMA)
+    return table.sort("ex_date", "symbol")
+
+
+def known_tables(tables: Mapping[str, pl.DataFrame], t: np.datetime64) -> dict[str, pl.DataFrame]:
+    """The reference tables as known at ``t``: rows dated after ``t`` dropped, future ends hidden."""
+    when = pl.lit(t).cast(pl.Datetime("ns"))
+    universes = tables["universes"].filter(pl.col("start") <= when).with_columns(
+        end=pl.when(pl.col("end") <= when).then(pl.col("end")).otherwise(None)
+    )
+    return {
+        "universes": universes,
+        "actions": tables["actions"].filter(pl.col("ex_date") <= when),
+        "events": tables["events"].filter(pl.col("knowledge_time") <= when),
+        "regimes": tables["regimes"].filter(pl.col("time") <= when),
+    }

@@ -1,0 +1,197 @@
+"""The on-disk market store: a zarr v3 group plus Parquet reference tables.
+
+Layout of a store directory ``STORE/``::
+
+    STORE/zarr.json              zarr v3 group, consolidated metadata (xarray.open_zarr reads it)
+    STORE/time, STORE/symbol     coordinates: bar times (datetime64[ns]) and sorted symbols
+    STORE/<field>/               one (time, symbol) array per field, chunks (n_time, symbol_block):
+                                 open high low close volume (float64, NaN = no bar),
+                                 valid (bool), split_ratio (float64, 1 = none),
+                                 dividend (float64, 0 = none), extra numeric fields (float64)
+    STORE/_pitgrid/manifest.json format and version, sources, counts, bar grid, fingerprint
+    STORE/_pitgrid/<table>.parquet  reference tables written with polars:
+        universes  universe_id, symbol, start, end (end null = still a member)
+        actions    symbol, ex_date, split_ratio, cash_dividend
+        events     symbol, event_time, knowledge_time, field, value
+        regimes    time, regime
+
+Chunking by blocks of symbols across all time lets a worker read only its
+symbols. ``_pitgrid/`` is written after the zarr metadata is consolidated, so zarr
+and xarray never list it. A store is built in a hidden sibling directory and
+renamed into place (``staged``), so readers see either the old store or the new one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import xarray as xr
+import zarr
+
+FORMAT = "pitgrid-store"
+VERSION = 1
+TABLES_DIR = "_pitgrid"
+MANIFEST = "manifest.json"
+TABLE_NAMES = ("universes", "actions", "events", "regimes")
+DIMS = ("time", "symbol")
+
+# about 8 MiB of float64 per chunk: big enough for fast sequential reads, small enough per worker
+_CHUNK_BYTES = 8 * 2**20
+
+
+def default_symbol_block(n_time: int, n_symbols: int) -> int:
+    """Symbols per chunk so that one float64 chunk ``(n_time, block)`` is about 8 MiB.
+
+    Example:
+        >>> default_symbol_block(5402, 504)
+        194
+    """
+    return int(min(max(1, n_symbols), max(1, _CHUNK_BYTES // (8 * max(1, n_time)))))
+
+
+def is_store(path: Path) -> bool:
+    """True when ``path`` holds a pitgrid store (its manifest names the format)."""
+    try:
+        return read_manifest(path).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The store's manifest (format, version, sources, counts, grid, fingerprint)."""
+    return json.loads((Path(path) / TABLES_DIR / MANIFEST).read_text())
+
+
+def read_tables(path: Path) -> dict[str, pl.DataFrame]:
+    """The reference tables present in the store, by name."""
+    folder = Path(path) / TABLES_DIR
+    return {n: pl.read_parquet(folder / f"{n}.parquet") for n in TABLE_NAMES
+            if (folder / f"{n}.parquet").exists()}
+
+
+def check_target(target: Path, overwrite: bool) -> None:
+    """Refuse a target that exists (unless ``overwrite``) or that is not a store or empty dir."""
+    if not target.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"store {target} exists; pass overwrite=True (CLI --overwrite) to replace it")
+    if not (is_store(target) or (target.is_dir() and not any(target.iterdir()))):
+        raise FileExistsError(f"refusing to replace {target}: it is not a pitgrid store")
+
+
+@contextmanager
+def staged(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a fresh sibling directory to build the store in; move it onto ``target`` at the end.
+
+    On any exception the staging directory is deleted and ``target`` is untouched.
+    With ``overwrite`` the old store is renamed aside, the new one renamed in, then the
+    old one deleted; if the second rename fails the old store is put back.
+    """
+    target = Path(target)
+    check_target(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:10]
+    tmp = target.parent / f".{target.name}.tmp-{tag}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if not target.exists():
+            os.rename(tmp, target)
+            return
+        check_target(target, overwrite)
+        old = target.parent / f".{target.name}.old-{tag}"
+        os.rename(target, old)
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def create_group(path: Path, time: np.ndarray, symbols: Sequence[str], attrs: Mapping[str, Any]) -> zarr.Group:
+    """Write the coordinates (via xarray, so it encodes the times) and return the zarr group."""
+    coords = {"time": np.asarray(time, "datetime64[ns]"), "symbol": np.asarray(symbols, dtype=object)}
+    xr.Dataset(coords=coords, attrs=dict(attrs)).to_zarr(path, mode="w", zarr_format=3, consolidated=False)
+    return zarr.open_group(path, mode="a")
+
+
+def write_array(
+    group: zarr.Group,
+    name: str,
+    values: np.ndarray,
+    symbol_block: int,
+    on_block: Callable[[], None] = lambda: None,
+) -> None:
+    """Write one ``(time, symbol)`` array chunked ``(n_time, symbol_block)``, block by block."""
+    fill = False if values.dtype == bool else np.nan
+    arr = group.create_array(
+        name,
+        shape=values.shape,
+        chunks=(values.shape[0], symbol_block),
+        dtype=values.dtype,
+        fill_value=fill,
+        dimension_names=DIMS,
+    )
+    for j in range(0, values.shape[1], symbol_block):
+        arr[:, j : j + symbol_block] = values[:, j : j + symbol_block]
+        on_block()
+
+
+def finish(path: Path, tables: Mapping[str, pl.DataFrame], manifest: Mapping[str, Any]) -> None:
+    """Consolidate the zarr metadata, then write the reference tables and the manifest."""
+    with warnings.catch_warnings():
+        # consolidated metadata is a zarr-python extension to v3; xarray relies on it
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(path))
+    folder = Path(path) / TABLES_DIR
+    folder.mkdir()
+    for name, table in tables.items():
+        table.write_parquet(folder / f"{name}.parquet")
+    (folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "version": VERSION, **manifest}, indent=2))
+
+
+def data_fingerprint(
+    time: np.ndarray,
+    symbols: Sequence[str],
+    names: Sequence[str],
+    get: Callable[[str], np.ndarray],
+    tables: Mapping[str, pl.DataFrame],
+) -> str:
+    """SHA-256 hex digest of coordinates, every named array and the reference tables.
+
+    Arrays are fetched one at a time through ``get`` (so a lazy store is read one
+    field at a time) and hashed in ``sorted(names)`` order as little-endian bytes;
+    the four reference tables as CSV text. Attributes are left out: the same data from another path or
+    run has the same fingerprint.
+    """
+    h = hashlib.sha256()
+
+    def put(chunk: bytes | memoryview) -> None:
+        h.update(len(chunk).to_bytes(8, "little"))
+        h.update(chunk)
+
+    put(b"pitgrid-fingerprint-v1")
+    put(np.ascontiguousarray(np.asarray(time, "datetime64[ns]").view("<i8")).data)
+    put("\0".join(symbols).encode())
+    for name in sorted(names):
+        values = np.asarray(get(name))
+        values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+        put(f"{name}|{values.dtype.str}|{values.shape}".encode())
+        put(values.reshape(-1).view(np.uint8).data)
+    for name in TABLE_NAMES:
+        put(name.encode())
+        put(tables[name].write_csv().encode())
+    return h.hexdigest()

@@ -1,0 +1,393 @@
+"""Model bundles: a directory with ``metadata.json`` and ``model.pt``, read once, immutable.
+
+``metadata.json`` (format_version 1)::
+
+    {
+      "format_version": 1,
+      "architecture": "mlp",                       # "mlp" | "conv1d" | "gru"
+      "settings": {"hidden": [64], "activation": "relu", "dropout": 0.0},
+      "lookback": 1,                               # rows per window, the decision row last
+      "features": [                                # ordered: the model's input columns
+        {"name": "ret_5", "kernel": "momentum", "params": {"window": 5}, "field": "close"},
+        {"name": "atr_14", "kernel": "atr", "params": {"window": 14},
+         "field": ["high", "low", "close"]},
+        {"name": "macd_hist", "kernel": "macd", "params": {}, "field": "close", "output": "hist"}
+      ],
+      "classes": ["sell", "hold", "buy"],
+      "decision": {"threshold": 0.5, "min_bars_between": 0, "allow_short": false},
+      "normalization": {"mean": [...], "std": [...]}   # or null; one value per feature
+    }
+
+``model.pt`` holds the network's ``state_dict`` only (a dict of plain tensors),
+read with ``torch.load(..., map_location="cpu", weights_only=True)``: a file that
+needs anything beyond tensors and plain containers to unpickle is refused, so a
+bundle from elsewhere cannot run code when it is loaded.
+
+Everything that is wrong with a bundle raises :class:`BundleError`, which names
+the file and the field.
+
+This module imports torch only inside :meth:`ModelBundle.load` and :func:`save_bundle`.
+
+Example:
+    >>> import tempfile, torch
+    >>> from pitgrid.models.architectures import build_model
+    >>> net = build_model("mlp", {"hidden": [8]}, n_features=1, lookback=1, n_classes=3)
+    >>> d = save_bundle(net, tempfile.mkdtemp(), architecture="mlp", settings={"hidden": [8]},
+    ...                 features=[{"name": "r1", "kernel": "simple_returns", "field": "close"}],
+    ...                 lookback=1, classes=["sell", "hold", "buy"], decision={"threshold": 0.6})
+    >>> b = ModelBundle.load(d)
+    >>> b.feature_names, b.decision.threshold
+    (('r1',), 0.6)
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pitgrid.models.decision import DecisionFunction
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from pitgrid.models.features import FeatureSpec
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "model.pt"
+
+_KEYS = ("format_version", "architecture", "settings", "lookback", "features", "classes",
+         "decision", "normalization")
+_DECISION_KEYS = ("threshold", "min_bars_between", "allow_short")
+_MISSING = "missing: a model bundle needs metadata.json and model.pt"
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be used; ``file`` and ``field`` say where.
+
+    Example:
+        >>> str(BundleError("m/metadata.json", "lookback", "must be a positive integer"))
+        'm/metadata.json: lookback: must be a positive integer'
+    """
+
+    def __init__(self, file: str | os.PathLike[str], field: str | None, message: str) -> None:
+        self.file = Path(file)
+        self.field = field
+        where = f"{self.file}: {field}" if field else str(self.file)
+        super().__init__(f"{where}: {message}")
+
+
+@contextmanager
+def _field(file: Path, name: str) -> Iterator[None]:
+    """Turn a validation error inside the block into a BundleError naming ``file`` and ``name``."""
+    try:
+        yield
+    except BundleError:
+        raise
+    except (ValueError, TypeError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        raise BundleError(file, name, str(msg)) from e
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-feature ``(x - mean) / std``, fitted by the trainer on past data only."""
+
+    mean: np.ndarray  # float32 (n_features,), read-only
+    std: np.ndarray
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.astype(float).tolist(), "std": self.std.astype(float).tolist()}
+
+
+def _parse_normalization(raw: Any, n_features: int) -> Normalization | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or set(raw) != {"mean", "std"}:
+        raise ValueError("must be null or an object with exactly the keys 'mean' and 'std'")
+    arrays = {}
+    for key in ("mean", "std"):
+        values = raw[key]
+        if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+            raise ValueError(f"{key} must be a list of {n_features} numbers")
+        a = np.asarray(values, dtype=np.float64)
+        if a.shape != (n_features,) or not np.isfinite(a).all():
+            raise ValueError(f"{key} must be {n_features} finite numbers (one per feature), "
+                             f"got shape {a.shape}")
+        arrays[key] = a.astype(np.float32)
+        arrays[key].flags.writeable = False
+    if (arrays["std"] <= 0).any():
+        raise ValueError(f"std must be > 0, got {arrays['std'].tolist()}")
+    return Normalization(arrays["mean"], arrays["std"])
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    architecture: str
+    settings: dict[str, Any]
+    lookback: int
+    features: tuple[FeatureSpec, ...]
+    decision: DecisionFunction
+    normalization: Normalization | None
+
+
+def _parse_metadata(raw: Any, file: Path) -> _Parsed:
+    from pitgrid.models.architectures import ARCHITECTURES, normalize_settings
+    from pitgrid.models.features import parse_feature
+
+    if not isinstance(raw, dict):
+        raise BundleError(file, None, f"must be a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_KEYS))
+    if unknown:
+        raise BundleError(file, unknown[0], f"unknown key; known keys: {list(_KEYS)}")
+    missing = [k for k in _KEYS if k not in raw and k != "normalization"]
+    if missing:
+        raise BundleError(file, missing[0], "required key is missing")
+    version = raw["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
+        raise BundleError(file, "format_version",
+                          f"unsupported format_version {version!r}; "
+                          f"this pitgrid reads {FORMAT_VERSION}")
+    with _field(file, "architecture"):
+        architecture = raw["architecture"]
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}; "
+                             f"known: {list(ARCHITECTURES)}")
+    with _field(file, "settings"):
+        settings = normalize_settings(architecture, raw["settings"])
+    with _field(file, "lookback"):
+        lookback = raw["lookback"]
+        if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1:
+            raise ValueError(f"must be a positive integer, got {lookback!r}")
+    feats = raw["features"]
+    if not isinstance(feats, list) or not feats:
+        raise BundleError(file, "features", "must be a non-empty list of feature objects")
+    specs = []
+    for i, item in enumerate(feats):
+        named = isinstance(item, dict) and "name" in item
+        label = f"features[{i}]" + (f" ({item['name']!r})" if named else "")
+        with _field(file, label):
+            specs.append(parse_feature(item))
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise BundleError(file, "features", f"duplicate feature names {dupes}")
+    with _field(file, "classes"):
+        classes = raw["classes"]
+        if not isinstance(classes, list):
+            raise ValueError(f"must be a list of class labels, got {classes!r}")
+        DecisionFunction(classes=tuple(classes))
+    dec = raw["decision"]
+    with _field(file, "decision"):
+        if not isinstance(dec, dict) or set(dec) - set(_DECISION_KEYS):
+            raise ValueError(f"must be an object with keys from {list(_DECISION_KEYS)}, "
+                             f"got {dec!r}")
+        decision = DecisionFunction(**dec, classes=tuple(classes))
+    with _field(file, "normalization"):
+        normalization = _parse_normalization(raw.get("normalization"), len(specs))
+    return _Parsed(architecture, settings, lookback, tuple(specs), decision, normalization)
+
+
+def _check_state(state: Any, module: torch.nn.Module, file: Path) -> None:
+    """``state`` must be a plain ``{name: tensor}`` dict matching ``module`` exactly."""
+    import torch
+
+    if not isinstance(state, dict):
+        raise BundleError(file, None, "must hold a state_dict (a dict of tensors), "
+                                      f"got {type(state).__name__}")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise BundleError(file, str(key), f"is a {type(value).__name__}, not a tensor")
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise BundleError(file, (missing or extra)[0],
+                          f"weights do not match the architecture in {METADATA_FILE}: "
+                          f"missing {missing}, unexpected {extra}")
+    for key, want in expected.items():
+        if state[key].shape != want.shape:
+            raise BundleError(file, key, f"has shape {tuple(state[key].shape)}, the architecture "
+                                         f"in {METADATA_FILE} expects {tuple(want.shape)}")
+
+
+def _sha256_json(raw: Any) -> str:
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBundle:
+    """A loaded model: validated metadata plus the network in eval mode. Immutable.
+
+    ``weights_sha256`` (of ``model.pt``'s bytes) and ``metadata_sha256`` (of the
+    parsed metadata) identify the model, e.g. in result records and cache keys.
+
+    Example:
+        >>> b = ModelBundle.load("models/momentum_mlp")        # doctest: +SKIP
+        >>> b.feature_names, b.lookback, b.classes               # doctest: +SKIP
+        (('ret_5', 'rsi_14'), 1, ('sell', 'hold', 'buy'))
+    """
+
+    path: Path
+    architecture: str
+    settings: Mapping[str, Any]
+    lookback: int
+    features: tuple[FeatureSpec, ...]
+    classes: tuple[str, ...]
+    decision: DecisionFunction
+    normalization: Normalization | None
+    module: torch.nn.Module = field(repr=False)
+    weights_sha256: str
+    metadata_sha256: str
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelBundle:
+        """Read ``path/metadata.json`` and ``path/model.pt`` (once) into an eval-mode model.
+
+        Example:
+            >>> bundle = ModelBundle.load("models/momentum_mlp")   # doctest: +SKIP
+        """
+        import torch
+
+        from pitgrid.models.architectures import build_model
+
+        root = Path(path)
+        meta_file, weights_file = root / METADATA_FILE, root / WEIGHTS_FILE
+        try:
+            text = meta_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise BundleError(meta_file, None, _MISSING) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise BundleError(meta_file, None, f"cannot be read: {e}") from e
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BundleError(meta_file, None, f"is not valid JSON: {e}") from e
+        parsed = _parse_metadata(raw, meta_file)
+        try:
+            blob = weights_file.read_bytes()
+        except FileNotFoundError:
+            raise BundleError(weights_file, None, _MISSING) from None
+        try:
+            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises several types for corrupt or unsafe files
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise BundleError(weights_file, None, "cannot be loaded as plain tensors with "
+                              f"weights_only=True ({type(e).__name__}: {first_line})") from e
+        with _field(meta_file, "settings"):
+            module = build_model(parsed.architecture, parsed.settings,
+                                 n_features=len(parsed.features), lookback=parsed.lookback,
+                                 n_classes=len(parsed.decision.classes))
+        _check_state(state, module, weights_file)
+        module.load_state_dict(state)
+        module.eval()
+        module.requires_grad_(False)
+        return cls(
+            path=root,
+            architecture=parsed.architecture,
+            settings=_freeze(parsed.settings),
+            lookback=parsed.lookback,
+            features=parsed.features,
+            classes=parsed.decision.classes,
+            decision=parsed.decision,
+            normalization=parsed.normalization,
+            module=module,
+            weights_sha256=hashlib.sha256(blob).hexdigest(),
+            metadata_sha256=_sha256_json(raw),
+        )
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    # a crash mid-write must not leave a half-written file that a later load half-reads
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def save_bundle(model: torch.nn.Module, path: str | os.PathLike[str], *, architecture: str,
+                settings: Mapping[str, Any], features: Sequence[Mapping[str, Any] | FeatureSpec],
+                lookback: int, classes: Sequence[str],
+                decision: Mapping[str, Any] | DecisionFunction,
+                normalization: Mapping[str, Any] | Normalization | None = None) -> Path:
+    """Write ``model``'s state_dict (plain tensors) and its metadata as a bundle directory.
+
+    The metadata is checked exactly as :meth:`ModelBundle.load` checks it, and the
+    weights must fit the architecture it describes, so what is saved can be loaded.
+    ``features`` are ``{name, kernel, params, field[, output]}`` objects (see the
+    module docstring); ``decision`` holds ``threshold``, ``min_bars_between`` and
+    ``allow_short``; ``normalization`` is ``{"mean": [...], "std": [...]}`` or None.
+    Returns the directory.
+
+    Example:
+        >>> save_bundle(net, "models/m", architecture="mlp", settings={"hidden": [64]},
+        ...             features=specs, lookback=1, classes=["sell", "hold", "buy"],
+        ...             decision={"threshold": 0.55})             # doctest: +SKIP
+    """
+    import torch
+
+    from pitgrid.models.architectures import build_model
+    from pitgrid.models.features import FeatureSpec
+
+    root = Path(path)
+    meta_file, weights_file = root / METADATA_FILE, root / WEIGHTS_FILE
+    if isinstance(decision, DecisionFunction):
+        decision = {k: getattr(decision, k) for k in _DECISION_KEYS}
+    if isinstance(normalization, Normalization):
+        normalization = normalization.to_json()
+    elif normalization is not None:
+        normalization = {k: np.asarray(v, dtype=np.float64).tolist()
+                         for k, v in normalization.items()}
+    raw = {
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "settings": settings,
+        "lookback": lookback,
+        "features": [f.to_json() if isinstance(f, FeatureSpec) else dict(f) for f in features],
+        "classes": list(classes),
+        "decision": dict(decision),
+        "normalization": normalization,
+    }
+    parsed = _parse_metadata(raw, meta_file)
+    # written in canonical form: every setting (defaults included), every feature key
+    raw["settings"] = parsed.settings
+    raw["features"] = [spec.to_json() for spec in parsed.features]
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    reference = build_model(architecture, parsed.settings, n_features=len(parsed.features),
+                            lookback=lookback, n_classes=len(parsed.decision.classes))
+    _check_state(state, reference, weights_file)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    root.mkdir(parents=True, exist_ok=True)
+    _write_atomic(weights_file, buf.getvalue())
+    _write_atomic(meta_file, (json.dumps(raw, indent=2) + "\n").encode("utf-8"))
+    return root

@@ -1,0 +1,142 @@
+"""Model input features computed with the causal kernels of ``pitgrid.kernels``.
+
+A feature is ``{"name", "kernel", "params", "field"[, "output"]}`` in a bundle's
+``metadata.json``: ``kernel`` names an allocating kernel (``momentum``, ``rsi``,
+``rolling_zscore``, ... see ``pitgrid.kernels.KERNELS``), ``field`` is the data
+field it reads (a list for kernels with several inputs, e.g. ``atr`` reads
+``["high", "low", "close"]``, in the kernel's argument order), ``params`` its
+keyword arguments, and ``output`` picks one array of a multi-output kernel
+(``macd``: line / signal / hist, ``bollinger``: mid / upper / lower).
+
+Because the kernels are causal, feature row t depends on data rows <= t only.
+Features come back raw: the bundle's normalisation is applied by inference, the
+one place that batch and step share.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import pitgrid.kernels as K
+from pitgrid.models.bundle import METADATA_FILE, BundleError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pitgrid.models.bundle import ModelBundle
+
+_SPEC_KEYS = ("name", "kernel", "params", "field", "output")
+_OUTPUTS: dict[str, tuple[str, ...]] = {"macd": K.MACD._fields, "bollinger": K.Bands._fields}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input column: ``kernel(*fields, **params)[.output]``."""
+
+    name: str
+    kernel: str
+    params: Mapping[str, Any]
+    fields: tuple[str, ...]
+    output: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name, "kernel": self.kernel, "params": dict(self.params),
+            "field": self.fields[0] if len(self.fields) == 1 else list(self.fields),
+        }
+        if self.output is not None:
+            out["output"] = self.output
+        return out
+
+
+def parse_feature(raw: Any) -> FeatureSpec:
+    """Check one feature object against the kernel's signature; ValueError names the key.
+
+    Parameter values (e.g. ``window >= 1``) are checked by the kernel itself when
+    :func:`build_features` runs it.
+
+    Example:
+        >>> parse_feature({"name": "r5", "kernel": "momentum", "params": {"window": 5},
+        ...                "field": "close"}).fields
+        ('close',)
+    """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"must be an object with keys {list(_SPEC_KEYS)}, got {raw!r}")
+    unknown = sorted(set(raw) - set(_SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; known keys: {list(_SPEC_KEYS)}")
+    for key in ("name", "kernel", "field"):
+        if key not in raw:
+            raise ValueError(f"{key}: required key is missing")
+    name, kernel = raw["name"], raw["kernel"]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if kernel not in K.KERNELS:
+        raise ValueError(f"kernel: unknown kernel {kernel!r}; "
+                         f"pitgrid.kernels has {list(K.KERNELS)}")
+    field = raw["field"]
+    fields = (field,) if isinstance(field, str) else field
+    if not isinstance(fields, (list, tuple)) or not fields or not all(
+            isinstance(f, str) and f for f in fields):
+        raise ValueError(f"field must be a field name or a list of them, got {field!r}")
+    params = raw.get("params", {})
+    if not isinstance(params, Mapping) or not all(
+            isinstance(v, (bool, int, float)) for v in params.values()):
+        raise ValueError(f"params must be an object of numbers / booleans, got {params!r}")
+    signature = inspect.signature(getattr(K, kernel))
+    try:
+        signature.bind(*fields, **params)
+    except TypeError as e:
+        raise ValueError(f"field {list(fields)} and params {dict(params)} do not fit "
+                         f"{kernel}{signature}: {e}") from None
+    output = raw.get("output")
+    choices = _OUTPUTS.get(kernel, ())
+    if choices and output not in choices:
+        raise ValueError(f"output: {kernel} returns several arrays; output must be one of "
+                         f"{list(choices)}, got {output!r}")
+    if not choices and output is not None:
+        raise ValueError(f"output: {kernel} returns one array; drop output={output!r}")
+    return FeatureSpec(name, kernel, MappingProxyType(dict(params)), tuple(fields), output)
+
+
+def build_features(bundle: ModelBundle, fields: Mapping[str, Any]) -> np.ndarray:
+    """The bundle's features over ``fields`` (``name -> (time, symbol)`` arrays, e.g. an
+    ``xarray.Dataset``) as a ``(time, symbol, n_features)`` float32 array.
+
+    A feature that cannot be built (a field the data lacks, a parameter the kernel
+    refuses) raises :class:`BundleError` naming ``metadata.json`` and the feature;
+    missing fields are found before any kernel runs.
+
+    Example:
+        >>> ds = pitgrid.synthetic_prices(300, 20, seed=0)      # doctest: +SKIP
+        >>> build_features(bundle, ds).shape                    # doctest: +SKIP
+        (300, 20, 16)
+    """
+    source = bundle.path / METADATA_FILE
+    for i, spec in enumerate(bundle.features):
+        for f in spec.fields:
+            if f not in fields:
+                raise BundleError(source, f"features[{i}] ({spec.name!r}).field",
+                                  f"the data has no field {f!r}; it has {sorted(map(str, fields))}")
+    arrays: dict[str, np.ndarray] = {}
+    for f in dict.fromkeys(f for spec in bundle.features for f in spec.fields):
+        a = np.ascontiguousarray(np.asarray(fields[f], dtype=np.float64))
+        if a.ndim != 2:
+            raise ValueError(f"data field {f!r} must be (time, symbol), got shape {a.shape}")
+        first = next(iter(arrays.values()), a)
+        if a.shape != first.shape:
+            raise ValueError(f"data field {f!r} has shape {a.shape}, other fields {first.shape}")
+        arrays[f] = a
+    shape = next(iter(arrays.values())).shape
+    out = np.empty((*shape, len(bundle.features)), dtype=np.float32)
+    for i, spec in enumerate(bundle.features):
+        try:
+            value = getattr(K, spec.kernel)(*(arrays[f] for f in spec.fields), **spec.params)
+        except (ValueError, TypeError) as e:
+            raise BundleError(source, f"features[{i}] ({spec.name!r}).params",
+                              f"{spec.kernel} refused {dict(spec.params)}: {e}") from e
+        out[:, :, i] = getattr(value, spec.output) if spec.output else value
+    return out

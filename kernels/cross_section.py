@@ -1,0 +1,169 @@
+"""Cross-sectional kernels: per row (one bar), across symbols.
+
+Each output row ``t`` reads input row ``t`` only, so these are causal by
+construction; they are still tested like every other kernel. They need a 2-D
+input: a 1-D array (one symbol's series elsewhere in the library) is refused
+rather than guessed at; pass ``x[None, :]`` for a single bar.
+
+Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
+
+* Arrays are ``(time, symbol)``, C-contiguous float64. ``name(...)`` allocates,
+  ``name_into(..., out)`` writes into a checked preallocated output,
+  ``name_nb(..., out)`` is the raw ``@njit(cache=True, nogil=True)`` kernel.
+* Missing value: any non-finite input (NaN, +inf, -inf) is a missing symbol on
+  that bar; it stays NaN in the output and is left out of the row's statistics
+  (the row is computed over the ``m`` present symbols).
+* ``cs_rank``: average ranks for ties. With ``pct=True`` (default) the rank is
+  normalised to [0, 1] as ``(rank - 1) / (m - 1)``: the lowest value is 0, the
+  highest 1, and a lone present symbol gets 0.5. With ``pct=False`` the ranks are
+  1..m (ties share the average, e.g. 2.5).
+* ``cs_zscore``: ``(x - mean) / std`` over the present symbols of the row, std
+  with divisor ``m - ddof`` (default ``ddof=1``). The row is NaN when
+  ``m - ddof < 1`` or when all present values are equal (std 0).
+* Outputs are finite or NaN, never infinite.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._common import as_panel, ddof_arg, out_view
+
+__all__ = [
+    "cs_rank", "cs_rank_into", "cs_rank_nb",
+    "cs_zscore", "cs_zscore_into", "cs_zscore_nb",
+]
+
+
+# --------------------------------------------------------------------------- jitted
+
+
+@njit(cache=True, nogil=True)
+def _nadd(s, c, v):
+    """Neumaier step: add ``v`` to the sum ``s`` with running compensation ``c``."""
+    t = s + v
+    if abs(s) >= abs(v):
+        c += (s - t) + v
+    else:
+        c += (v - t) + s
+    return t, c
+
+
+@njit(cache=True, nogil=True)
+def cs_rank_nb(x, pct, out):
+    """Average-tie rank of each present value within its row; see the module docstring."""
+    n_time, n_sym = x.shape
+    if out.shape[0] != n_time or out.shape[1] != n_sym:
+        raise ValueError("out must have the shape of x")
+    vals = np.empty(n_sym, dtype=np.float64)
+    cols = np.empty(n_sym, dtype=np.int64)
+    for t in range(n_time):
+        m = 0
+        for j in range(n_sym):
+            v = x[t, j]
+            if np.isfinite(v):
+                vals[m] = v
+                cols[m] = j
+                m += 1
+            else:
+                out[t, j] = np.nan
+        if m == 0:
+            continue
+        order = np.argsort(vals[:m], kind="mergesort")
+        i = 0
+        while i < m:
+            k = i
+            v = vals[order[i]]
+            while k + 1 < m and vals[order[k + 1]] == v:
+                k += 1
+            rank = 0.5 * (i + k) + 1.0  # average of the 1-based ranks i+1 .. k+1
+            if pct:
+                r = (rank - 1.0) / (m - 1.0) if m > 1 else 0.5
+            else:
+                r = rank
+            for q in range(i, k + 1):
+                out[t, cols[order[q]]] = r
+            i = k + 1
+
+
+@njit(cache=True, nogil=True)
+def cs_zscore_nb(x, ddof, out):
+    """Per-row z-score across the present symbols; see the module docstring."""
+    n_time, n_sym = x.shape
+    if out.shape[0] != n_time or out.shape[1] != n_sym:
+        raise ValueError("out must have the shape of x")
+    if ddof < 0:
+        raise ValueError("ddof must be >= 0")
+    for t in range(n_time):
+        m = 0
+        s = 0.0
+        c = 0.0
+        lo = np.inf
+        hi = -np.inf
+        for j in range(n_sym):
+            v = x[t, j]
+            if np.isfinite(v):
+                m += 1
+                s, c = _nadd(s, c, v)
+                lo = min(lo, v)
+                hi = max(hi, v)
+        if m - ddof < 1 or not (hi > lo):
+            for j in range(n_sym):
+                out[t, j] = np.nan
+            continue
+        mean = (s + c) / m
+        q = 0.0
+        cq = 0.0
+        for j in range(n_sym):
+            v = x[t, j]
+            if np.isfinite(v):
+                d = v - mean
+                q, cq = _nadd(q, cq, d * d)
+        sd = np.sqrt((q + cq) / (m - ddof))
+        for j in range(n_sym):
+            v = x[t, j]
+            z = np.nan
+            if np.isfinite(v) and sd > 0.0:
+                z = (v - mean) / sd
+            out[t, j] = z if np.isfinite(z) else np.nan
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def _panel2d(x):
+    x2, shape = as_panel(x)
+    if len(shape) != 2:
+        raise ValueError("cross-sectional kernels need a 2-D (time, symbol) array; "
+                         "for a single bar pass x[None, :]")
+    return x2, shape
+
+
+def cs_rank(x, pct=True):
+    """Cross-sectional average rank per row: in [0, 1] (``pct=True``) or 1..m."""
+    x2, shape = _panel2d(x)
+    out = np.empty(x2.shape, dtype=np.float64)
+    cs_rank_nb(x2, bool(pct), out)
+    return out.reshape(shape)
+
+
+def cs_rank_into(x, pct, out):
+    """:func:`cs_rank` written into ``out``; returns ``out``."""
+    x2, shape = _panel2d(x)
+    cs_rank_nb(x2, bool(pct), out_view(out, shape, (x2,)))
+    return out
+
+
+def cs_zscore(x, ddof=1):
+    """Cross-sectional z-score per row over the present symbols (divisor ``m - ddof``)."""
+    x2, shape = _panel2d(x)
+    out = np.empty(x2.shape, dtype=np.float64)
+    cs_zscore_nb(x2, ddof_arg(ddof), out)
+    return out.reshape(shape)
+
+
+def cs_zscore_into(x, ddof, out):
+    """:func:`cs_zscore` written into ``out``; returns ``out``."""
+    x2, shape = _panel2d(x)
+    cs_zscore_nb(x2, ddof_arg(ddof), out_view(out, shape, (x2,)))
+    return out

@@ -1,0 +1,114 @@
+"""Stateless signal rules: crossover and crossunder of two arrays.
+
+Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
+
+* Inputs are ``(time, symbol)``, C-contiguous float64; the output is bool.
+  ``name(...)`` allocates, ``name_into(..., out)`` writes into a checked
+  preallocated bool array, ``name_nb(..., out)`` is the raw
+  ``@njit(cache=True, nogil=True)`` kernel.
+* Causal: output row ``t`` reads rows ``t - 1`` and ``t`` only.
+* ``crossover[t]  = a[t] > b[t] and a[t-1] <= b[t-1]``;
+  ``crossunder[t] = a[t] < b[t] and a[t-1] >= b[t-1]``.
+* Missing value: any non-finite input (NaN, +inf, -inf) is missing. A bool has no
+  NaN, so a row is False when any of the four values it reads is missing: there
+  is no cross on row 0, on a missing bar, or on the first bar after a gap.
+* The wrappers broadcast ``b`` to the shape of ``a``: a scalar threshold, a
+  ``(time, 1)`` column (one value per bar), a ``(1, symbol)`` row. A 1-D ``b``
+  against a 2-D ``a`` is refused as ambiguous. The raw kernels need equal shapes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._common import as_panel, out_view
+
+__all__ = [
+    "crossover", "crossover_into", "crossover_nb",
+    "crossunder", "crossunder_into", "crossunder_nb",
+]
+
+
+# --------------------------------------------------------------------------- jitted
+
+
+@njit(cache=True, nogil=True)
+def _cross_nb(a, b, out, up):
+    n_time, n_sym = a.shape
+    if (b.shape[0] != n_time or b.shape[1] != n_sym or out.shape[0] != n_time
+            or out.shape[1] != n_sym):
+        raise ValueError("a, b and out must have the same shape")
+    for j in range(n_sym):
+        if n_time > 0:
+            out[0, j] = False
+    for t in range(1, n_time):
+        for j in range(n_sym):
+            a1 = a[t, j]
+            b1 = b[t, j]
+            a0 = a[t - 1, j]
+            b0 = b[t - 1, j]
+            ok = np.isfinite(a1) and np.isfinite(b1) and np.isfinite(a0) and np.isfinite(b0)
+            if up:
+                out[t, j] = ok and a1 > b1 and a0 <= b0
+            else:
+                out[t, j] = ok and a1 < b1 and a0 >= b0
+
+
+@njit(cache=True, nogil=True)
+def crossover_nb(a, b, out):
+    """``out[t] = a[t] > b[t] and a[t-1] <= b[t-1]`` (False where anything is missing)."""
+    _cross_nb(a, b, out, True)
+
+
+@njit(cache=True, nogil=True)
+def crossunder_nb(a, b, out):
+    """``out[t] = a[t] < b[t] and a[t-1] >= b[t-1]`` (False where anything is missing)."""
+    _cross_nb(a, b, out, False)
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def _pair(a, b):
+    a2, shape = as_panel(a, "a")
+    b_arr = np.asarray(b, dtype=np.float64)
+    if len(shape) == 2 and b_arr.ndim == 1:
+        raise ValueError("b is 1-D and a is (time, symbol): pass b[:, None] for one value per "
+                         "bar or b[None, :] for one value per symbol")
+    try:
+        b_full = np.broadcast_to(b_arr, shape)
+    except ValueError:
+        raise ValueError(
+            f"b of shape {b_arr.shape} does not broadcast to a's shape {shape}") from None
+    b2 = np.ascontiguousarray(b_full).reshape(a2.shape)
+    return a2, b2, shape
+
+
+def crossover(a, b):
+    """Bool array: ``a`` crosses above ``b`` on this bar."""
+    a2, b2, shape = _pair(a, b)
+    out = np.empty(a2.shape, dtype=np.bool_)
+    crossover_nb(a2, b2, out)
+    return out.reshape(shape)
+
+
+def crossover_into(a, b, out):
+    """:func:`crossover` written into the bool array ``out``; returns ``out``."""
+    a2, b2, shape = _pair(a, b)
+    crossover_nb(a2, b2, out_view(out, shape, (a2, b2), dtype=np.bool_))
+    return out
+
+
+def crossunder(a, b):
+    """Bool array: ``a`` crosses below ``b`` on this bar."""
+    a2, b2, shape = _pair(a, b)
+    out = np.empty(a2.shape, dtype=np.bool_)
+    crossunder_nb(a2, b2, out)
+    return out.reshape(shape)
+
+
+def crossunder_into(a, b, out):
+    """:func:`crossunder` written into the bool array ``out``; returns ``out``."""
+    a2, b2, shape = _pair(a, b)
+    crossunder_nb(a2, b2, out_view(out, shape, (a2, b2), dtype=np.bool_))
+    return out

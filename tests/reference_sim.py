@@ -1,0 +1,437 @@
+"""A slow, obviously correct reference simulator for ``docs/simulation.md``.
+
+Plain Python loops over bar ``t``, parameter set ``p`` and symbol ``s``, with
+Python floats, following the page step by step (A corporate actions, B open
+fills, C delisting close-out, D mark, E decisions, F borrow, G mark and record)
+and the fill rule 1-7. Clarity over speed: it is the oracle the compiled core
+is held to by ``tests/test_core_reference.py`` and is itself checked by the
+hand-computed cases in ``tests/test_reference_sim_cases.py``.
+
+Readings of docs/simulation.md
+------------------------------
+Where the page is silent or ambiguous this file reads it as follows.
+
+R1  Marks start as NaN; a symbol contributes ``shares * mark`` to an account's
+    equity (steps D and G) and to its gross exposure (fill rule 5) only while
+    ``shares != 0``. Sums run over the account's symbols in ascending order;
+    the equity is accumulated from the cash: ``((cash + v0) + v1) + ...`` with
+    ``v = shares * mark``; gross exposure from 0.0.
+R2  A non-finite ``split_ratio`` is read as 1 and a non-finite ``dividend`` as 0.
+    Splits are not re-rounded to lots: ``shares *= r`` and ``pending *= r``
+    may leave a fractional / off-lot count, which is kept as it is.
+R3  Which E_ref a fill sees: the stored one, "the equity at its last mark".
+    During B (open fills) that is the value from step G of the previous bar
+    (``init_cash`` on the first bar); during close fills (E) the value from D
+    of this bar. E_ref is not refreshed between fills, nor by A's dividends.
+R4  Decisions replace pending orders symbol by symbol: a symbol that *decides*
+    on a valid bar (signals: it is entering or exiting; weights: its weight is
+    finite) has its pending order replaced by the new order, which is "none"
+    (0) when the order is not placed (q == 0 or below ``min_order_value``).
+    Symbols that do not decide (entry while holding, exit while flat, NaN
+    weight, invalid bar) keep their pending order.
+R5  ``size="all"`` with ``fill="next_open"``: nothing fills while the account
+    sizes its entering symbols, so each of the k entering symbols of the
+    account gets the same budget ``B = cash / k`` (cash as it stands in step E,
+    k = all entering symbols of the account on this bar). Literally applying
+    "cash / number not yet sized" with unchanged cash would give cash/k,
+    cash/(k-1), ..., cash/1, i.e. more than the cash; that is not the intent.
+    With ``fill="close"`` it is ``cash / k_left`` with the cash after the fills
+    already made on this bar (sells, then earlier entering buys), exactly as
+    written.
+R6  Entering sizes are clamped at 0 (an entering symbol orders a *buy*): when
+    ``B < minc``, ``cash <= 0`` or ``E_ref <= 0`` the size is 0 and nothing
+    is placed. Size rules other than "all" are sized in step E, before any
+    close fill, with E_ref from step D.
+R7  ``fill="close"``: all orders of the account are decided first (weights:
+    ``target - shares`` with the shares before any fill), then the sells
+    (q < 0) fill in ascending symbol order, then the buys in ascending symbol
+    order; a ``size="all"`` entering symbol is sized just before its fill and
+    the min-order check is applied to it then (at ``p = close[t]``). Orders
+    are not re-derived between the two passes: a symbol that sold on this bar
+    does not also buy (no "target - shares" residue of 1e-13 shares).
+R8  Volume cap: applies only when ``max_participation`` is finite;
+    ``cap = lot(max_participation * v)``, and a zero (or NaN) volume gives
+    cap 0. With ``max_participation = inf`` there is no cap at all, even at
+    zero volume.
+R9  Impact is ``impact_k * sqrt(|q| / v)`` only when ``impact_k != 0`` and
+    ``v`` is finite and > 0; otherwise 0 (zero-volume bars with no cap, and
+    delisting close-outs, whose bar has no data). ``q`` is the order after
+    step 3. The price is not recomputed after a cut in step 5. ``px`` is not
+    clamped (keep ``impact`` small).
+R10 Cash cut (rule 5, buys): the cut size is
+    ``max(0, min(q, lot(min(B/(px*(1+f)+cps), (B-minc)/px))))``; when that is
+    not smaller than q (possible by one ulp) the buy is left uncut. The check
+    is ``cost(q) > B`` with ``cost(q) = q*px + fee(q)``.
+R11 Short cut (rule 5, short sales, only with ``allow_short``): with ``h`` the
+    shares held and ``others`` = sum of ``|shares| * mark`` of the account's
+    other symbols (shares != 0), a sell q with ``h + q < 0`` is cut when
+    ``others + |h + q| * p > L * E_ref``; the largest allowed short position is
+    ``a = lot(max(0, (L*E_ref - others) / p))`` and the sell becomes
+    ``max(q, min(0, -a - h))`` (never a buy). Its remainder reason is
+    "leverage". Without ``allow_short`` rule 3 cuts a sell to
+    ``-max(h, 0)`` (reason "short").
+R12 Delisting close-out (C) closes the whole position: it skips rules 1, 2, 3
+    and 5 (validity, volume cap, shorting and cash) - a forced buy-in of a
+    short may take cash negative. Slippage, half-spread and fees apply, impact
+    does not (R9). The pending order of a symbol with ``delist_bar == t`` is
+    cancelled whether or not it holds shares, without being counted again
+    (it was already counted as unfilled "invalid_bar" in step B of that bar).
+R13 Unfilled: every fill attempt that leaves a non-zero remainder records one
+    entry ``(t, p, s, remainder_signed, reason)``, the reason being the first
+    rule (in the order 1, 2, 3, 5) that cut the order. A carried order that
+    fails again on a later bar is counted again on that bar. Orders not placed
+    in step E (q == 0 or below min_order_value) are not "unfilled".
+R14 Rule 3 and 5's short check use the shares held at the moment of the fill
+    (after the fills already made on this bar).
+R15 Borrow (F) is charged on every short position, valid bar or not, at its
+    current mark: ``cash -= |shares| * mark * borrow_bps / 1e4 / bars_per_year``.
+R16 Signals are long-only: ``exits`` only acts on ``shares > 0``. ``entries``
+    and ``exits`` both true on a flat symbol: it is entering.
+R17 ``lot(x) = trunc(x / lot_size) * lot_size`` (toward zero), identity when
+    ``lot_size == 0``; ``lot(inf) = inf``.
+R18 Floating point: every formula is evaluated as the page writes it, left to
+    right (``p*(1+slip+hs)*(1+f)+cps``, ``w*E_ref/close``, ``size_value*E_ref/p``,
+    ``cost = q*px + fee``, ``cash -= q*px + fee``, ``cash += |q|*px - fee``,
+    fee ``max(minc, |q|*px*f + |q|*cps)``, borrow
+    ``|shares|*mark*borrow_bps/1e4/bars_per_year``), so that share counts can be
+    compared bit for bit even with fractional shares. The cash check of rule 5
+    is strict (no tolerance): a buy whose cost exceeds the budget by a rounding
+    error is cut (to ``lot(B/px)``-style size) and the sliver counts as unfilled
+    "cash".
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+REASONS = ("invalid_bar", "volume", "cash", "short", "leverage")
+
+
+def _as_ptS(x, dtype):
+    if x is None:
+        return None
+    a = np.asarray(x, dtype=dtype)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError("intents must be (T, S) or (P, T, S)")
+    return a
+
+
+def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist_bar, *,
+                       entries=None, exits=None, weights=None,
+                       fill="next_open", fees_bps=0.0, slippage_bps=0.0, spread_bps=0.0,
+                       impact_k=0.0, commission_per_share=0.0, min_commission=0.0,
+                       max_participation=float("inf"), unfilled="drop", lot_size=0.0,
+                       min_order_value=0.0, allow_short=False, max_leverage=1.0,
+                       borrow_bps=0.0, bars_per_year=252.0, init_cash=100_000.0,
+                       accounts="shared", size="all", size_value=float("nan")) -> dict:
+    """Simulate one or more parameter sets, bar by bar, exactly as docs/simulation.md says.
+
+    Market inputs are ``(T, S)`` arrays (``valid`` bool, may be None for the
+    documented default; ``split_ratio`` / ``dividend`` may be None; ``delist_bar``
+    an int array per symbol or None). Intents are ``(P, T, S)`` (or ``(T, S)``).
+
+    Returns a dict of numpy arrays ``equity`` (P, T, A), ``cash`` (P, T, A),
+    ``shares`` (P, T, S), and lists ``trades`` of
+    ``(t, p, s, side, shares, price, fee, slippage_cost, reason)`` and
+    ``unfilled`` of ``(t, p, s, requested_shares_signed, reason)``.
+    """
+    assert fill in ("next_open", "close"), fill
+    assert unfilled in ("drop", "carry"), unfilled
+    assert accounts in ("shared", "per_symbol"), accounts
+    assert size in ("all", "shares", "value", "percent"), size
+
+    # ---- inputs as plain Python lists of floats -------------------------------------
+    close_a = np.asarray(close, dtype=float)
+    T, S = close_a.shape
+    close_l = close_a.tolist()
+    open_l = np.asarray(open if open is not None else close_a, dtype=float).tolist()
+    vol_l = np.asarray(volume, dtype=float).tolist()
+    if valid is None:
+        v = np.isfinite(close_a)
+        if fill == "next_open":
+            v &= np.isfinite(np.asarray(open, dtype=float))
+        valid = v
+    valid_l = np.asarray(valid, dtype=bool).tolist()
+    split_l = (np.ones((T, S)) if split_ratio is None else np.asarray(split_ratio, float)).tolist()
+    div_l = (np.zeros((T, S)) if dividend is None else np.asarray(dividend, float)).tolist()
+    delist_l = ([-1] * S if delist_bar is None
+                else [int(x) for x in np.asarray(delist_bar).tolist()])
+
+    ent = _as_ptS(entries, bool)
+    ext = _as_ptS(exits, bool)
+    wts = _as_ptS(weights, float)
+    use_weights = wts is not None
+    if use_weights:
+        assert ent is None and ext is None, "signals or weights, not both"
+        P = wts.shape[0]
+        wts_l = wts.tolist()
+    else:
+        assert ent is not None or ext is not None, "no intents"
+        P = (ent if ent is not None else ext).shape[0]
+        ent_l = (ent if ent is not None else np.zeros((P, T, S), bool)).tolist()
+        ext_l = (ext if ext is not None else np.zeros((P, T, S), bool)).tolist()
+
+    # ---- notation of the page ----------------------------------------------------------
+    f = float(fees_bps) / 1e4
+    slip = float(slippage_bps) / 1e4
+    hs = float(spread_bps) / 2e4
+    cps = float(commission_per_share)
+    minc = float(min_commission)
+    L = float(max_leverage)
+    lot_size = float(lot_size)
+    mp = float(max_participation)
+    impact_k = float(impact_k)
+    min_order_value = float(min_order_value)
+    size_value = float(size_value)
+    borrow_bps = float(borrow_bps)
+    bars_per_year = float(bars_per_year)
+    init_cash = float(init_cash)
+
+    def lot(x: float) -> float:
+        if lot_size == 0.0 or math.isinf(x):
+            return x
+        return math.trunc(x / lot_size) * lot_size
+
+    shared = accounts == "shared"
+    A = 1 if shared else S
+    acct = [0 if shared else s for s in range(S)]          # symbol -> its account
+    members = [list(range(S))] if shared else [[s] for s in range(S)]  # account -> symbols
+
+    eq_out = np.zeros((P, T, A))
+    cash_out = np.zeros((P, T, A))
+    sh_out = np.zeros((P, T, S))
+    trades: list[tuple] = []
+    unfilled_out: list[tuple] = []
+
+    # ---- state per parameter set ----------------------------------------------------------
+    cash = [[init_cash] * A for _ in range(P)]
+    shares = [[0.0] * S for _ in range(P)]
+    pending = [[0.0] * S for _ in range(P)]
+    mark = [[math.nan] * S for _ in range(P)]
+    eref = [[init_cash] * A for _ in range(P)]
+
+    def equity(p: int, a: int) -> float:
+        e = cash[p][a]   # R1: cash + s0 + s1 + ..., accumulated from the cash
+        for s in members[a]:
+            if shares[p][s] != 0.0:
+                e += shares[p][s] * mark[p][s]
+        return e
+
+    # ---- the fill rule ----------------------------------------------------------------
+    def fill_rule(t: int, p: int, s: int, q_req: float, pref: float, kind: str) -> float:
+        """Fill an order of q_req shares of s at reference price pref; return the remainder.
+
+        kind: "open" / "close" (reason "order") or "delist" (reason "delist").
+        """
+        a = acct[s]
+        q = q_req
+        cut = None
+        forced = kind == "delist"
+        v = vol_l[t][s]
+        # 1. invalid bar (not for delisting)
+        if not forced and not valid_l[t][s]:
+            unfilled_out.append((t, p, s, q_req, "invalid_bar"))
+            return q_req
+        if not forced:
+            # 2. volume cap (R8)
+            if not math.isinf(mp):
+                cap = lot(mp * v) if (math.isfinite(v) and v > 0.0) else 0.0
+                if abs(q) > cap:
+                    q = math.copysign(cap, q)
+                    cut = cut or "volume"
+            # 3. shorting
+            if q < 0.0 and not allow_short:
+                held = max(shares[p][s], 0.0)
+                if -q > held:
+                    q = -held
+                    cut = cut or "short"
+        # 4. price (R9)
+        if impact_k != 0.0 and not forced and math.isfinite(v) and v > 0.0:
+            impact = impact_k * math.sqrt(abs(q) / v)
+        else:
+            impact = 0.0
+        if q > 0.0:
+            px = pref * (1.0 + slip + hs + impact)
+        else:
+            px = pref * (1.0 - slip - hs - impact)
+
+        def fee_of(qq: float) -> float:
+            return max(minc, abs(qq) * px * f + abs(qq) * cps)
+
+        # 5. cash (buys) and gross exposure (short sales)
+        if not forced:
+            if q > 0.0:
+                B = cash[p][a] + (L - 1.0) * eref[p][a]
+                if q * px + fee_of(q) > B:
+                    qc = lot(min(B / (px * (1.0 + f) + cps), (B - minc) / px))
+                    qc = max(0.0, min(q, qc))
+                    if qc < q:
+                        q = qc
+                        cut = cut or "cash"
+            elif q < 0.0 and allow_short:
+                h = shares[p][s]
+                if h + q < 0.0:
+                    others = 0.0
+                    for o in members[a]:
+                        if o != s and shares[p][o] != 0.0:
+                            others += abs(shares[p][o]) * mark[p][o]
+                    if others + abs(h + q) * pref > L * eref[p][a]:
+                        allowed = lot(max(0.0, (L * eref[p][a] - others) / pref))
+                        qn = max(q, min(0.0, -allowed - h))
+                        if qn != q:
+                            q = qn
+                            cut = cut or "leverage"
+        # 6. execute what is left
+        if q != 0.0:
+            fee = fee_of(q)
+            shares[p][s] += q
+            if q > 0.0:
+                cash[p][a] -= q * px + fee
+                side = 1
+            else:
+                cash[p][a] += abs(q) * px - fee
+                side = -1
+            trades.append((t, p, s, side, abs(q), px, fee, abs(q) * abs(px - pref),
+                           "delist" if forced else "order"))
+        # 7. remainder: counted; the caller keeps it (carry, open fills) or drops it
+        rem = q_req - q
+        if rem != 0.0:
+            unfilled_out.append((t, p, s, rem, cut))
+        return rem
+
+    def place(q: float, pref: float) -> bool:
+        """Step E: an order is placed unless q == 0 or |q| * p < min_order_value."""
+        return not (q == 0.0 or abs(q) * pref < min_order_value)
+
+    def size_all(p: int, a: int, k: int, pref: float) -> float:
+        B = cash[p][a] / k
+        q = lot(min(B / (pref * (1.0 + slip + hs) * (1.0 + f) + cps),
+                    (B - minc) / (pref * (1.0 + slip + hs))))
+        return max(0.0, q)  # R6
+
+    def size_other(p: int, a: int, pref: float) -> float:
+        if size == "shares":
+            q = lot(size_value)
+        elif size == "value":
+            q = lot(size_value / pref)
+        else:  # percent
+            q = lot(size_value * eref[p][a] / pref)
+        return max(0.0, q)  # R6
+
+    # ---- the bars ---------------------------------------------------------------------
+    for t in range(T):
+        for p in range(P):
+            # A. Corporate actions, every symbol whatever its validity
+            for s in range(S):
+                r = split_l[t][s]
+                if math.isfinite(r) and r != 1.0:
+                    shares[p][s] *= r
+                    pending[p][s] *= r
+                    mark[p][s] /= r
+                d = div_l[t][s]
+                if math.isfinite(d) and d != 0.0:
+                    cash[p][acct[s]] += shares[p][s] * d
+
+            # B. Open fills: per account, pending sells then pending buys, at open[t]
+            if fill == "next_open":
+                for a in range(A):
+                    for want_sell in (True, False):
+                        for s in members[a]:
+                            q = pending[p][s]
+                            if (q < 0.0) if want_sell else (q > 0.0):
+                                rem = fill_rule(t, p, s, q, open_l[t][s], "open")
+                                pending[p][s] = rem if unfilled == "carry" else 0.0
+
+            # C. Delisting close-out at the mark, whole position (R12)
+            for s in range(S):
+                if delist_l[s] == t:
+                    pending[p][s] = 0.0
+                    if shares[p][s] != 0.0:
+                        fill_rule(t, p, s, -shares[p][s], mark[p][s], "delist")
+
+            # D. Mark before decisions
+            for s in range(S):
+                if valid_l[t][s]:
+                    mark[p][s] = close_l[t][s]
+            for a in range(A):
+                eref[p][a] = equity(p, a)
+
+            # E. Decisions, per account, valid bars only
+            for a in range(A):
+                orders: dict[int, float] = {}   # symbol -> placed order (decided in E)
+                entering_all: list[int] = []    # size="all" entering symbols, sized later
+                for s in members[a]:
+                    if not valid_l[t][s]:
+                        continue
+                    pref = close_l[t][s]
+                    if use_weights:
+                        w = wts_l[p][t][s]
+                        if not math.isfinite(w):
+                            continue  # NaN: leave the symbol as it is
+                        if w < 0.0 and not allow_short:
+                            w = 0.0
+                        target = lot(w * eref[p][a] / pref)
+                        pending[p][s] = 0.0  # R4: the decision replaces the pending order
+                        q = target - shares[p][s]
+                        if place(q, pref):
+                            orders[s] = q
+                    else:
+                        h = shares[p][s]
+                        if ent_l[p][t][s] and h == 0.0:        # entering
+                            pending[p][s] = 0.0
+                            if size == "all":
+                                entering_all.append(s)
+                            else:
+                                q = size_other(p, a, pref)
+                                if place(q, pref):
+                                    orders[s] = q
+                        elif ext_l[p][t][s] and h > 0.0:       # exiting
+                            pending[p][s] = 0.0
+                            q = -h
+                            if place(q, pref):
+                                orders[s] = q
+                if fill == "next_open":
+                    # the new orders become the pending orders (R5 for size="all")
+                    k = len(entering_all)
+                    for s in entering_all:
+                        pref = close_l[t][s]
+                        q = size_all(p, a, k, pref)
+                        if place(q, pref):
+                            orders[s] = q
+                    for s, q in orders.items():
+                        pending[p][s] = q
+                else:
+                    # fill="close": sells, then buys, at close[t]; leftovers dropped
+                    for s in members[a]:
+                        if s in orders and orders[s] < 0.0:
+                            fill_rule(t, p, s, orders[s], close_l[t][s], "close")
+                    k_left = len(entering_all)
+                    for s in members[a]:
+                        pref = close_l[t][s]
+                        if s in entering_all:
+                            q = size_all(p, a, k_left, pref)  # sized just before it fills
+                            k_left -= 1
+                            if place(q, pref):
+                                fill_rule(t, p, s, q, pref, "close")
+                        elif s in orders and orders[s] > 0.0:
+                            fill_rule(t, p, s, orders[s], pref, "close")
+
+            # F. Borrow on short positions (R15)
+            for s in range(S):
+                if shares[p][s] < 0.0:
+                    cash[p][acct[s]] -= (abs(shares[p][s]) * mark[p][s]
+                                         * borrow_bps / 1e4 / bars_per_year)
+
+            # G. Mark and record
+            for a in range(A):
+                eref[p][a] = equity(p, a)
+                eq_out[p, t, a] = eref[p][a]
+                cash_out[p, t, a] = cash[p][a]
+            for s in range(S):
+                sh_out[p, t, s] = shares[p][s]
+
+    return {"equity": eq_out, "cash": cash_out, "shares": sh_out,
+            "trades": trades, "unfilled": unfilled_out}

@@ -1,0 +1,167 @@
+"""Ingest: round trips, reference tables, atomic writes, the CLI and the real sample."""
+from __future__ import annotations
+
+import gzip
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+import pitgrid as pg
+from pitgrid.cli import app
+from pitgrid.data.store import read_manifest
+
+
+def _expected_grid(frame: pl.DataFrame, field: str, market: pg.MarketData) -> np.ndarray:
+    """The (time, symbol) array the long frame should become, built by plain dict lookups."""
+    times = [str(t)[:10] for t in market.time]
+    cell = {(t, s): v for t, s, v in frame.select("time", "symbol", field).iter_rows()}
+    return np.array([[cell.get((t, s), np.nan) for s in market.symbols] for t in times])
+
+
+def test_round_trip_values_identical_and_gaps_masked(long_bars, write_csv, tmp_path):
+    frame = long_bars(n_time=40, n_symbols=5, seed=3, gaps=0.2).with_columns(
+        eps=pl.int_range(pl.len()).cast(pl.Float64) / 7
+    )
+    store = pg.ingest(write_csv(frame), tmp_path / "store", symbol_block=2, progress=False)
+    market = pg.open_market(store)
+    assert market.ds["close"].encoding["chunks"] == (40, 2)
+    for field in ("open", "high", "low", "close", "volume", "eps"):
+        np.testing.assert_array_equal(market[field].values, _expected_grid(frame, field, market))
+    present = ~np.isnan(_expected_grid(frame, "close", market))
+    np.testing.assert_array_equal(market["valid"].values, present)
+    assert 0 < (~present).sum() and market["valid"].dtype == bool
+    assert (market["split_ratio"].values == 1).all() and (market["dividend"].values == 0).all()
+    assert len(market.actions) == 0
+
+
+def test_csv_gz_parquet_and_split_files_give_the_same_data(long_bars, tmp_path):
+    frame = long_bars(n_time=20, n_symbols=3, seed=1)
+    with gzip.open(tmp_path / "p.csv.gz", "wb") as fh:
+        fh.write(frame.write_csv().encode())
+    frame.with_columns(pl.col("time").str.to_date()).write_parquet(tmp_path / "p.parquet")
+    frame.filter(pl.col("time") < "2010-01-18").write_csv(tmp_path / "a.csv")
+    frame.filter(pl.col("time") >= "2010-01-18").write_csv(tmp_path / "b.csv")
+    prints = {
+        pg.open_market(pg.ingest(src, tmp_path / f"s{i}", progress=False)).fingerprint()
+        for i, src in enumerate([tmp_path / "p.csv.gz", tmp_path / "p.parquet",
+                                 [tmp_path / "a.csv", tmp_path / "b.csv"]])
+    }
+    assert len(prints) == 1
+
+
+def test_vendor_actions_become_table_and_arrays(long_bars, write_csv, tmp_path):
+    frame = long_bars(n_time=10, n_symbols=2, gaps=0.0).with_columns(
+        split_coefficient=pl.lit(1.0), dividend_amount=pl.lit(0.0), adjusted_close=pl.col("close") / 2
+    )
+    frame = frame.with_columns(
+        split_coefficient=pl.when((pl.col("symbol") == "S0001") & (pl.col("time") == "2010-01-07"))
+        .then(4.0).otherwise(pl.col("split_coefficient")),
+        dividend_amount=pl.when((pl.col("symbol") == "S0000") & (pl.col("time") == "2010-01-11"))
+        .then(0.25).otherwise(pl.col("dividend_amount")),
+    )
+    market = pg.open_market(pg.ingest(write_csv(frame), tmp_path / "s", progress=False))
+    assert market.actions.select("symbol", pl.col("ex_date").dt.strftime("%Y-%m-%d"), "split_ratio",
+                                 "cash_dividend").rows() == [
+        ("S0001", "2010-01-07", 4.0, 0.0), ("S0000", "2010-01-11", 1.0, 0.25)]
+    ratio, cash = market["split_ratio"].values, market["dividend"].values
+    assert ratio[3, 1] == 4.0 and (np.delete(ratio.ravel(), 3 * 2 + 1) == 1).all()
+    assert cash[5, 0] == 0.25 and cash.sum() == 0.25
+    assert "adjusted_close" not in market.fields  # vendor back-adjustment is a look-ahead
+    assert read_manifest(tmp_path / "s")["dropped"]["lookahead_fields"] == ["adjusted_close"]
+
+
+def test_reference_tables_are_stored(long_bars, write_csv, tmp_path):
+    prices = write_csv(long_bars(n_time=10, n_symbols=2, gaps=0.0))
+    pl.DataFrame({"ticker": ["S0000", "S0001"], "start_date": ["2010-01-06", "2000-01-01"],
+                  "end_date": [None, "2010-01-08"]}).write_csv(tmp_path / "sp500_members.csv")
+    pl.DataFrame({"date": ["2010-01-04", "2010-01-11"], "universe_id": "top", "symbol": ["S0000", "S0001"]}
+                 ).write_csv(tmp_path / "snaps.csv")
+    pl.DataFrame({"symbol": ["S0001"], "event_time": ["2010-01-05"], "knowledge_time": ["2010-01-07 08:00"],
+                  "field": ["eps"], "value": [1.25]}).write_csv(tmp_path / "events.csv")
+    pl.DataFrame({"time": ["2010-01-04", "2010-01-08"], "regime": [0, 1]}).write_csv(tmp_path / "reg.csv")
+    store = pg.ingest(prices, tmp_path / "s", events=tmp_path / "events.csv", regimes=tmp_path / "reg.csv",
+                      universes={"sp500": tmp_path / "sp500_members.csv", "top": tmp_path / "snaps.csv"},
+                      progress=False)
+    market = pg.open_market(store)
+    sp = market.universe_mask("sp500").values
+    assert sp[:, 0].tolist() == [False, False, True, True, True, True, True, True, True, True]
+    assert sp[:, 1].tolist() == [True, True, True, True, False, False, False, False, False, False]
+    top = market.universe_mask("top").values  # a snapshot holds until the next one
+    assert top[:, 0].tolist() == [True] * 5 + [False] * 5 and top[:, 1].tolist() == [False] * 5 + [True] * 5
+    assert market.events["value"].to_list() == [1.25]
+    assert market.regimes["regime"].to_list() == [0, 1]
+    fresh = pg.MarketData(market.load().ds, universes=market.universes, events=market.events,
+                          regimes=market.regimes)
+    assert fresh.fingerprint() == market.fingerprint()  # cached at ingest == recomputed
+
+
+def test_failed_ingest_leaves_nothing_and_keeps_the_old_store(long_bars, write_csv, tmp_path):
+    good = write_csv(long_bars(n_time=10, n_symbols=2), "good.csv")
+    bad = write_csv(long_bars(n_time=10, n_symbols=2).with_columns(volume=pl.lit(-1.0)), "bad.csv")
+    with pytest.raises(pg.ValidationError):
+        pg.ingest(bad, tmp_path / "store", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "good.csv"]
+
+    before = pg.open_market(pg.ingest(good, tmp_path / "store", progress=False)).fingerprint()
+    with pytest.raises(FileExistsError):
+        pg.ingest(good, tmp_path / "store", progress=False)
+    with pytest.raises(pg.ValidationError):
+        pg.ingest(bad, tmp_path / "store", overwrite=True, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "good.csv", "store"]
+    assert pg.open_market(tmp_path / "store").fingerprint() == before
+    assert pg.MarketData(xr.open_zarr(tmp_path / "store").load()).fingerprint() == before
+
+
+def test_overwrite_replaces_a_store_but_never_other_folders(long_bars, write_csv, tmp_path):
+    first = pg.ingest(write_csv(long_bars(n_time=10, n_symbols=2)), tmp_path / "store", progress=False)
+    pg.ingest(write_csv(long_bars(n_time=12, n_symbols=3), "b.csv"), first, overwrite=True, progress=False)
+    assert pg.open_market(first).ds.sizes == {"time": 12, "symbol": 3}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a pitgrid store"):
+        pg.ingest(tmp_path / "b.csv", precious, overwrite=True, progress=False)
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_cli_ingest_and_info(long_bars, write_csv, tmp_path):
+    runner = CliRunner()
+    prices = write_csv(long_bars(n_time=10, n_symbols=2, gaps=0.0))
+    pl.DataFrame({"ticker": ["S0000", "OLD"], "start_date": ["2010-01-01"] * 2, "end_date": [None, None]}
+                 ).write_csv(tmp_path / "m.csv")
+    args = ["ingest", str(prices), "--store", str(tmp_path / "s"), "--membership", str(tmp_path / "m.csv"),
+            "--universe-id", "idx", "--no-progress"]
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 1 and "unknown symbol" in failed.output and "'OLD'" in failed.output
+    done = runner.invoke(app, [*args, "--drop-unknown-symbols"])
+    assert done.exit_code == 0, done.output
+    assert "universes:idx=1" in done.output
+    assert pg.open_market(tmp_path / "s").universe_ids == ["idx"]
+    info = runner.invoke(app, ["info", str(tmp_path / "s")])
+    assert info.exit_code == 0 and "10 x 2" in info.output
+
+
+@pytest.mark.slow
+def test_real_sample_ingest(shared_data, tmp_path):
+    started = time.perf_counter()
+    store = pg.ingest(shared_data / "prices.csv.gz", tmp_path / "sample", progress=False,
+                      universes=shared_data / "sp500_membership_intervals.csv", unknown_symbols="drop")
+    seconds = time.perf_counter() - started
+    market = pg.open_market(store)
+    manifest = read_manifest(store)
+    print(f"real sample ingest: {seconds:.1f} s")
+    assert manifest["rows"] == 2_402_891 and market.ds.sizes == {"time": 5402, "symbol": 504}
+    assert int(market["valid"].values.sum()) == 2_402_891
+    members = market.universe_mask("sp500")
+    assert int(members.sel(time="2021-04-21").sum()) == 503  # README: 505 members, 503 with prices
+    assert int(members.sel(time="2000-01-03").sum()) == 213
+    assert market.symbols[market.delist_bar >= 0].tolist() == ["VAR"]  # ends 2021-04-16
+    splits = market.actions.filter(pl.col("split_ratio") != 1.0)
+    assert len(splits) == 473 and splits["symbol"].n_unique() == 271
+    aig = splits.filter((pl.col("symbol") == "AIG") & (pl.col("ex_date") == pl.datetime(2009, 7, 1)))
+    assert aig["split_ratio"].to_list() == [0.05]  # a 1-for-20 reverse split

@@ -97,6 +97,7 @@ cdef class Core:
     cdef double[::1] mark
     # per-bar scratch
     cdef signed char[::1] sig
+    cdef double[::1] qbuf, tbuf
     cdef long[::1] n_open, n_orders
     cdef public dict state
     # logging
@@ -160,6 +161,8 @@ cdef class Core:
             "mark": np.full(S, NAN),
         })
         self.sig = np.zeros(S, dtype=np.int8)
+        self.qbuf = np.zeros(S)
+        self.tbuf = np.zeros(S)
         self.n_open = np.zeros(A, dtype=np.int64)
         self.n_orders = np.zeros(A, dtype=np.int64)
         self._alloc_log(log_capacity)
@@ -704,11 +707,15 @@ cdef class Core:
                 self._exit_order(ti, p, s, close[t, s], volume[t, s])
         for s in range(self.S):
             if self.sig[s] > 0:
-                if self.size_mode == SIZE_ALL:
+                if self.size_mode != SIZE_ALL:
+                    budget = self.cash[p, 0]
+                elif self.fill_close:
+                    # each entry fills before the next is sized: split what is left
                     budget = self.cash[p, 0] / k
                     k -= 1
                 else:
-                    budget = self.cash[p, 0]
+                    # nothing fills until the open: every entry gets an equal share
+                    budget = self.cash[p, 0] / k
                 self._entry_order(ti, p, s, close[t, s], volume[t, s], budget)
 
     cdef void _decide_weights(self, Py_ssize_t t, int p, const double[:, ::1] close,
@@ -716,30 +723,34 @@ cdef class Core:
                               const double[:, :, ::1] bank, long ia) noexcept nogil:
         cdef int s, side, ti = <int>t
         cdef double w, q, target, held
-        cdef bint opening
-        # sells in the first pass, buys in the second, for both fill timings (the gates
-        # see orders in that order); each order comes from the symbol's own holding and
-        # the pre-decision equity, so the two passes see the same targets as one would
+        # every order is decided from the holdings before this bar's fills; then sells
+        # are placed (and with close fills, filled), then buys
+        for s in range(self.S):
+            self.qbuf[s] = NAN
+            self.tbuf[s] = 0.0
+            if not valid[t, s] or (self.dd_stop > 0.0 and self.halted[p, self._acct(s)] != 0.0):
+                continue
+            w = bank[ia, t, s]
+            if not isfinite(w):
+                continue
+            if w < 0.0 and not self.allow_short:
+                w = 0.0
+            held = self.shares[p, s]
+            target = _lot(w * self.eref[p, self._acct(s)] / close[t, s], self.lot)
+            q = target - held
+            if not self._placed(q, close[t, s]):
+                q = 0.0
+            self.qbuf[s] = q
+            # opening: the order adds exposure
+            self.tbuf[s] = 1.0 if (fabs(target) > fabs(held) or target * held < 0.0) else 0.0
+            if q == 0.0 and not self.fill_close:
+                self.pending[p, s] = 0.0
         for side in range(2):
             for s in range(self.S):
-                if not valid[t, s] or self.halted[p, self._acct(s)] != 0.0:
+                q = self.qbuf[s]
+                if not ((side == 0 and q < 0.0) or (side == 1 and q > 0.0)):
                     continue
-                w = bank[ia, t, s]
-                if not isfinite(w):
-                    continue
-                if w < 0.0 and not self.allow_short:
-                    w = 0.0
-                held = self.shares[p, s]
-                target = _lot(w * self.eref[p, self._acct(s)] / close[t, s], self.lot)
-                q = target - held
-                if not self._placed(q, close[t, s]):
-                    q = 0.0
-                if (side == 0 and q >= 0.0) or (side == 1 and q <= 0.0):
-                    if side == 0 and q == 0.0 and not self.fill_close:
-                        self.pending[p, s] = 0.0
-                    continue
-                opening = fabs(target) > fabs(held) or target * held < 0.0
-                if not self._admit(ti, p, s, q, opening):
+                if not self._admit(ti, p, s, q, self.tbuf[s] != 0.0):
                     if not self.fill_close:
                         self.pending[p, s] = 0.0
                     continue

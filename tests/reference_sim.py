@@ -61,7 +61,8 @@ R9  Impact is ``impact_k * sqrt(|q| / v)`` only when ``impact_k != 0`` and
 R10 Cash cut (rule 5, buys): the cut size is
     ``max(0, min(q, lot(min(B/(px*(1+f)+cps), (B-minc)/px))))``; when that is
     not smaller than q (possible by one ulp) the buy is left uncut. The check
-    is ``cost(q) > B`` with ``cost(q) = q*px + fee(q)``.
+    is ``cost(q) > B + 1e-12*|B|`` with ``cost(q) = q*px + fee(q)`` (the page's
+    slack for rounding between sizing and the check).
 R11 Short cut (rule 5, short sales, only with ``allow_short``): with ``h`` the
     shares held and ``others`` = sum of ``|shares| * mark`` of the account's
     other symbols (shares != 0), a sell q with ``h + q < 0`` is cut when
@@ -95,9 +96,7 @@ R18 Floating point: every formula is evaluated as the page writes it, left to
     fee ``max(minc, |q|*px*f + |q|*cps)``, borrow
     ``|shares|*mark*borrow_bps/1e4/bars_per_year``), so that share counts can be
     compared bit for bit even with fractional shares. The cash check of rule 5
-    is strict (no tolerance): a buy whose cost exceeds the budget by a rounding
-    error is cut (to ``lot(B/px)``-style size) and the sliver counts as unfilled
-    "cash".
+    allows the page's relative slack of 1e-12 (see R10).
 """
 from __future__ import annotations
 
@@ -265,7 +264,7 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
         if not forced:
             if q > 0.0:
                 B = cash[p][a] + (L - 1.0) * eref[p][a]
-                if q * px + fee_of(q) > B:
+                if q * px + fee_of(q) > B + 1e-12 * abs(B):
                     qc = lot(min(B / (px * (1.0 + f) + cps), (B - minc) / px))
                     qc = max(0.0, min(q, qc))
                     if qc < q:

@@ -97,10 +97,11 @@ class BackAdjustedLevel(Strategy):
     def features(self, data: FeatureData) -> dict[str, np.ndarray]:
         factor = data.split_factor
         back = data.raw("close") * factor / factor[-1]
-        return {"back": back, "level": np.nanmedian(back[:20], axis=0)[None, :] * np.ones_like(back)}
+        # the level is the first as-traded close: a fixed dollar level, known from bar 0
+        return {"back": back, "level": np.broadcast_to(data.raw("close")[0], back.shape)}
 
     def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
-        return Intents(entries=f["back"] < f["level"], exits=f["back"] > f["level"] * 1.05)
+        return Intents(entries=f["back"] < 0.8 * f["level"], exits=f["back"] > f["level"])
 
 
 @dataclass(frozen=True, kw_only=True)

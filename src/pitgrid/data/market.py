@@ -258,8 +258,13 @@ class MarketData:
             3
         """
         when = to_datetime64(t)
-        ds = self._ds.isel(time=slice(0, self.index_of(when) + 1))
-        return MarketData._from_parts(ds, known_tables(self._tables, when))
+        index = self.index_of(when)
+        ds = self._ds.isel(time=slice(0, index + 1))
+        market = MarketData._from_parts(ds, known_tables(self._tables, when))
+        # a delisting is a fact from the day the data end; a symbol merely in a gap at
+        # ``t`` has not delisted, though its truncated data would look as if it had
+        market.__dict__["delist_bar"] = known_delistings(self.delist_bar, index)
+        return market
 
     def universe_mask(self, universe_id: str) -> xr.DataArray:
         """Bool ``(time, symbol)``: member of ``universe_id`` at each bar (``start <= t < end``).
@@ -366,8 +371,8 @@ class MarketView:
 
     @cached_property
     def delist_bar(self) -> np.ndarray:
-        """``delist_bar`` as it looks at ``t`` (data ending before ``t`` count as ended)."""
-        return _frozen(delist_bars(self.array("valid")))
+        """The delistings known at ``t``: those at or before bar ``index`` (others -1)."""
+        return known_delistings(self._market.delist_bar, self.index)
 
     def __repr__(self) -> str:
         return f"MarketView(t={self.t}, bars=0..{self.index}, symbols={len(self.symbols)})"
@@ -434,6 +439,11 @@ def _frozen_dataset(ds: xr.Dataset) -> xr.Dataset:
         if _numpy_backed(var)
     }
     return ds.assign(frozen)
+
+
+def known_delistings(delist_bar: np.ndarray, index: int) -> np.ndarray:
+    """``delist_bar`` as known at bar ``index``: later delistings are not known yet."""
+    return _frozen(np.where((delist_bar >= 0) & (delist_bar <= index), delist_bar, -1).astype(np.int64))
 
 
 def delist_bars(valid: np.ndarray) -> np.ndarray:

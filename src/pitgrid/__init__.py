@@ -41,6 +41,18 @@ _LAZY: dict[str, str] = {
     "PointInTimeReport": "pitgrid.drivers.pit",
     "grid": "pitgrid.drivers.grid",
     "GridResult": "pitgrid.drivers.grid",
+    "ModelBundle": "pitgrid.models.bundle",
+    "BundleError": "pitgrid.models.bundle",
+    "save_bundle": "pitgrid.models.bundle",
+    "DecisionFunction": "pitgrid.models.decision",
+    "predict_proba": "pitgrid.models.inference",
+    "predict_step": "pitgrid.models.inference",
+    "build_features": "pitgrid.models.features",
+    "ModelStrategy": "pitgrid.models.strategy",
+    "ResultsDB": "pitgrid.results.db",
+    "StoredRun": "pitgrid.results.db",
+    "write_report": "pitgrid.results.report",
+    "write_grid_report": "pitgrid.results.report",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -72,6 +84,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.data.synthetic import synthetic_prices
     from pitgrid.data.validate import IngestError, ValidationError
     from pitgrid.engine.config import SimConfig
+    from pitgrid.models.bundle import BundleError, ModelBundle, save_bundle
+    from pitgrid.models.decision import DecisionFunction
+    from pitgrid.models.features import build_features
+    from pitgrid.models.inference import predict_proba, predict_step
+    from pitgrid.models.strategy import ModelStrategy
+    from pitgrid.results.db import ResultsDB, StoredRun
+    from pitgrid.results.report import write_grid_report, write_report
     from pitgrid.engine.metrics import compute_metrics
     from pitgrid.engine.result import SimResult
     from pitgrid.engine.simulate import simulate

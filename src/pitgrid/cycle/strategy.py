@@ -76,6 +76,10 @@ class Strategy:
     def on_step(self, t: int, data: FeatureData, intents: Intents) -> Intents:
         return intents
 
+    def annotations(self, data: FeatureData, features: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Tables the batch driver keeps with the result (e.g. why a model held); none by default."""
+        return {}
+
     @property
     def has_hook(self) -> bool:
         return type(self).on_step is not Strategy.on_step

@@ -37,8 +37,9 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
         from pitgrid.drivers.step import StepDriver
 
         return StepDriver(market, strategy, cfg).run()
-    intents = decide(market, strategy, FeatureData(market))
+    notes: dict[str, Any] = {}
+    intents = decide(market, strategy, FeatureData(market), notes)
     res = simulate(market, entries=intents.entries, exits=intents.exits, weights=intents.weights,
                    size_value=size_value, keep=keep, **cfg.to_dict())
-    res.extra.update(strategy=strategy.describe(), intents=intents)
+    res.extra.update(strategy=strategy.describe(), intents=intents, **notes)
     return res

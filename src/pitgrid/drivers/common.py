@@ -63,9 +63,13 @@ def features_for(market: MarketData, strategy: Strategy, data: FeatureData) -> d
     return feats
 
 
-def decide(market: MarketData, strategy: Strategy, data: FeatureData) -> Intents:
-    """Universe, features and decisions for bars ``0..data.upto``."""
-    intents = strategy.intents(data, features_for(market, strategy, data))
+def decide(market: MarketData, strategy: Strategy, data: FeatureData,
+           notes: dict[str, Any] | None = None) -> Intents:
+    """Universe, features and decisions for bars ``0..data.upto``; ``notes`` gets the annotations."""
+    features = features_for(market, strategy, data)
+    intents = strategy.intents(data, features)
+    if notes is not None:
+        notes.update(strategy.annotations(data, features))
     shape = (data.n_time, len(data.symbols))
     for name in ("entries", "exits", "weights"):
         a = getattr(intents, name)

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pitgrid-installed
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all bench bench-smoke install clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benches/run_workloads.py
+
+# one quick pass of every asv benchmark in this environment (CI runs it)
+bench-smoke: $(STAMP)
+	$(BIN)/asv machine --yes --machine ci >/dev/null
+	$(BIN)/asv run --python=same --quick --machine ci --show-stderr --dry-run
 
 clean:
 	rm -rf build $(VENV) src/pitgrid/*.so cython_ext/*.c

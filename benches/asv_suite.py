@@ -1,0 +1,135 @@
+"""The asv suite: ingest, kernels, W1 to W4, the step driver, model inference, import time.
+
+Time (``time_*``) and peak memory (``peakmem_*``) for each. Run
+``asv run --python=same --quick`` from the repository root.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import pitgrid as pg
+from pitgrid import kernels as K
+
+from benches import workloads as W
+
+
+class Kernels:
+    def setup(self):
+        self.close = np.ascontiguousarray(W.data()["close"].values)
+        K.sma(self.close[:60], 10), K.rsi(self.close[:60], 14), K.cs_rank(self.close[:60])
+
+    def time_sma(self):
+        K.sma(self.close, 50)
+
+    def time_rsi(self):
+        K.rsi(self.close, 14)
+
+    def time_cs_rank(self):
+        K.cs_rank(self.close)
+
+    def peakmem_sma(self):
+        K.sma(self.close, 50)
+
+
+class Simulation:
+    timeout = 300
+
+    def setup(self):
+        ds = W.data()
+        self.w1 = W.ma_signals(ds)
+        self.w4 = W.momentum_weights(ds)
+        W.run_w1(self.w1)
+
+    def time_w1_core(self):
+        W.core_only(self.w1, W.W1_SETTINGS)
+
+    def time_w1_simulate(self):
+        W.run_w1(self.w1)
+
+    def peakmem_w1_simulate(self):
+        W.run_w1(self.w1)
+
+    def time_w4_simulate(self):
+        W.run_w4(self.w4)
+
+
+class W3:
+    timeout = 600
+
+    def setup(self):
+        self.w3 = W.ma_signals(W.data(5040, 5000))
+
+    def time_w3_core(self):
+        W.core_only(self.w3, W.W1_SETTINGS)
+
+
+class Grid:
+    timeout = 600
+
+    def setup(self):
+        self.market = pg.MarketData(W.data())
+
+    def time_w2(self):
+        W.run_w2(self.market)
+
+    def peakmem_w2(self):
+        W.run_w2(self.market)
+
+
+class StepDriver:
+    def setup(self):
+        from pitgrid.strategies import MovingAverageCross
+
+        self.driver = pg.StepDriver(pg.MarketData(W.data(300, 500)), MovingAverageCross(fast=10, slow=50))
+        for _ in range(100):
+            self.driver.step()
+
+    def time_step_500_symbols(self):
+        if self.driver.t >= self.driver.n_time:
+            self.setup()
+        self.driver.step()
+
+
+class Ingest:
+    timeout = 300
+
+    def setup(self):
+        self.tmp = Path(tempfile.mkdtemp())
+        from benches.ingest_5m import write_csv
+
+        self.csv = self.tmp / "bars.csv"
+        write_csv(self.csv, 200, 2500)
+
+    def time_ingest_500k_rows(self):
+        pg.ingest(self.csv, self.tmp / f"s{np.random.randint(1 << 30)}.pitgrid", progress=False)
+
+
+class ModelInference:
+    def setup(self):
+        import torch
+
+        from pitgrid.models.architectures import build_model
+
+        torch.manual_seed(0)
+        feats = [{"name": f"m{w}", "kernel": "momentum", "params": {"window": w}, "field": "close"}
+                 for w in range(1, 17)]
+        self.path = Path(tempfile.mkdtemp()) / "mlp"
+        net = build_model("mlp", {"hidden": [64]}, n_features=16, lookback=1, n_classes=3)
+        pg.save_bundle(net, self.path, architecture="mlp", settings={"hidden": [64]}, features=feats,
+                       lookback=1, classes=["sell", "hold", "buy"], decision={"threshold": 0.5})
+        self.bundle = pg.ModelBundle.load(self.path)
+        self.x = np.random.default_rng(0).normal(size=(2520, 500, 16)).astype(np.float32)
+
+    def time_inference_and_decisions_2520x500(self):
+        probs, _ = pg.predict_proba(self.bundle, self.x, threads=1)
+        self.bundle.decision.raw_signals(probs)
+
+
+class Import:
+    def time_import_pitgrid(self):
+        subprocess.run([sys.executable, "-c", "import pitgrid"], check=True)

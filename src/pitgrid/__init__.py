@@ -41,6 +41,8 @@ _LAZY: dict[str, str] = {
     "PointInTimeReport": "pitgrid.drivers.pit",
     "grid": "pitgrid.drivers.grid",
     "GridResult": "pitgrid.drivers.grid",
+    "robustness": "pitgrid.drivers.robustness",
+    "RobustnessResult": "pitgrid.drivers.robustness",
     "ModelBundle": "pitgrid.models.bundle",
     "BundleError": "pitgrid.models.bundle",
     "save_bundle": "pitgrid.models.bundle",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.data.adjust import adjusted_as_of
     from pitgrid.drivers.batch import backtest
     from pitgrid.drivers.grid import GridResult, grid
+    from pitgrid.drivers.robustness import RobustnessResult, robustness
     from pitgrid.drivers.pit import PointInTimeReport, check_point_in_time
     from pitgrid.drivers.step import CycleResult, StepDriver
     from pitgrid.data.ingest import ingest

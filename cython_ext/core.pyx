@@ -531,22 +531,26 @@ cdef class Core:
             self._start_decisions(p)
             if self.intent_mode == WEIGHTS:
                 self._decide_weights(t, p, close, volume, valid, bank, idx_a[p])
+            elif self.per_symbol:
+                # signals never go short, so there is no borrow (F), and step G's mark of
+                # each one-symbol account is taken right after its decision
+                self._decide_signals_per_symbol(t, p, close, volume, valid, entries, exits, bank,
+                                                idx_a[p], idx_b[p], &eq, &lg, &sh)
             else:
                 self._decide_signals(t, p, close, volume, valid, entries, exits, bank,
                                      idx_a[p], idx_b[p])
-            # F. borrow on shorts
-            if self.borrow_per_bar > 0.0:
-                for s in range(S):
-                    if self.shares[p, s] < 0.0:
-                        self.cash[p, self._acct(s)] -= (-self.shares[p, s]) * self.mark[s] * self.borrow_per_bar
-            # G. mark and record
-            self._mark(p, &lg, &sh)
-            eq = 0.0
-            for a in range(self.A):
-                eq += self.eref[p, a]
+            if self.intent_mode == WEIGHTS or not self.per_symbol:
+                # F. borrow on shorts
+                if self.borrow_per_bar > 0.0:
+                    for s in range(S):
+                        if self.shares[p, s] < 0.0:
+                            self.cash[p, self._acct(s)] -= (-self.shares[p, s]) * self.mark[s] * self.borrow_per_bar
+                # G. mark and record
+                eq = self._mark(p, &lg, &sh)
             total_equity[p, t] = eq
-            for a in range(self.A):
-                self.prev_eq[p, a] = self.eref[p, a]
+            if self.daily_loss > 0.0:
+                for a in range(self.A):
+                    self.prev_eq[p, a] = self.eref[p, a]
             long_exposure[p, t] = lg
             short_exposure[p, t] = sh
             if keep:
@@ -580,8 +584,8 @@ cdef class Core:
                 else:
                     self.pending[p, s] = q
 
-    cdef inline void _mark(self, int p, double* long_value, double* short_value) noexcept nogil:
-        """Account equity at the current marks, and the long and short market values."""
+    cdef inline double _mark(self, int p, double* long_value, double* short_value) noexcept nogil:
+        """Account equity at the current marks, the long and short market values; returns the total."""
         # raw row pointers: the writes to eref would otherwise make the compiler reload
         # every memoryview's data pointer on each iteration
         cdef double* sh = &self.shares[p, 0]
@@ -589,7 +593,7 @@ cdef class Core:
         cdef double* er = &self.eref[p, 0]
         cdef double* ca = &self.cash[p, 0]
         cdef int s
-        cdef double v, x, e, lg = 0.0, sht = 0.0
+        cdef double v, x, e, total = 0.0, lg = 0.0, sht = 0.0
         if self.per_symbol:
             for s in range(self.S):
                 v = sh[s]
@@ -602,6 +606,7 @@ cdef class Core:
                     else:
                         sht -= x
                 er[s] = e
+                total += e
         else:
             e = ca[0]
             for s in range(self.S):
@@ -614,8 +619,10 @@ cdef class Core:
                     else:
                         sht -= x
             er[0] = e
+            total = e
         long_value[0] = lg
         short_value[0] = sht
+        return total
 
     cdef inline int _signal(self, int p, double held, int s, const unsigned char* valid,
                             const unsigned char* ent_row, const unsigned char* ext_row,
@@ -661,6 +668,55 @@ cdef class Core:
         else:
             self.pending[p, s] = q
 
+    cdef void _decide_signals_per_symbol(
+            self, Py_ssize_t t, int p, const double[:, ::1] close, const double[:, ::1] volume,
+            const unsigned char[:, ::1] valid, const unsigned char[:, :, ::1] entries,
+            const unsigned char[:, :, ::1] exits, const double[:, :, ::1] bank, long ia, long ib,
+            double* total, double* long_value, double* short_value) noexcept nogil:
+        """Signals with one account per symbol: decide, fill, and mark (step G) in one pass.
+
+        Each account holds one symbol, so the order of symbols changes nothing and the
+        sums come out as ``_mark`` makes them.
+        """
+        cdef int s, sig, ti = <int>t
+        cdef double v, e, eq = 0.0, lg = 0.0
+        cdef const unsigned char* vrow = &valid[t, 0]
+        cdef const unsigned char* erow = NULL
+        cdef const unsigned char* xrow = NULL
+        cdef const double* fa = NULL
+        cdef const double* fb = NULL
+        cdef const double* fa1 = NULL
+        cdef const double* fb1 = NULL
+        cdef double* held = &self.shares[p, 0]
+        cdef double* ca = &self.cash[p, 0]
+        cdef double* er = &self.eref[p, 0]
+        cdef double* mk = &self.mark[0]
+        if self.intent_mode == SIGNALS:
+            erow = &entries[ia, t, 0]
+            xrow = &exits[ib, t, 0]
+        else:
+            fa = &bank[ia, t, 0]
+            fb = &bank[ib, t, 0]
+            if t > 0:
+                fa1 = &bank[ia, t - 1, 0]
+                fb1 = &bank[ib, t - 1, 0]
+        for s in range(self.S):
+            sig = self._signal(p, held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
+            if sig < 0:
+                self._exit_order(ti, p, s, close[t, s], volume[t, s])
+            elif sig > 0:
+                self._entry_order(ti, p, s, close[t, s], volume[t, s], ca[s])
+            v = held[s]
+            e = ca[s]
+            if v != 0.0:
+                e += v * mk[s]
+                lg += v * mk[s]
+            er[s] = e
+            eq += e
+        total[0] = eq
+        long_value[0] = lg
+        short_value[0] = 0.0
+
     cdef void _decide_signals(self, Py_ssize_t t, int p, const double[:, ::1] close,
                               const double[:, ::1] volume, const unsigned char[:, ::1] valid,
                               const unsigned char[:, :, ::1] entries,
@@ -686,15 +742,6 @@ cdef class Core:
             if t > 0:
                 fa1 = &bank[ia, t - 1, 0]
                 fb1 = &bank[ib, t - 1, 0]
-        if self.per_symbol:
-            # independent accounts: one pass, each symbol funds only itself
-            for s in range(self.S):
-                sig = self._signal(p, held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
-                if sig < 0:
-                    self._exit_order(ti, p, s, close[t, s], volume[t, s])
-                elif sig > 0:
-                    self._entry_order(ti, p, s, close[t, s], volume[t, s], self.cash[p, s])
-            return
         # shared cash: classify first, then exits (whose close-fill proceeds fund
         # this bar's entries), then entries sized on the cash left
         for s in range(self.S):

@@ -43,7 +43,9 @@ class Simulation:
         ds = W.data()
         self.w1 = W.ma_signals(ds)
         self.w4 = W.momentum_weights(ds)
+        self.market = pg.MarketData(ds)
         W.run_w1(self.w1)
+        W.run_w1_strategy(self.market)
 
     def time_w1_core(self):
         W.core_only(self.w1, W.W1_SETTINGS)
@@ -53,6 +55,9 @@ class Simulation:
 
     def peakmem_w1_simulate(self):
         W.run_w1(self.w1)
+
+    def time_w1_strategy_end_to_end(self):
+        W.run_w1_strategy(self.market)
 
     def time_w4_simulate(self):
         W.run_w4(self.w4)

@@ -48,6 +48,8 @@ def main() -> None:
     import pitgrid as pg
 
     market = pg.MarketData(ds)
+    W.run_w1_strategy(market)
+    out["W1"]["strategy_end_to_end_s"] = best_of(lambda: W.run_w1_strategy(market))
     W.run_w2(market)
     out["W2"] = {"grid_s": best_of(lambda: W.run_w2(market), 3), "pairs": 100}
     if not args.skip_w3:

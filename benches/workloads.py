@@ -66,6 +66,13 @@ def run_w2(market, progress: bool = False):
                    config=W1_SETTINGS, progress=progress)
 
 
+def run_w1_strategy(market):
+    """W1 end to end through a strategy: features, signals, simulation, metrics."""
+    from pitgrid.strategies import MovingAverageCross
+
+    return pg.backtest(market, MovingAverageCross(fast=10, slow=50), W1_SETTINGS, keep="equity")
+
+
 def core_only(p: Prepared, settings: dict) -> float:
     """Seconds for the compiled pass alone (inputs already prepared), as the targets count it."""
     import time

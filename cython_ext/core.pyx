@@ -62,6 +62,17 @@ LOG_INT_COLS = 6    # t, param, symbol, kind, reason, side
 LOG_FLOAT_COLS = 4  # shares, price, fee, slippage cost
 
 
+cdef struct IntentRows:
+    # bar t of one parameter set: validity, signals, or the cross rule's fast/slow rows
+    const unsigned char* valid
+    const unsigned char* entries
+    const unsigned char* exits
+    const double* fast
+    const double* slow
+    const double* fast_prev
+    const double* slow_prev
+
+
 cdef inline double _lot(double x, double lot) noexcept nogil:
     if lot > 0.0:
         return trunc(x / lot) * lot
@@ -624,22 +635,43 @@ cdef class Core:
         short_value[0] = sht
         return total
 
-    cdef inline int _signal(self, int p, double held, int s, const unsigned char* valid,
-                            const unsigned char* ent_row, const unsigned char* ext_row,
-                            const double* fa, const double* fb, const double* fa1,
-                            const double* fb1) noexcept nogil:
+    cdef inline IntentRows _rows(self, Py_ssize_t t, const unsigned char[:, ::1] valid,
+                                 const unsigned char[:, :, ::1] entries,
+                                 const unsigned char[:, :, ::1] exits,
+                                 const double[:, :, ::1] bank, long ia, long ib) noexcept nogil:
+        """Row pointers of bar ``t``'s intents for one parameter set."""
+        cdef IntentRows r
+        r.valid = &valid[t, 0]
+        r.entries = NULL
+        r.exits = NULL
+        r.fast = NULL
+        r.slow = NULL
+        r.fast_prev = NULL
+        r.slow_prev = NULL
+        if self.intent_mode == SIGNALS:
+            r.entries = &entries[ia, t, 0]
+            r.exits = &exits[ib, t, 0]
+        else:
+            r.fast = &bank[ia, t, 0]
+            r.slow = &bank[ib, t, 0]
+            if t > 0:
+                r.fast_prev = &bank[ia, t - 1, 0]
+                r.slow_prev = &bank[ib, t - 1, 0]
+        return r
+
+    cdef inline int _signal(self, int p, double held, int s, const IntentRows* r) noexcept nogil:
         """-1 exiting, +1 entering, 0 neither, from the holding before this bar's decisions."""
         cdef bint ent, ext
-        if not valid[s] or held < 0.0 or (self.dd_stop > 0.0 and self.halted[p, self._acct(s)] != 0.0):
+        if not r.valid[s] or held < 0.0 or (self.dd_stop > 0.0 and self.halted[p, self._acct(s)] != 0.0):
             return 0
         if self.intent_mode == SIGNALS:
-            ent = ent_row[s] != 0
-            ext = ext_row[s] != 0
+            ent = r.entries[s] != 0
+            ext = r.exits[s] != 0
         else:
-            if fa1 == NULL:
+            if r.fast_prev == NULL:
                 return 0
-            ent = fa[s] > fb[s] and fa1[s] <= fb1[s]
-            ext = fa[s] < fb[s] and fa1[s] >= fb1[s]
+            ent = r.fast[s] > r.slow[s] and r.fast_prev[s] <= r.slow_prev[s]
+            ext = r.fast[s] < r.slow[s] and r.fast_prev[s] >= r.slow_prev[s]
         if held > 0.0:
             return -1 if ext else 0
         return 1 if ent else 0
@@ -680,28 +712,13 @@ cdef class Core:
         """
         cdef int s, sig, ti = <int>t
         cdef double v, e, eq = 0.0, lg = 0.0
-        cdef const unsigned char* vrow = &valid[t, 0]
-        cdef const unsigned char* erow = NULL
-        cdef const unsigned char* xrow = NULL
-        cdef const double* fa = NULL
-        cdef const double* fb = NULL
-        cdef const double* fa1 = NULL
-        cdef const double* fb1 = NULL
+        cdef IntentRows r = self._rows(t, valid, entries, exits, bank, ia, ib)
         cdef double* held = &self.shares[p, 0]
         cdef double* ca = &self.cash[p, 0]
         cdef double* er = &self.eref[p, 0]
         cdef double* mk = &self.mark[0]
-        if self.intent_mode == SIGNALS:
-            erow = &entries[ia, t, 0]
-            xrow = &exits[ib, t, 0]
-        else:
-            fa = &bank[ia, t, 0]
-            fb = &bank[ib, t, 0]
-            if t > 0:
-                fa1 = &bank[ia, t - 1, 0]
-                fb1 = &bank[ib, t - 1, 0]
         for s in range(self.S):
-            sig = self._signal(p, held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
+            sig = self._signal(p, held[s], s, &r)
             if sig < 0:
                 self._exit_order(ti, p, s, close[t, s], volume[t, s])
             elif sig > 0:
@@ -725,27 +742,12 @@ cdef class Core:
         cdef int s, sig, ti = <int>t
         cdef double budget
         cdef Py_ssize_t k = 0
-        cdef const unsigned char* vrow = &valid[t, 0]
-        cdef const unsigned char* erow = NULL
-        cdef const unsigned char* xrow = NULL
-        cdef const double* fa = NULL
-        cdef const double* fb = NULL
-        cdef const double* fa1 = NULL
-        cdef const double* fb1 = NULL
+        cdef IntentRows r = self._rows(t, valid, entries, exits, bank, ia, ib)
         cdef double* held = &self.shares[p, 0]
-        if self.intent_mode == SIGNALS:
-            erow = &entries[ia, t, 0]
-            xrow = &exits[ib, t, 0]
-        else:
-            fa = &bank[ia, t, 0]
-            fb = &bank[ib, t, 0]
-            if t > 0:
-                fa1 = &bank[ia, t - 1, 0]
-                fb1 = &bank[ib, t - 1, 0]
         # shared cash: classify first, then exits (whose close-fill proceeds fund
         # this bar's entries), then entries sized on the cash left
         for s in range(self.S):
-            sig = self._signal(p, held[s], s, vrow, erow, xrow, fa, fb, fa1, fb1)
+            sig = self._signal(p, held[s], s, &r)
             self.sig[s] = sig
             if sig > 0:
                 k += 1

@@ -1,15 +1,28 @@
 """The ``pitgrid`` command line.
 
+Exit codes: 0 ok, 1 a run failed, 2 bad usage, a bad config or unusable data (the
+message is printed without a traceback).
+
 Example:
     $ pitgrid ingest prices.csv.gz --store prices.pitgrid \\
           --membership sp500_membership_intervals.csv --drop-unknown-symbols
     $ pitgrid info prices.pitgrid
+    $ pitgrid run examples/ma_cross.toml
+    $ pitgrid grid examples/momentum_grid.toml
+    $ pitgrid runs --limit 5
+    $ pitgrid show 1a2b3c4d
+    $ pitgrid compare 1a2b3c4d 5e6f7a8b
+    $ pitgrid report 1a2b3c4d -o run.html
+    $ pitgrid demo
 """
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +35,19 @@ app = typer.Typer(
 )
 _out = Console()
 _err = Console(stderr=True)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pitgrid.results.db import ResultsDB, StoredRun
+    from pitgrid.runconfig import RunConfig, RunOutcome
+
+# the metrics a summary shows, in this order; `show` and `compare` show them all
+_KEY_METRICS = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar",
+                "max_drawdown", "trades", "win_rate", "turnover", "exposure", "fees")
+_PERCENT = {"total_return", "annual_return", "volatility", "max_drawdown", "win_rate", "exposure",
+            "var_95", "cvar_95", "var_99", "cvar_99"}
+_WHOLE = {"trades", "fills", "unfilled", "max_drawdown_duration"}
+_MONEY = {"avg_win", "avg_loss", "fees", "slippage"}
+_DB_OPTION = typer.Option("--db", help="Results database: a path or sqlite:/// URL.")
 
 
 @app.command()
@@ -98,3 +124,392 @@ def _print_manifest(manifest: dict, title: str) -> None:
     for key, value in rows:
         table.add_row(key, value)
     _out.print(table)
+
+
+# ---------------------------------------------------------------------- running configs
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="A TOML run config (see examples/ma_cross.toml).",
+                                           exists=True, dir_okay=False)],
+    db: Annotated[str | None, typer.Option(help="Results database (overrides [outputs] db).")] = None,
+    reports: Annotated[Path | None, typer.Option(help="Report folder (overrides [outputs] reports).")] = None,
+) -> None:
+    """Backtest a config, save the run to the database and write its HTML report."""
+    from pitgrid.runconfig import run_backtest
+
+    cfg = _load(config, db, reports)
+    if cfg.is_grid:
+        _fail_usage(f"{config} has grid axes ({', '.join(cfg.axes())} are lists): "
+                    f"run it with `pitgrid grid {config}`")
+    market = _open_market(cfg)
+    with _run_failures("run"):
+        outcome = run_backtest(cfg, market)
+    _print_outcome(outcome)
+
+
+@app.command()
+def grid(
+    config: Annotated[Path, typer.Argument(help="A TOML run config with list values in "
+                                           "[strategy.params] (see examples/momentum_grid.toml).",
+                                           exists=True, dir_okay=False)],
+    db: Annotated[str | None, typer.Option(help="Results database (overrides [outputs] db).")] = None,
+    reports: Annotated[Path | None, typer.Option(help="Report folder (overrides [outputs] reports).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run a parameter grid, save it as one run, and write the grid report and the best set's report."""
+    from pitgrid.runconfig import run_grid
+
+    cfg = _load(config, db, reports)
+    if not cfg.is_grid:
+        _fail_usage(f"{config} has no grid axes: give lists in [strategy.params] "
+                    f"(fast = [5, 10]), or run it with `pitgrid run {config}`")
+    market = _open_market(cfg)
+    with _run_failures("grid"):
+        outcome = run_grid(cfg, market, progress=progress)
+    _print_outcome(outcome)
+
+
+@app.command()
+def demo(
+    data: Annotated[Path | None, typer.Option(
+        help="A sample folder with prices.csv.gz (and optionally sp500_membership_intervals.csv) "
+             "instead of the synthetic universe.", file_okay=False)] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: store, database, reports, configs.")
+                   ] = Path("pitgrid_out"),
+    quick: Annotated[bool, typer.Option(help="A 500 x 50 synthetic universe: same steps, seconds.")
+                     ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """The main job: ingest a universe, backtest two strategies and a grid, save and report them."""
+    from pitgrid.demo import run_demo
+
+    def log(line: str) -> None:
+        _out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False)
+
+    with _usage_errors():
+        if data is not None and not (data / "prices.csv.gz").is_file():
+            raise ValueError(f"{data} has no prices.csv.gz")
+    with _run_failures("demo"):
+        result = run_demo(out, data=data, quick=quick, progress=progress, log=log)
+    table = Table(title=f"pitgrid demo: {len(result.outcomes)} runs in {result.seconds:.1f} s",
+                  title_justify="left")
+    for column in ("run", "strategy", "params", "total return", "annual", "sharpe", "max dd",
+                   "trades", "report"):
+        table.add_column(column, overflow="fold")
+    for o in result.outcomes:
+        kind = f" (best of {o.table.height})" if o.table is not None else ""
+        table.add_row(o.run_id[:8], o.strategy + kind, _params_text(o.params),
+                      *(_fmt(m, o.metrics.get(m)) for m in
+                        ("total_return", "annual_return", "sharpe", "max_drawdown", "trades")),
+                      o.report.name)
+    _out.print(table)
+    grids = [o.grid_report for o in result.outcomes if o.grid_report is not None]
+    _print_paths([("database", result.db), ("reports", result.outcomes[0].report.parent),
+                  *(("grid report", p) for p in grids), ("configs", result.configs[0].parent)])
+    _out.print(f"next: pitgrid runs --db {result.db}   |   open {result.outcomes[0].report}",
+               highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------- reading runs
+@app.command()
+def runs(
+    strategy: Annotated[str | None, typer.Option(help="Only runs of this strategy (class name).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.", min=1)] = 20,
+    db: Annotated[str, _DB_OPTION] = "pitgrid.db",
+) -> None:
+    """List saved runs, newest first."""
+    with _open_db(db) as rdb:
+        frame = rdb.list_runs(strategy=strategy, limit=limit)
+    if frame.is_empty():
+        _out.print(f"no runs in {db}" + (f" for strategy {strategy}" if strategy else ""))
+        return
+    table = Table(title=f"runs in {db}", title_justify="left")
+    table.add_column("run id", no_wrap=True)
+    for column in ("created (UTC)", "strategy", "sets", "period", "universe", "fills"):
+        table.add_column(column, overflow="fold")
+    for row in frame.iter_rows(named=True):
+        period = f"{_day(row['start_time'])} .. {_day(row['end_time'])}"
+        table.add_row(row["run_id"], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["strategy"],
+                      str(row["n_params"]), period, row["universe_id"] or "-",
+                      "[red]close (optimistic)[/]" if row["optimistic"] else "next open")
+    _out.print(table)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+    top: Annotated[int, typer.Option(help="Rows of a grid's table to show.", min=1)] = 10,
+    db: Annotated[str, _DB_OPTION] = "pitgrid.db",
+) -> None:
+    """Show a run: where it came from, its settings and its metrics (a grid: its best sets)."""
+    with _open_db(db) as rdb:
+        run = _load_run(rdb, run_id)
+    best = _best_param(run)
+    facts = Table(title=f"run {run.run_id}", show_header=False, title_justify="left")
+    source = run.config.get("run", {})
+    rows = [
+        ("strategy", run.strategy),
+        ("parameters", _params_text(run.params[best]) if run.params else "-"),
+        ("created (UTC)", run.created_at.strftime("%Y-%m-%d %H:%M:%S")),
+        ("period", f"{_day(run.equity['time'].values[0])} .. {_day(run.equity['time'].values[-1])}"),
+        ("universe", run.universe_id or "-"),
+        ("fills", "[red]same-bar close (OPTIMISTIC)[/]" if run.optimistic
+         else str(run.config.get("fill", "-"))),
+        ("settings", _settings_text(run.config)),
+        ("config file", str(source.get("source", "-"))),
+        ("data", _params_text(source.get("data", {})) or "-"),
+        ("data fingerprint", run.data_fingerprint[:16]),
+        ("code version", run.code_version),
+    ]
+    if _is_grid(run):
+        rows.insert(1, ("grid", f"{len(run.params)} sets; shown: the best by "
+                                f"{source.get('grid', {}).get('by', 'sharpe')} (set {best})"))
+    for key, value in rows:
+        facts.add_row(key, value)
+    _out.print(facts)
+    metrics = run.metrics.row(best, named=True)
+    table = Table(title="metrics", show_header=False, title_justify="left")
+    for name, value in metrics.items():
+        if name != "param":
+            table.add_row(name, _fmt(name, value))
+    _out.print(table)
+    if _is_grid(run):
+        _print_grid_table(_grid_frame(run), _grid_axes(run), _grid_by(run), top)
+
+
+@app.command()
+def compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids or unique prefixes (a grid: its best set).")],
+    db: Annotated[str, _DB_OPTION] = "pitgrid.db",
+) -> None:
+    """Show the metrics of several runs side by side."""
+    with _open_db(db) as rdb:
+        loaded = [_load_run(rdb, r) for r in run_ids]
+    table = Table(title="compare", title_justify="left")
+    table.add_column("metric")
+    for run in loaded:
+        best = _best_param(run)
+        header = f"{run.run_id[:8]}\n{run.strategy}\n{_params_text(run.params[best]) if run.params else ''}"
+        table.add_column(header, justify="right", overflow="fold")
+    fills = ["close (optimistic)" if r.optimistic else str(r.config.get("fill", "-")) for r in loaded]
+    table.add_row("fills", *fills)
+    table.add_row("period", *(f"{_day(r.equity['time'].values[0])} .. {_day(r.equity['time'].values[-1])}"
+                              for r in loaded))
+    rows = [r.metrics.row(_best_param(r), named=True) for r in loaded]
+    names = [n for n in rows[0] if n != "param"]
+    for name in names:
+        table.add_row(name, *(_fmt(name, row.get(name)) for row in rows))
+    _out.print(table)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.", dir_okay=False)],
+    param: Annotated[int | None, typer.Option(
+        help="A grid run: report this parameter set alone (default: the grid report).", min=0)] = None,
+    by: Annotated[str | None, typer.Option(help="A grid run: the metric of the surface "
+                                           "(default: the one the grid ranked by).")] = None,
+    db: Annotated[str, _DB_OPTION] = "pitgrid.db",
+) -> None:
+    """Write the HTML report of a saved run (a grid: its metric surface and table)."""
+    from pitgrid.results import write_grid_report, write_report
+
+    with _open_db(db) as rdb:
+        run = _load_run(rdb, run_id)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with _usage_errors():
+        if _is_grid(run) and param is None:
+            metric = by or _grid_by(run)
+            if metric not in run.metrics.columns:
+                raise ValueError(f"--by {metric!r} is not a metric; have: "
+                                 f"{', '.join(c for c in run.metrics.columns if c != 'param')}")
+            path = write_grid_report(_grid_frame(run), _grid_axes(run), metric, output,
+                                     title=f"{run.strategy} grid: {metric}")
+        else:
+            path = write_report(run, output, param=param if _is_grid(run) else None,
+                                title=f"{run.strategy} {_params_text(run.params[param or 0])}")
+    _print_paths([("report", path)])
+
+
+# ---------------------------------------------------------------------- helpers
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Config and data problems: the message without a traceback, exit code 2."""
+    try:
+        yield
+    except (ValueError, KeyError, FileNotFoundError, NotImplementedError, ImportError) as exc:
+        # IngestError and RunConfigError are ValueErrors; a KeyError's str() adds quotes
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _run_failures(what: str) -> Iterator[None]:
+    """A run that started and failed: its traceback (likely a bug worth reporting), exit code 1."""
+    try:
+        yield
+    except Exception as exc:
+        _err.print_exception(max_frames=8)
+        _err.print(f"[bold red]{what} failed:[/] {type(exc).__name__}: {exc}", highlight=False,
+                   soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _fail_usage(message: str) -> None:
+    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _load(config: Path, db: str | None, reports: Path | None) -> RunConfig:
+    import dataclasses
+
+    from pitgrid.runconfig import load_run_config
+
+    with _usage_errors():
+        cfg = load_run_config(config)
+    overrides: dict[str, Any] = {}
+    if db is not None:
+        overrides["db"] = db if "://" in db else str(Path(db).resolve())
+    if reports is not None:
+        overrides["reports"] = reports.resolve()
+    return dataclasses.replace(cfg, **overrides)
+
+
+def _open_market(cfg: RunConfig) -> Any:
+    with _usage_errors():
+        market = cfg.open_market()
+        # read the arrays now, so unreadable data is a data error rather than a failed run
+        return market.load()
+
+
+@contextmanager
+def _open_db(db: str) -> Iterator[ResultsDB]:
+    from pitgrid.results import ResultsDB
+
+    with _usage_errors():
+        if "://" not in db and not Path(db).exists():
+            raise FileNotFoundError(f"no results database at {db} (pass --db PATH)")
+        rdb = ResultsDB(db)
+    try:
+        yield rdb
+    finally:
+        rdb.close()
+
+
+def _load_run(rdb: ResultsDB, text: str) -> StoredRun:
+    """A run by id or unique prefix (reports are named by the first 8 digits)."""
+    with _usage_errors():
+        if len(text) != 32:
+            matches = [r for r in rdb.list_runs()["run_id"].to_list() if r.startswith(text.lower())]
+            if len(matches) != 1:
+                found = "no run" if not matches else f"{len(matches)} runs"
+                raise KeyError(f"{found} in {rdb.path} with an id starting {text!r}")
+            text = matches[0]
+        return rdb.load_run(text)
+
+
+def _is_grid(run: StoredRun) -> bool:
+    return "param" in run.equity.dims
+
+
+def _grid_info(run: StoredRun) -> dict[str, Any]:
+    return run.config.get("run", {}).get("grid", {})
+
+
+def _best_param(run: StoredRun) -> int:
+    """The set a grid run shows by default: the one it ranked best (saved with it), else the first."""
+    return int(_grid_info(run).get("best_param", 0)) if _is_grid(run) else 0
+
+
+def _grid_by(run: StoredRun) -> str:
+    return _grid_info(run).get("by", "sharpe")
+
+
+def _grid_axes(run: StoredRun) -> list[str]:
+    """The parameters that vary across the sets (saved with the run, else read off the sets)."""
+    saved = _grid_info(run).get("axes")
+    if saved:
+        return list(saved)
+    keys = list(run.params[0]) if run.params else []
+    return [k for k in keys if len({repr(p.get(k)) for p in run.params}) > 1]
+
+
+def _grid_frame(run: StoredRun) -> Any:
+    """The grid table without parameters that are unset for every set (all null)."""
+    table = run.grid_table()
+    return table.select([c for c in table.columns if table[c].null_count() < table.height])
+
+
+def _print_outcome(outcome: RunOutcome) -> None:
+    grid = outcome.table is not None
+    title = (f"{outcome.strategy} grid: best of {outcome.table.height} sets" if grid
+             else f"{outcome.strategy} backtest") + f" ({outcome.seconds:.1f} s)"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_row("run id", outcome.run_id)
+    table.add_row("parameters", _params_text(outcome.params))
+    if outcome.optimistic:
+        table.add_row("fills", "[bold red]same-bar close: OPTIMISTIC[/]")
+    for name in _KEY_METRICS:
+        table.add_row(name, _fmt(name, outcome.metrics.get(name)))
+    _out.print(table)
+    if grid:
+        _print_grid_table(outcome.table, [c for c in outcome.table.columns
+                                          if c not in outcome.metrics], "sharpe", 10)
+    _print_paths([("report", outcome.report),
+                  *([("grid report", outcome.grid_report)] if outcome.grid_report else []),
+                  ("database", outcome.db)])
+
+
+def _print_grid_table(frame: Any, axes: Sequence[str], by: str, top: int) -> None:
+    import polars as pl
+
+    ranked = frame.sort(pl.col(by).fill_nan(None), descending=True, nulls_last=True).head(top)
+    table = Table(title=f"top {ranked.height} of {frame.height} sets by {by}", title_justify="left")
+    shown = [*axes, *(m for m in _KEY_METRICS if m in frame.columns and m not in axes)]
+    for column in shown:
+        table.add_column(column, justify="right")
+    for row in ranked.iter_rows(named=True):
+        table.add_row(*(_fmt(c, row[c]) for c in shown))
+    _out.print(table)
+
+
+def _print_paths(rows: Sequence[tuple[str, Any]]) -> None:
+    for label, path in rows:
+        _out.print(f"{label + ':':<12} {path}", highlight=False, soft_wrap=True)
+
+
+def _fmt(name: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if name in _PERCENT:
+        return f"{value:.2%}"
+    if name in _WHOLE or isinstance(value, int):
+        return f"{value:,.0f}"
+    if name in _MONEY:
+        return f"{value:,.2f}"
+    return f"{value:.3f}"
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+
+def _settings_text(config: dict[str, Any]) -> str:
+    """The simulation settings that differ from SimConfig's defaults (plus the fill rule)."""
+    from pitgrid.engine.config import SimConfig
+
+    defaults = SimConfig().to_dict()
+    changed = {k: config[k] for k in defaults if k in config and (config[k] != defaults[k] or k == "fill")}
+    if "size_value" in config:
+        changed["size_value"] = config["size_value"]
+    return _params_text(changed)
+
+
+def _day(value: Any) -> str:
+    import numpy as np
+
+    return "-" if value is None else str(np.datetime64(value, "D"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from pitgrid.runconfig import RunOutcome, load_run_config, run_backtest, run_grid
@@ -115,8 +116,8 @@ def write_long_csv(n_time: int, n_symbols: int, seed: int, path: Path) -> Path:
 
     ds = pg.synthetic_prices(n_time, n_symbols, seed=seed)
     frame = pl.DataFrame({
-        "time": pl.Series(ds["time"].values).cast(pl.Date).repeat_by(n_symbols).explode(),
-        "symbol": pl.Series(ds["symbol"].values.astype(str)).to_list() * n_time,
+        "time": np.repeat(ds["time"].values.astype("datetime64[D]"), n_symbols),
+        "symbol": np.tile(ds["symbol"].values.astype(str), n_time),
         **{f: ds[f].values.ravel() for f in ("open", "high", "low", "close", "volume")},
     })
     frame.write_csv(path)

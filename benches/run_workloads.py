@@ -27,9 +27,42 @@ def best_of(fn, n: int = 5) -> float:
     return min(times)
 
 
+def w2_on_local_cluster(ds) -> dict:
+    """W2 from an ingested store: one process, then two LocalCluster workers (two chunks)."""
+    import tempfile
+
+    import polars as pl
+
+    import pitgrid as pg
+    from pitgrid.strategies import MovingAverageCross
+
+    tmp = Path(tempfile.mkdtemp())
+    frame = pl.from_pandas(ds[["open", "high", "low", "close", "volume"]].to_dataframe().reset_index())
+    frame.sort(["symbol", "time"]).write_csv(tmp / "w2.csv")
+    store = pg.ingest(tmp / "w2.csv", tmp / "w2.pitgrid", progress=False)
+    from dask.distributed import Client, LocalCluster
+
+    # a budget of about 50 parameter sets per chunk: two chunks, one per worker
+    kw = dict(config=W.W1_SETTINGS, progress=False, memory_budget_mb=4.5)
+    params = {"fast": W.W2_FAST, "slow": W.W2_SLOW}
+    t0 = time.perf_counter()
+    single = pg.grid(store, MovingAverageCross(), params, **kw)
+    t1 = time.perf_counter()
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(lambda: __import__("pitgrid.strategies"))
+        t2 = time.perf_counter()
+        dask = pg.grid(store, MovingAverageCross(), params, client=client, **kw)
+        t3 = time.perf_counter()
+    return {"chunks": single.info["chunks"], "single_process_s": t1 - t0,
+            "cluster_start_s": t2 - t1, "local_cluster_s": t3 - t2,
+            "identical": dask.table.equals(single.table)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-w3", action="store_true")
+    ap.add_argument("--dask", action="store_true", help="also W2 on a 2-worker LocalCluster")
     args = ap.parse_args()
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     out: dict = {"machine": {"cpu": platform.processor() or platform.machine(),
@@ -52,6 +85,8 @@ def main() -> None:
     out["W1"]["strategy_end_to_end_s"] = best_of(lambda: W.run_w1_strategy(market))
     W.run_w2(market)
     out["W2"] = {"grid_s": best_of(lambda: W.run_w2(market), 3), "pairs": 100}
+    if args.dask:
+        out["W2"]["dask_2_workers"] = w2_on_local_cluster(ds)
     if not args.skip_w3:
         ds3 = W.data(5040, 5000)
         w3 = W.ma_signals(ds3)

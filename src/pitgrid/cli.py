@@ -45,6 +45,7 @@ _KEY_METRICS = ("total_return", "annual_return", "volatility", "sharpe", "sortin
                 "max_drawdown", "trades", "win_rate", "turnover", "exposure", "fees")
 _PERCENT = {"total_return", "annual_return", "volatility", "max_drawdown", "win_rate", "exposure",
             "var_95", "cvar_95", "var_99", "cvar_99"}
+_GRID_METRICS = ("sharpe", "annual_return", "max_drawdown", "trades")
 _WHOLE = {"trades", "fills", "unfilled", "max_drawdown_duration"}
 _MONEY = {"avg_win", "avg_loss", "fees", "slippage"}
 _DB_OPTION = typer.Option("--db", help="Results database: a path or sqlite:/// URL.")
@@ -223,14 +224,15 @@ def runs(
     if frame.is_empty():
         _out.print(f"no runs in {db}" + (f" for strategy {strategy}" if strategy else ""))
         return
-    table = Table(title=f"runs in {db}", title_justify="left")
-    table.add_column("run id", no_wrap=True)
-    for column in ("created (UTC)", "strategy", "sets", "period", "universe", "fills"):
+    table = Table(title=f"runs in {db} (ids: any unique prefix works)", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    for column in ("strategy", "sets", "period", "universe", "fills"):
         table.add_column(column, overflow="fold")
     for row in frame.iter_rows(named=True):
-        period = f"{_day(row['start_time'])} .. {_day(row['end_time'])}"
-        table.add_row(row["run_id"], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["strategy"],
-                      str(row["n_params"]), period, row["universe_id"] or "-",
+        table.add_row(row["run_id"][:8], row["created_at"].strftime("%Y-%m-%d %H:%M"),
+                      row["strategy"], str(row["n_params"]),
+                      f"{_day(row['start_time'])}..{_day(row['end_time'])}", row["universe_id"] or "-",
                       "[red]close (optimistic)[/]" if row["optimistic"] else "next open")
     _out.print(table)
 
@@ -292,7 +294,7 @@ def compare(
         header = f"{run.run_id[:8]}\n{run.strategy}\n{_params_text(run.params[best]) if run.params else ''}"
         table.add_column(header, justify="right", overflow="fold")
     fills = ["close (optimistic)" if r.optimistic else str(r.config.get("fill", "-")) for r in loaded]
-    table.add_row("fills", *fills)
+    table.add_row("fill rule", *fills)
     table.add_row("period", *(f"{_day(r.equity['time'].values[0])} .. {_day(r.equity['time'].values[-1])}"
                               for r in loaded))
     rows = [r.metrics.row(_best_param(r), named=True) for r in loaded]
@@ -327,8 +329,9 @@ def report(
             path = write_grid_report(_grid_frame(run), _grid_axes(run), metric, output,
                                      title=f"{run.strategy} grid: {metric}")
         else:
-            path = write_report(run, output, param=param if _is_grid(run) else None,
-                                title=f"{run.strategy} {_params_text(run.params[param or 0])}")
+            index = _check_param(run, param or 0)
+            path = write_report(run, output, param=index if _is_grid(run) else None,
+                                title=f"{run.strategy} {_params_text(run.params[index])}")
     _print_paths([("report", path)])
 
 
@@ -410,6 +413,19 @@ def _load_run(rdb: ResultsDB, text: str) -> StoredRun:
         return rdb.load_run(text)
 
 
+def _check_param(run: StoredRun, index: int) -> int:
+    """``index`` when that set of the run can be reported alone; ValueError otherwise."""
+    count = len(run.params)
+    if not 0 <= index < count:
+        raise ValueError(f"--param {index} is out of range: the run has {count} parameter set(s)")
+    equity = run.equity.isel(param=index) if _is_grid(run) else run.equity
+    if bool(equity.isnull().all()):
+        keep = _grid_info(run).get("keep", "few")
+        raise ValueError(f"set {index}'s equity curve was not kept (the grid kept its best {keep}); "
+                         "its metrics are in the grid report, or run it alone with `pitgrid run`")
+    return index
+
+
 def _is_grid(run: StoredRun) -> bool:
     return "param" in run.equity.dims
 
@@ -456,7 +472,7 @@ def _print_outcome(outcome: RunOutcome) -> None:
     _out.print(table)
     if grid:
         _print_grid_table(outcome.table, [c for c in outcome.table.columns
-                                          if c not in outcome.metrics], "sharpe", 10)
+                                          if c not in outcome.metrics], outcome.by, 10)
     _print_paths([("report", outcome.report),
                   *([("grid report", outcome.grid_report)] if outcome.grid_report else []),
                   ("database", outcome.db)])
@@ -467,7 +483,7 @@ def _print_grid_table(frame: Any, axes: Sequence[str], by: str, top: int) -> Non
 
     ranked = frame.sort(pl.col(by).fill_nan(None), descending=True, nulls_last=True).head(top)
     table = Table(title=f"top {ranked.height} of {frame.height} sets by {by}", title_justify="left")
-    shown = [*axes, *(m for m in _KEY_METRICS if m in frame.columns and m not in axes)]
+    shown = [*axes, *(m for m in dict.fromkeys([by, *_GRID_METRICS]) if m in frame.columns)]
     for column in shown:
         table.add_column(column, justify="right")
     for row in ranked.iter_rows(named=True):

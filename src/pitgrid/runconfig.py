@@ -521,6 +521,7 @@ class RunOutcome:
     grid_report: Path | None = None
     table: pl.DataFrame | None = None
     best_param: int | None = None
+    by: str = _DEFAULT_BY
 
 
 def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome:
@@ -599,7 +600,7 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
     return RunOutcome(run_id=run_id, strategy=base.name, params=variants[best],
                       metrics=single.metrics.row(0, named=True), optimistic=single.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started,
-                      grid_report=grid_report, table=g.table, best_param=best)
+                      grid_report=grid_report, table=g.table, best_param=best, by=cfg.by)
 
 
 def _grid_as_result(g: Any, single: SimResult, best: int, axes: list[str],

@@ -155,3 +155,15 @@ def test_load_refuses_another_strategy(tmp_path: Path, market):
     d.save(tmp_path / "s")
     with pytest.raises(ValueError, match="saved for"):
         pg.StepDriver.load(tmp_path / "s", market, SHIPPED[1])
+
+
+def test_triggers_from_outside_step_through_to_each_time(market):
+    strategy, config = SHIPPED[0], {"fill": "next_open"}
+    full = pg.StepDriver(market, strategy, config).run()
+    driver = pg.StepDriver(market, strategy, config)
+    seen = []
+    for trigger in (market.time[10], market.time[10], market.time[75], market.time[-1]):
+        driver.run(triggers=[trigger])
+        seen.append(driver.t)
+    assert seen == [11, 11, 76, len(market.time)]
+    assert_same_run(driver.result(), full)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -344,7 +345,7 @@ def _usage_errors() -> Iterator[None]:
     except (ValueError, KeyError, FileNotFoundError, NotImplementedError, ImportError) as exc:
         # IngestError and RunConfigError are ValueErrors; a KeyError's str() adds quotes
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        _err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -355,13 +356,13 @@ def _run_failures(what: str) -> Iterator[None]:
         yield
     except Exception as exc:
         _err.print_exception(max_frames=8)
-        _err.print(f"[bold red]{what} failed:[/] {type(exc).__name__}: {exc}", highlight=False,
-                   soft_wrap=True)
+        _err.print(f"[bold red]{what} failed:[/] {type(exc).__name__}: {escape(str(exc))}",
+                   highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
 def _fail_usage(message: str) -> None:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

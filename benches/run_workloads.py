@@ -31,14 +31,11 @@ def w2_on_local_cluster(ds) -> dict:
     """W2 from an ingested store: one process, then two LocalCluster workers (two chunks)."""
     import tempfile
 
-    import polars as pl
-
     import pitgrid as pg
     from pitgrid.strategies import MovingAverageCross
 
     tmp = Path(tempfile.mkdtemp())
-    frame = pl.from_pandas(ds[["open", "high", "low", "close", "volume"]].to_dataframe().reset_index())
-    frame.sort(["symbol", "time"]).write_csv(tmp / "w2.csv")
+    pg.long_bars(ds).write_csv(tmp / "w2.csv")
     store = pg.ingest(tmp / "w2.csv", tmp / "w2.pitgrid", progress=False)
     from dask.distributed import Client, LocalCluster
 

@@ -33,10 +33,8 @@ def store(tmp_path_factory) -> Path:
     """The same synthetic market as an ingested zarr store (what Dask workers open)."""
     ds = pg.synthetic_prices(250, 12, seed=3)
     root = tmp_path_factory.mktemp("store")
-    frame = ds.to_dataframe().reset_index()
     csv = root / "bars.csv"
-    pl.from_pandas(frame[["time", "symbol", "open", "high", "low", "close", "volume"]]).sort(
-        ["symbol", "time"]).write_csv(csv)
+    pg.long_bars(ds).write_csv(csv)
     return pg.ingest(csv, root / "market.pitgrid", progress=False)
 
 

@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "synthetic_prices": "pitgrid.data.synthetic",
+    "long_bars": "pitgrid.data.synthetic",
     "ingest": "pitgrid.data.ingest",
     "IngestError": "pitgrid.data.validate",
     "ValidationError": "pitgrid.data.validate",
@@ -84,7 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.drivers.step import CycleResult, StepDriver
     from pitgrid.data.ingest import ingest
     from pitgrid.data.market import MarketData, MarketView, open_market
-    from pitgrid.data.synthetic import synthetic_prices
+    from pitgrid.data.synthetic import long_bars, synthetic_prices
     from pitgrid.data.validate import IngestError, ValidationError
     from pitgrid.engine.config import SimConfig
     from pitgrid.models.bundle import BundleError, ModelBundle, save_bundle

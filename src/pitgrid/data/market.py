@@ -60,7 +60,11 @@ def _frozen(values: np.ndarray) -> np.ndarray:
 
 
 def _as_polars(table: Any) -> pl.DataFrame:
-    return table if isinstance(table, pl.DataFrame) else pl.from_pandas(pd.DataFrame(table))
+    if isinstance(table, pl.DataFrame):
+        return table
+    # column by column through numpy: pl.from_pandas needs pyarrow for string columns
+    frame = pd.DataFrame(table)
+    return pl.DataFrame({str(c): frame[c].to_numpy() for c in frame.columns})
 
 
 class MarketData:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import xarray as xr
 
 
@@ -62,3 +63,25 @@ def synthetic_prices(
         coords=coords,
         attrs={"source": f"synthetic_prices(n_time={n_time}, n_symbols={n_symbols}, seed={seed})"},
     )
+
+
+def long_bars(ds: xr.Dataset) -> pl.DataFrame:
+    """A ``(time, symbol)`` Dataset as long bars ``time, symbol, open, high, low, close, volume``.
+
+    Rows are sorted by symbol then time and only valid bars are kept, which is the
+    layout :func:`pitgrid.ingest` reads; built straight from numpy, so no pyarrow.
+
+    Example:
+        >>> frame = long_bars(synthetic_prices(252, 5, seed=1))
+        >>> frame.shape
+        (1260, 7)
+    """
+    n_time, n_symbols = ds.sizes["time"], ds.sizes["symbol"]
+    fields = ("open", "high", "low", "close", "volume")
+    valid = ds["valid"].values.T.ravel() if "valid" in ds else np.ones(n_time * n_symbols, bool)
+    frame = pl.DataFrame({
+        "time": np.tile(ds["time"].values.astype("datetime64[D]"), n_symbols),
+        "symbol": np.repeat(ds["symbol"].values.astype(str), n_time),
+        **{f: np.ascontiguousarray(ds[f].values.T).ravel() for f in fields},
+    })
+    return frame.filter(pl.Series(valid))

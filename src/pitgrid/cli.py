@@ -22,12 +22,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     help="pitgrid: a point-in-time-safe, vectorized backtesting engine.",
@@ -133,10 +134,15 @@ def _print_manifest(manifest: dict, title: str) -> None:
 def run(
     config: Annotated[Path, typer.Argument(help="A TOML run config (see examples/ma_cross.toml).",
                                            exists=True, dir_okay=False)],
-    db: Annotated[str | None, typer.Option(help="Results database (overrides [outputs] db).")] = None,
-    reports: Annotated[Path | None, typer.Option(help="Report folder (overrides [outputs] reports).")] = None,
+    db: Annotated[str | None, typer.Option(help="Results database (overrides \\[outputs] db).")] = None,
+    reports: Annotated[Path | None, typer.Option(
+        help="Report folder (overrides \\[outputs] reports).")] = None,
 ) -> None:
-    """Backtest a config, save the run to the database and write its HTML report."""
+    r"""Backtest a config, save the run to the database and write its HTML report.
+
+    Sections: \[data] \[universe] \[strategy] \[costs] \[execution] \[risk] \[model] \[outputs].
+    Relative paths are read from the config's folder; see examples/ma_cross.toml.
+    """
     from pitgrid.runconfig import run_backtest
 
     cfg = _load(config, db, reports)
@@ -152,10 +158,11 @@ def run(
 @app.command()
 def grid(
     config: Annotated[Path, typer.Argument(help="A TOML run config with list values in "
-                                           "[strategy.params] (see examples/momentum_grid.toml).",
+                                           "\\[strategy.params] (see examples/momentum_grid.toml).",
                                            exists=True, dir_okay=False)],
-    db: Annotated[str | None, typer.Option(help="Results database (overrides [outputs] db).")] = None,
-    reports: Annotated[Path | None, typer.Option(help="Report folder (overrides [outputs] reports).")] = None,
+    db: Annotated[str | None, typer.Option(help="Results database (overrides \\[outputs] db).")] = None,
+    reports: Annotated[Path | None, typer.Option(
+        help="Report folder (overrides \\[outputs] reports).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run a parameter grid, save it as one run, and write the grid report and the best set's report."""
@@ -186,29 +193,28 @@ def demo(
     from pitgrid.demo import run_demo
 
     def log(line: str) -> None:
-        _out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False)
+        _out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(line)}", highlight=False)
 
-    with _usage_errors():
-        if data is not None and not (data / "prices.csv.gz").is_file():
-            raise ValueError(f"{data} has no prices.csv.gz")
-    with _run_failures("demo"):
+    from pitgrid.data.validate import IngestError
+
+    with _run_failures("demo"), _usage_errors(FileNotFoundError, IngestError):  # bad sample data
         result = run_demo(out, data=data, quick=quick, progress=progress, log=log)
     table = Table(title=f"pitgrid demo: {len(result.outcomes)} runs in {result.seconds:.1f} s",
                   title_justify="left")
-    for column in ("run", "strategy", "params", "total return", "annual", "sharpe", "max dd",
-                   "trades", "report"):
-        table.add_column(column, overflow="fold")
+    table.add_column("run", no_wrap=True)
+    table.add_column("strategy", overflow="fold")
+    for column in ("total return", "annual", "sharpe", "max dd", "trades"):
+        table.add_column(column, justify="right")
     for o in result.outcomes:
         kind = f" (best of {o.table.height})" if o.table is not None else ""
-        table.add_row(o.run_id[:8], o.strategy + kind, _params_text(o.params),
+        table.add_row(o.run_id[:8], escape(f"{o.strategy}{kind}\n{_params_text(o.params)}"),
                       *(_fmt(m, o.metrics.get(m)) for m in
-                        ("total_return", "annual_return", "sharpe", "max_drawdown", "trades")),
-                      o.report.name)
+                        ("total_return", "annual_return", "sharpe", "max_drawdown", "trades")))
     _out.print(table)
     grids = [o.grid_report for o in result.outcomes if o.grid_report is not None]
-    _print_paths([("database", result.db), ("reports", result.outcomes[0].report.parent),
+    _print_paths([("database", result.db), *(("report", o.report) for o in result.outcomes),
                   *(("grid report", p) for p in grids), ("configs", result.configs[0].parent)])
-    _out.print(f"next: pitgrid runs --db {result.db}   |   open {result.outcomes[0].report}",
+    _out.print(escape(f"next: pitgrid runs --db {result.db}   |   open {result.outcomes[0].report}"),
                highlight=False, soft_wrap=True)
 
 
@@ -223,9 +229,9 @@ def runs(
     with _open_db(db) as rdb:
         frame = rdb.list_runs(strategy=strategy, limit=limit)
     if frame.is_empty():
-        _out.print(f"no runs in {db}" + (f" for strategy {strategy}" if strategy else ""))
+        _out.print(escape(f"no runs in {db}" + (f" for strategy {strategy}" if strategy else "")))
         return
-    table = Table(title=f"runs in {db} (ids: any unique prefix works)", title_justify="left")
+    table = Table(title=escape(f"runs in {db} (ids: any unique prefix works)"), title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("created (UTC)", no_wrap=True)
     for column in ("strategy", "sets", "period", "universe", "fills"):
@@ -256,7 +262,7 @@ def show(
         ("created (UTC)", run.created_at.strftime("%Y-%m-%d %H:%M:%S")),
         ("period", f"{_day(run.equity['time'].values[0])} .. {_day(run.equity['time'].values[-1])}"),
         ("universe", run.universe_id or "-"),
-        ("fills", "[red]same-bar close (OPTIMISTIC)[/]" if run.optimistic
+        ("fills", Text("same-bar close (OPTIMISTIC)", style="bold red") if run.optimistic
          else str(run.config.get("fill", "-"))),
         ("settings", _settings_text(run.config)),
         ("config file", str(source.get("source", "-"))),
@@ -268,7 +274,7 @@ def show(
         rows.insert(1, ("grid", f"{len(run.params)} sets; shown: the best by "
                                 f"{source.get('grid', {}).get('by', 'sharpe')} (set {best})"))
     for key, value in rows:
-        facts.add_row(key, value)
+        facts.add_row(key, value if isinstance(value, Text) else escape(value))
     _out.print(facts)
     metrics = run.metrics.row(best, named=True)
     table = Table(title="metrics", show_header=False, title_justify="left")
@@ -292,7 +298,8 @@ def compare(
     table.add_column("metric")
     for run in loaded:
         best = _best_param(run)
-        header = f"{run.run_id[:8]}\n{run.strategy}\n{_params_text(run.params[best]) if run.params else ''}"
+        params = _params_text(run.params[best]) if run.params else ""
+        header = escape(f"{run.run_id[:8]}\n{run.strategy}\n{params}")
         table.add_column(header, justify="right", overflow="fold")
     fills = ["close (optimistic)" if r.optimistic else str(r.config.get("fill", "-")) for r in loaded]
     table.add_row("fill rule", *fills)
@@ -337,12 +344,16 @@ def report(
 
 
 # ---------------------------------------------------------------------- helpers
+_USAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, NotImplementedError, ImportError)
+
+
 @contextmanager
-def _usage_errors() -> Iterator[None]:
-    """Config and data problems: the message without a traceback, exit code 2."""
+def _usage_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Config and data problems (``kinds``, default: the usual ones): the message without a
+    traceback, exit code 2."""
     try:
         yield
-    except (ValueError, KeyError, FileNotFoundError, NotImplementedError, ImportError) as exc:
+    except kinds or _USAGE_ERRORS as exc:
         # IngestError and RunConfigError are ValueErrors; a KeyError's str() adds quotes
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         _err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
@@ -354,6 +365,8 @@ def _run_failures(what: str) -> Iterator[None]:
     """A run that started and failed: its traceback (likely a bug worth reporting), exit code 1."""
     try:
         yield
+    except typer.Exit:
+        raise
     except Exception as exc:
         _err.print_exception(max_frames=8)
         _err.print(f"[bold red]{what} failed:[/] {type(exc).__name__}: {escape(str(exc))}",
@@ -361,7 +374,7 @@ def _run_failures(what: str) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _fail_usage(message: str) -> None:
+def _fail_usage(message: str) -> NoReturn:
     _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
@@ -465,7 +478,7 @@ def _print_outcome(outcome: RunOutcome) -> None:
              else f"{outcome.strategy} backtest") + f" ({outcome.seconds:.1f} s)"
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_row("run id", outcome.run_id)
-    table.add_row("parameters", _params_text(outcome.params))
+    table.add_row("parameters", escape(_params_text(outcome.params)))
     if outcome.optimistic:
         table.add_row("fills", "[bold red]same-bar close: OPTIMISTIC[/]")
     for name in _KEY_METRICS:
@@ -494,7 +507,7 @@ def _print_grid_table(frame: Any, axes: Sequence[str], by: str, top: int) -> Non
 
 def _print_paths(rows: Sequence[tuple[str, Any]]) -> None:
     for label, path in rows:
-        _out.print(f"{label + ':':<12} {path}", highlight=False, soft_wrap=True)
+        _out.print(escape(f"{label + ':':<12} {path}"), highlight=False, soft_wrap=True)
 
 
 def _fmt(name: str, value: Any) -> str:

@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
-
 from pitgrid.runconfig import RunOutcome, load_run_config, run_backtest, run_grid
 
 FULL_SIZE = (2520, 500)   # 10 years of business days x 500 symbols
@@ -54,7 +51,8 @@ def run_demo(out: str | Path = "pitgrid_out", *, data: str | Path | None = None,
     """Ingest the demo data, run the demo configs, save and report them; see the module docs.
 
     ``quick`` uses a 500 x 50 synthetic universe (same steps, a few seconds). ``log``
-    receives one line per step. Raises ``ValueError`` when ``data`` lacks ``prices.csv.gz``.
+    receives one line per step. Raises ``FileNotFoundError`` when ``data`` lacks
+    ``prices.csv.gz`` and ``IngestError`` when its files do not validate.
 
     Example:
         >>> result = run_demo("/tmp/demo", quick=True, progress=False, log=lambda s: None)  # doctest: +SKIP
@@ -94,8 +92,8 @@ def _sources(out: Path, data: str | Path | None, quick: bool, log: Callable[[str
         folder = Path(data)
         prices = folder / PRICES_FILE
         if not prices.is_file():
-            raise ValueError(f"{folder} has no {PRICES_FILE}: --data takes a folder with "
-                             f"{PRICES_FILE} (long bars) and optionally {MEMBERSHIP_FILE}")
+            raise FileNotFoundError(f"{folder} has no {PRICES_FILE}: --data takes a folder with "
+                                    f"{PRICES_FILE} (long bars) and optionally {MEMBERSHIP_FILE}")
         membership = folder / MEMBERSHIP_FILE
         return [prices], membership if membership.is_file() else None
     n_time, n_symbols = QUICK_SIZE if quick else FULL_SIZE
@@ -114,13 +112,7 @@ def write_long_csv(n_time: int, n_symbols: int, seed: int, path: Path) -> Path:
     """
     import pitgrid as pg
 
-    ds = pg.synthetic_prices(n_time, n_symbols, seed=seed)
-    frame = pl.DataFrame({
-        "time": np.repeat(ds["time"].values.astype("datetime64[D]"), n_symbols),
-        "symbol": np.tile(ds["symbol"].values.astype(str), n_time),
-        **{f: ds[f].values.ravel() for f in ("open", "high", "low", "close", "volume")},
-    })
-    frame.write_csv(path)
+    pg.long_bars(pg.synthetic_prices(n_time, n_symbols, seed=seed)).write_csv(path)
     return path
 
 

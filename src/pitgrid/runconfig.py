@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -53,6 +53,9 @@ from pitgrid.drivers.common import resolve_settings
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.metrics import TRADE_METRICS
 from pitgrid.engine.result import SimResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pitgrid.results.db import ResultsDB
 
 __all__ = ["ALIASES", "RunConfig", "RunConfigError", "RunOutcome", "SyntheticData",
            "load_run_config", "run_backtest", "run_config_from_dict", "run_grid"]
@@ -341,7 +344,8 @@ class _Checker:
             if key not in syn:
                 raise self.fail(f"data.synthetic.{key}", "required (a whole number >= 1)")
             if not _matches(syn[key], int) or syn[key] < 1:
-                raise self.fail(f"data.synthetic.{key}", f"expected a whole number >= 1, got {_show(syn[key])}")
+                raise self.fail(f"data.synthetic.{key}",
+                                f"expected a whole number >= 1, got {_show(syn[key])}")
         seed = self.whole(syn.get("seed", 0), "data.synthetic.seed")
         return None, SyntheticData(syn["n_time"], syn["n_symbols"], seed)
 
@@ -356,7 +360,8 @@ class _Checker:
         shipped = _shipped()
         cls = shipped.get(ALIASES.get(name, name))
         if cls is None:
-            raise self.fail("strategy.name", f"unknown strategy {name!r}{_suggest(name, _shipped_names())}; "
+            raise self.fail("strategy.name", f"unknown strategy {name!r}"
+                            f"{_suggest(name, _shipped_names())}; "
                             f"allowed: {', '.join(_shipped_names())}, or \"module:Class\" for your own")
         return cls.__name__, cls
 
@@ -423,11 +428,13 @@ class _Checker:
                 if key not in keys:
                     if key in home:
                         raise self.fail(dotted, f"{key} belongs in [{home[key]}]")
-                    raise self.fail(dotted, f"unknown key{_suggest(key, keys)}; allowed: {', '.join(keys)}")
+                    raise self.fail(dotted, f"unknown key{_suggest(key, keys)}; "
+                                    f"allowed: {', '.join(keys)}")
                 out[key] = self.typed(value, dotted, hints[key])
                 where[key] = dotted
         if "size_value" in out and not (math.isfinite(out["size_value"]) and out["size_value"] > 0):
-            raise self.fail("execution.size_value", f"must be a finite number > 0, got {out['size_value']!r}")
+            raise self.fail("execution.size_value",
+                            f"must be a finite number > 0, got {out['size_value']!r}")
         try:
             SimConfig(**{k: v for k, v in out.items() if k != "size_value"})
         except ValueError as exc:
@@ -450,7 +457,8 @@ def _shipped() -> dict[str, type[Strategy]]:
     from pitgrid import strategies
 
     return {name: obj for name, obj in vars(strategies).items()
-            if isinstance(obj, type) and issubclass(obj, Strategy) and obj.__module__ == strategies.__name__}
+            if isinstance(obj, type) and issubclass(obj, Strategy)
+            and obj.__module__ == strategies.__name__}
 
 
 def _shipped_names() -> list[str]:
@@ -532,7 +540,7 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
         >>> outcome.metrics["sharpe"], outcome.report                          # doctest: +SKIP
     """
     import pitgrid as pg
-    from pitgrid.results import ResultsDB, write_report
+    from pitgrid.results import write_report
 
     if cfg.is_grid:
         raise ValueError(f"{cfg.source} has grid axes {sorted(cfg.axes())}: run it as a grid")
@@ -543,13 +551,13 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
     size_value = resolve_settings(strategy, dict(cfg.settings))[1]
     extra = {} if size_value is None else {"size_value": size_value}
     res = dataclasses.replace(res, config={**res.config, **extra, "run": cfg.describe()})
-    with ResultsDB(cfg.db) as db:
+    with _results_db(cfg) as db:
         run_id = db.save_run(res, strategy=strategy.name, data_fingerprint=market.fingerprint(),
-                             universe_id=cfg.universe, params=[strategy.params()])
+                             universe_id=cfg.universe, params=[_stored_params(strategy)])
         stored = db.load_run(run_id)
     report = write_report(stored, _report_path(cfg, strategy.name, run_id),
                           title=f"{strategy.name} {_short(strategy.params())}")
-    return RunOutcome(run_id=run_id, strategy=strategy.name, params=strategy.params(),
+    return RunOutcome(run_id=run_id, strategy=strategy.name, params=_stored_params(strategy),
                       metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started)
 
@@ -568,7 +576,7 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
         >>> outcome.table.height, outcome.best_param                            # doctest: +SKIP
     """
     import pitgrid as pg
-    from pitgrid.results import ResultsDB, write_grid_report, write_report
+    from pitgrid.results import write_grid_report, write_report
 
     if not cfg.is_grid:
         raise ValueError(f"{cfg.source} has no grid axes (list values in [strategy.params])")
@@ -584,11 +592,11 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
     best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
     best_strategy = dataclasses.replace(base, **g.params[best])
     single = pg.backtest(market, best_strategy, dict(cfg.settings))
-    variants = [dataclasses.replace(base, **p).params() for p in g.params]
+    variants = [_stored_params(dataclasses.replace(base, **p)) for p in g.params]
     describe = {**cfg.describe(), "grid": {"axes": list(axes), "by": cfg.by, "keep": cfg.keep,
                                            "best_param": best}}
     res = _grid_as_result(g, single, best, list(axes), {**single.config, "run": describe})
-    with ResultsDB(cfg.db) as db:
+    with _results_db(cfg) as db:
         run_id = db.save_run(res, strategy=base.name, data_fingerprint=market.fingerprint(),
                              universe_id=cfg.universe, params=variants)
         stored = db.load_run(run_id)
@@ -623,6 +631,20 @@ def _grid_as_result(g: Any, single: SimResult, best: int, axes: list[str],
     return SimResult(equity=label(equity), long_exposure=label(long_), short_exposure=label(short),
                      trades=trades, unfilled=single.unfilled, metrics=metrics, config=config,
                      optimistic=single.optimistic)
+
+
+def _stored_params(strategy: Strategy) -> dict[str, Any]:
+    """The strategy's parameters without unset ones (a run's universe is a column of its own)."""
+    return {k: v for k, v in strategy.params().items() if v is not None}
+
+
+def _results_db(cfg: RunConfig) -> ResultsDB:
+    """The run's database; a file's folder is made first (SQLite will not)."""
+    from pitgrid.results import ResultsDB
+
+    if "://" not in cfg.db:
+        Path(cfg.db).parent.mkdir(parents=True, exist_ok=True)
+    return ResultsDB(cfg.db)
 
 
 def _report_path(cfg: RunConfig, strategy: str, run_id: str, kind: str = "") -> Path:

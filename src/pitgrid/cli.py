@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -200,14 +201,13 @@ def demo(
     with _run_failures("demo"), _usage_errors(FileNotFoundError, IngestError):  # bad sample data
         result = run_demo(out, data=data, quick=quick, progress=progress, log=log)
     table = Table(title=f"pitgrid demo: {len(result.outcomes)} runs in {result.seconds:.1f} s",
-                  title_justify="left")
-    table.add_column("run", no_wrap=True)
-    table.add_column("strategy", overflow="fold")
-    for column in ("total return", "annual", "sharpe", "max dd", "trades"):
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("run / strategy")
+    for column in ("return", "annual", "sharpe", "max dd", "trades"):
         table.add_column(column, justify="right")
     for o in result.outcomes:
         kind = f" (best of {o.table.height})" if o.table is not None else ""
-        table.add_row(o.run_id[:8], escape(f"{o.strategy}{kind}\n{_params_text(o.params)}"),
+        table.add_row(escape(f"{o.run_id[:8]} {o.strategy}{kind}\n{_params_text(o.params)}"),
                       *(_fmt(m, o.metrics.get(m)) for m in
                         ("total_return", "annual_return", "sharpe", "max_drawdown", "trades")))
     _out.print(table)

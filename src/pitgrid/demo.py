@@ -124,12 +124,12 @@ def _write_configs(folder: Path, store: Path, universe: str | None, quick: bool)
         # relative to the config file, so the output folder can be moved as a whole
         "outputs": {"db": "../pitgrid.db", "reports": "../reports"},
     }
-    data = {"data": {"store": f"../{store.name}"}}
+    # with real data every run trades the point-in-time membership, not today's survivors
+    data = {"data": {"store": f"../{store.name}"}, **({"universe": {"id": universe}} if universe else {})}
     runs = {
         "ma_cross.toml": {**data, "strategy": {"name": "ma_cross", "params": {"fast": 10, "slow": 50}},
                           **common},
-        "momentum.toml": {**data, **({"universe": {"id": universe}} if universe else {}),
-                          "strategy": {"name": "momentum",
+        "momentum.toml": {**data, "strategy": {"name": "momentum",
                                        "params": {"lookback": 126, "top": 10 if quick else 50,
                                                   "every": 21}},
                           **common},

@@ -5,7 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pitgrid-installed
 
-.PHONY: demo test test-all bench bench-smoke install clean
+PEERS ?= .venv-peers
+PEERS_STAMP := $(PEERS)/.peers-installed
+
+.PHONY: demo test test-all bench bench-smoke compare install clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +18,15 @@ $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 	$(BIN)/python -m pip install -q "cython>=3.0" "numpy>=1.26"
 	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench]"
 	touch $(STAMP)
+
+# vectorbt in its own environment (the `peers` extra of pyproject.toml), so its pins
+# never change pitgrid's
+$(PEERS_STAMP): pyproject.toml
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q --upgrade pip
+	$(PEERS)/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['peers']))" > $(PEERS)/requirements.txt
+	$(PEERS)/bin/python -m pip install -q -r $(PEERS)/requirements.txt
+	touch $(PEERS_STAMP)
 
 install: $(STAMP)
 
@@ -35,5 +47,10 @@ bench-smoke: $(STAMP)
 	$(BIN)/asv machine --yes --machine ci >/dev/null
 	$(BIN)/asv run --python=same --quick --machine ci --show-stderr --dry-run
 
+# pitgrid against vectorbt, W1 to W4 (docs/benchmarks.md); ARGS= "" for the full sizes
+ARGS ?= --quick
+compare: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python benches/compare.py $(ARGS) --peer-python $(PEERS)/bin/python
+
 clean:
-	rm -rf build $(VENV) src/pitgrid/*.so cython_ext/*.c
+	rm -rf build $(VENV) $(PEERS) src/pitgrid/*.so cython_ext/*.c

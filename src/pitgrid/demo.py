@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,32 +146,20 @@ def _write_configs(folder: Path, store: Path, universe: str | None, quick: bool)
 
 
 def to_toml(sections: dict[str, dict[str, Any]], *, header: str = "") -> str:
-    """TOML text of ``{section: {key: value}}`` with strings, numbers, booleans and flat lists.
+    """TOML text of ``{section: {key: value}}`` (tomli-w), after a ``# header`` comment line.
 
     Example:
         >>> print(to_toml({"strategy": {"name": "ma_cross", "params": {"fast": [5, 10]}}}))
         [strategy]
         name = "ma_cross"
-        params = { fast = [5, 10] }
+        <BLANKLINE>
+        [strategy.params]
+        fast = [
+            5,
+            10,
+        ]
         <BLANKLINE>
     """
-    lines = [f"# {header}", ""] if header else []
-    for section, table in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    return "\n".join(lines)
+    import tomli_w
 
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(map(_toml_value, value)) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML: {value!r}")
+    return (f"# {header}\n\n" if header else "") + tomli_w.dumps(sections)

@@ -67,9 +67,11 @@ def run_w2(market, progress: bool = False):
 
 
 def run_w1_strategy(market):
-    """W1 end to end through a strategy: features, signals, simulation, metrics."""
+    """W1 end to end through a strategy: features (not from the cache), signals, simulation,
+    metrics."""
     from pitgrid.strategies import MovingAverageCross
 
+    pg.clear_feature_cache()
     return pg.backtest(market, MovingAverageCross(fast=10, slow=50), W1_SETTINGS, keep="equity")
 
 

@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "Intents": "pitgrid.cycle.strategy",
     "FeatureData": "pitgrid.cycle.data",
     "backtest": "pitgrid.drivers.batch",
+    "clear_feature_cache": "pitgrid.drivers.common",
     "StepDriver": "pitgrid.drivers.step",
     "CycleResult": "pitgrid.drivers.step",
     "check_point_in_time": "pitgrid.drivers.pit",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.cycle.strategy import Intents, Strategy
     from pitgrid.data.adjust import adjusted_as_of
     from pitgrid.drivers.batch import backtest
+    from pitgrid.drivers.common import clear_feature_cache
     from pitgrid.drivers.grid import GridResult, grid
     from pitgrid.drivers.robustness import RobustnessResult, robustness
     from pitgrid.drivers.pit import PointInTimeReport, check_point_in_time

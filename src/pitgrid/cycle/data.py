@@ -72,12 +72,18 @@ class FeatureData:
             return _readonly(np.ones((self.n_time, len(self.symbols))))
         return _readonly(cumulative_split_factor(np.asarray(self.raw("split_ratio"))))
 
+    @cached_property
+    def has_splits(self) -> bool:
+        """Whether any symbol splits up to this view's last bar (else ``F`` is all ones)."""
+        return bool((self.split_factor != 1.0).any())
+
     def adjusted(self, field: str) -> np.ndarray:
         """Split-continuous ``field`` (prices times ``F``, volume divided by ``F``); NaN on invalid bars."""
         key = f"adjusted:{field}"
         if key not in self._cache:
-            raw = self.raw(field)
-            values = raw / self.split_factor if field == "volume" else raw * self.split_factor
+            values = self.raw(field)
+            if self.has_splits:
+                values = values / self.split_factor if field == "volume" else values * self.split_factor
             self._cache[key] = _readonly(np.where(self.valid, values, np.nan))
         return self._cache[key]
 

@@ -57,7 +57,16 @@ def cumulative_split_factor(split_ratio: ArrayLike) -> ArrayLike:
         >>> cumulative_split_factor(np.array([[1.0], [2.0], [1.0], [3.0]]))[:, 0].tolist()
         [1.0, 2.0, 2.0, 6.0]
     """
-    return _like(split_ratio, np.cumprod(_ratios(split_ratio), axis=0))
+    return _like(split_ratio, _cumulative(_ratios(split_ratio)))
+
+
+def _cumulative(ratio: np.ndarray) -> np.ndarray:
+    # most symbols never split: only the columns that do pay for the running product
+    factor = np.ones_like(ratio)
+    cols = np.flatnonzero((ratio != 1.0).any(axis=0))
+    if cols.size:
+        factor[:, cols] = np.cumprod(ratio[:, cols], axis=0)
+    return factor
 
 
 def split_adjusted_causal(values: ArrayLike, split_ratio: ArrayLike, *, volume: bool = False) -> ArrayLike:
@@ -73,7 +82,7 @@ def split_adjusted_causal(values: ArrayLike, split_ratio: ArrayLike, *, volume: 
         >>> split_adjusted_causal(close, ratio)[:, 0].tolist()
         [100.0, 100.0, 102.0]
     """
-    factor = np.cumprod(_ratios(split_ratio), axis=0)
+    factor = _cumulative(_ratios(split_ratio))
     raw = np.asarray(values, dtype=np.float64)
     return _like(values, raw / factor if volume else raw * factor)
 

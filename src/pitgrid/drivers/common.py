@@ -46,6 +46,16 @@ def resolve_settings(strategy: Strategy, config: SimConfig | dict[str, Any] | No
     return SimConfig(**settings), size_value
 
 
+def clear_feature_cache() -> None:
+    """Forget every cached feature set (to free memory, or to time feature building).
+
+    Example:
+        >>> import pitgrid as pg
+        >>> pg.clear_feature_cache()
+    """
+    _FEATURE_CACHE.clear()
+
+
 def features_for(market: MarketData, strategy: Strategy, data: FeatureData) -> dict[str, np.ndarray]:
     """The strategy's features on ``data``; full-length ones cached by fingerprint and parameters."""
     if data.upto != len(market.time) - 1:

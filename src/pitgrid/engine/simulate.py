@@ -279,24 +279,27 @@ def log_tables(log: tuple[np.ndarray, np.ndarray], times: np.ndarray, symbols: n
                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Turn the core's order log into the trades, unfilled and filtered tables."""
     li, lf = log
-    reasons = np.array([REASONS[i] for i in range(len(REASONS))])
+    # strings by gathering from short polars Series: numpy string arrays convert slowly
+    reasons = pl.Series([REASONS[i] for i in range(len(REASONS))])
+    names = pl.Series(np.asarray(symbols).astype(str))
+    sides = pl.Series(["sell", "buy"])
 
     def frame(kind: int) -> pl.DataFrame:
         mask = li[:, 3] == kind
         cols: dict[str, Any] = {
             "time": pl.Series(times[li[mask, 0]]),
             "param": li[mask, 1].astype(np.int64),
-            "symbol": symbols[li[mask, 2]].astype(str),
+            "symbol": names.gather(li[mask, 2]),
         }
         if kind == KIND_FILL:
-            cols["side"] = np.where(li[mask, 5] > 0, "buy", "sell")
+            cols["side"] = sides.gather((li[mask, 5] > 0).astype(np.int64))
             cols["shares"] = np.abs(lf[mask, 0])
             cols["price"] = lf[mask, 1]
             cols["fees"] = lf[mask, 2]
             cols["slippage_cost"] = lf[mask, 3]
         else:
             cols["shares"] = lf[mask, 0]
-        cols["reason"] = reasons[li[mask, 4]]
+        cols["reason"] = reasons.gather(li[mask, 4])
         return pl.DataFrame(cols)
 
     return frame(KIND_FILL), frame(KIND_UNFILLED), frame(KIND_FILTERED)

@@ -18,6 +18,7 @@ from polars.testing import assert_frame_equal
 import pitgrid as pg
 from pitgrid.results import db as rdb
 from pitgrid.results.db import MIGRATIONS, Migration, ResultsDB, migrate
+from pitgrid.results.sql import Connection, Location
 
 TABLES = ("backtest_runs", "backtest_trades", "backtest_daily_equity", "grid_metrics")
 
@@ -123,8 +124,8 @@ def test_locations(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with ResultsDB() as db:
         assert db.path == tmp_path / "pitgrid.db"
-    with pytest.raises(ImportError, match="psycopg"):
-        ResultsDB("postgresql://user@host/results")
+    with pytest.raises(ValueError, match="names no database"):
+        ResultsDB("postgresql://user@host")
     with pytest.raises(ValueError, match="unsupported database URL"):
         ResultsDB("mysql://host/db")
     with pytest.raises(ValueError, match="must be a file"):
@@ -271,7 +272,7 @@ def test_schema_version_and_idempotent_migrations(tmp_path):
     ResultsDB(path).close()
     ResultsDB(path).close()
     assert _versions(path) == [1]
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = Connection(Location.parse(path))
     assert migrate(conn) == 1
 
     # a later step is applied once; re-running would fail on CREATE TABLE

@@ -422,7 +422,7 @@ def _load_run(rdb: ResultsDB, text: str) -> StoredRun:
             matches = [r for r in rdb.list_runs()["run_id"].to_list() if r.startswith(text.lower())]
             if len(matches) != 1:
                 found = "no run" if not matches else f"{len(matches)} runs"
-                raise KeyError(f"{found} in {rdb.path} with an id starting {text!r}")
+                raise KeyError(f"{found} in {rdb.location} with an id starting {text!r}")
             text = matches[0]
         return rdb.load_run(text)
 

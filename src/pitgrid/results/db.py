@@ -1,8 +1,10 @@
 """The results database: runs, fills, daily equity and grid metrics in SQL, positions as zarr.
 
-An embedded SQLite file by default (WAL mode, so readers never wait for a writer).
-The DDL uses portable types only (TEXT, BIGINT, INTEGER, DOUBLE PRECISION,
-BOOLEAN; JSON kept as TEXT), so the same schema serves PostgreSQL.
+An embedded SQLite file by default (WAL mode, so readers never wait for a writer),
+or a PostgreSQL database by URL (``pip install 'psycopg[binary]'``). The DDL uses
+portable types only (TEXT, BIGINT, INTEGER, DOUBLE PRECISION, BOOLEAN; JSON kept
+as TEXT), so one schema and one set of statements serve both (``results/sql.py``
+holds the few differences).
 
 Each run is written in one transaction. Times are stored as ISO-8601 text with
 nanoseconds ("2010-01-04T00:00:00.000000000"): exact for datetime64[ns], sortable
@@ -17,7 +19,6 @@ import math
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -31,12 +32,12 @@ import xarray as xr
 import zarr
 
 from pitgrid.engine.result import SimResult
+from pitgrid.results.sql import Connection, Location
 
 __all__ = ["MIGRATIONS", "Migration", "ResultsDB", "StoredRun", "code_version", "drawdown",
            "initial_capital", "migrate"]
 
 STATUS_COMPLETE = "complete"
-_BUSY_TIMEOUT_S = 30.0
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _TRADE_COLUMNS = ("time", "param", "symbol", "side", "shares", "price", "fees",
                   "slippage_cost", "reason")
@@ -166,8 +167,10 @@ class ResultsDB:
     """Backtest runs in SQL, with positions as zarr stores beside the database file.
 
     ``url_or_path`` is a file path, a ``sqlite:///path`` URL (``sqlite:////abs``
-    for an absolute path) or None for ``pitgrid.db`` in the working directory.
-    Positions go to ``<db stem>_arrays/<run_id>.zarr``. One instance per thread.
+    for an absolute path), a ``postgresql://user@host:5432/dbname`` URL, or None for
+    ``pitgrid.db`` in the working directory. Positions go to
+    ``<arrays>/<run_id>.zarr``: by default ``<db stem>_arrays`` beside a SQLite file,
+    ``pitgrid_arrays`` in the working directory for PostgreSQL. One instance per thread.
 
     Example:
         >>> import pitgrid as pg
@@ -180,14 +183,20 @@ class ResultsDB:
         True
     """
 
-    def __init__(self, url_or_path: str | os.PathLike[str] | None = None) -> None:
-        self.path = _sqlite_path(url_or_path)
-        self._arrays = _ArrayStore(self.path.parent / f"{self.path.stem}_arrays", self.path.name)
-        # isolation_level=None: no implicit transactions; every write says BEGIN itself.
-        self._conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+    def __init__(self, url_or_path: str | os.PathLike[str] | None = None, *,
+                 arrays: str | os.PathLike[str] | None = None) -> None:
+        self.location = Location.parse(url_or_path)
+        #: the SQLite file (None for PostgreSQL)
+        self.path = Path(self.location.target) if self.location.kind == "sqlite" else None
+        if arrays is not None:
+            root = Path(arrays).resolve()
+        elif self.path is not None:
+            root = self.path.parent / f"{self.path.stem}_arrays"
+        else:
+            root = Path("pitgrid_arrays").resolve()
+        self._arrays = _ArrayStore(root, self.location.name)
+        self._conn = Connection(self.location)
         try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
             migrate(self._conn)
             self._remove_strays()
         except BaseException:
@@ -221,7 +230,7 @@ class ResultsDB:
                               universe_id=universe_id, params=params,
                               code_version=code_version or _code_version())
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_write()
         try:
             _insert_run(conn, run_id, rows.run)
             _insert_trades(conn, run_id, rows.trades)
@@ -229,10 +238,9 @@ class ResultsDB:
             _insert_grid(conn, run_id, rows.grid)
             if result.positions is not None:
                 self._arrays.publish(run_id, result.positions)
-            conn.execute("COMMIT")
+            conn.commit()
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            conn.rollback()
             self._arrays.remove(run_id)
             raise
         return run_id
@@ -245,16 +253,16 @@ class ResultsDB:
         """
         _check_run_id(run_id)
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_write()
         try:
             for table in ("backtest_trades", "backtest_daily_equity", "grid_metrics"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             found = conn.execute("DELETE FROM backtest_runs WHERE run_id = ?", (run_id,)).rowcount
             if not found:
-                raise KeyError(f"no run {run_id!r} in {self.path}")
-            conn.execute("COMMIT")
+                raise KeyError(f"no run {run_id!r} in {self.location}")
+            conn.commit()
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.rollback()
             raise
         # After the commit: a crash here leaves a stray store, removed on the next open.
         self._arrays.remove(run_id)
@@ -274,7 +282,7 @@ class ResultsDB:
             " optimistic, n_params, param_axis, created_at FROM backtest_runs WHERE run_id = ?",
             (run_id,)).fetchone()
         if head is None:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
+            raise KeyError(f"no run {run_id!r} in {self.location}")
         (strategy, config, version, fingerprint, universe_id, metrics, status, optimistic,
          n_params, param_axis) = head[:10]
         params = [_from_json(p) for (p,) in self._conn.execute(
@@ -357,34 +365,27 @@ class ResultsDB:
         # Stores are written only under the write lock, so if the lock is free at once no
         # writer is in flight and every stray is an orphan. If it is busy, leave them: the
         # writer will commit or roll back its own, and the next open sweeps what is left.
-        self._conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                raise
+        if not self._conn.try_begin_write():
             return
-        finally:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
         try:
             for path in self._arrays.strays(self._run_ids()):
                 shutil.rmtree(path, ignore_errors=True)
         finally:
-            self._conn.execute("COMMIT")
+            self._conn.commit()
 
     def _run_ids(self) -> set[str]:
         return {r for (r,) in self._conn.execute("SELECT run_id FROM backtest_runs")}
 
 
 # ---------------------------------------------------------------------- schema
-def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = None) -> int:
+def migrate(conn: Connection, migrations: tuple[Migration, ...] | None = None) -> int:
     """Apply the steps newer than the database's version, all in one transaction.
 
     Idempotent: an up-to-date database is only read, so opening one never waits
     for a writer. Returns the version reached.
 
     Example:
-        >>> migrate(sqlite3.connect("runs.db", isolation_level=None))  # doctest: +SKIP
+        >>> migrate(Connection(Location.parse("runs.db")))  # doctest: +SKIP
         1
     """
     steps = MIGRATIONS if migrations is None else migrations
@@ -393,7 +394,7 @@ def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None =
     latest = len(steps)
     if _current_version(conn) == latest:
         return latest
-    conn.execute("BEGIN IMMEDIATE")
+    conn.begin_write()
     try:
         conn.execute(_SCHEMA_VERSION_DDL)
         current = _current_version(conn)  # again under the lock: another process may have won
@@ -405,44 +406,18 @@ def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None =
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version (version, description, applied_at)"
                          " VALUES (?, ?, ?)", (step.version, step.description, _now()))
-        conn.execute("COMMIT")
+        conn.commit()
     except BaseException:
-        conn.execute("ROLLBACK")
+        conn.rollback()
         raise
     return latest
 
 
-def _current_version(conn: sqlite3.Connection) -> int:
-    try:
-        (version,) = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-    except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise
+def _current_version(conn: Connection) -> int:
+    if not conn.has_table("schema_version"):
         return 0
+    (version,) = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
     return version or 0
-
-
-def _sqlite_path(url_or_path: str | os.PathLike[str] | None) -> Path:
-    if url_or_path is None:
-        return Path("pitgrid.db").resolve()
-    text = os.fspath(url_or_path)
-    scheme, sep, rest = text.partition("://")
-    if sep:
-        if scheme.split("+")[0] in ("postgresql", "postgres"):
-            try:
-                import psycopg  # noqa: F401
-            except ImportError:
-                raise ImportError("a postgresql:// results database needs the psycopg driver: "
-                                  "pip install 'psycopg[binary]'") from None
-            raise NotImplementedError("PostgreSQL results databases are not supported yet (the "
-                                      "schema is portable); use a SQLite path")
-        if scheme != "sqlite" or not rest.startswith("/"):
-            raise ValueError(f"unsupported database URL {text!r}: use a file path, "
-                             "sqlite:///relative.db or sqlite:////absolute/path.db")
-        text = rest[1:]
-    if text in ("", ":memory:"):
-        raise ValueError("the results database must be a file: its zarr arrays live beside it")
-    return Path(text).resolve()
 
 
 # ---------------------------------------------------------------------- rows
@@ -562,33 +537,33 @@ def drawdown(equity: np.ndarray, initial: float | None = None) -> np.ndarray:
 
 # ---------------------------------------------------------------------- inserts
 # Module functions, one per table, called in this order inside the run's transaction.
-def _insert_run(conn: sqlite3.Connection, run_id: str, row: tuple) -> None:
+def _insert_run(conn: Connection, run_id: str, row: tuple) -> None:
     conn.execute(
         "INSERT INTO backtest_runs (run_id, strategy, config, code_version, data_fingerprint,"
         " start_time, end_time, universe_id, metrics, status, optimistic, n_params, param_axis,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (run_id, *row))
 
 
-def _insert_trades(conn: sqlite3.Connection, run_id: str, rows: list[tuple]) -> None:
+def _insert_trades(conn: Connection, run_id: str, rows: list[tuple]) -> None:
     conn.executemany(
         "INSERT INTO backtest_trades (run_id, trade_id, time, param, symbol, side, shares, price,"
         " fees, slippage_cost, reason, regime, universe_id, decision)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
 
 
-def _insert_equity(conn: sqlite3.Connection, run_id: str, rows: list[tuple]) -> None:
+def _insert_equity(conn: Connection, run_id: str, rows: list[tuple]) -> None:
     conn.executemany(
         "INSERT INTO backtest_daily_equity (run_id, param, time, equity, drawdown, exposures)"
         " VALUES (?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
 
 
-def _insert_grid(conn: sqlite3.Connection, run_id: str, rows: list[tuple]) -> None:
+def _insert_grid(conn: Connection, run_id: str, rows: list[tuple]) -> None:
     conn.executemany("INSERT INTO grid_metrics (run_id, param, params, metrics)"
                      " VALUES (?, ?, ?, ?)", ((run_id, *r) for r in rows))
 
 
 # ---------------------------------------------------------------------- loads
-def _load_trades(conn: sqlite3.Connection, run_id: str) -> pl.DataFrame:
+def _load_trades(conn: Connection, run_id: str) -> pl.DataFrame:
     rows = conn.execute(
         "SELECT time, param, symbol, side, shares, price, fees, slippage_cost, reason, regime,"
         " decision FROM backtest_trades WHERE run_id = ? ORDER BY trade_id", (run_id,)).fetchall()
@@ -607,7 +582,7 @@ def _load_trades(conn: sqlite3.Connection, run_id: str) -> pl.DataFrame:
     return pl.DataFrame(frame)
 
 
-def _load_equity(conn: sqlite3.Connection, run_id: str, P: int,
+def _load_equity(conn: Connection, run_id: str, P: int,
                  coords: dict[str, Any] | None) -> dict[str, xr.DataArray]:
     rows = conn.execute(
         "SELECT time, equity, drawdown, exposures FROM backtest_daily_equity WHERE run_id = ?"

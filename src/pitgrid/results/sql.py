@@ -1,0 +1,173 @@
+"""One connection to the results database, SQLite or PostgreSQL, with their few differences here.
+
+The results code writes portable SQL with ``?`` placeholders and explicit
+transactions. What differs between the two engines is only: how to connect, the
+placeholder style, how a writer takes the database-wide write lock (SQLite:
+``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock), and how to
+ask whether a table exists.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_BUSY_TIMEOUT_S = 30.0
+# The advisory lock every pitgrid writer of one PostgreSQL database takes ("pitgrid" in hex).
+_PG_WRITE_LOCK = 0x70697467726964
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a results database lives: ``kind`` is "sqlite" or "postgresql"; ``target`` is
+    the SQLite file or the PostgreSQL connection URL; ``name`` labels the database in
+    messages and tags its array stores."""
+
+    kind: str
+    target: str
+    name: str
+
+    @classmethod
+    def parse(cls, url_or_path: str | os.PathLike[str] | None) -> Location:
+        """A file path, ``sqlite:///relative.db``, ``sqlite:////abs.db``, a PostgreSQL URL
+        (``postgresql://user@host:5432/db``, also ``postgresql+psycopg://``), or None for
+        ``pitgrid.db`` in the working directory.
+
+        Example:
+            >>> Location.parse("postgresql+psycopg://me@db:5432/research").target
+            'postgresql://me@db:5432/research'
+        """
+        if url_or_path is None:
+            path = Path("pitgrid.db").resolve()
+            return cls("sqlite", str(path), path.name)
+        text = os.fspath(url_or_path)
+        scheme, sep, rest = text.partition("://")
+        if sep:
+            if scheme.split("+")[0] in ("postgresql", "postgres"):
+                name = rest.rsplit("/", 1)[-1].split("?")[0] if "/" in rest else ""
+                if not name:
+                    raise ValueError(f"database URL {text!r} names no database: "
+                                     "postgresql://user@host:5432/dbname")
+                return cls("postgresql", f"postgresql://{rest}", name)
+            if scheme != "sqlite" or not rest.startswith("/"):
+                raise ValueError(f"unsupported database URL {text!r}: use a file path, "
+                                 "sqlite:///relative.db, sqlite:////absolute/path.db or "
+                                 "postgresql://user@host:5432/dbname")
+            text = rest[1:]
+        if text in ("", ":memory:"):
+            raise ValueError("the results database must be a file: its zarr arrays live beside it")
+        path = Path(text).resolve()
+        return cls("sqlite", str(path), path.name)
+
+    def __str__(self) -> str:
+        return self.target if self.kind == "sqlite" else _without_password(self.target)
+
+
+class Connection:
+    """A DB-API connection in autocommit mode: every write opens its own transaction.
+
+    Example:
+        >>> conn = Connection(Location.parse("runs.db"))        # doctest: +SKIP
+        >>> conn.execute("SELECT 1").fetchone()                  # doctest: +SKIP
+        (1,)
+    """
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.kind = location.kind
+        if self.kind == "sqlite":
+            # isolation_level=None: no implicit transactions; every write says BEGIN itself.
+            self._raw: Any = sqlite3.connect(location.target, timeout=_BUSY_TIMEOUT_S,
+                                             isolation_level=None)
+            try:
+                self._raw.execute("PRAGMA journal_mode = WAL")  # readers never wait for a writer
+                self._raw.execute("PRAGMA foreign_keys = ON")
+            except BaseException:
+                self._raw.close()
+                raise
+        else:
+            try:
+                import psycopg
+            except ImportError:
+                raise ImportError("a postgresql:// results database needs the psycopg driver: "
+                                  "pip install 'pitgrid[postgres]'") from None
+            self._raw = psycopg.connect(location.target, autocommit=True)
+        self.in_transaction = False
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """Run one statement; returns the cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
+        if self.kind == "sqlite":
+            return self._raw.execute(sql, args)
+        cursor = self._raw.cursor()
+        cursor.execute(sql.replace("?", "%s"), tuple(args))
+        return cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self.kind == "sqlite":
+            self._raw.executemany(sql, rows)
+        else:
+            self._raw.cursor().executemany(sql.replace("?", "%s"), list(rows))
+
+    def begin_write(self) -> None:
+        """Open a transaction holding the database's write lock (waits for another writer)."""
+        if self.kind == "sqlite":
+            self._raw.execute("BEGIN IMMEDIATE")
+        else:
+            self.execute("BEGIN")
+            self.execute(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+        self.in_transaction = True
+
+    def try_begin_write(self) -> bool:
+        """Like :meth:`begin_write` but returns False at once when another writer holds the lock."""
+        if self.kind == "sqlite":
+            self._raw.execute("PRAGMA busy_timeout = 0")
+            try:
+                self._raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+                return False
+            finally:
+                self._raw.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            self.in_transaction = True
+            return True
+        self.execute("BEGIN")
+        (got,) = self.execute(f"SELECT pg_try_advisory_xact_lock({_PG_WRITE_LOCK})").fetchone()
+        if not got:
+            self.execute("ROLLBACK")
+            return False
+        self.in_transaction = True
+        return True
+
+    def commit(self) -> None:
+        self.in_transaction = False
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+        if self.in_transaction:
+            self.in_transaction = False
+            self.execute("ROLLBACK")
+
+    def has_table(self, name: str) -> bool:
+        if self.kind == "sqlite":
+            sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+        else:
+            sql = ("SELECT COUNT(*) FROM information_schema.tables"
+                   " WHERE table_schema = current_schema() AND table_name = ?")
+        (n,) = self.execute(sql, (name,)).fetchone()
+        return n > 0
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def _without_password(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("://", 1)[-1]:
+        return url
+    scheme, _, user = head.partition("://")
+    return f"{scheme}://{user.split(':', 1)[0]}:***@{tail}"

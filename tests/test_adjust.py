@@ -82,3 +82,20 @@ def test_accepts_market_and_dataarrays_and_checks_range():
     assert isinstance(factor, xr.DataArray) and factor.values[-1, 1] == 2.0
     with pytest.raises(ValueError, match="outside"):
         pg.adjusted_as_of(market, TIME[0] - np.timedelta64(1, "D"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(ratio=_ratios)
+def test_split_factor_is_the_running_product_for_panels_and_single_series(ratio):
+    ratio = ratio.copy()
+    ratio[ratio == 0.05] = np.nan  # a missing ratio counts as no split
+    expected = np.ones_like(ratio)
+    for s in range(ratio.shape[1]):
+        running = 1.0
+        for t in range(ratio.shape[0]):
+            running *= 1.0 if np.isnan(ratio[t, s]) else ratio[t, s]
+            expected[t, s] = running
+    assert np.array_equal(cumulative_split_factor(ratio), expected)
+    assert np.array_equal(cumulative_split_factor(ratio[:, 0]), expected[:, 0])
+    close = BASE["close"].values
+    assert np.array_equal(split_adjusted_causal(close[:, 1], ratio[:, 1]), close[:, 1] * expected[:, 1])

@@ -175,3 +175,15 @@ def test_bad_inputs_are_refused():
         pg.MarketData(DS.isel(time=[0, 2, 1]))
     with pytest.raises(pg.ValidationError, match="<events>, row 1, symbol 'NOPE': unknown symbol"):
         pg.MarketData(DS, events=_events().with_columns(symbol=pl.lit("NOPE")))
+
+
+def test_pandas_reference_tables_read_like_polars_ones():
+    start = pd.Series(TIME[[0, 10, 5]])
+    universes = pd.DataFrame({
+        "universe_id": pd.Series(["u", "u", "u"], dtype=object), "symbol": list(SYMBOLS[:3]),
+        # time-zone-aware instants and an open end (missing) as pandas users hold them
+        "start": start.dt.tz_localize("UTC"),
+        "end": pd.Series([pd.NaT, TIME[30], TIME[6]]),
+    })
+    from_pandas = pg.MarketData(DS, universes=universes).universe_mask("u").values
+    assert np.array_equal(from_pandas, _market().universe_mask("u").values)

@@ -298,3 +298,20 @@ def test_schema_version_and_idempotent_migrations(tmp_path):
 def test_database_is_in_wal_mode(tmp_path):
     with ResultsDB(tmp_path / "runs.db") as db:
         assert db._conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_database_urls_are_parsed_and_never_printed_with_passwords():
+    from pitgrid.results.sql import mask_url
+    from pitgrid.runconfig import run_config_from_dict
+
+    a = Location.parse("postgresql://me:secret@host-a:5432/research")
+    b = Location.parse("postgresql+psycopg://me@host-b/research")
+    assert (a.kind, a.target) == ("postgresql", "postgresql://me:secret@host-a:5432/research")
+    assert a.name != b.name  # two servers' databases of one name never share array stores
+    assert "research" in Location.parse("postgresql:///research?host=/run/pg").name
+    assert "secret" not in str(a) and "secret" not in mask_url(a.target + "?password=secret")
+    assert mask_url("postgresql://me@host/db") == "postgresql://me@host/db"
+    cfg = run_config_from_dict({"data": {"synthetic": {"n_time": 30, "n_symbols": 2}},
+                                "strategy": {"name": "ma_cross"},
+                                "outputs": {"db": "postgresql://me:secret@host/db"}})
+    assert "secret" not in str(cfg.describe())

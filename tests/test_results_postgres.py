@@ -100,3 +100,20 @@ def test_writers_take_turns_and_readers_do_not_wait_on_postgres(postgres_url, re
         assert runs.height == 1
         assert np.array_equal(db.load_run(runs["run_id"][0]).positions.values,
                               result.positions.values)
+
+
+def test_a_writer_that_times_out_on_the_lock_leaves_a_usable_connection(postgres_url, tmp_path,
+                                                                       monkeypatch):
+    from pitgrid.results import sql
+
+    with ResultsDB(postgres_url, arrays=tmp_path) as holder, \
+            ResultsDB(postgres_url, arrays=tmp_path) as waiter:
+        holder._conn.begin_write()
+        monkeypatch.setattr(sql, "_BUSY_TIMEOUT_S", 0.2)
+        with pytest.raises(Exception, match="lock"):
+            waiter._conn.begin_write()
+        assert not waiter._conn.in_transaction
+        assert waiter.list_runs().height >= 0  # the connection still answers
+        holder._conn.rollback()
+        waiter._conn.begin_write()  # and takes the lock once it is free
+        waiter._conn.rollback()

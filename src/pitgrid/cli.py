@@ -31,6 +31,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from pitgrid.results.sql import mask_url
+
 app = typer.Typer(
     help="pitgrid: a point-in-time-safe, vectorized backtesting engine.",
     no_args_is_help=True,
@@ -212,9 +214,9 @@ def demo(
                         ("total_return", "annual_return", "sharpe", "max_drawdown", "trades")))
     _out.print(table)
     grids = [o.grid_report for o in result.outcomes if o.grid_report is not None]
-    _print_paths([("database", result.db), *(("report", o.report) for o in result.outcomes),
+    _print_paths([("database", mask_url(result.db)), *(("report", o.report) for o in result.outcomes),
                   *(("grid report", p) for p in grids), ("configs", result.configs[0].parent)])
-    _out.print(escape(f"next: pitgrid runs --db {result.db}   |   open {result.outcomes[0].report}"),
+    _out.print(escape(f"next: pitgrid runs --db {mask_url(result.db)}   |   open {result.outcomes[0].report}"),
                highlight=False, soft_wrap=True)
 
 
@@ -229,9 +231,9 @@ def runs(
     with _open_db(db) as rdb:
         frame = rdb.list_runs(strategy=strategy, limit=limit)
     if frame.is_empty():
-        _out.print(escape(f"no runs in {db}" + (f" for strategy {strategy}" if strategy else "")))
+        _out.print(escape(f"no runs in {mask_url(db)}" + (f" for strategy {strategy}" if strategy else "")))
         return
-    table = Table(title=escape(f"runs in {db} (ids: any unique prefix works)"), title_justify="left")
+    table = Table(title=escape(f"runs in {mask_url(db)} (ids: any unique prefix works)"), title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("created (UTC)", no_wrap=True)
     for column in ("strategy", "sets", "period", "universe", "fills"):
@@ -489,7 +491,7 @@ def _print_outcome(outcome: RunOutcome) -> None:
                                           if c not in outcome.metrics], outcome.by, 10)
     _print_paths([("report", outcome.report),
                   *([("grid report", outcome.grid_report)] if outcome.grid_report else []),
-                  ("database", outcome.db)])
+                  ("database", mask_url(outcome.db))])
 
 
 def _print_grid_table(frame: Any, axes: Sequence[str], by: str, top: int) -> None:

@@ -53,6 +53,7 @@ from pitgrid.drivers.common import resolve_settings
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.metrics import TRADE_METRICS
 from pitgrid.engine.result import SimResult
+from pitgrid.results.sql import Location, mask_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.results.db import ResultsDB
@@ -199,7 +200,7 @@ class RunConfig:
                                     for k, v in self.params.items()}},
             "settings": dict(self.settings),
             "model": None if self.model_bundle is None else str(self.model_bundle),
-            "outputs": {"db": self.db, "reports": str(self.reports), "keep": self.keep,
+            "outputs": {"db": mask_url(self.db), "reports": str(self.reports), "keep": self.keep,
                         "by": self.by},
         }
 
@@ -642,8 +643,9 @@ def _results_db(cfg: RunConfig) -> ResultsDB:
     """The run's database; a file's folder is made first (SQLite will not)."""
     from pitgrid.results import ResultsDB
 
-    if "://" not in cfg.db:
-        Path(cfg.db).parent.mkdir(parents=True, exist_ok=True)
+    location = Location.parse(cfg.db)
+    if location.kind == "sqlite":
+        Path(location.target).parent.mkdir(parents=True, exist_ok=True)
     return ResultsDB(cfg.db)
 
 

@@ -62,6 +62,8 @@ def cumulative_split_factor(split_ratio: ArrayLike) -> ArrayLike:
 
 def _cumulative(ratio: np.ndarray) -> np.ndarray:
     # most symbols never split: only the columns that do pay for the running product
+    if ratio.ndim != 2:
+        return np.cumprod(ratio, axis=0)
     factor = np.ones_like(ratio)
     cols = np.flatnonzero((ratio != 1.0).any(axis=0))
     if cols.size:

@@ -62,9 +62,18 @@ def _frozen(values: np.ndarray) -> np.ndarray:
 def _as_polars(table: Any) -> pl.DataFrame:
     if isinstance(table, pl.DataFrame):
         return table
-    # column by column through numpy: pl.from_pandas needs pyarrow for string columns
+    # column by column: pl.from_pandas needs pyarrow for string columns
     frame = pd.DataFrame(table)
-    return pl.DataFrame({str(c): frame[c].to_numpy() for c in frame.columns})
+    return pl.DataFrame([_polars_column(str(c), frame[c]) for c in frame.columns])
+
+
+def _polars_column(name: str, column: pd.Series) -> pl.Series:
+    if isinstance(column.dtype, pd.DatetimeTZDtype):  # instants: as naive UTC, like the bars
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    if column.dtype.kind in "biufmM":
+        return pl.Series(name, column.to_numpy())
+    # strings and objects; missing values (None, NaN, NaT) become nulls
+    return pl.Series(name, [None if pd.isna(v) else v for v in column.tolist()])
 
 
 class MarketData:

@@ -66,10 +66,13 @@ def synthetic_prices(
 
 
 def long_bars(ds: xr.Dataset) -> pl.DataFrame:
-    """A ``(time, symbol)`` Dataset as long bars ``time, symbol, open, high, low, close, volume``.
+    """The bars of a ``(time, symbol)`` Dataset as a long frame ``time, symbol, open, high,
+    low, close, volume``, e.g. to write a CSV that :func:`pitgrid.ingest` reads.
 
-    Rows are sorted by symbol then time and only valid bars are kept, which is the
-    layout :func:`pitgrid.ingest` reads; built straight from numpy, so no pyarrow.
+    Only valid bars (``valid``, when the Dataset has it) and only those seven columns
+    are kept: corporate actions go to ingest as their own file. Rows are sorted by
+    symbol, then time. Times stay whole days when every bar is at midnight.
+    Built straight from numpy, so no pyarrow is needed.
 
     Example:
         >>> frame = long_bars(synthetic_prices(252, 5, seed=1))
@@ -77,10 +80,14 @@ def long_bars(ds: xr.Dataset) -> pl.DataFrame:
         (1260, 7)
     """
     n_time, n_symbols = ds.sizes["time"], ds.sizes["symbol"]
+    times = ds["time"].values.astype("datetime64[ns]")
+    days = times.astype("datetime64[D]")
+    if np.array_equal(days.astype("datetime64[ns]"), times):
+        times = days
     fields = ("open", "high", "low", "close", "volume")
     valid = ds["valid"].values.T.ravel() if "valid" in ds else np.ones(n_time * n_symbols, bool)
     frame = pl.DataFrame({
-        "time": np.tile(ds["time"].values.astype("datetime64[D]"), n_symbols),
+        "time": np.tile(times, n_symbols),
         "symbol": np.repeat(ds["symbol"].values.astype(str), n_time),
         **{f: np.ascontiguousarray(ds[f].values.T).ravel() for f in fields},
     })

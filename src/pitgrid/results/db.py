@@ -1,7 +1,7 @@
 """The results database: runs, fills, daily equity and grid metrics in SQL, positions as zarr.
 
 An embedded SQLite file by default (WAL mode, so readers never wait for a writer),
-or a PostgreSQL database by URL (``pip install 'psycopg[binary]'``). The DDL uses
+or a PostgreSQL database by URL (``pip install 'pitgrid[postgres]'``). The DDL uses
 portable types only (TEXT, BIGINT, INTEGER, DOUBLE PRECISION, BOOLEAN; JSON kept
 as TEXT), so one schema and one set of statements serve both (``results/sql.py``
 holds the few differences).
@@ -240,8 +240,10 @@ class ResultsDB:
                 self._arrays.publish(run_id, result.positions)
             conn.commit()
         except BaseException:
-            conn.rollback()
-            self._arrays.remove(run_id)
+            try:
+                conn.rollback()
+            finally:  # even when the rollback fails (a dropped connection), no stray store
+                self._arrays.remove(run_id)
             raise
         return run_id
 

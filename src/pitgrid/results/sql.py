@@ -9,11 +9,13 @@ ask whether a table exists.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 _BUSY_TIMEOUT_S = 30.0
 # The advisory lock every pitgrid writer of one PostgreSQL database takes ("pitgrid" in hex).
@@ -23,8 +25,9 @@ _PG_WRITE_LOCK = 0x70697467726964
 @dataclass(frozen=True)
 class Location:
     """Where a results database lives: ``kind`` is "sqlite" or "postgresql"; ``target`` is
-    the SQLite file or the PostgreSQL connection URL; ``name`` labels the database in
-    messages and tags its array stores."""
+    the SQLite file or the PostgreSQL connection URL; ``name`` tags the database's array
+    stores (the file name; for PostgreSQL host, port and database, so two servers'
+    databases of one name never share a tag)."""
 
     kind: str
     target: str
@@ -47,13 +50,18 @@ class Location:
         scheme, sep, rest = text.partition("://")
         if sep:
             if scheme.split("+")[0] in ("postgresql", "postgres"):
-                name = rest.rsplit("/", 1)[-1].split("?")[0] if "/" in rest else ""
-                if not name:
-                    raise ValueError(f"database URL {text!r} names no database: "
+                url = f"postgresql://{rest}"
+                parts = urlsplit(url)
+                query = dict(parse_qsl(parts.query))
+                dbname = parts.path.lstrip("/") or query.get("dbname", "")
+                if not dbname:
+                    raise ValueError(f"database URL {mask_url(text)!r} names no database: "
                                      "postgresql://user@host:5432/dbname")
-                return cls("postgresql", f"postgresql://{rest}", name)
+                host = parts.hostname or query.get("host", "local")
+                tag = f"{host}:{parts.port or query.get('port', 5432)}/{dbname}"
+                return cls("postgresql", url, re.sub(r"[^A-Za-z0-9._-]+", "_", tag))
             if scheme != "sqlite" or not rest.startswith("/"):
-                raise ValueError(f"unsupported database URL {text!r}: use a file path, "
+                raise ValueError(f"unsupported database URL {mask_url(text)!r}: use a file path, "
                                  "sqlite:///relative.db, sqlite:////absolute/path.db or "
                                  "postgresql://user@host:5432/dbname")
             text = rest[1:]
@@ -63,7 +71,7 @@ class Location:
         return cls("sqlite", str(path), path.name)
 
     def __str__(self) -> str:
-        return self.target if self.kind == "sqlite" else _without_password(self.target)
+        return self.target if self.kind == "sqlite" else mask_url(self.target)
 
 
 class Connection:
@@ -95,30 +103,47 @@ class Connection:
                 raise ImportError("a postgresql:// results database needs the psycopg driver: "
                                   "pip install 'pitgrid[postgres]'") from None
             self._raw = psycopg.connect(location.target, autocommit=True)
-        self.in_transaction = False
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open, as the driver sees it (also after a failed COMMIT)."""
+        if self.kind == "sqlite":
+            return self._raw.in_transaction
+        from psycopg.pq import TransactionStatus
+
+        return self._raw.info.transaction_status != TransactionStatus.IDLE
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        """Run one statement; returns the cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
+        """Run one statement with ``?`` placeholders; returns the cursor (``fetchone``,
+        ``fetchall``, ``rowcount``)."""
         if self.kind == "sqlite":
             return self._raw.execute(sql, args)
         cursor = self._raw.cursor()
-        cursor.execute(sql.replace("?", "%s"), tuple(args))
+        if args:
+            cursor.execute(_pg_sql(sql), tuple(args))
+        else:  # no parameters: psycopg then leaves % alone
+            cursor.execute(sql)
         return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         if self.kind == "sqlite":
             self._raw.executemany(sql, rows)
         else:
-            self._raw.cursor().executemany(sql.replace("?", "%s"), list(rows))
+            self._raw.cursor().executemany(_pg_sql(sql), list(rows))
 
     def begin_write(self) -> None:
-        """Open a transaction holding the database's write lock (waits for another writer)."""
+        """Open a transaction holding the database's write lock; waits up to 30 s for
+        another writer, then raises."""
         if self.kind == "sqlite":
             self._raw.execute("BEGIN IMMEDIATE")
-        else:
-            self.execute("BEGIN")
+            return
+        self.execute("BEGIN")
+        try:
+            self.execute(f"SET LOCAL lock_timeout = '{int(_BUSY_TIMEOUT_S * 1000)}ms'")
             self.execute(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
-        self.in_transaction = True
+        except BaseException:
+            self.rollback()
+            raise
 
     def try_begin_write(self) -> bool:
         """Like :meth:`begin_write` but returns False at once when another writer holds the lock."""
@@ -132,24 +157,23 @@ class Connection:
                 return False
             finally:
                 self._raw.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-            self.in_transaction = True
             return True
         self.execute("BEGIN")
-        (got,) = self.execute(f"SELECT pg_try_advisory_xact_lock({_PG_WRITE_LOCK})").fetchone()
+        try:
+            (got,) = self.execute(f"SELECT pg_try_advisory_xact_lock({_PG_WRITE_LOCK})").fetchone()
+        except BaseException:
+            self.rollback()
+            raise
         if not got:
-            self.execute("ROLLBACK")
-            return False
-        self.in_transaction = True
-        return True
+            self.rollback()
+        return bool(got)
 
     def commit(self) -> None:
-        self.in_transaction = False
         self.execute("COMMIT")
 
     def rollback(self) -> None:
         """Roll back the open transaction, if any."""
         if self.in_transaction:
-            self.in_transaction = False
             self.execute("ROLLBACK")
 
     def has_table(self, name: str) -> bool:
@@ -165,9 +189,32 @@ class Connection:
         self._raw.close()
 
 
-def _without_password(url: str) -> str:
-    head, sep, tail = url.partition("@")
-    if not sep or ":" not in head.split("://", 1)[-1]:
+def _pg_sql(sql: str) -> str:
+    # psycopg's placeholders are %s, and a literal % must be doubled when parameters are passed
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def mask_url(url: str | os.PathLike[str]) -> str:
+    """``url`` without its password (in the user part or a ``password=`` parameter); a
+    path or a URL without one comes back unchanged.
+
+    Example:
+        >>> mask_url("postgresql://me:secret@db:5432/research?sslmode=require&password=x")
+        'postgresql://me:***@db:5432/research?sslmode=require&password=***'
+    """
+    url = os.fspath(url)
+    if "://" not in url:
         return url
-    scheme, _, user = head.partition("://")
-    return f"{scheme}://{user.split(':', 1)[0]}:***@{tail}"
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    has_query_password = any(k == "password" for k, _ in query)
+    if parts.password is None and not has_query_password:
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    text = parts.query
+    if has_query_password:
+        text = "&".join(f"{k}={'***' if k == 'password' else v}" for k, v in query)
+    return urlunsplit(parts._replace(netloc=netloc, query=text))

@@ -315,3 +315,15 @@ def test_database_urls_are_parsed_and_never_printed_with_passwords():
                                 "strategy": {"name": "ma_cross"},
                                 "outputs": {"db": "postgresql://me:secret@host/db"}})
     assert "secret" not in str(cfg.describe())
+
+
+def test_array_stores_go_where_they_are_told(tmp_path, result, monkeypatch):
+    with ResultsDB(tmp_path / "runs.db", arrays=tmp_path / "given") as db:
+        a = db.save_run(result, strategy="a", data_fingerprint="fp")
+    monkeypatch.setenv("PITGRID_ARRAYS", str(tmp_path / "from_env"))
+    with ResultsDB(tmp_path / "runs.db") as db:
+        b = db.save_run(result, strategy="b", data_fingerprint="fp")
+        assert db.load_run(b).positions is not None
+    assert (tmp_path / "given" / f"{a}.zarr").is_dir()
+    assert (tmp_path / "from_env" / f"{b}.zarr").is_dir()
+    assert not (tmp_path / "runs_arrays").exists()

@@ -1,4 +1,5 @@
 """The same results schema and statements on PostgreSQL (a throwaway server from pgserver)."""
+import os
 import threading
 
 import numpy as np
@@ -13,6 +14,8 @@ from pitgrid.results.db import ResultsDB
 
 @pytest.fixture(scope="module")
 def postgres_url(tmp_path_factory):
+    # pgserver keeps runtime files under XDG_RUNTIME_DIR; a CI shell may not set it
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
     import pgserver
 
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")

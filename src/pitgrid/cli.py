@@ -53,7 +53,8 @@ _PERCENT = {"total_return", "annual_return", "volatility", "max_drawdown", "win_
 _GRID_METRICS = ("sharpe", "annual_return", "max_drawdown", "trades")
 _WHOLE = {"trades", "fills", "unfilled", "max_drawdown_duration"}
 _MONEY = {"avg_win", "avg_loss", "fees", "slippage"}
-_DB_OPTION = typer.Option("--db", help="Results database: a path or sqlite:/// URL.")
+_DB_OPTION = typer.Option(
+    "--db", help="Results database: a path, or a sqlite:/// or postgresql:// URL.")
 
 
 @app.command()

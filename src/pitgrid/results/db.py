@@ -169,8 +169,10 @@ class ResultsDB:
     ``url_or_path`` is a file path, a ``sqlite:///path`` URL (``sqlite:////abs``
     for an absolute path), a ``postgresql://user@host:5432/dbname`` URL, or None for
     ``pitgrid.db`` in the working directory. Positions go to
-    ``<arrays>/<run_id>.zarr``: by default ``<db stem>_arrays`` beside a SQLite file,
-    ``pitgrid_arrays`` in the working directory for PostgreSQL. One instance per thread.
+    ``<arrays>/<run_id>.zarr``: ``arrays``, else the ``PITGRID_ARRAYS`` environment
+    variable (how the command line is pointed at them), else ``<db stem>_arrays``
+    beside a SQLite file or ``pitgrid_arrays`` in the working directory for
+    PostgreSQL. One instance per thread.
 
     Example:
         >>> import pitgrid as pg
@@ -188,7 +190,8 @@ class ResultsDB:
         self.location = Location.parse(url_or_path)
         #: the SQLite file (None for PostgreSQL)
         self.path = Path(self.location.target) if self.location.kind == "sqlite" else None
-        if arrays is not None:
+        arrays = arrays if arrays is not None else os.environ.get("PITGRID_ARRAYS")
+        if arrays:
             root = Path(arrays).resolve()
         elif self.path is not None:
             root = self.path.parent / f"{self.path.stem}_arrays"

@@ -19,16 +19,14 @@ import pitgrid as pg
 from pitgrid.results import db as rdb
 from pitgrid.results.db import MIGRATIONS, Migration, ResultsDB, migrate
 from pitgrid.results.sql import Connection, Location
+from results_helpers import run_being_written, sma_run
 
 TABLES = ("backtest_runs", "backtest_trades", "backtest_daily_equity", "grid_metrics")
 
 
 @pytest.fixture(scope="module")
 def result():
-    ds = pg.synthetic_prices(300, 8, seed=0)
-    c = ds["close"]
-    mean = c.rolling(time=20).mean()
-    return pg.simulate(ds, entries=c > mean, exits=c < mean, fees_bps=10, keep="full")
+    return sma_run()
 
 
 @pytest.fixture(scope="module")
@@ -210,36 +208,11 @@ def test_readers_work_while_a_run_is_written(tmp_path, result, monkeypatch):
     path = tmp_path / "runs.db"
     with ResultsDB(path) as db:
         first = db.save_run(result, strategy="first", data_fingerprint="fp")
-    inside, release = threading.Event(), threading.Event()
-    original = rdb._insert_equity
-
-    def held(*args):
-        original(*args)
-        inside.set()
-        assert release.wait(30)
-
-    monkeypatch.setattr(rdb, "_insert_equity", held)
-    errors: list[BaseException] = []
-
-    def write():
-        try:
-            with ResultsDB(path) as writer:
-                writer.save_run(result, strategy="second", data_fingerprint="fp")
-        except BaseException as exc:  # surfaced in the main thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    try:
-        assert inside.wait(30)
+    with run_being_written(monkeypatch, lambda: ResultsDB(path), result, "second"):
         with ResultsDB(path) as reader:
             for _ in range(3):
                 assert reader.list_runs()["run_id"].to_list() == [first]
             assert reader.load_run(first).trades.height == result.trades.height
-    finally:
-        release.set()
-        thread.join(30)
-    assert not errors
     with ResultsDB(path) as db:
         assert db.list_runs()["strategy"].to_list() == ["second", "first"]
 

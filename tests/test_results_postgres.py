@@ -1,15 +1,14 @@
 """The same results schema and statements on PostgreSQL (a throwaway server from pgserver)."""
 import os
-import threading
 
 import numpy as np
 import pytest
 import xarray as xr
 from polars.testing import assert_frame_equal
 
-import pitgrid as pg
 from pitgrid.results import db as rdb
 from pitgrid.results.db import ResultsDB
+from results_helpers import run_being_written, sma_run
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +25,7 @@ def postgres_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result():
-    ds = pg.synthetic_prices(300, 8, seed=0)
-    c = ds["close"]
-    mean = c.rolling(time=20).mean()
-    return pg.simulate(ds, entries=c > mean, exits=c < mean, fees_bps=10, keep="full")
+    return sma_run()
 
 
 def test_run_round_trips_exactly_on_postgres(postgres_url, result, tmp_path):
@@ -68,36 +64,12 @@ def test_failed_write_leaves_nothing_on_postgres(postgres_url, result, tmp_path,
 def test_writers_take_turns_and_readers_do_not_wait_on_postgres(postgres_url, result, tmp_path,
                                                                 monkeypatch):
     arrays = tmp_path / "arrays"
-    inside, release = threading.Event(), threading.Event()
-    original = rdb._insert_equity
-
-    def held(*args):
-        original(*args)
-        inside.set()
-        assert release.wait(30)
-
-    monkeypatch.setattr(rdb, "_insert_equity", held)
-    errors: list[BaseException] = []
-
-    def write():
-        try:
-            with ResultsDB(postgres_url, arrays=arrays) as writer:
-                writer.save_run(result, strategy="held", data_fingerprint="fp")
-        except BaseException as exc:  # surfaced in the main thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    try:
-        assert inside.wait(30)
+    with run_being_written(monkeypatch, lambda: ResultsDB(postgres_url, arrays=arrays), result,
+                           "held"):
         with ResultsDB(postgres_url, arrays=arrays) as reader:
             assert "held" not in reader.list_runs()["strategy"].to_list()
             # the lock is busy: the stray sweep must not take the writer's store
             assert not reader._conn.try_begin_write()
-    finally:
-        release.set()
-        thread.join(30)
-    assert not errors
     with ResultsDB(postgres_url, arrays=arrays) as db:
         runs = db.list_runs(strategy="held")
         assert runs.height == 1

@@ -75,7 +75,10 @@ class FeatureData:
     @cached_property
     def has_splits(self) -> bool:
         """Whether any symbol splits up to this view's last bar (else ``F`` is all ones)."""
-        return bool((self.split_factor != 1.0).any())
+        if "split_ratio" not in self.market.fields:
+            return False
+        ratio = self.raw("split_ratio")  # a missing ratio (NaN) is no split, as in F
+        return bool(np.any((ratio != 1.0) & np.isfinite(ratio)))
 
     def adjusted(self, field: str) -> np.ndarray:
         """Split-continuous ``field`` (prices times ``F``, volume divided by ``F``); NaN on invalid bars."""

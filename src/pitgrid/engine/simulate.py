@@ -146,10 +146,18 @@ def market_arrays(ds: xr.Dataset, config: SimConfig) -> dict[str, np.ndarray]:
         volume = np.zeros((T, S))
     if "valid" in ds.data_vars:
         valid &= np.asarray(ds["valid"].values, dtype=bool)
-    if "split_ratio" in ds.data_vars or "dividend" in ds.data_vars:
-        split = _field(ds, "split_ratio", "") if "split_ratio" in ds.data_vars else np.ones((T, S))
+    split = _field(ds, "split_ratio", "") if "split_ratio" in ds.data_vars else None
+    div = _field(ds, "dividend", "") if "dividend" in ds.data_vars else None
+    # a raw value other than 1 (split) or 0 (dividend), NaN included, may be an action
+    maybe = np.zeros(T, dtype=bool)
+    if split is not None:
+        maybe |= (split != 1.0).any(axis=1)
+    if div is not None:
+        maybe |= (div != 0.0).any(axis=1)
+    if maybe.any():
+        split = np.ones((T, S)) if split is None else split
         split = np.ascontiguousarray(np.where(np.isfinite(split) & (split > 0), split, 1.0))
-        div = _field(ds, "dividend", "") if "dividend" in ds.data_vars else np.zeros((T, S))
+        div = np.zeros((T, S)) if div is None else div
         div = np.ascontiguousarray(np.where(np.isfinite(div), div, 0.0))
         has_action = ((split != 1.0) | (div != 0.0)).any(axis=1)
     else:

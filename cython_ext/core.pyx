@@ -362,9 +362,9 @@ cdef class Core:
             else:
                 self.stats[p, ST_GROSS_LOSS] -= pnl
                 self.losses[p, a] += 1.0
+                # every loss of a streak at least cool_losses long restarts the cooldown
                 if self.cool_losses > 0 and self.losses[p, a] >= self.cool_losses:
                     self.cool_until[p, a] = t + self.cool_bars
-                    self.losses[p, a] = 0.0
             self.flow[p, s] = cash_flow * (1.0 - frac)
         else:
             self.flow[p, s] += cash_flow

@@ -97,6 +97,53 @@ R18 Floating point: every formula is evaluated as the page writes it, left to
     ``|shares|*mark*borrow_bps/1e4/bars_per_year``), so that share counts can be
     compared bit for bit even with fractional shares. The cash check of rule 5
     allows the page's relative slack of 1e-12 (see R10).
+
+Risk gates (all off at their default 0; with every gate off nothing below changes a result)
+R19 Round trips: per symbol, ``flows`` accumulates the cash flows of the open
+    position: each fill's ``-(q*px + fee)`` / ``|q|*px - fee`` (order, delist
+    and drawdown-stop fills alike) and A's dividends. A fill from ``old`` to
+    ``new`` shares with ``old != 0`` and ``new == 0`` or of the other sign
+    closes a trade: ``pnl = flows + flow * |old|/|q|``; ``flows`` restarts at
+    ``flow * (1 - |old|/|q|)``. ``pnl <= 0`` is a loss. Borrow is not a flow.
+R20 The gates run in E on every order about to be placed (after the
+    ``q == 0`` / ``min_order_value`` check), in the page's order; the first
+    that refuses logs ``(t, p, s, q_signed, reason)`` in ``filtered`` with reason
+    "min_bars", "max_trades", "daily_loss_stop", "cooldown" or "max_positions".
+    A refused order is not placed: the symbol decided, so its pending order
+    becomes none (R4). Visiting order: signals exits then entries, weights sells
+    then buys, each in ascending symbol order. With ``fill="close"`` each order
+    passes the gates just before it fills, so the round trips closed by this
+    bar's earlier fills count for the cooldown of later orders.
+R21 Drawdown stop (E0), after D: a trading account's ``peak = max(peak, E_ref)``
+    (starting at ``init_cash``); ``E_ref < peak * (1 - x)`` halts it at bar t
+    (``halted_at``). On that bar and every later one, every symbol of a halted
+    account on a valid bar gets the order ``-shares``: with close fills it fills
+    at once (when non-zero) at ``close[t]`` by the fill rule with reason
+    "drawdown_stop" (leftover dropped); with next-open fills it becomes the
+    pending order (0 for a flat symbol, so a carried order is cancelled), filled
+    at the next open with reason "order". A halted account takes no decision
+    in E. These orders do not pass the gates and are not "placed orders" for
+    ``min_bars_between`` / ``max_trades_per_bar``.
+R22 ``min_bars_between = n``: refused when the symbol (per parameter set) had an
+    order placed (passed the gates) at bar ``t0`` and ``t - t0 < n``.
+R23 ``max_trades_per_bar = n``: refused when the account already placed n
+    orders on this bar.
+R24 Opening orders: every entry; a weight order with ``|target| > |shares|`` or
+    ``target * shares < 0``. Exits and pure reductions skip the three gates below.
+    ``daily_loss_stop = x``: refused when ``E_ref`` (step D) ``< E_G(t-1) * (1 - x)``,
+    ``E_G(t-1)`` the account's equity recorded in step G of the previous bar
+    (``init_cash`` on bar 0).
+R25 ``cooldown_losses = n`` (> 0), ``cooldown_bars = m``: a losing round trip closed
+    at bar ``tl`` that is the last of n (or more) losing round trips in a row of
+    the account (in fill order; a winning one ends the streak) starts a cooldown:
+    opening orders are refused while ``t - tl < m``. A later win does not end a
+    cooldown already started (the account *had* n losses in a row). Each further
+    loss of a streak already >= n restarts it (the last n round trips were
+    losses).
+R26 ``max_positions = n``: an opening order of a symbol with ``shares == 0`` is
+    refused when the account's count is ``>= n``; the count is the positions it
+    holds when E starts (before this bar's decisions and close fills) plus the
+    orders of flat symbols placed on this bar.
 """
 from __future__ import annotations
 
@@ -125,7 +172,10 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                        max_participation=float("inf"), unfilled="drop", lot_size=0.0,
                        min_order_value=0.0, allow_short=False, max_leverage=1.0,
                        borrow_bps=0.0, bars_per_year=252.0, init_cash=100_000.0,
-                       accounts="shared", size="all", size_value=float("nan")) -> dict:
+                       accounts="shared", size="all", size_value=float("nan"),
+                       min_bars_between=0, max_positions=0, max_trades_per_bar=0,
+                       daily_loss_stop=0.0, max_drawdown_stop=0.0, cooldown_losses=0,
+                       cooldown_bars=0) -> dict:
     """Simulate one or more parameter sets, bar by bar, exactly as docs/simulation.md says.
 
     Market inputs are ``(T, S)`` arrays (``valid`` bool, may be None for the
@@ -135,7 +185,10 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
     Returns a dict of numpy arrays ``equity`` (P, T, A), ``cash`` (P, T, A),
     ``shares`` (P, T, S), and lists ``trades`` of
     ``(t, p, s, side, shares, price, fee, slippage_cost, reason)`` and
-    ``unfilled`` of ``(t, p, s, requested_shares_signed, reason)``.
+    ``unfilled`` of ``(t, p, s, requested_shares_signed, reason)``, ``filtered`` of
+    ``(t, p, s, order_shares_signed, reason)`` (orders refused by a risk gate) and
+    ``halted_at`` (P, A) int array: the bar at which the drawdown stop halted each
+    account, -1 = never.
     """
     assert fill in ("next_open", "close"), fill
     assert unfilled in ("drop", "carry"), unfilled
@@ -211,6 +264,23 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
     pending = [[0.0] * S for _ in range(P)]
     mark = [[math.nan] * S for _ in range(P)]
     eref = [[init_cash] * A for _ in range(P)]
+    # risk-gate state (R19-R26)
+    min_bars_between = int(min_bars_between)
+    max_positions = int(max_positions)
+    max_trades_per_bar = int(max_trades_per_bar)
+    daily_loss_stop = float(daily_loss_stop)
+    max_drawdown_stop = float(max_drawdown_stop)
+    cooldown_losses = int(cooldown_losses)
+    cooldown_bars = int(cooldown_bars)
+    filtered_out: list[tuple] = []
+    last_order_bar = [[None] * S for _ in range(P)]     # bar of the last placed order
+    peak = [[init_cash] * A for _ in range(P)]           # highest E_ref seen at step E0
+    halted = [[False] * A for _ in range(P)]
+    halted_at = np.full((P, A), -1, dtype=np.int64)
+    prev_g_equity = [[init_cash] * A for _ in range(P)]  # E_ref of the previous bar's step G
+    flows = [[0.0] * S for _ in range(P)]                # cash flows of the open position
+    loss_streak = [[0] * A for _ in range(P)]            # losing round trips in a row
+    cooldown_until = [[None] * A for _ in range(P)]      # opening orders refused while t < this
 
     def equity(p: int, a: int) -> float:
         e = cash[p][a]   # R1: cash + s0 + s1 + ..., accumulated from the cash
@@ -223,7 +293,8 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
     def fill_rule(t: int, p: int, s: int, q_req: float, pref: float, kind: str) -> float:
         """Fill an order of q_req shares of s at reference price pref; return the remainder.
 
-        kind: "open" / "close" (reason "order") or "delist" (reason "delist").
+        kind: "open" / "close" (reason "order"), "drawdown" (a close fill of the
+        drawdown stop, reason "drawdown_stop") or "delist" (reason "delist").
         """
         a = acct[s]
         q = q_req
@@ -286,20 +357,70 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
         # 6. execute what is left
         if q != 0.0:
             fee = fee_of(q)
+            old = shares[p][s]
             shares[p][s] += q
             if q > 0.0:
                 cash[p][a] -= q * px + fee
+                flow = -(q * px + fee)
                 side = 1
             else:
                 cash[p][a] += abs(q) * px - fee
+                flow = abs(q) * px - fee
                 side = -1
-            trades.append((t, p, s, side, abs(q), px, fee, abs(q) * abs(px - pref),
-                           "delist" if forced else "order"))
+            round_trip(t, p, s, old, shares[p][s], q, flow)
+            reason = "delist" if forced else ("drawdown_stop" if kind == "drawdown" else "order")
+            trades.append((t, p, s, side, abs(q), px, fee, abs(q) * abs(px - pref), reason))
         # 7. remainder: counted; the caller keeps it (carry, open fills) or drops it
         rem = q_req - q
         if rem != 0.0:
             unfilled_out.append((t, p, s, rem, cut))
         return rem
+
+    def round_trip(t: int, p: int, s: int, old: float, new: float, q: float,
+                   flow: float) -> None:
+        """Round trips: accumulate the position's flows; a fill to zero or through it closes one."""
+        if old != 0.0 and (new == 0.0 or (new > 0.0) != (old > 0.0)):
+            frac = abs(old) / abs(q)
+            pnl = flows[p][s] + flow * frac
+            a = acct[s]
+            if pnl <= 0.0:                       # a loss
+                loss_streak[p][a] += 1
+                if cooldown_losses > 0 and loss_streak[p][a] >= cooldown_losses:
+                    # the last of cooldown_losses losses in a row (R25)
+                    cooldown_until[p][a] = t + cooldown_bars
+            else:
+                loss_streak[p][a] = 0            # a win ends the streak, not a cooldown
+            flows[p][s] = flow * (1.0 - frac)    # the rest opens the next trade
+        else:
+            flows[p][s] += flow
+
+    def admit(t: int, p: int, s: int, q: float, opening: bool, gate: dict) -> bool:
+        """Risk gates (R20): True when the order may be placed; a refusal is logged.
+
+        gate: the account's per-bar counters {"orders": placed so far, "open": positions
+        held before this bar's fills plus positions opened on this bar}."""
+        a = acct[s]
+        reason = None
+        last = last_order_bar[p][s]
+        if min_bars_between > 0 and last is not None and t - last < min_bars_between:
+            reason = "min_bars"
+        elif max_trades_per_bar > 0 and gate["orders"] >= max_trades_per_bar:
+            reason = "max_trades"
+        elif opening:
+            if daily_loss_stop > 0.0 and eref[p][a] < prev_g_equity[p][a] * (1.0 - daily_loss_stop):
+                reason = "daily_loss_stop"
+            elif cooldown_until[p][a] is not None and t < cooldown_until[p][a]:
+                reason = "cooldown"
+            elif max_positions > 0 and shares[p][s] == 0.0 and gate["open"] >= max_positions:
+                reason = "max_positions"
+        if reason is not None:
+            filtered_out.append((t, p, s, q, reason))
+            return False
+        last_order_bar[p][s] = t
+        gate["orders"] += 1
+        if opening and shares[p][s] == 0.0:
+            gate["open"] += 1
+        return True
 
     def place(q: float, pref: float) -> bool:
         """Step E: an order is placed unless q == 0 or |q| * p < min_order_value."""
@@ -333,6 +454,7 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                 d = div_l[t][s]
                 if math.isfinite(d) and d != 0.0:
                     cash[p][acct[s]] += shares[p][s] * d
+                    flows[p][s] += shares[p][s] * d      # a cash flow of the position
 
             # B. Open fills: per account, pending sells then pending buys, at open[t]
             if fill == "next_open":
@@ -358,15 +480,37 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
             for a in range(A):
                 eref[p][a] = equity(p, a)
 
+            # E0. Drawdown stop (R21): halt for good, then flatten on valid bars
+            if max_drawdown_stop > 0.0:
+                for a in range(A):
+                    if not halted[p][a]:
+                        peak[p][a] = max(peak[p][a], eref[p][a])
+                        if eref[p][a] < peak[p][a] * (1.0 - max_drawdown_stop):
+                            halted[p][a] = True
+                            halted_at[p, a] = t
+                    if halted[p][a]:
+                        for s in members[a]:
+                            if valid_l[t][s]:
+                                q = -shares[p][s]
+                                if fill == "close":
+                                    if q != 0.0:
+                                        fill_rule(t, p, s, q, close_l[t][s], "drawdown")
+                                else:
+                                    pending[p][s] = q
+
             # E. Decisions, per account, valid bars only
             for a in range(A):
-                orders: dict[int, float] = {}   # symbol -> placed order (decided in E)
-                entering_all: list[int] = []    # size="all" entering symbols, sized later
-                for s in members[a]:
-                    if not valid_l[t][s]:
-                        continue
-                    pref = close_l[t][s]
-                    if use_weights:
+                if halted[p][a]:
+                    continue  # a halted account takes no other decision
+                # per-bar gate counters (R23, R25)
+                gate = {"orders": 0,
+                        "open": sum(1 for s in members[a] if shares[p][s] != 0.0)}
+                if use_weights:
+                    decided: dict[int, tuple[float, bool]] = {}   # s -> (order, opening)
+                    for s in members[a]:
+                        if not valid_l[t][s]:
+                            continue
+                        pref = close_l[t][s]
                         w = wts_l[p][t][s]
                         if not math.isfinite(w):
                             continue  # NaN: leave the symbol as it is
@@ -374,49 +518,62 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                             w = 0.0
                         target = lot(w * eref[p][a] / pref)
                         pending[p][s] = 0.0  # R4: the decision replaces the pending order
-                        q = target - shares[p][s]
+                        h = shares[p][s]
+                        q = target - h
                         if place(q, pref):
-                            orders[s] = q
-                    else:
+                            opening = abs(target) > abs(h) or target * h < 0.0
+                            decided[s] = (q, opening)
+                    # sells, then buys: each passes the gates, then is placed
+                    # (close fills: filled at once at close[t], leftovers dropped)
+                    for want_sell in (True, False):
+                        for s in members[a]:
+                            if s not in decided:
+                                continue
+                            q, opening = decided[s]
+                            if (q < 0.0) != want_sell:
+                                continue
+                            if not admit(t, p, s, q, opening, gate):
+                                continue
+                            if fill == "close":
+                                fill_rule(t, p, s, q, close_l[t][s], "close")
+                            else:
+                                pending[p][s] = q
+                else:
+                    exiting: list[int] = []
+                    entering: list[int] = []
+                    for s in members[a]:
+                        if not valid_l[t][s]:
+                            continue
                         h = shares[p][s]
                         if ent_l[p][t][s] and h == 0.0:        # entering
                             pending[p][s] = 0.0
-                            if size == "all":
-                                entering_all.append(s)
-                            else:
-                                q = size_other(p, a, pref)
-                                if place(q, pref):
-                                    orders[s] = q
+                            entering.append(s)
                         elif ext_l[p][t][s] and h > 0.0:       # exiting
                             pending[p][s] = 0.0
-                            q = -h
-                            if place(q, pref):
-                                orders[s] = q
-                if fill == "next_open":
-                    # the new orders become the pending orders (R5 for size="all")
-                    k = len(entering_all)
-                    for s in entering_all:
+                            exiting.append(s)
+                    # exits first, then entries
+                    for s in exiting:
                         pref = close_l[t][s]
-                        q = size_all(p, a, k, pref)
-                        if place(q, pref):
-                            orders[s] = q
-                    for s, q in orders.items():
-                        pending[p][s] = q
-                else:
-                    # fill="close": sells, then buys, at close[t]; leftovers dropped
-                    for s in members[a]:
-                        if s in orders and orders[s] < 0.0:
-                            fill_rule(t, p, s, orders[s], close_l[t][s], "close")
-                    k_left = len(entering_all)
-                    for s in members[a]:
-                        pref = close_l[t][s]
-                        if s in entering_all:
-                            q = size_all(p, a, k_left, pref)  # sized just before it fills
-                            k_left -= 1
-                            if place(q, pref):
+                        q = -shares[p][s]
+                        if place(q, pref) and admit(t, p, s, q, False, gate):
+                            if fill == "close":
                                 fill_rule(t, p, s, q, pref, "close")
-                        elif s in orders and orders[s] > 0.0:
-                            fill_rule(t, p, s, orders[s], pref, "close")
+                            else:
+                                pending[p][s] = q
+                    k = len(entering)   # R5: all entering (next_open), or not yet sized (close)
+                    for s in entering:
+                        pref = close_l[t][s]
+                        if size == "all":
+                            q = size_all(p, a, k, pref)   # close fills: sized just before it fills
+                            if fill == "close":
+                                k -= 1
+                        else:
+                            q = size_other(p, a, pref)
+                        if place(q, pref) and admit(t, p, s, q, True, gate):
+                            if fill == "close":
+                                fill_rule(t, p, s, q, pref, "close")
+                            else:
+                                pending[p][s] = q
 
             # F. Borrow on short positions (R15)
             for s in range(S):
@@ -429,8 +586,10 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                 eref[p][a] = equity(p, a)
                 eq_out[p, t, a] = eref[p][a]
                 cash_out[p, t, a] = cash[p][a]
+                prev_g_equity[p][a] = eref[p][a]   # for the next bar's daily_loss_stop
             for s in range(S):
                 sh_out[p, t, s] = shares[p][s]
 
     return {"equity": eq_out, "cash": cash_out, "shares": sh_out,
-            "trades": trades, "unfilled": unfilled_out}
+            "trades": trades, "unfilled": unfilled_out, "filtered": filtered_out,
+            "halted_at": halted_at}

@@ -51,6 +51,14 @@ SETTING_CHOICES: dict[str, list[Any]] = {
     "bars_per_year": [252.0, 365.0],
     "init_cash": [100_000.0, 10_000.0],
     "accounts": ["shared", "per_symbol", "shared"],   # shared twice as often
+    # risk gates: mostly off, sometimes on with values small enough to trigger
+    "min_bars_between": [0, 0, 0, 2, 4],
+    "max_trades_per_bar": [0, 0, 0, 1, 2],
+    "max_positions": [0, 0, 0, 1, 2],
+    "daily_loss_stop": [0.0, 0.0, 0.0, 0.01, 0.03],
+    "max_drawdown_stop": [0.0, 0.0, 0.0, 0.03, 0.1],
+    "cooldown_losses": [0, 0, 0, 1, 2],
+    "cooldown_bars": [0, 2, 6],
 }
 SIZE_VALUES = {"all": [NAN], "shares": [10.0, 100.0, 1000.0], "value": [1000.0, 5000.0],
                "percent": [0.1, 0.3, 0.5]}
@@ -393,6 +401,22 @@ def compare(case: Case, res, ref: dict, ds: xr.Dataset) -> None:
         assert math.isclose(g[3], w[3], rel_tol=RTOL, abs_tol=1e-9), \
             f"unfilled shares: core {g}, reference {w}"
 
+    # orders refused by a risk gate, one for one
+    filtered = res.filtered if res.filtered is not None else pl.DataFrame()
+    got_f = _rows(filtered, ds, ["shares", "reason"], per_symbol)
+    want_f = sorted(ref["filtered"], key=_order(per_symbol))
+    assert [(g[0], g[1], g[2], _reason(g[4])) for g in got_f] == \
+        [w[:3] + (w[4],) for w in want_f], f"filtered: core {got_f}\nreference {want_f}\n{note}"
+    for g, w in zip(got_f, want_f):
+        assert math.isclose(g[3], w[3], rel_tol=RTOL, abs_tol=1e-9), \
+            f"filtered shares: core {g}, reference {w}"
+
+    # the bar at which the drawdown stop halted each account
+    if case.settings.get("max_drawdown_stop", 0.0) > 0:
+        halted = np.asarray(res.halted_at.values, dtype=np.int64).reshape(ref["halted_at"].shape)
+        assert np.array_equal(halted, ref["halted_at"]), \
+            f"halted_at: core {halted.tolist()}, reference {ref['halted_at'].tolist()}"
+
 
 # ----------------------------------------------------------------------------- tests
 
@@ -470,7 +494,7 @@ def test_parameter_sets_in_one_call_equal_separate_calls(case: Case):
             b = getattr(alone, name).values
             assert np.array_equal(a, b, equal_nan=True), f"{name}, param {p}: " + \
                 _first_diff(a[None], b[None], exact=True)
-        for name in ("trades", "unfilled"):
+        for name in ("trades", "unfilled", "filtered"):
             a = _frame_for(getattr(together, name), p)
             b = _frame_for(getattr(alone, name), 0)
             assert a.equals(b), f"{name}, param {p}:\n{a}\n{b}"
@@ -486,6 +510,8 @@ class _AdapterResult:
     positions: xr.DataArray
     trades: pl.DataFrame
     unfilled: pl.DataFrame
+    filtered: pl.DataFrame
+    halted_at: xr.DataArray | None
 
 
 def _reference_adapter(ds: xr.Dataset, *, entries=None, exits=None, weights=None,
@@ -529,9 +555,16 @@ def _reference_adapter(ds: xr.Dataset, *, entries=None, exits=None, weights=None
                                    "price": pl.Float64, "fees": pl.Float64,
                                    "slippage_cost": pl.Float64, "reason": pl.String})
     unfilled = frame(ref["unfilled"], {**base, "shares": pl.Float64, "reason": pl.String})
+    filtered = frame(ref["filtered"], {**base, "shares": pl.Float64, "reason": pl.String})
+    halted_at = None
+    if kw.get("max_drawdown_stop", 0.0) > 0:
+        h = ref["halted_at"]
+        halted_at = (xr.DataArray(h, dims=("param", "account")) if has_param
+                     else xr.DataArray(h[0], dims=("account",)))
     return _AdapterResult(da(ref["equity"], "account", account),
                           da(ref["cash"], "account", account),
-                          da(ref["shares"], "symbol", symbol), trades, unfilled)
+                          da(ref["shares"], "symbol", symbol), trades, unfilled, filtered,
+                          halted_at)
 
 
 def test_harness_catches_a_difference():

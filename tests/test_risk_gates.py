@@ -84,3 +84,13 @@ def test_cooldown_after_consecutive_losses():
     assert times(res.filtered) == [ds["time"].values[4].tolist()]
     assert res.filtered["reason"].to_list() == ["cooldown"]
     assert res.trades.filter(pl.col("side") == "buy")["time"].len() == 3
+
+
+def test_every_loss_of_a_long_streak_restarts_the_cooldown():
+    # losing round trips close at bars 1, 3 and 6: the one at 3 starts a cooldown that
+    # ends before bar 5; the third loss of the streak restarts it, so bar 7 is refused
+    ds = market(np.array([[10, 9, 10, 9, 10, 10, 9, 10, 10]], dtype=float).T)
+    e, x = signals(9, 1, entries=[(0, 0), (2, 0), (5, 0), (7, 0)], exits=[(1, 0), (3, 0), (6, 0)])
+    res = run(ds, e, x, cooldown_losses=2, cooldown_bars=2)
+    assert res.filtered.select("reason").rows() == [("cooldown",)]
+    assert times(res.filtered) == [ds["time"].values[7].tolist()]

@@ -241,6 +241,10 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
     borrow_bps = float(borrow_bps)
     bars_per_year = float(bars_per_year)
     init_cash = float(init_cash)
+    min_bars_between, max_positions = int(min_bars_between), int(max_positions)
+    max_trades_per_bar, cooldown_losses = int(max_trades_per_bar), int(cooldown_losses)
+    cooldown_bars = int(cooldown_bars)
+    daily_loss_stop, max_drawdown_stop = float(daily_loss_stop), float(max_drawdown_stop)
 
     def lot(x: float) -> float:
         if lot_size == 0.0 or math.isinf(x):
@@ -265,13 +269,6 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
     mark = [[math.nan] * S for _ in range(P)]
     eref = [[init_cash] * A for _ in range(P)]
     # risk-gate state (R19-R26)
-    min_bars_between = int(min_bars_between)
-    max_positions = int(max_positions)
-    max_trades_per_bar = int(max_trades_per_bar)
-    daily_loss_stop = float(daily_loss_stop)
-    max_drawdown_stop = float(max_drawdown_stop)
-    cooldown_losses = int(cooldown_losses)
-    cooldown_bars = int(cooldown_bars)
     filtered_out: list[tuple] = []
     last_order_bar = [[None] * S for _ in range(P)]     # bar of the last placed order
     peak = [[init_cash] * A for _ in range(P)]           # highest E_ref seen at step E0

@@ -353,6 +353,19 @@ def _bitwise_note(shares, cash, equity, ref) -> str:
     return "\n".join(out) or "cash, equity and shares agree bit for bit"
 
 
+def _same_orders(kind: str, frame: pl.DataFrame, want: list[tuple], ds: xr.Dataset,
+                 per_symbol: bool, note: str) -> None:
+    """The core's logged orders of one kind equal the reference's: bar, account, symbol and
+    reason exactly, shares to RTOL."""
+    got = _rows(frame, ds, ["shares", "reason"], per_symbol)
+    want = sorted(want, key=_order(per_symbol))
+    assert [(g[0], g[1], g[2], _reason(g[4])) for g in got] == \
+        [w[:3] + (w[4],) for w in want], f"{kind}: core {got}\nreference {want}\n{note}"
+    for g, w in zip(got, want):
+        assert math.isclose(g[3], w[3], rel_tol=RTOL, abs_tol=1e-9), \
+            f"{kind} shares: core {g}, reference {w}"
+
+
 def compare(case: Case, res, ref: dict, ds: xr.Dataset) -> None:
     """Assert that a core result equals the reference output."""
     has_param = case.param_dim
@@ -392,24 +405,10 @@ def compare(case: Case, res, ref: dict, ds: xr.Dataset) -> None:
     assert np.allclose(equity, ref["equity"], rtol=RTOL, atol=ATOL), "equity: " + _first_diff(
         equity, ref["equity"], exact=False)
 
-    # unfilled orders (remainders), one for one
-    got_u = _rows(res.unfilled, ds, ["shares", "reason"], per_symbol)
-    want_u = sorted(ref["unfilled"], key=_order(per_symbol))
-    assert [(g[0], g[1], g[2], _reason(g[4])) for g in got_u] == \
-        [w[:3] + (w[4],) for w in want_u], f"unfilled: core {got_u}\nreference {want_u}"
-    for g, w in zip(got_u, want_u):
-        assert math.isclose(g[3], w[3], rel_tol=RTOL, abs_tol=1e-9), \
-            f"unfilled shares: core {g}, reference {w}"
-
-    # orders refused by a risk gate, one for one
+    # unfilled orders (remainders) and orders refused by a risk gate, one for one
+    _same_orders("unfilled", res.unfilled, ref["unfilled"], ds, per_symbol, note)
     filtered = res.filtered if res.filtered is not None else pl.DataFrame()
-    got_f = _rows(filtered, ds, ["shares", "reason"], per_symbol)
-    want_f = sorted(ref["filtered"], key=_order(per_symbol))
-    assert [(g[0], g[1], g[2], _reason(g[4])) for g in got_f] == \
-        [w[:3] + (w[4],) for w in want_f], f"filtered: core {got_f}\nreference {want_f}\n{note}"
-    for g, w in zip(got_f, want_f):
-        assert math.isclose(g[3], w[3], rel_tol=RTOL, abs_tol=1e-9), \
-            f"filtered shares: core {g}, reference {w}"
+    _same_orders("filtered", filtered, ref["filtered"], ds, per_symbol, note)
 
     # the bar at which the drawdown stop halted each account
     if case.settings.get("max_drawdown_stop", 0.0) > 0:

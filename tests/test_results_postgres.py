@@ -88,7 +88,7 @@ def test_a_writer_that_times_out_on_the_lock_leaves_a_usable_connection(postgres
         with pytest.raises(Exception, match="lock"):
             waiter._conn.begin_write()
         assert not waiter._conn.in_transaction
-        assert waiter.list_runs().height >= 0  # the connection still answers
+        assert waiter._conn.execute("SELECT 1").fetchone() == (1,)  # still answers
         holder._conn.rollback()
         waiter._conn.begin_write()  # and takes the lock once it is free
         waiter._conn.rollback()

@@ -6,7 +6,7 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
-from pitgrid.data.adjust import cumulative_split_factor
+from pitgrid.data.adjust import cumulative_split_factor, split_columns
 from pitgrid.data.market import MarketData
 
 PRICE_FIELDS = ("open", "high", "low", "close")
@@ -77,8 +77,7 @@ class FeatureData:
         """Whether any symbol splits up to this view's last bar (else ``F`` is all ones)."""
         if "split_ratio" not in self.market.fields:
             return False
-        ratio = self.raw("split_ratio")  # a missing ratio (NaN) is no split, as in F
-        return bool(np.any((ratio != 1.0) & np.isfinite(ratio)))
+        return split_columns(self.raw("split_ratio")).size > 0
 
     def adjusted(self, field: str) -> np.ndarray:
         """Split-continuous ``field`` (prices times ``F``, volume divided by ``F``); NaN on invalid bars."""

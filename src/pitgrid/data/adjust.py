@@ -60,12 +60,24 @@ def cumulative_split_factor(split_ratio: ArrayLike) -> ArrayLike:
     return _like(split_ratio, _cumulative(_ratios(split_ratio)))
 
 
+def split_columns(split_ratio: np.ndarray) -> np.ndarray:
+    """Indices of the columns of a ``(time, symbol)`` ratio array that split at least once
+    (a finite ratio other than 1; NaN is no split).
+
+    Example:
+        >>> split_columns(np.array([[1.0, 1.0], [np.nan, 2.0]])).tolist()
+        [1]
+    """
+    ratio = np.asarray(split_ratio, dtype=np.float64)
+    return np.flatnonzero(((ratio != 1.0) & np.isfinite(ratio)).any(axis=0))
+
+
 def _cumulative(ratio: np.ndarray) -> np.ndarray:
     # most symbols never split: only the columns that do pay for the running product
     if ratio.ndim != 2:
         return np.cumprod(ratio, axis=0)
     factor = np.ones_like(ratio)
-    cols = np.flatnonzero((ratio != 1.0).any(axis=0))
+    cols = split_columns(ratio)
     if cols.size:
         factor[:, cols] = np.cumprod(ratio[:, cols], axis=0)
     return factor

@@ -187,7 +187,7 @@ def test_corrupt_files_are_refused(tmp_path):
         ModelBundle.load(tmp_path)
     (tmp_path / "metadata.json").write_text(meta)
     (tmp_path / "model.pt").write_bytes(b"not a torch file at all" * 10)
-    with pytest.raises(BundleError, match=r"model\.pt: cannot be loaded as plain tensors"):
+    with pytest.raises(BundleError, match=r"model\.pt: is not a torch zip archive"):
         ModelBundle.load(tmp_path)
 
 

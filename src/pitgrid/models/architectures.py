@@ -7,7 +7,10 @@ class logits ``(rows, n_classes)``; inference applies the softmax. Train with
 
 Settings are plain JSON values stored in ``metadata.json``. Unknown keys are
 refused rather than ignored, so a typo in a trainer's config cannot silently
-build a different network than the one the weights were trained for.
+build a different network than the one the weights were trained for. Sizes are
+bounded (``MAX_WIDTH`` units per layer, ``MAX_LAYERS`` layers, ``MAX_KERNEL_SIZE``),
+and :func:`state_shapes` gives the weight shapes a setting implies without
+building anything, so a bundle's metadata cannot make a load allocate gigabytes.
 
 This module imports torch; it is only imported once a model is built or loaded.
 
@@ -28,6 +31,11 @@ from torch import nn
 
 ARCHITECTURES: tuple[str, ...] = ("mlp", "conv1d", "gru")
 
+#: Upper bounds on settings: units (or channels) per layer, layers, convolution width.
+MAX_WIDTH = 4096
+MAX_LAYERS = 16
+MAX_KERNEL_SIZE = 256
+
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU,
 }
@@ -40,22 +48,34 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _positive_int(value: Any, key: str) -> int:
+def _bounded_int(value: Any, key: str, maximum: int) -> int:
+    must = f"{key} must be an integer in [1, {maximum}]"
     if isinstance(value, bool):
-        raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        raise ValueError(f"{must}, got {value!r}")
     try:
         v = operator.index(value)
     except TypeError:
-        raise ValueError(f"{key} must be a positive integer, got {value!r}") from None
-    if v < 1:
-        raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        raise ValueError(f"{must}, got {value!r}") from None
+    if not 1 <= v <= maximum:
+        raise ValueError(f"{must}, got {v}")
     return int(v)
 
 
-def _int_list(value: Any, key: str) -> list[int]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{key} must be a non-empty list of positive integers, got {value!r}")
-    return [_positive_int(v, key) for v in value]
+def _width(value: Any, key: str) -> int:
+    return _bounded_int(value, key, MAX_WIDTH)
+
+
+def _widths(value: Any, key: str) -> list[int]:
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_LAYERS:
+        raise ValueError(f"{key} must be a list of 1 to {MAX_LAYERS} layer widths, "
+                         f"got {_short(value)}")
+    return [_width(v, key) for v in value]
+
+
+def _short(value: Any) -> str:
+    """repr for an error message; a hostile value may be huge."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _fraction(value: Any, key: str) -> float:
@@ -65,16 +85,16 @@ def _fraction(value: Any, key: str) -> float:
 
 
 def _activation(value: Any, key: str) -> str:
-    if value not in _ACTIVATIONS:
-        raise ValueError(f"{key} must be one of {sorted(_ACTIVATIONS)}, got {value!r}")
+    if not isinstance(value, str) or value not in _ACTIVATIONS:
+        raise ValueError(f"{key} must be one of {sorted(_ACTIVATIONS)}, got {_short(value)}")
     return str(value)
 
 
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    "hidden": _positive_int,
-    "layers": _positive_int,
-    "kernel_size": _positive_int,
-    "channels": _int_list,
+    "hidden": _width,
+    "layers": lambda v, key: _bounded_int(v, key, MAX_LAYERS),
+    "kernel_size": lambda v, key: _bounded_int(v, key, MAX_KERNEL_SIZE),
+    "channels": _widths,
     "dropout": _fraction,
     "activation": _activation,
 }
@@ -90,21 +110,22 @@ def normalize_settings(architecture: str, settings: Mapping[str, Any]) -> dict[s
         >>> normalize_settings("mlp", {"hidden": [32, 16]})
         {'hidden': [32, 16], 'activation': 'relu', 'dropout': 0.0}
     """
-    if architecture not in _DEFAULTS:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {list(ARCHITECTURES)}")
+    if not isinstance(architecture, str) or architecture not in _DEFAULTS:
+        raise ValueError(f"unknown architecture {_short(architecture)}; "
+                         f"known: {list(ARCHITECTURES)}")
     if not isinstance(settings, Mapping):
         raise ValueError(f"settings must be an object, got {type(settings).__name__}")
     defaults = _DEFAULTS[architecture]
-    unknown = sorted(set(settings) - set(defaults))
+    unknown = sorted(map(str, set(settings) - set(defaults)))
     if unknown:
-        raise ValueError(f"unknown settings {unknown} for {architecture!r}; "
+        raise ValueError(f"unknown settings {_short(unknown)} for {architecture!r}; "
                          f"known: {sorted(defaults)}")
     out: dict[str, Any] = {}
     for key, default in defaults.items():
         if key not in settings and default is None:
             raise ValueError(f"{key} is required for {architecture!r}")
         value = settings.get(key, default)
-        check = _int_list if (architecture, key) == ("mlp", "hidden") else _CHECKS[key]
+        check = _widths if (architecture, key) == ("mlp", "hidden") else _CHECKS[key]
         out[key] = check(value, key)
     return out
 
@@ -183,3 +204,42 @@ def build_model(architecture: str, settings: Mapping[str, Any], *, n_features: i
         return CausalConv1d(n_features, lookback, s["channels"], s["kernel_size"], n_classes,
                             s["activation"], s["dropout"])
     return GRUClassifier(n_features, s["hidden"], s["layers"], n_classes, s["dropout"])
+
+
+def state_shapes(architecture: str, settings: Mapping[str, Any], *, n_features: int,
+                 lookback: int, n_classes: int) -> dict[str, tuple[int, ...]]:
+    """The ``state_dict`` shapes :func:`build_model` would give, computed without building it.
+
+    A bundle's weights are compared with these before any network is allocated.
+
+    Example:
+        >>> state_shapes("mlp", {"hidden": [16]}, n_features=4, lookback=1, n_classes=3)
+        {'net.0.weight': (16, 4), 'net.0.bias': (16,), 'net.3.weight': (3, 16), 'net.3.bias': (3,)}
+    """
+    s = normalize_settings(architecture, settings)
+    shapes: dict[str, tuple[int, ...]] = {}
+    if architecture == "mlp":
+        width = n_features * lookback
+        # each hidden layer is Linear, activation, Dropout: the Linear layers sit at 0, 3, 6, ...
+        for i, h in enumerate(s["hidden"]):
+            shapes.update({f"net.{3 * i}.weight": (h, width), f"net.{3 * i}.bias": (h,)})
+            width = h
+        last = 3 * len(s["hidden"])
+        shapes.update({f"net.{last}.weight": (n_classes, width), f"net.{last}.bias": (n_classes,)})
+        return shapes
+    if architecture == "conv1d":
+        width = n_features
+        for i, c in enumerate(s["channels"]):
+            shapes.update({f"convs.{i}.weight": (c, width, s["kernel_size"]),
+                           f"convs.{i}.bias": (c,)})
+            width = c
+        shapes.update({"head.weight": (n_classes, width * lookback), "head.bias": (n_classes,)})
+        return shapes
+    h = s["hidden"]
+    for layer in range(s["layers"]):
+        width = n_features if layer == 0 else h
+        shapes.update({f"gru.weight_ih_l{layer}": (3 * h, width),
+                       f"gru.weight_hh_l{layer}": (3 * h, h),
+                       f"gru.bias_ih_l{layer}": (3 * h,), f"gru.bias_hh_l{layer}": (3 * h,)})
+    shapes.update({"head.weight": (n_classes, h), "head.bias": (n_classes,)})
+    return shapes

@@ -26,6 +26,30 @@ bundle from elsewhere cannot run code when it is loaded.
 Everything that is wrong with a bundle raises :class:`BundleError`, which names
 the file and the field.
 
+Limits: a bundle may come from elsewhere, so loading it must not let its files
+decide how much memory or time the load takes. Refused, each before anything
+it would size is allocated:
+
+* ``metadata.json`` that is not a regular file, is larger than
+  ``MAX_METADATA_BYTES``, is not UTF-8, is nested deeper than ``MAX_JSON_DEPTH``,
+  repeats a key in an object, holds ``NaN``/``Infinity``, an integer with more
+  than ``MAX_INT_DIGITS`` digits or a number longer than ``MAX_NUMBER_CHARS``;
+* ``lookback`` above ``MAX_LOOKBACK``, more than ``MAX_FEATURES`` features, a
+  window (``lookback x features``) above ``MAX_WINDOW_VALUES``, more than
+  ``MAX_CLASSES`` classes, settings beyond the bounds in
+  :mod:`pitgrid.models.architectures`, or a network of more than
+  ``MAX_PARAMETERS`` weights (counted from the metadata, nothing built);
+* ``model.pt`` that is not a regular file, is larger than the weights the
+  metadata implies can take (8 bytes each, plus ``_WEIGHTS_SLACK``), is not
+  torch's zip format (``torch.save``'s default since torch 1.6), has a compressed
+  record or records that unpack to more than that size, needs more than tensors
+  and plain containers to unpickle, or holds a tensor that is not a dense
+  floating-point CPU tensor of exactly the shape the metadata implies, or that
+  holds NaN or infinity.
+
+Only then is the network built and the weights copied in. ``model.pt`` is
+memory-mapped (``torch.load(mmap=True)``), not read whole.
+
 This module imports torch only inside :meth:`ModelBundle.load` and :func:`save_bundle`.
 
 Example:
@@ -44,7 +68,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import re
+import stat
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,6 +93,19 @@ FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.pt"
 
+MAX_METADATA_BYTES = 1 << 20
+MAX_JSON_DEPTH = 16
+MAX_INT_DIGITS = 18  # every integer then fits int64
+MAX_NUMBER_CHARS = 64
+MAX_LOOKBACK = 1024
+MAX_FEATURES = 512
+# one inference row's input; a 16k-row inference chunk of float32 windows is then <= 512 MiB
+MAX_WINDOW_VALUES = 8192
+MAX_CLASSES = 64
+MAX_PARAMETERS = 50_000_000
+# zip headers, the pickled structure and per-record alignment of a torch.save file
+_WEIGHTS_SLACK = 1 << 20
+
 _KEYS = ("format_version", "architecture", "settings", "lookback", "features", "classes",
          "decision", "normalization")
 _DECISION_KEYS = ("threshold", "min_bars_between", "allow_short")
@@ -84,6 +125,96 @@ class BundleError(ValueError):
         self.field = field
         where = f"{self.file}: {field}" if field else str(self.file)
         super().__init__(f"{where}: {message}")
+
+
+class _Refused(ValueError):
+    """A rule of metadata.json broken while it is parsed; json.loads lets it through as is."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys: which one the trainer meant is unknowable
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Refused(f"duplicate key {json.dumps(key)[:80]}: an object may name a key once")
+        out[key] = value
+    return out
+
+
+def _integer(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _Refused(f"an integer has {digits} digits; at most {MAX_INT_DIGITS} are allowed")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number is {len(text)} characters long; "
+                       f"at most {MAX_NUMBER_CHARS} are allowed")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text} overflows a float")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number; every number must be finite")
+
+
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+
+
+def _nesting_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects, counted without recursion (json.loads recurses).
+
+    UTF-8 continuation bytes are never ASCII, so brackets and quotes can be found bytewise.
+    """
+    b = np.frombuffer(_ESCAPE.sub(b"__", data), dtype=np.uint8)  # an escaped quote ends nothing
+    outside = np.cumsum(b == ord('"')) % 2 == 0
+    step = np.isin(b, (ord("["), ord("{"))).astype(np.int64) - np.isin(b, (ord("]"), ord("}")))
+    return int(np.cumsum(np.where(outside, step, 0)).max(initial=0))
+
+
+def _regular_size(file: Path) -> int:
+    """The size of ``file``, which must be a regular file: a FIFO or a device may never end."""
+    try:
+        st = file.stat()
+    except FileNotFoundError:
+        raise BundleError(file, None, _MISSING) from None
+    except OSError as e:
+        raise BundleError(file, None, f"cannot be read: {e.strerror}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(file, None, "is not a regular file")
+    return st.st_size
+
+
+def _read_metadata(file: Path) -> Any:
+    """Parse ``metadata.json`` under the limits in the module docstring."""
+    _regular_size(file)
+    try:
+        with file.open("rb") as fh:
+            data = fh.read(MAX_METADATA_BYTES + 1)
+    except OSError as e:
+        raise BundleError(file, None, f"cannot be read: {e.strerror}") from e
+    if len(data) > MAX_METADATA_BYTES:
+        raise BundleError(file, None, f"is larger than {MAX_METADATA_BYTES} bytes, "
+                                      "the most a bundle's metadata may take")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(file, None, f"is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    depth = _nesting_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise BundleError(file, None, f"nests arrays and objects {depth} deep; "
+                                      f"at most {MAX_JSON_DEPTH} levels are allowed")
+    try:
+        return json.loads(text, object_pairs_hook=_object, parse_int=_integer,
+                          parse_float=_float, parse_constant=_constant)
+    except _Refused as e:
+        raise BundleError(file, None, str(e)) from None
+    except json.JSONDecodeError as e:
+        raise BundleError(file, None, f"is not valid JSON: {e}") from e
 
 
 @contextmanager
@@ -119,6 +250,10 @@ def _parse_normalization(raw: Any, n_features: int) -> Normalization | None:
         values = raw[key]
         if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
             raise ValueError(f"{key} must be a list of {n_features} numbers")
+        if isinstance(values, Sequence) and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{key} must be a list of {n_features} numbers (not booleans, "
+                             "strings or lists)")
         a = np.asarray(values, dtype=np.float64)
         if a.shape != (n_features,) or not np.isfinite(a).all():
             raise ValueError(f"{key} must be {n_features} finite numbers (one per feature), "
@@ -146,10 +281,11 @@ class _Parsed:
     features: tuple[FeatureSpec, ...]
     decision: DecisionFunction
     normalization: Normalization | None
+    shapes: dict[str, tuple[int, ...]]  # of the weights, as the architecture implies them
 
 
 def _parse_metadata(raw: Any, file: Path) -> _Parsed:
-    from pitgrid.models.architectures import ARCHITECTURES, normalize_settings
+    from pitgrid.models.architectures import ARCHITECTURES, normalize_settings, state_shapes
     from pitgrid.models.features import parse_feature
 
     if not isinstance(raw, dict):
@@ -167,18 +303,27 @@ def _parse_metadata(raw: Any, file: Path) -> _Parsed:
                           f"this pitgrid reads {FORMAT_VERSION}")
     with _field(file, "architecture"):
         architecture = raw["architecture"]
-        if architecture not in ARCHITECTURES:
+        if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {architecture!r}; "
                              f"known: {list(ARCHITECTURES)}")
     with _field(file, "settings"):
         settings = normalize_settings(architecture, raw["settings"])
     with _field(file, "lookback"):
         lookback = raw["lookback"]
-        if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1:
-            raise ValueError(f"must be a positive integer, got {lookback!r}")
+        if (isinstance(lookback, bool) or not isinstance(lookback, int)
+                or not 1 <= lookback <= MAX_LOOKBACK):
+            raise ValueError(f"must be a positive integer, at most {MAX_LOOKBACK}, "
+                             f"got {lookback!r}")
     feats = raw["features"]
     if not isinstance(feats, list) or not feats:
         raise BundleError(file, "features", "must be a non-empty list of feature objects")
+    if len(feats) > MAX_FEATURES:
+        raise BundleError(file, "features", f"has {len(feats)} features; "
+                                            f"at most {MAX_FEATURES} are allowed")
+    if lookback * len(feats) > MAX_WINDOW_VALUES:
+        raise BundleError(file, "lookback", f"lookback {lookback} x {len(feats)} features = "
+                          f"{lookback * len(feats)} values per window; at most "
+                          f"{MAX_WINDOW_VALUES} are allowed")
     specs = []
     for i, item in enumerate(feats):
         named = isinstance(item, dict) and "name" in item
@@ -191,8 +336,8 @@ def _parse_metadata(raw: Any, file: Path) -> _Parsed:
         raise BundleError(file, "features", f"duplicate feature names {dupes}")
     with _field(file, "classes"):
         classes = raw["classes"]
-        if not isinstance(classes, list):
-            raise ValueError(f"must be a list of class labels, got {classes!r}")
+        if not isinstance(classes, list) or len(classes) > MAX_CLASSES:
+            raise ValueError(f"must be a list of at most {MAX_CLASSES} class labels")
         DecisionFunction(classes=tuple(classes))
     dec = raw["decision"]
     with _field(file, "decision"):
@@ -202,11 +347,22 @@ def _parse_metadata(raw: Any, file: Path) -> _Parsed:
         decision = DecisionFunction(**dec, classes=tuple(classes))
     with _field(file, "normalization"):
         normalization = _parse_normalization(raw.get("normalization"), len(specs))
-    return _Parsed(architecture, settings, lookback, tuple(specs), decision, normalization)
+    shapes = state_shapes(architecture, settings, n_features=len(specs), lookback=lookback,
+                          n_classes=len(decision.classes))
+    n_weights = sum(math.prod(shape) for shape in shapes.values())
+    if n_weights > MAX_PARAMETERS:
+        raise BundleError(file, "settings", f"the {architecture} these settings describe has "
+                          f"{n_weights} weights; at most {MAX_PARAMETERS} are allowed")
+    return _Parsed(architecture, settings, lookback, tuple(specs), decision, normalization,
+                   shapes)
 
 
-def _check_state(state: Any, module: torch.nn.Module, file: Path) -> None:
-    """``state`` must be a plain ``{name: tensor}`` dict matching ``module`` exactly."""
+_WEIGHT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _check_state(state: Any, shapes: Mapping[str, tuple[int, ...]], file: Path) -> None:
+    """``state`` must be a plain ``{name: tensor}`` dict with exactly the names and shapes
+    in ``shapes``, each a dense, finite, floating-point CPU tensor."""
     import torch
 
     if not isinstance(state, dict):
@@ -214,18 +370,66 @@ def _check_state(state: Any, module: torch.nn.Module, file: Path) -> None:
                                       f"got {type(state).__name__}")
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise BundleError(file, str(key), f"is a {type(value).__name__}, not a tensor")
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
+            raise BundleError(file, str(key)[:80], f"is a {type(value).__name__}, not a tensor")
+    missing = sorted(set(shapes) - set(state))
+    extra = sorted(set(state) - set(shapes))
     if missing or extra:
         raise BundleError(file, (missing or extra)[0],
                           f"weights do not match the architecture in {METADATA_FILE}: "
-                          f"missing {missing}, unexpected {extra}")
-    for key, want in expected.items():
-        if state[key].shape != want.shape:
-            raise BundleError(file, key, f"has shape {tuple(state[key].shape)}, the architecture "
-                                         f"in {METADATA_FILE} expects {tuple(want.shape)}")
+                          f"missing {missing[:5]}, unexpected {extra[:5]}")
+    for key, want in shapes.items():
+        t = state[key]
+        if tuple(t.shape) != want:
+            raise BundleError(file, key, f"has shape {tuple(t.shape)}, the architecture "
+                                         f"in {METADATA_FILE} expects {want}")
+        dtype = str(t.dtype).removeprefix("torch.")
+        if t.layout != torch.strided or t.device.type != "cpu" or dtype not in _WEIGHT_DTYPES:
+            raise BundleError(file, key, f"is a {dtype} tensor ({t.layout}, {t.device.type}); "
+                              f"weights must be dense CPU tensors of {list(_WEIGHT_DTYPES)}")
+        if not bool(torch.isfinite(t).all()):
+            raise BundleError(file, key, "holds NaN or infinity")
+
+
+def _check_archive(file: Path, limit: int) -> None:
+    """``model.pt`` must be torch's zip format, its records stored (not compressed) and
+    ``limit`` bytes in all, so no record can unpack to more than the file holds."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise BundleError(file, None, "is not a torch zip archive, the format torch.save "
+                                      f"writes ({type(e).__name__}: {e})") from None
+    packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise BundleError(file, packed[0], "is a compressed record; torch.save stores "
+                                           "records uncompressed")
+    total = sum(r.file_size for r in records)
+    if total > limit:
+        raise BundleError(file, None, f"its records hold {total} bytes; the weights "
+                                      f"{METADATA_FILE} describes take at most {limit}")
+
+
+def _read_weights(file: Path, shapes: Mapping[str, tuple[int, ...]]) -> tuple[dict, str]:
+    """The checked state_dict in ``file`` (memory-mapped, not read whole) and its sha256."""
+    import torch
+
+    n_weights = sum(math.prod(shape) for shape in shapes.values())
+    limit = 8 * n_weights + _WEIGHTS_SLACK
+    size = _regular_size(file)
+    if size > limit:
+        raise BundleError(file, None, f"is {size} bytes; the {n_weights} weights "
+                                      f"{METADATA_FILE} describes take at most {limit}")
+    _check_archive(file, limit)
+    try:
+        with file.open("rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise BundleError(file, None, "cannot be loaded as plain tensors with "
+                          f"weights_only=True ({type(e).__name__}: {first_line})") from e
+    _check_state(state, shapes, file)
+    return state, digest
 
 
 def _sha256_json(raw: Any) -> str:
@@ -277,38 +481,17 @@ class ModelBundle:
         Example:
             >>> bundle = ModelBundle.load("models/momentum_mlp")   # doctest: +SKIP
         """
-        import torch
-
         from pitgrid.models.architectures import build_model
 
         root = Path(path)
         meta_file, weights_file = root / METADATA_FILE, root / WEIGHTS_FILE
-        try:
-            text = meta_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise BundleError(meta_file, None, _MISSING) from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise BundleError(meta_file, None, f"cannot be read: {e}") from e
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise BundleError(meta_file, None, f"is not valid JSON: {e}") from e
+        raw = _read_metadata(meta_file)
         parsed = _parse_metadata(raw, meta_file)
-        try:
-            blob = weights_file.read_bytes()
-        except FileNotFoundError:
-            raise BundleError(weights_file, None, _MISSING) from None
-        try:
-            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types for corrupt or unsafe files
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise BundleError(weights_file, None, "cannot be loaded as plain tensors with "
-                              f"weights_only=True ({type(e).__name__}: {first_line})") from e
-        with _field(meta_file, "settings"):
-            module = build_model(parsed.architecture, parsed.settings,
-                                 n_features=len(parsed.features), lookback=parsed.lookback,
-                                 n_classes=len(parsed.decision.classes))
-        _check_state(state, module, weights_file)
+        state, weights_sha256 = _read_weights(weights_file, parsed.shapes)
+        # only now, with every size checked, is anything the size of the network allocated
+        module = build_model(parsed.architecture, parsed.settings,
+                             n_features=len(parsed.features), lookback=parsed.lookback,
+                             n_classes=len(parsed.decision.classes))
         module.load_state_dict(state)
         module.eval()
         module.requires_grad_(False)
@@ -322,7 +505,7 @@ class ModelBundle:
             decision=parsed.decision,
             normalization=parsed.normalization,
             module=module,
-            weights_sha256=hashlib.sha256(blob).hexdigest(),
+            weights_sha256=weights_sha256,
             metadata_sha256=_sha256_json(raw),
         )
 
@@ -355,7 +538,6 @@ def save_bundle(model: torch.nn.Module, path: str | os.PathLike[str], *, archite
     """
     import torch
 
-    from pitgrid.models.architectures import build_model
     from pitgrid.models.features import FeatureSpec
 
     root = Path(path)
@@ -382,9 +564,7 @@ def save_bundle(model: torch.nn.Module, path: str | os.PathLike[str], *, archite
     raw["settings"] = parsed.settings
     raw["features"] = [spec.to_json() for spec in parsed.features]
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    reference = build_model(architecture, parsed.settings, n_features=len(parsed.features),
-                            lookback=lookback, n_classes=len(parsed.decision.classes))
-    _check_state(state, reference, weights_file)
+    _check_state(state, parsed.shapes, weights_file)
     buf = io.BytesIO()
     torch.save(state, buf)
     root.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,7 @@ def test_cli_ingest_and_info(long_bars, write_csv, tmp_path):
     args = ["ingest", str(prices), "--store", str(tmp_path / "s"), "--membership", str(tmp_path / "m.csv"),
             "--universe-id", "idx", "--no-progress"]
     failed = runner.invoke(app, args)
-    assert failed.exit_code == 1 and "unknown symbol" in failed.output and "'OLD'" in failed.output
+    assert failed.exit_code == 2 and "unknown symbol" in failed.output and "'OLD'" in failed.output
     done = runner.invoke(app, [*args, "--drop-unknown-symbols"])
     assert done.exit_code == 0, done.output
     assert "universes:idx=1" in done.output

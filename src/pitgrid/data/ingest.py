@@ -12,11 +12,27 @@ dividends from after each bar, a look-ahead, so they are not stored.
 Everything is validated before anything is written (``pitgrid.data.validate``);
 the store is built beside the target and renamed into place, so a failed ingest
 leaves nothing behind (layout in ``pitgrid.data.store``).
+
+Files are checked whole before they are parsed: a CSV may be plain, gzip or zlib
+(other compressions are refused by name), must decompress to its end, be UTF-8 and
+have as many fields on every line as in its header; no two columns of a file may give
+the same field (``close`` twice, ``Close`` beside ``close``, ``time`` beside ``date``).
+Each refusal names the file and the line. Noisy split ratios are snapped to simple
+fractions (``pitgrid.data.validate``); the manifest's ``snapped_split_ratios`` lists
+each with its raw value.
+
+Timezone-aware Parquet times: daily bars keep their local date and time of day (a
+bar stamped at New York midnight is that day's bar, in summer and in winter);
+intraday bars are stored in UTC, where a daylight-saving change repeats no hour.
 """
 from __future__ import annotations
 
+import codecs
+import csv
 import os
+import re
 import time as _time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -28,6 +44,7 @@ import pandas as pd
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pitgrid import _scan as _compiled
 from pitgrid.data import store as _store
 from pitgrid.data.market import action_arrays
 from pitgrid.data.validate import (
@@ -36,6 +53,7 @@ from pitgrid.data.validate import (
     Source,
     check_bars,
     empty_table,
+    infer_grid,
     normalize_actions,
     normalize_events,
     normalize_regimes,
@@ -90,7 +108,7 @@ def ingest(
     if unknown_symbols not in ("error", "drop"):
         raise ValueError(f"unknown_symbols must be 'error' or 'drop', got {unknown_symbols!r}")
     if symbol_block is not None and symbol_block < 1:
-        raise ValueError(f"symbol_block must be >= 1, got {symbol_block}")
+        raise IngestError(f"symbol_block must be >= 1 (symbols per chunk), got {symbol_block}")
     target = Path(store)
     _store.check_target(target, overwrite)
     paths = [Path(sources)] if isinstance(sources, (str, os.PathLike)) else [Path(p) for p in sources]
@@ -112,10 +130,12 @@ def ingest(
             raise IngestError(f"no bars in {', '.join(map(str, paths))}")
         symbols = bars["symbol"].drop_nulls().unique().sort().to_list()
         bars = bars.with_columns(code=(pl.col("symbol").rank("dense") - 1).cast(pl.Int64).fill_null(-1))
+        if "time_wall" in bars.columns:
+            bars = _wall_clock_if_daily(bars)
 
         task = bar.add_task("validate", total=1)
         grid = check_bars(bars, srcs, symbols)
-        tables, dropped_rows, actions_from = _reference_tables(
+        tables, dropped_rows, actions_from, snapped = _reference_tables(
             bars, srcs, symbols, actions, universes, events, regimes, unknown_symbols
         )
         bar.advance(task)
@@ -128,7 +148,7 @@ def ingest(
         n_blocks = -(-len(symbols) // block)
         task = bar.add_task("write", total=len(arrays) * n_blocks)
         fingerprint = _store.data_fingerprint(calendar, symbols, list(arrays), arrays.__getitem__, tables)
-        with _store.staged(target, overwrite) as tmp:
+        with _store.staged(target, overwrite) as tmp, _store.write_errors(target):
             group = _store.create_group(tmp, calendar, symbols, {"bar_grid": grid.describe()})
             for name in sorted(arrays):
                 _store.write_array(group, name, arrays[name], block, lambda: bar.advance(task))
@@ -146,6 +166,7 @@ def ingest(
                 "actions_from": actions_from,
                 "tables": {name: len(t) for name, t in tables.items()},
                 "dropped": {"lookahead_fields": sorted(dropped_fields), "unknown_symbol_rows": dropped_rows},
+                "snapped_split_ratios": snapped,
                 "fingerprint": fingerprint,
                 "seconds": round(_time.perf_counter() - started, 3),
             })
@@ -163,6 +184,11 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
+def _first_line(exc: BaseException) -> str:
+    """A library's message on one line (polars appends hints on further lines)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _scan(path: Path, infer: bool = False, **kwargs: object) -> pl.LazyFrame:
     """Parquet as typed; CSV as text unless ``infer`` (parsing is ours, so errors name the line)."""
     if not path.is_file():
@@ -172,13 +198,176 @@ def _scan(path: Path, infer: bool = False, **kwargs: object) -> pl.LazyFrame:
     return pl.scan_csv(path, infer_schema=infer, **kwargs)
 
 
-def _read_bars(path: Path, index: int) -> tuple[pl.DataFrame, Source, set[str]]:
-    """One bar file as canonical columns plus ``_src``, ``_line``, ``time_raw``, ``date_only``."""
-    src = Source(str(path), "row" if _is_parquet(path) else "line")
+# ---------------------------------------------------------------------- checking a file whole
+
+_COMPRESSED_CHUNK = 1 << 18
+_PLAIN_CHUNK = 1 << 22
+# compressions polars does not read (it would parse the bytes as text)
+_FOREIGN_MAGIC = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+                  b"PK\x03\x04": "zip", b"PAR1": "Parquet (name it .parquet)"}
+_ZLIB_MAGIC = (b"\x1f\x8b", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
+_DUPLICATED = re.compile(r"(.+)_duplicated_\d+$")
+
+
+def _csv_bytes(path: Path) -> Iterator[bytes]:
+    """The decompressed bytes of a CSV file: plain, gzip (one member or several) or zlib.
+
+    Raises ``EOFError`` when the compressed data stop early, ``zlib.error`` when corrupt.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+        fh.seek(0)
+        for magic, kind in _FOREIGN_MAGIC.items():
+            if head.startswith(magic):
+                raise IngestError(f"{path}, line 1: {kind} file; ingest reads CSV (plain, .gz) and Parquet")
+        if head[:2] not in _ZLIB_MAGIC:
+            while chunk := fh.read(_PLAIN_CHUNK):
+                yield chunk
+            return
+        unzip = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+        while chunk := fh.read(_COMPRESSED_CHUNK):
+            while chunk:
+                if unzip.eof:  # the next member of a multi-member gzip file
+                    unzip = zlib.decompressobj(wbits=47)
+                yield unzip.decompress(chunk)
+                chunk = unzip.unused_data if unzip.eof else b""
+        if not unzip.eof:
+            raise EOFError("the compressed data end early")
+
+
+class _RowWidths:
+    """Counts the fields of each CSV record chunk by chunk (quotes respected) and keeps
+    the first record whose width differs from the header's."""
+
+    def __init__(self, n_fields: int) -> None:
+        self.n_fields = n_fields
+        self.lines = 0  # newlines seen so far
+        self.commas = 0  # unquoted commas of the record not yet ended
+        self.quoted = 0  # 1 inside a quoted field at the end of the last chunk
+        self.pending = False  # the record not yet ended has bytes other than \r
+        self.bad: tuple[int, int] | None = None  # (line, fields)
+
+    def feed(self, chunk: bytes) -> None:
+        b = np.frombuffer(chunk, np.uint8)
+        newlines, commas = np.flatnonzero(b == 10), np.flatnonzero(b == 44)
+        ends = newlines
+        if self.quoted or b'"' in chunk:
+            quotes = np.flatnonzero(b == 34)
+            # a comma or newline is data when an odd number of quotes comes before it
+            ends = newlines[(np.searchsorted(quotes, newlines) + self.quoted) % 2 == 0]
+            commas = commas[(np.searchsorted(quotes, commas) + self.quoted) % 2 == 0]
+            self.quoted = (self.quoted + len(quotes)) % 2
+        if len(ends):
+            per_record = np.diff(np.searchsorted(commas, ends), prepend=0)
+            per_record[0] += self.commas
+            length = np.diff(ends, prepend=-1) - 1
+            content = (length > 1) | ((length == 1) & (b[np.maximum(ends - 1, 0)] != 13))
+            content[0] |= self.pending
+            fields = np.where(content, per_record + 1, 0)
+            wrong = np.flatnonzero(fields != self.n_fields)
+            if len(wrong) and self.bad is None:
+                end = ends[wrong[0]]
+                self.bad = (self.lines + int(np.searchsorted(newlines, end)) + 1, int(fields[wrong[0]]))
+            self.commas = len(commas) - int(np.searchsorted(commas, ends[-1]))
+            self.pending = bool((b[ends[-1] + 1:] != 13).any())
+        else:
+            self.commas += len(commas)
+            self.pending = self.pending or bool((b != 13).any())
+        self.lines += len(newlines)
+
+    def finish(self) -> None:
+        if self.pending and self.bad is None and self.commas + 1 != self.n_fields:
+            self.bad = (self.lines + 1, self.commas + 1)
+
+
+def _check_csv(path: Path, src: Source, names: Sequence[str] | None, symbol: str | None) -> None:
+    """Refuse a CSV file that does not decompress to its end, is not UTF-8 or (given the
+    header's ``names``) has a record wider or narrower than its header; each error names
+    the line."""
+    widths = _RowWidths(len(names or ()))
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for chunk in _csv_bytes(path):
+            try:
+                utf8.decode(chunk)
+            except UnicodeDecodeError as exc:
+                at = max(0, exc.start - len(utf8.getstate()[0]))
+                line = widths.lines + chunk.count(b"\n", 0, at) + 1
+                raise src.error(line, None, "not UTF-8 text", f"byte {exc.object[exc.start]:#04x}") from None
+            if names is not None:
+                widths.feed(chunk)
+                if widths.bad is not None:
+                    break
+            else:
+                widths.lines += chunk.count(b"\n")
+        widths.finish()
+    except EOFError:
+        raise src.error(widths.lines + 1, None, "truncated compressed file",
+                        "the data end inside this line: the file was cut short") from None
+    except zlib.error as exc:
+        raise src.error(widths.lines + 1, None, "corrupt compressed data", str(exc)) from None
+    if names is not None and widths.bad is not None:
+        line, fields = widths.bad
+        rule_detail = "an empty line" if fields == 0 else f"{fields} fields"
+        raise src.error(line, _field_at(path, line, names, symbol), "ragged row",
+                        f"{rule_detail} where the header has {len(names)}")
+
+
+def _field_at(path: Path, line: int, names: Sequence[str], column: str | None) -> str | None:
+    """The value of ``column`` on physical ``line`` of a CSV file (for error messages)."""
+    if column is None:
+        return None
+    seen, text = 0, None
+    for chunk in _csv_bytes(path):
+        if text is not None:  # the line goes on in this chunk
+            text += chunk.split(b"\n", 1)[0]
+        else:
+            n = chunk.count(b"\n")
+            if seen + n < line - 1:
+                seen += n
+                continue
+            start = 0
+            for _ in range(line - 1 - seen):
+                start = chunk.index(b"\n", start) + 1
+            text = chunk[start:].split(b"\n", 1)[0]
+            chunk = chunk[start:]
+        if b"\n" in chunk:
+            break
+    if text is None:
+        return None
+    row = next(csv.reader([text.decode("utf-8", "replace")]), [])
+    i = list(names).index(column)
+    return row[i].strip() if i < len(row) and row[i].strip() else None
+
+
+def _open_file(path: Path, symbol_names: Sequence[str] = ()) -> tuple[Source, list[str]]:
+    """A file's Source and column names, once the file is known to read whole (CSV) and
+    to have no column twice."""
+    parquet = _is_parquet(path)
+    src = Source(str(path), "row" if parquet else "line", typed=parquet)
     try:
         names = _scan(path).collect_schema().names()
-    except pl.exceptions.PolarsError as exc:
-        raise IngestError(f"{path}: cannot read: {exc}") from exc
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if not parquet:  # say where the file breaks, when it is the bytes that are wrong
+            _check_csv(path, src, None, None)
+        raise IngestError(f"{path}: cannot read: {_first_line(exc)}") from None
+    twice = [n for n in names if (m := _DUPLICATED.fullmatch(n)) and m.group(1) in names]
+    if twice:
+        first = _DUPLICATED.fullmatch(twice[0]).group(1)  # type: ignore[union-attr]
+        raise src.header_error("duplicate column", f"{first!r} appears more than once")
+    if not parquet:
+        symbol = next((n for n in names if n.lower() in symbol_names), None)
+        _check_csv(path, src, names, symbol)
+    return src, names
+
+
+# ---------------------------------------------------------------------- reading bars
+
+
+def _read_bars(path: Path, index: int) -> tuple[pl.DataFrame, Source, set[str]]:
+    """One bar file as canonical columns plus ``_src``, ``_line``, ``time_raw``, ``date_only``
+    (and ``time_wall``, the local time, when the file's times carry a time zone)."""
+    src, names = _open_file(path, _SYMBOL_NAMES)
     header = pl.DataFrame(schema=names)
     rename = {pick_column(header, _TIME_NAMES, src): "time_raw", pick_column(header, _SYMBOL_NAMES, src): "symbol"}
     for canon, aliases in (("split_ratio", _SPLIT_NAMES), ("dividend", _DIVIDEND_NAMES)):
@@ -195,6 +384,11 @@ def _read_bars(path: Path, index: int) -> tuple[pl.DataFrame, Source, set[str]]:
         if low.startswith("_") or "/" in low or low in _RESERVED:
             raise IngestError(f"{path}: column {col!r} cannot be a field name (reserved or not a plain name)")
         rename[col] = low
+    targets: dict[str, str] = {}
+    for col, canon in rename.items():
+        if canon in targets:  # e.g. `Eps` and `eps`, or `ticker` beside `symbol`
+            raise src.header_error("ambiguous columns", f"{targets[canon]!r} and {col!r} both give {canon!r}")
+        targets[canon] = col
     numeric = [c for c, canon in rename.items() if canon not in ("time_raw", "symbol")]
     frame = _collect(path, src, numeric)
     frame = frame.select(list(rename)).rename(rename).with_row_index(
@@ -203,17 +397,32 @@ def _read_bars(path: Path, index: int) -> tuple[pl.DataFrame, Source, set[str]]:
     frame = frame.with_columns(
         [to_floats(frame, canon, src, col) for col, canon in rename.items() if col in numeric]
     )
-    parsed, date_only = parse_times(frame["time_raw"])
+    raw_time = frame["time_raw"]
+    parsed, date_only = parse_times(raw_time)
     symbol = pl.col("symbol").cast(pl.String).str.strip_chars()
+    zoned = isinstance(raw_time.dtype, pl.Datetime) and raw_time.dtype.time_zone is not None
+    wall = [raw_time.dt.replace_time_zone(None).cast(pl.Datetime("ns"), strict=False).alias("time_wall")] \
+        if zoned else []
     return frame.with_columns(
         pl.col("_line").cast(pl.Int64),
         pl.lit(index, pl.UInt32).alias("_src"),
+        *wall,
         # the text is only needed to report a time that did not parse
         time_raw=pl.when(parsed.is_null()).then(pl.col("time_raw").cast(pl.String)),
         time=parsed,
         date_only=date_only,
         symbol=pl.when(symbol.str.len_bytes() > 0).then(symbol),
     ), src, dropped
+
+
+def _wall_clock_if_daily(bars: pl.DataFrame) -> pl.DataFrame:
+    """Daily bars stamped in a time zone take their local times: New York midnight is
+    04:00 or 05:00 UTC by season, one time of day only in New York. Intraday bars stay
+    in UTC, where a daylight-saving change neither repeats nor skips an hour."""
+    time_ns = bars["time"].cast(pl.Int64).fill_null(_compiled.NO_TIME).to_numpy()
+    if not infer_grid(time_ns, bars["code"].to_numpy()).intraday:
+        bars = bars.with_columns(time=pl.coalesce("time_wall", "time"))
+    return bars.drop("time_wall")
 
 
 def _collect(path: Path, src: Source, numeric: list[str]) -> pl.DataFrame:
@@ -226,16 +435,16 @@ def _collect(path: Path, src: Source, numeric: list[str]) -> pl.DataFrame:
             return _scan(path, schema_overrides=dict.fromkeys(numeric, pl.Float64)).collect()
         except pl.exceptions.ComputeError:
             return _scan(path).collect()
-    except pl.exceptions.PolarsError as exc:
-        raise IngestError(f"{src.name}: cannot read: {exc}") from exc
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise IngestError(f"{src.name}: cannot read: {_first_line(exc)}") from None
 
 
 def _read_table(path: Path, infer: bool = False) -> tuple[pl.DataFrame, Source]:
-    src = Source(str(path), "row" if _is_parquet(path) else "line")
+    src, _ = _open_file(path, ("symbol", "ticker"))
     try:
         return _scan(path, infer).collect(), src
-    except pl.exceptions.PolarsError as exc:
-        raise IngestError(f"{path}: cannot read: {exc}") from exc
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise IngestError(f"{path}: cannot read: {_first_line(exc)}") from None
 
 
 def _reference_tables(
@@ -247,16 +456,18 @@ def _reference_tables(
     events: PathLike | None,
     regimes: PathLike | None,
     unknown: str,
-) -> tuple[dict[str, pl.DataFrame], dict[str, int], str]:
-    """All four tables (empty when not given), rows dropped per table, where actions came from."""
+) -> tuple[dict[str, pl.DataFrame], dict[str, int], str, list[dict[str, object]]]:
+    """All four tables (empty when not given), rows dropped per table, where actions came
+    from, and the snapped split ratios (file, line, symbol, ex_date, raw, snapped, fraction)."""
     known = set(symbols)
     dropped: dict[str, int] = {}
     if actions is not None:
         table, src = _read_table(Path(actions))
-        action_table, dropped["actions"] = normalize_actions(table, src, known, unknown)
+        action_table, dropped["actions"], snapped = normalize_actions(table, src, known, unknown)
+        snaps = [_snap_records(snapped, src)]
         actions_from = str(actions)
     else:
-        action_table, actions_from = _in_file_actions(bars, srcs, known), "price files"
+        (action_table, snaps), actions_from = _in_file_actions(bars, srcs, known), "price files"
     parts = []
     if universes is not None:
         files = universes if isinstance(universes, Mapping) else {_universe_id(Path(universes)): universes}
@@ -278,29 +489,43 @@ def _reference_tables(
         # inferred types, so integer labels stay integers (`regime == 1` works)
         table, src = _read_table(Path(regimes), infer=True)
         tables["regimes"] = normalize_regimes(table, src)
-    return tables, dropped, actions_from
+    return tables, dropped, actions_from, [r for part in snaps for r in part]
+
+
+def _snap_records(snapped: pl.DataFrame, src: Source) -> list[dict[str, object]]:
+    """Snapped split ratios as manifest entries (JSON: the raw float round-trips exactly)."""
+    return [
+        {"file": src.name, src.row_word: r["_line"], "symbol": r["symbol"],
+         "ex_date": str(r["ex_date"].date() if r["ex_date"].time() == datetime.min.time() else r["ex_date"]),
+         "raw": r["raw"], "snapped": r["snapped"], "fraction": r["fraction"]}
+        for r in snapped.sort("_line").iter_rows(named=True)
+    ]
 
 
 def _universe_id(path: Path) -> str:
     return path.name.split(".")[0].split("_")[0]
 
 
-def _in_file_actions(bars: pl.DataFrame, srcs: Sequence[Source], known: set[str]) -> pl.DataFrame:
-    """Actions from the price files' split/dividend columns, validated per file."""
+def _in_file_actions(
+    bars: pl.DataFrame, srcs: Sequence[Source], known: set[str]
+) -> tuple[pl.DataFrame, list[list[dict[str, object]]]]:
+    """Actions from the price files' split/dividend columns, validated per file, and the
+    snapped split ratios of each file."""
     cols = [c for c in ("split_ratio", "dividend") if c in bars.columns]
     if not cols:
-        return empty_table("actions")
+        return empty_table("actions"), []
     # only rows that may carry an action (blank or odd values included, to be validated)
     no_action = {"split_ratio": 1.0, "dividend": 0.0}
     rows = bars.filter(pl.any_horizontal([(pl.col(c) != no_action[c]).fill_null(True) for c in cols]))
-    parts = [
-        normalize_actions(
+    parts, snaps = [], []
+    for i, src in enumerate(srcs):
+        table, _, snapped = normalize_actions(
             rows.filter(pl.col("_src") == i).select("_line", "symbol", pl.col("time").alias("ex_date"), *cols),
             src, known,
-        )[0]
-        for i, src in enumerate(srcs)
-    ]
-    return pl.concat(parts).sort("ex_date", "symbol")
+        )
+        parts.append(table)
+        snaps.append(_snap_records(snapped, src))
+    return pl.concat(parts).sort("ex_date", "symbol"), snaps
 
 
 def _pivot(

@@ -19,13 +19,23 @@ Chunking by blocks of symbols across all time lets a worker read only its
 symbols. ``_pitgrid/`` is written after the zarr metadata is consolidated, so zarr
 and xarray never list it. A store is built in a hidden sibling directory and
 renamed into place (``staged``), so readers see either the old store or the new one.
+
+The sibling's name says who builds it: ``.STORE.tmp-HOST-PID-START-RANDOM`` (START is
+the process's start time, so a reused process id is not mistaken for the owner); an
+overwrite moves the old store aside as ``.STORE.old-...`` with the same tag. A killed
+ingest leaves these behind; the next ingest or open of ``STORE`` removes those whose
+owner is gone (a zombie counts as gone), and puts an old store back when the kill
+came between its two renames. Temporaries of live processes, of other hosts and in
+other naming schemes are left alone.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +47,8 @@ import numpy as np
 import polars as pl
 import xarray as xr
 import zarr
+
+from pitgrid.data.validate import IngestError
 
 FORMAT = "pitgrid-store"
 VERSION = 1
@@ -68,7 +80,12 @@ def is_store(path: Path) -> bool:
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    """The store's manifest (format, version, sources, counts, grid, fingerprint)."""
+    """The store's manifest (format, version, sources, counts, grid, fingerprint).
+
+    Every way of opening a store reads it, so this is where the leftovers of killed
+    ingests of ``path`` are cleared first (``remove_stale_temps``).
+    """
+    remove_stale_temps(path)
     return json.loads((Path(path) / TABLES_DIR / MANIFEST).read_text())
 
 
@@ -80,7 +97,14 @@ def read_tables(path: Path) -> dict[str, pl.DataFrame]:
 
 
 def check_target(target: Path, overwrite: bool) -> None:
-    """Refuse a target that exists (unless ``overwrite``) or that is not a store or empty dir."""
+    """Refuse a target that exists (unless ``overwrite``), that is not a store or empty dir,
+    or that cannot be created (a file on its path, a folder that is not writable)."""
+    target = Path(target)
+    ancestor = next(p for p in target.absolute().parents if p.exists())
+    if not ancestor.is_dir():
+        raise IngestError(f"{target}: cannot create the store: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise IngestError(f"{target}: cannot create the store: {ancestor} is not writable")
     if not target.exists():
         return
     if not overwrite:
@@ -89,36 +113,126 @@ def check_target(target: Path, overwrite: bool) -> None:
         raise FileExistsError(f"refusing to replace {target}: it is not a pitgrid store")
 
 
+def write_error(target: Path, exc: OSError) -> IngestError:
+    """An OS error while writing ``target`` as one line naming the store and the cause."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return IngestError(f"{target}: cannot write the store: {exc.strerror or exc}{where}")
+
+
+@contextmanager
+def write_errors(target: Path) -> Iterator[None]:
+    """Turn OS errors (disk full, permission denied) into ``write_error``."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_error(target, exc) from None
+
+
+# ---------------------------------------------------------------------- temporaries
+
+_OWNED = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>\w+)-(?P<pid>\d+)-(?P<start>\d+)-[0-9a-f]+")
+
+
+def _host() -> str:
+    return re.sub(r"\W", "_", socket.gethostname()) or "host"
+
+
+def _process_stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start time in clock ticks after boot)`` of a process (Linux), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[19])
+
+
+def _owner_tag() -> str:
+    """``HOST-PID-START-RANDOM`` for this process (START 0 where start times are unknown)."""
+    stat = _process_stat(os.getpid())
+    return f"{_host()}-{os.getpid()}-{stat[1] if stat else 0}-{uuid.uuid4().hex[:10]}"
+
+
+def _owner_alive(host: str, pid: int, start: int) -> bool:
+    if host != _host():
+        return True  # another machine's process: there is no telling, so it may be writing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's live process
+    if start == 0:
+        return True
+    stat = _process_stat(pid)
+    return stat is not None and stat[0] != "Z" and stat[1] == start
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove the staging folders of ingests of ``target`` whose process is gone; move a
+    store a killed overwrite had set aside back to ``target`` when ``target`` is missing.
+    Returns the folders removed or moved back. Errors are ignored: a read-only folder
+    simply keeps its leftovers."""
+    target = Path(target)
+    try:
+        entries = sorted(target.parent.iterdir())
+    except OSError:
+        return []
+    done = []
+    for entry in entries:
+        m = _OWNED.fullmatch(entry.name)
+        if m is None or m["name"] != target.name or _owner_alive(m["host"], int(m["pid"]), int(m["start"])):
+            continue
+        try:
+            if m["kind"] == "old" and not target.exists():
+                os.rename(entry, target)
+            else:
+                shutil.rmtree(entry)
+        except OSError:
+            continue  # another process cleans it at the same moment, or the folder is read-only
+        done.append(entry)
+    return done
+
+
 @contextmanager
 def staged(target: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a fresh sibling directory to build the store in; move it onto ``target`` at the end.
 
     On any exception the staging directory is deleted and ``target`` is untouched.
     With ``overwrite`` the old store is renamed aside, the new one renamed in, then the
-    old one deleted; if the second rename fails the old store is put back.
+    old one deleted; if the second rename fails the old store is put back. Leftovers of
+    killed ingests of ``target`` are removed first (``remove_stale_temps``).
     """
     target = Path(target)
     check_target(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:10]
+    remove_stale_temps(target)
+    tag = _owner_tag()
     tmp = target.parent / f".{target.name}.tmp-{tag}"
-    tmp.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise write_error(target, exc) from None
     try:
         yield tmp
-        if not target.exists():
+        _move_in(tmp, target, overwrite, target.parent / f".{target.name}.old-{tag}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_in(tmp: Path, target: Path, overwrite: bool, old: Path) -> None:
+    if not target.exists():
+        with write_errors(target):
             os.rename(tmp, target)
-            return
-        check_target(target, overwrite)
-        old = target.parent / f".{target.name}.old-{tag}"
+        return
+    check_target(target, overwrite)
+    with write_errors(target):
         os.rename(target, old)
         try:
             os.rename(tmp, target)
         except BaseException:
             os.rename(old, target)
             raise
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def create_group(path: Path, time: np.ndarray, symbols: Sequence[str], attrs: Mapping[str, Any]) -> zarr.Group:

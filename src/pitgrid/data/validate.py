@@ -11,7 +11,9 @@ symbol, duplicate ``(time, symbol)``, time not increasing within a symbol (in
 file order; several files continue each other in the order given), mixed bar
 frequency, non-finite or non-positive open/high/low/close, ``high < low``, open
 or close outside ``[low, high]``, non-finite or negative volume. Gaps are not
-errors.
+errors. A time that reads as a date but lies outside what nanosecond times can hold
+(1677-09-21 .. 2262-04-11) is refused as ``time out of range`` where an unparseable
+one would be.
 
 **Mixed bar frequency.** The data set's bar step is the most common positive gap
 between consecutive bars of the same symbol. With a step of a day or more the
@@ -20,13 +22,24 @@ data are *daily*: every bar must have the same time of day (the most common one,
 time of day must lie on the grid ``phase + k * step`` (``phase`` = the most common
 time of day modulo the step, so 09:30-anchored hourly bars are fine) and a plain
 date without a time of day is refused. Coarser bars that lie on the grid are
-gaps, not errors. Times are naive (no timezone suffix): ``YYYY-MM-DD`` or
+gaps, not errors. Text times are naive (no timezone suffix): ``YYYY-MM-DD`` or
 ``YYYY-MM-DD[ T]HH:MM[:SS[.fff]]``.
+
+**Split ratios** carry vendor float noise (7.000007 for a 7-for-1, 1.49999925 for a
+3-for-2). A ratio within a relative ``SPLIT_SNAP_TOLERANCE`` (1e-5), or within 5e-7
+(the rounding of a ratio printed with six decimals: 0.028571 for 1-for-35), of a
+simple fraction is replaced by that fraction: n-for-1 or 1-for-n with n up to 1000, or
+m-for-n with m and n up to 100 (the fewest digits wins). Fractions with larger terms
+lie closer together than the tolerance, so any ratio would match one of them:
+a spin-off factor such as 1.068833 is kept as it is. Ratios near 1 are never
+snapped to 1 (that would erase the action). ``normalize_actions`` returns each
+snapped ratio with its raw value.
 """
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -67,13 +80,21 @@ class Source:
 
     ``row_word`` is ``"line"`` for CSV (the ``_line`` column then holds line numbers
     with the header as line 1) and ``"row"`` for Parquet or in-memory tables.
+    ``typed`` marks a file whose columns carry their own types (Parquet): there a
+    numeric field must be a numeric column, not text.
     """
 
     name: str
     row_word: str = "row"
+    typed: bool = False
 
     def error(self, line: int, symbol: str | None, rule: str, detail: str = "") -> ValidationError:
         return ValidationError(self.name, self.row_word, line, symbol, rule, detail)
+
+    def header_error(self, rule: str, detail: str) -> IngestError:
+        """A problem with the columns themselves: the CSV header (line 1) or the Parquet schema."""
+        where = "line 1 (header)" if self.row_word == "line" else "schema"
+        return IngestError(f"{self.name}, {where}: {rule} ({detail})")
 
 
 @dataclass(frozen=True)
@@ -103,27 +124,61 @@ def parse_times(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Parse a time column into ``Datetime("ns")`` (null where unparseable) and a date-only flag.
 
     Strings may be ``YYYY-MM-DD`` or ``YYYY-MM-DD[ T]HH:MM[:SS[.fff]]``; ``Date`` and
-    ``Datetime`` columns (Parquet) pass through, timezone-aware ones converted to naive UTC.
+    ``Datetime`` columns (Parquet) pass through, timezone-aware ones converted to naive
+    UTC. Times outside the nanosecond range (1677-09-21 .. 2262-04-11) are null too:
+    polars would wrap them around silently (1500-01-01 would read as 2084-07-20).
 
     Example:
-        >>> t, d = parse_times(pl.Series(["2020-01-02", "2020-01-02T09:30", "02/01/2020"]))
+        >>> t, d = parse_times(pl.Series(["2020-01-02", "2020-01-02T09:30", "02/01/2020", "1500-01-01"]))
         >>> t.to_list()[1], d.to_list(), t.null_count()
-        (datetime.datetime(2020, 1, 2, 9, 30), [True, False, False], 1)
+        (datetime.datetime(2020, 1, 2, 9, 30), [True, False, False, True], 2)
     """
     if raw.dtype == pl.Date:
-        return raw.cast(pl.Datetime("ns")), pl.Series(np.ones(len(raw), bool))
+        return raw.cast(pl.Datetime("ns"), strict=False), pl.Series(np.ones(len(raw), bool))
     if isinstance(raw.dtype, pl.Datetime):
         if raw.dtype.time_zone is not None:
             raw = raw.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-        return raw.cast(pl.Datetime("ns")), pl.Series(np.zeros(len(raw), bool))
+        return raw.cast(pl.Datetime("ns"), strict=False), pl.Series(np.zeros(len(raw), bool))
     text = raw.cast(pl.String).str.strip_chars()
-    parsed = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("ns"))
-    date_only = parsed.is_not_null()
-    if (parsed.is_null() & text.is_not_null()).any():
+    parsed = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("ns"), strict=False)
+    date_only = text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
+    if (parsed.is_null() & ~date_only & text.is_not_null()).any():
         spaced = text.str.replace("T", " ", literal=True)
-        candidates = [spaced.str.strptime(pl.Datetime("ns"), f, strict=False) for f in _DATETIME_FORMATS]
-        parsed = pl.select(pl.coalesce(parsed, *candidates)).to_series()
+
+        def parse(unit: str) -> pl.Series:
+            candidates = [spaced.str.strptime(pl.Datetime(unit), f, strict=False) for f in _DATETIME_FORMATS]
+            return pl.select(pl.coalesce(*candidates)).to_series()
+
+        # a nanosecond parse overflows silently; the microsecond one does not, so a
+        # nanosecond value that disagrees with it wrapped around
+        ns, us = parse("ns"), parse("us")
+        fits = (ns.cast(pl.Int64) // 1000) == us.cast(pl.Int64)
+        wide = pl.select(pl.when(fits).then(ns)).to_series()
+        parsed = pl.select(pl.coalesce(parsed, pl.when(~date_only).then(wide))).to_series()
     return parsed.alias(raw.name), date_only.alias("date_only")
+
+
+TIME_RANGE = "1677-09-21 .. 2262-04-11"
+
+
+def bad_time(raw: object, what: str = "time") -> tuple[str, str]:
+    """``(rule, detail)`` for a time ``parse_times`` left null: out of range or unparseable.
+
+    Example:
+        >>> bad_time("1500-01-01")[0], bad_time("soon")[0]
+        ('time out of range', 'unparseable time')
+    """
+    text = None if raw is None else str(raw).strip().replace("T", " ")
+    forms = ("%Y-%m-%d", *_DATETIME_FORMATS, "%Y-%m-%d %H:%M:%S%.f%z")
+    wide = pl.Series([text], dtype=pl.String)
+    if text and any(wide.str.strptime(pl.Datetime("us"), f, strict=False).is_not_null().any() for f in forms):
+        return f"{what} out of range", f"{what} {raw!r} is outside {TIME_RANGE}, the range of nanosecond times"
+    return f"unparseable {what}", f"{what} {raw!r}; expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS[.fff]]"
+
+
+def time_text(ns: int) -> str:
+    """A nanosecond time in full, e.g. ``'2020-01-02 00:00:00.000000001'`` (never cut to microseconds)."""
+    return str(pd.Timestamp(int(ns), unit="ns"))
 
 
 def first_true(mask: pl.Series) -> int | None:
@@ -195,10 +250,13 @@ def _bar_error(
 ) -> ValidationError:
     rec = bars.row(row, named=True)
     src = sources[rec["_src"]]
+    rule_name = _scan.RULE_NAMES[rule]
     values = ", ".join(f"{k}={rec[k]!r}" for k in PRICE_FIELDS)
+    time_ns = bars["time"].cast(pl.Int64)
+    # polars rows hold microsecond datetimes: times are printed from the nanosecond ints
+    when = time_text(time_ns[row]) if time_ns[row] is not None else None
     if rule == _scan.UNPARSEABLE_TIME:
-        raw = rec.get("time_raw")
-        detail = f"time {raw!r}; expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS[.fff]]"
+        rule_name, detail = bad_time(rec.get("time_raw"))
     elif rule == _scan.MISSING_SYMBOL:
         detail = "empty symbol"
     elif rule == _scan.DUPLICATE:
@@ -206,26 +264,28 @@ def _bar_error(
             (pl.col("code") == rec["code"]) & (pl.col("time") == rec["time"])
         ).row(0, named=True)
         where = sources[first["_src"]]
-        detail = f"time {rec['time']} first at {where.name} {where.row_word} {first['_line']}"
+        detail = f"time {when} first at {where.name} {where.row_word} {first['_line']}"
     elif rule == _scan.UNSORTED:
-        prev = pd.Timestamp(int(last_time[rec["code"]]), unit="ns")
-        detail = f"time {rec['time']} comes after {prev} for this symbol"
+        detail = f"time {when} comes after {time_text(last_time[rec['code']])} for this symbol"
     elif rule == _scan.MIXED_FREQUENCY:
-        detail = f"time {rec['time']} is off the data set's grid ({grid.describe()})"
+        detail = f"time {when} is off the data set's grid ({grid.describe()})"
     else:
         detail = values
-    return src.error(rec["_line"], rec["symbol"], _scan.RULE_NAMES[rule], detail)
+    return src.error(rec["_line"], rec["symbol"], rule_name, detail)
 
 
 # --------------------------------------------------------------------------- reference tables
 
 
 def pick_column(df: pl.DataFrame, names: Sequence[str], src: Source, required: bool = True) -> str | None:
-    """The first column of ``df`` whose lower-cased name is in ``names``."""
-    lower = {c.lower(): c for c in df.columns}
-    for name in names:
-        if name in lower:
-            return lower[name]
+    """The column of ``df`` whose lower-cased name is in ``names``; two such columns are
+    refused (``Close`` beside ``close``, or ``date`` beside ``time``): which one holds the
+    data is a guess."""
+    found = [c for c in df.columns if c.lower() in names]
+    if len(found) > 1:
+        raise src.header_error("ambiguous columns", f"{' and '.join(map(repr, found))} both give {names[0]!r}")
+    if found:
+        return found[0]
     if required:
         raise IngestError(f"{src.name}: no column named any of {list(names)} (columns: {df.columns})")
     return None
@@ -238,13 +298,24 @@ def _times(df: pl.DataFrame, col: str, src: Source, what: str, optional: bool = 
         bad = bad & df[col].is_not_null()
     i = first_true(bad)
     if i is not None:
-        raise src.error(df["_line"][i], df["symbol"][i] if "symbol" in df.columns else None,
-                        f"unparseable {what}", f"{what} {df[col][i]!r}")
+        rule, detail = bad_time(df[col][i], what)
+        raise src.error(df["_line"][i], df["symbol"][i] if "symbol" in df.columns else None, rule, detail)
     return parsed
 
 
+def check_numeric_column(series: pl.Series, src: Source, what: str) -> None:
+    """Refuse a column whose type cannot hold numbers of ``what``: booleans (True is not
+    1.0 shares), dates, nested values; and text in a typed file (Parquet)."""
+    dtype = series.dtype
+    if dtype.is_numeric() or dtype == pl.Null or (dtype == pl.String and not src.typed):
+        return
+    raise src.header_error("non-numeric column", f"{what} column {series.name!r} has type {dtype}")
+
+
 def to_floats(df: pl.DataFrame, col: str, src: Source, what: str) -> pl.Series:
-    """``df[col]`` as Float64; refuse the first value that is present but not a number."""
+    """``df[col]`` as Float64; refuse a non-numeric column type, then the first value that
+    is present but not a number."""
+    check_numeric_column(df[col], src, what)
     values = df[col].cast(pl.Float64, strict=False)
     i = first_true(values.is_null() & df[col].is_not_null())
     if i is not None:
@@ -309,21 +380,73 @@ def empty_table(name: str) -> pl.DataFrame:
     return pl.DataFrame(schema=TABLE_SCHEMAS[name])
 
 
+SPLIT_SNAP_TOLERANCE = 1e-5
+_SNAP_ROUNDING = 5e-7  # half the last digit of a ratio printed with six decimals
+_SNAP_MAX_N = 1000  # n-for-1 and 1-for-n
+_SNAP_MAX_TERM = 100  # m-for-n
+
+
+def simple_fraction(ratio: float, tolerance: float = SPLIT_SNAP_TOLERANCE) -> Fraction | None:
+    """The simple fraction within ``tolerance`` (relative; or 5e-7, six-decimal rounding)
+    of a split ratio, or None.
+
+    Candidates are n-for-1 and 1-for-n (n up to 1000, n = 1 excluded) and m-for-n
+    (both up to 100); the one with the smallest terms wins.
+
+    Example:
+        >>> simple_fraction(7.000007), simple_fraction(1.49999925), simple_fraction(1.068833)
+        (Fraction(7, 1), Fraction(3, 2), None)
+    """
+    candidates = [Fraction(round(ratio)), Fraction(1, max(1, round(1 / ratio)))]
+    candidates += [Fraction(round(ratio * q), q) for q in range(1, _SNAP_MAX_TERM + 1)]
+    simple = [
+        f for f in candidates
+        if f != 1 and 0 < f.numerator and abs(float(f) - ratio) <= max(tolerance * ratio, _SNAP_ROUNDING)
+        and (max(f.numerator, f.denominator) <= _SNAP_MAX_TERM or min(f.numerator, f.denominator) == 1)
+        and max(f.numerator, f.denominator) <= _SNAP_MAX_N
+    ]
+    return min(simple, key=lambda f: (max(f.numerator, f.denominator), f.denominator), default=None)
+
+
+def _snap_splits(out: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Replace noisy split ratios by their simple fractions; return the table and the
+    snapped rows (``_line, symbol, ex_date, raw, snapped, fraction``)."""
+    exact = {}
+    for ratio in out["split_ratio"].filter(out["split_ratio"] != 1.0).unique().to_list():
+        frac = simple_fraction(ratio)
+        if frac is not None and float(frac) != ratio:
+            exact[ratio] = frac
+    snapped = out.filter(pl.col("split_ratio").is_in(list(exact))).select(
+        "_line", "symbol", "ex_date", raw=pl.col("split_ratio"),
+        snapped=pl.col("split_ratio").replace_strict({r: float(f) for r, f in exact.items()},
+                                                     return_dtype=pl.Float64, default=None),
+        fraction=pl.col("split_ratio").replace_strict({r: str(f) for r, f in exact.items()},
+                                                      return_dtype=pl.String, default=None),
+    )
+    if exact:
+        out = out.with_columns(split_ratio=pl.col("split_ratio").replace({r: float(f) for r, f in exact.items()}))
+    return out, snapped
+
+
 def normalize_actions(
     df: pl.DataFrame, src: Source, symbols: Collection[str], unknown: str = "error"
-) -> tuple[pl.DataFrame, int]:
-    """Corporate actions ``symbol, ex_date, split_ratio, cash_dividend``; returns (table, dropped).
+) -> tuple[pl.DataFrame, int, pl.DataFrame]:
+    """Corporate actions ``symbol, ex_date, split_ratio, cash_dividend``; returns
+    (table, rows dropped, snapped split ratios).
 
     Accepts ``split_coefficient`` / ``dividend_amount`` (vendor names) and either
     column alone; a blank split is 1 and a blank dividend 0. Rows with no split and no
     dividend are dropped. Rules: unknown symbol, unparseable ex_date, split ratio not
     finite and > 0, dividend not finite and >= 0, duplicate ``(symbol, ex_date)``.
+    Noisy split ratios are snapped to simple fractions (module docstring); the third
+    value lists them: ``_line, symbol, ex_date, raw, snapped, fraction``.
 
     Example:
         >>> raw = pl.DataFrame({"ticker": ["A", "A"], "date": ["2020-01-02", "2020-02-03"],
-        ...                     "split_coefficient": ["2", "1"], "dividend_amount": ["0", "0.5"]})
-        >>> normalize_actions(raw, Source("a.csv", "line"), {"A"})[0]["split_ratio"].to_list()
-        [2.0, 1.0]
+        ...                     "split_coefficient": ["2.000001", "1"], "dividend_amount": ["0", "0.5"]})
+        >>> table, _, snapped = normalize_actions(raw, Source("a.csv", "line"), {"A"})
+        >>> table["split_ratio"].to_list(), snapped.select("_line", "raw", "fraction").rows()
+        ([2.0, 1.0], [(2, 2.000001, '2')])
     """
     df = _symbol_column(with_lines(df, src), src)
     date = pick_column(df, ("ex_date", "date", "time"), src)
@@ -351,8 +474,10 @@ def normalize_actions(
             raise src.error(r["_line"], r["symbol"], rule,
                             f"ex_date {r['ex_date']}, split_ratio={r['split_ratio']}, "
                             f"cash_dividend={r['cash_dividend']}")
+    out, snapped = _snap_splits(out)
     out = out.filter((pl.col("split_ratio") != 1.0) | (pl.col("cash_dividend") != 0.0))
-    return out.select(list(ACTIONS_SCHEMA)).cast(ACTIONS_SCHEMA).sort("ex_date", "symbol"), dropped
+    table = out.select(list(ACTIONS_SCHEMA)).cast(ACTIONS_SCHEMA).sort("ex_date", "symbol")
+    return table, dropped, snapped
 
 
 def normalize_universes(

@@ -10,7 +10,7 @@ Everything inside ``run`` is nogil over typed memoryviews: no Python objects.
 """
 import numpy as np
 
-from libc.math cimport sqrt, fabs, trunc, isfinite, INFINITY, NAN
+from libc.math cimport sqrt, fabs, trunc, round, fmax, isfinite, INFINITY, NAN
 
 # intent modes
 DEF SIGNALS = 0
@@ -77,6 +77,15 @@ cdef inline double _lot(double x, double lot) noexcept nogil:
     if lot > 0.0:
         return trunc(x / lot) * lot
     return x
+
+
+cdef inline double _split_lot(double x, double lot) noexcept nogil:
+    # a split of whole lots by a ratio like 1/3 lands a rounding error off a lot
+    # boundary; that is a whole lot, not a fraction to pay out
+    cdef double n = x / lot, k = round(n)
+    if fabs(n - k) <= 1e-9 * fmax(1.0, fabs(n)):
+        return k * lot
+    return trunc(n) * lot
 
 
 cdef inline double _sign(double x) noexcept nogil:
@@ -345,6 +354,24 @@ cdef class Core:
             self.stats[p, ST_UNFILLED] += 1.0
         return req - q
 
+    cdef inline void _split_to_lots(self, int t, int p, int s, double open_px,
+                                    bint valid) noexcept nogil:
+        """Holdings stay whole lots: the fraction a split leaves is paid out as cash in lieu.
+
+        At the ex-date's open, as a broker does; on a bar without a valid open, at the
+        split-adjusted last close. No fee: it is a settlement, not an order.
+        """
+        cdef double held = self.shares[p, s], kept = _split_lot(held, self.lot)
+        cdef double px, cash_flow
+        self.pending[p, s] = _split_lot(self.pending[p, s], self.lot)
+        if kept == held:
+            return
+        px = open_px if (valid and isfinite(open_px)) else self.mark[s]
+        cash_flow = (held - kept) * px
+        self.cash[p, self._acct(s)] += cash_flow
+        self.shares[p, s] = kept
+        self._round_trip(t, p, s, held, kept, cash_flow)
+
     cdef inline void _round_trip(self, int t, int p, int s, double old, double new,
                                  double cash_flow) noexcept nogil:
         """Accumulate cash flows per position; a position back to zero or flipped closes a trade."""
@@ -496,6 +523,8 @@ cdef class Core:
                     if r != 1.0:
                         self.shares[p, s] *= r
                         self.pending[p, s] *= r
+                        if self.lot > 0.0:
+                            self._split_to_lots(ti, p, s, open_[t, s], valid[t, s])
                     d = dividend[t, s]
                     if d != 0.0 and self.shares[p, s] != 0.0:
                         a = self._acct(s)

@@ -17,8 +17,12 @@ R1  Marks start as NaN; a symbol contributes ``shares * mark`` to an account's
     the equity is accumulated from the cash: ``((cash + v0) + v1) + ...`` with
     ``v = shares * mark``; gross exposure from 0.0.
 R2  A non-finite ``split_ratio`` is read as 1 and a non-finite ``dividend`` as 0.
-    Splits are not re-rounded to lots: ``shares *= r`` and ``pending *= r``
-    may leave a fractional / off-lot count, which is kept as it is.
+    Without ``lot_size`` a split may leave a fractional count, which is kept.
+    With ``lot_size`` holdings and pending orders stay whole lots: each is cut
+    toward zero to a lot (a count within 1e-9 of a lot boundary, relative, is
+    that lot), and the cut fraction of the holding is paid out as cash in lieu at
+    ``open[t]`` (or the split-adjusted mark when bar t is not valid), without a
+    fee; that cash counts in the position's round trip.
 R3  Which E_ref a fill sees: the stored one, "the equity at its last mark".
     During B (open fills) that is the value from step G of the previous bar
     (``init_cash`` on the first bar); during close fills (E) the value from D
@@ -251,6 +255,13 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
             return x
         return math.trunc(x / lot_size) * lot_size
 
+    def split_lot(x: float) -> float:
+        n = x / lot_size
+        k = round(n)
+        if abs(n - k) <= 1e-9 * max(1.0, abs(n)):
+            return k * lot_size
+        return math.trunc(n) * lot_size
+
     shared = accounts == "shared"
     A = 1 if shared else S
     acct = [0 if shared else s for s in range(S)]          # symbol -> its account
@@ -448,6 +459,16 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                     shares[p][s] *= r
                     pending[p][s] *= r
                     mark[p][s] /= r
+                    if lot_size > 0.0:                   # R2: cash in lieu
+                        pending[p][s] = split_lot(pending[p][s])
+                        held, kept = shares[p][s], split_lot(shares[p][s])
+                        if kept != held:
+                            o = open_l[t][s]
+                            px = o if valid_l[t][s] and math.isfinite(o) else mark[p][s]
+                            flow = (held - kept) * px
+                            cash[p][acct[s]] += flow
+                            shares[p][s] = kept
+                            round_trip(t, p, s, held, kept, kept - held, flow)
                 d = div_l[t][s]
                 if math.isfinite(d) and d != 0.0:
                     cash[p][acct[s]] += shares[p][s] * d

@@ -169,7 +169,8 @@ class Case:
                                   **self.settings)
 
 
-RATIOS = [2.0, 3.0, 0.5, 1.5]
+# 1/3 and 1-for-20 leave fractions of a lot (cash in lieu) or land within rounding of one
+RATIOS = [2.0, 3.0, 0.5, 1.5, 1.0 / 3.0, 0.05]
 DIVIDENDS = [0.1, 0.5, 1.0]
 
 
@@ -196,7 +197,7 @@ def cases(draw, max_T=40, max_S=6, max_P=3, mode=None) -> Case:
         st.sampled_from([0.0, 0.01, -0.01, 0.03, -0.03]),             # open gap
         st.sampled_from([1e6, 20_000.0, 3_000.0, 0.0, 400.0]),        # volume
         st.integers(0, 30),    # >= 28: a missing bar
-        st.integers(0, 100),   # >= 97: a split
+        st.integers(0, 100),   # >= 95: a split
         st.integers(0, 100),   # >= 98: a dividend
     )
     intent = (st.tuples(st.booleans(), st.booleans()) if mode == "signals"
@@ -222,8 +223,8 @@ def cases(draw, max_T=40, max_S=6, max_P=3, mode=None) -> Case:
             close[t, s] = max(round(prev[s] * (1 + ret), 2), 1.0)
             volume[t, s] = vol
             valid[t, s] = miss < 28
-            if split >= 97 and t > 0:
-                split_ratio[t, s] = RATIOS[split - 97]
+            if split >= 95 and t > 0:
+                split_ratio[t, s] = RATIOS[split - 95]
             if div >= 98:
                 dividend[t, s] = DIVIDENDS[div - 98]
         prev = close[t].copy()

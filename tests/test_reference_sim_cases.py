@@ -264,6 +264,43 @@ def test_split_rescales_a_pending_order():
     assert r["cash"][0, 1, 0] == approx(INIT - 300 * 3.0)
 
 
+def test_reverse_split_pays_the_fraction_of_a_lot_as_cash_in_lieu():
+    # 1,514 shares, 1-for-20 at t1's open (19.8): 75.7 shares -> 75 held, 0.7 paid at 19.8
+    mk = market([20.0, 20.0, 20.0], open=[20.0, 19.8, 20.0], split=[1.0, 0.05, 1.0])
+    r = run(mk, entries=sig(3, 1, [(0, 0)]), fill="close", size="shares", size_value=1514,
+            lot_size=1)
+    assert r["shares"][0, :, 0].tolist() == [1514.0, 75.0, 75.0]
+    cash0 = INIT - 1514 * 20.0
+    assert r["cash"][0, 1, 0] == approx(cash0 + (1514 * 0.05 - 75) * 19.8)
+
+
+def test_split_without_lots_keeps_the_fraction():
+    mk = market([20.0, 20.0], split=[1.0, 0.05])
+    r = run(mk, entries=sig(2, 1, [(0, 0)]), fill="close", size="shares", size_value=1514)
+    assert r["shares"][0, 1, 0] == approx(75.7)
+    assert r["cash"][0, 1, 0] == approx(INIT - 1514 * 20.0)
+
+
+def test_split_by_a_third_of_whole_lots_is_whole_lots():
+    # 300 * (1/3) is 99.99999999999999 in floats: a whole lot of 100 shares, no cash
+    mk = market([30.0, 10.0], split=[1.0, 1.0 / 3.0])
+    r = run(mk, entries=sig(2, 1, [(0, 0)]), fill="close", size="shares", size_value=300,
+            lot_size=100)
+    assert r["shares"][0, 1, 0] == 100.0
+    assert r["cash"][0, 1, 0] == INIT - 300 * 30.0
+
+
+def test_cash_in_lieu_that_empties_the_position_closes_the_trade():
+    # 10 shares, 1-for-20: 0.5 shares, all of it paid out at the open 100; the round trip
+    # (-10*5 + 0.5*100 = 0) is a loss (pnl <= 0), which starts a 1-loss cooldown
+    mk = market([5.0, 100.0, 100.0, 100.0], split=[1.0, 0.05, 1.0, 1.0])
+    r = run(mk, entries=sig(4, 1, [(0, 0), (1, 0)]), fill="close", size="shares",
+            size_value=10, lot_size=1, cooldown_losses=1, cooldown_bars=5)
+    assert r["shares"][0, :, 0].tolist() == [10.0, 0.0, 0.0, 0.0]
+    assert r["cash"][0, 1, 0] == approx(INIT - 50.0 + 50.0)
+    assert [f[4] for f in r["filtered"]] == ["cooldown"]
+
+
 def test_delisting_closes_out_at_last_valid_close():
     slip = 5 / 1e4
     mk = market([10.0, 12.0, NAN, NAN], delist=[2])

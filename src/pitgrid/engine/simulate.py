@@ -17,6 +17,7 @@ from pitgrid.data.market import delist_bars
 from pitgrid.engine.codes import (INTENT_CROSS, INTENT_SIGNALS, INTENT_WEIGHTS, KIND_FILL,
                                   KIND_FILTERED, KIND_UNFILLED, REASONS, SIZE_RULES)
 from pitgrid.engine.config import SimConfig
+from pitgrid.engine.memory import check_simulate
 from pitgrid.engine.metrics import compute_metrics
 from pitgrid.engine.result import SimResult
 
@@ -65,6 +66,8 @@ def simulate(
         ('time',)
     """
     config = SimConfig(**settings)
+    check_simulate(prices, config, keep=keep, record_trades=record_trades, entries=entries,
+                   exits=exits, weights=weights, cross=cross)
     ds, market_delist = _dataset(prices)
     data = market_arrays(ds, config)
     T, S = data["close"].shape
@@ -136,6 +139,9 @@ def market_arrays(ds: xr.Dataset, config: SimConfig) -> dict[str, np.ndarray]:
     if config.fill == "next_open":
         open_ = _field(ds, "open", "fill='next_open'")
         valid &= np.isfinite(open_)
+    elif config.lot_size > 0 and "open" in ds.data_vars:
+        # close fills never read the open, but cash in lieu after a split is paid at it
+        open_ = _field(ds, "open", "")
     else:
         open_ = close
     if "volume" in ds.data_vars:

@@ -33,6 +33,11 @@ docs/kernels.md):
   they read is missing.
 * Outputs are finite or NaN, never infinite.
 
+Every kernel also streams: ``Stream(name, n_symbols, **params).update(*rows)``
+advances it by one bar over the whole universe and returns that bar's output
+row(s), bit for bit the batch kernel's (``name_nb`` is the loop over the same
+jitted one-row step); ``.state()`` / ``Stream.from_state`` save and restore it.
+
 Importing this package imports numba but compiles nothing; each kernel compiles
 on its first call (or loads from numba's on-disk cache in ``kernels/__pycache__``).
 """
@@ -54,6 +59,7 @@ from .returns import (
     log_returns, log_returns_into, log_returns_nb, momentum, momentum_into, momentum_nb,
     simple_returns, simple_returns_into, simple_returns_nb,
 )
+from .stream import Stream, stream
 from .signals import (
     crossover, crossover_into, crossover_nb, crossunder, crossunder_into, crossunder_nb,
 )
@@ -74,7 +80,7 @@ KERNELS: tuple[str, ...] = (
 )
 
 __all__ = [
-    "KERNELS", "Bands", "MACD", "sma", "sma_into", "sma_nb", "ema", "ema_into", "ema_nb", "wma",
+    "KERNELS", "Bands", "MACD", "Stream", "stream", "sma", "sma_into", "sma_nb", "ema", "ema_into", "ema_nb", "wma",
     "wma_into", "wma_nb", "rolling_max", "rolling_max_into", "rolling_max_nb", "rolling_min",
     "rolling_min_into", "rolling_min_nb", "rolling_std", "rolling_std_into", "rolling_std_nb",
     "rolling_zscore", "rolling_zscore_into", "rolling_zscore_nb", "bollinger", "bollinger_into",

@@ -22,6 +22,9 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
   defined from the ``slow``-th present bar, the signal ``signal - 1`` line values
   later; rows where an output is not yet defined are NaN.
 * Outputs are finite or NaN, never infinite.
+
+Streaming: ``name_nb`` is the loop over ``name_step_nb`` (one row, all symbols;
+state in the arrays of ``name_state``), see ``pitgrid.kernels.Stream``.
 """
 from __future__ import annotations
 
@@ -53,63 +56,82 @@ def _nadd(s, c, v):
 
 
 @njit(cache=True, nogil=True)
+def _check_row(x, out, n_sym):
+    # numba does not bounds-check: a short row would read or write past the state
+    if x.shape[0] != n_sym or out.shape[0] != n_sym:
+        raise ValueError("the input and output rows must have one value per symbol of the state")
+
+
+@njit(cache=True, nogil=True)
+def rsi_state(n_sym, window):
+    """State of :func:`rsi_step_nb`: has_prev, prev, n_chg, avg (columns: gain sum / average,
+    its compensation, loss sum / average, its compensation)."""
+    if window < 1:
+        raise ValueError("window must be >= 1")
+    return (np.zeros(n_sym, dtype=np.bool_), np.zeros(n_sym), np.zeros(n_sym, dtype=np.int64),
+            np.zeros((n_sym, 4)))
+
+
+@njit(cache=True, nogil=True)
+def rsi_step_nb(t, x, window, has_prev, prev, n_chg, avg, out):
+    """Advance :func:`rsi_nb` by one row for every symbol."""
+    _check_row(x, out, n_chg.shape[0])
+    w = window
+    st = avg
+    for j in range(x.shape[0]):
+        v = x[j]
+        if not np.isfinite(v):
+            out[j] = np.nan  # skipped: state held
+            continue
+        res = np.nan
+        if has_prev[j]:
+            d = v - prev[j]
+            gain = d if d > 0.0 else 0.0
+            loss = -d if d < 0.0 else 0.0
+            n = n_chg[j] + 1
+            if n <= w:
+                n_chg[j] = n
+                g, cg = _nadd(st[j, 0], st[j, 1], gain)
+                lo, cl = _nadd(st[j, 2], st[j, 3], loss)
+                st[j, 0] = g
+                st[j, 1] = cg
+                st[j, 2] = lo
+                st[j, 3] = cl
+                if n == w:
+                    ag = (g + cg) / w
+                    al = (lo + cl) / w
+                    st[j, 0] = ag
+                    st[j, 2] = al
+                    tot = ag + al
+                    res = 100.0 * ag / tot if tot > 0.0 else 50.0
+            else:
+                ag = (st[j, 0] * (w - 1) + gain) / w
+                al = (st[j, 2] * (w - 1) + loss) / w
+                st[j, 0] = ag
+                st[j, 2] = al
+                tot = ag + al
+                res = 100.0 * ag / tot if tot > 0.0 else 50.0
+        has_prev[j] = True
+        prev[j] = v
+        out[j] = res if np.isfinite(res) else np.nan
+
+
+@njit(cache=True, nogil=True)
 def rsi_nb(x, window, out):
     """Wilder's relative strength index in [0, 100]; see the module docstring."""
     n_time, n_sym = x.shape
     if out.shape[0] != n_time or out.shape[1] != n_sym:
         raise ValueError("out must have the shape of x")
-    if window < 1:
-        raise ValueError("window must be >= 1")
-    w = window
-    has_prev = np.zeros(n_sym, dtype=np.bool_)
-    prev = np.zeros(n_sym, dtype=np.float64)
-    n_chg = np.zeros(n_sym, dtype=np.int64)
-    # gain sum / avg, its compensation, loss sum / avg, its compensation
-    st = np.zeros((n_sym, 4), dtype=np.float64)
+    has_prev, prev, n_chg, avg = rsi_state(n_sym, window)
     for t in range(n_time):
-        for j in range(n_sym):
-            v = x[t, j]
-            if not np.isfinite(v):
-                out[t, j] = np.nan  # skipped: state held
-                continue
-            res = np.nan
-            if has_prev[j]:
-                d = v - prev[j]
-                gain = d if d > 0.0 else 0.0
-                loss = -d if d < 0.0 else 0.0
-                n = n_chg[j] + 1
-                if n <= w:
-                    n_chg[j] = n
-                    g, cg = _nadd(st[j, 0], st[j, 1], gain)
-                    lo, cl = _nadd(st[j, 2], st[j, 3], loss)
-                    st[j, 0] = g
-                    st[j, 1] = cg
-                    st[j, 2] = lo
-                    st[j, 3] = cl
-                    if n == w:
-                        ag = (g + cg) / w
-                        al = (lo + cl) / w
-                        st[j, 0] = ag
-                        st[j, 2] = al
-                        tot = ag + al
-                        res = 100.0 * ag / tot if tot > 0.0 else 50.0
-                else:
-                    ag = (st[j, 0] * (w - 1) + gain) / w
-                    al = (st[j, 2] * (w - 1) + loss) / w
-                    st[j, 0] = ag
-                    st[j, 2] = al
-                    tot = ag + al
-                    res = 100.0 * ag / tot if tot > 0.0 else 50.0
-            has_prev[j] = True
-            prev[j] = v
-            out[t, j] = res if np.isfinite(res) else np.nan
+        rsi_step_nb(t, x[t], window, has_prev, prev, n_chg, avg, out[t])
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _ema_push(v, j, n, alpha, count, state):
     """Feed a present value ``v`` to EMA slot ``j``; return the EMA or NaN during warm-up.
 
-    Same arithmetic as ``pitgrid.kernels.moving.ema_nb`` (plain seed sum: a
+    Same arithmetic as ``pitgrid.kernels.moving.ema_step_nb`` (plain seed sum: a
     compensated one here made this kernel ten times slower), so MACD's line is
     bit for bit ``ema(x, fast) - ema(x, slow)``.
     """
@@ -129,42 +151,61 @@ def _ema_push(v, j, n, alpha, count, state):
 
 
 @njit(cache=True, nogil=True)
+def _check_spans(fast, slow, signal):
+    if fast < 1 or slow < 1 or signal < 1:
+        raise ValueError("fast, slow and signal must be >= 1")
+
+
+@njit(cache=True, nogil=True)
+def macd_state(n_sym, fast, slow, signal):
+    """State of :func:`macd_step_nb`: present count and value (seed sum, then the EMA) of
+    the fast, slow and signal EMAs."""
+    _check_spans(fast, slow, signal)
+    return (np.zeros(n_sym, dtype=np.int64), np.zeros(n_sym, dtype=np.int64),
+            np.zeros(n_sym, dtype=np.int64), np.zeros(n_sym), np.zeros(n_sym), np.zeros(n_sym))
+
+
+@njit(cache=True, nogil=True)
+def macd_step_nb(t, x, fast, slow, signal, cnt_f, cnt_s, cnt_g, st_f, st_s, st_g, out_line,
+                 out_signal, out_hist):
+    """Advance :func:`macd_nb` by one row for every symbol."""
+    n_sym = cnt_f.shape[0]
+    _check_row(x, out_line, n_sym)
+    _check_row(x, out_signal, n_sym)
+    _check_row(x, out_hist, n_sym)
+    af = 2.0 / (fast + 1.0)
+    a_s = 2.0 / (slow + 1.0)
+    ag = 2.0 / (signal + 1.0)
+    for j in range(n_sym):
+        v = x[j]
+        line = np.nan
+        sig = np.nan
+        if np.isfinite(v):
+            ef = _ema_push(v, j, fast, af, cnt_f, st_f)
+            es = _ema_push(v, j, slow, a_s, cnt_s, st_s)
+            if np.isfinite(ef) and np.isfinite(es):
+                line = ef - es
+                if np.isfinite(line):
+                    sig = _ema_push(line, j, signal, ag, cnt_g, st_g)
+                else:
+                    line = np.nan
+        hist = line - sig
+        out_line[j] = line
+        out_signal[j] = sig if np.isfinite(sig) else np.nan
+        out_hist[j] = hist if np.isfinite(hist) else np.nan
+
+
+@njit(cache=True, nogil=True)
 def macd_nb(x, fast, slow, signal, out_line, out_signal, out_hist):
     """MACD line, signal line and histogram; see the module docstring."""
     n_time, n_sym = x.shape
     for o in (out_line, out_signal, out_hist):
         if o.shape[0] != n_time or o.shape[1] != n_sym:
             raise ValueError("outputs must have the shape of x")
-    if fast < 1 or slow < 1 or signal < 1:
-        raise ValueError("fast, slow and signal must be >= 1")
-    af = 2.0 / (fast + 1.0)
-    a_s = 2.0 / (slow + 1.0)
-    ag = 2.0 / (signal + 1.0)
-    # EMA state per symbol for the fast, slow and signal EMAs: present count, value
-    cnt_f = np.zeros(n_sym, dtype=np.int64)
-    cnt_s = np.zeros(n_sym, dtype=np.int64)
-    cnt_g = np.zeros(n_sym, dtype=np.int64)
-    st_f = np.zeros(n_sym, dtype=np.float64)
-    st_s = np.zeros(n_sym, dtype=np.float64)
-    st_g = np.zeros(n_sym, dtype=np.float64)
+    cnt_f, cnt_s, cnt_g, st_f, st_s, st_g = macd_state(n_sym, fast, slow, signal)
     for t in range(n_time):
-        for j in range(n_sym):
-            v = x[t, j]
-            line = np.nan
-            sig = np.nan
-            if np.isfinite(v):
-                ef = _ema_push(v, j, fast, af, cnt_f, st_f)
-                es = _ema_push(v, j, slow, a_s, cnt_s, st_s)
-                if np.isfinite(ef) and np.isfinite(es):
-                    line = ef - es
-                    if np.isfinite(line):
-                        sig = _ema_push(line, j, signal, ag, cnt_g, st_g)
-                    else:
-                        line = np.nan
-            hist = line - sig
-            out_line[t, j] = line
-            out_signal[t, j] = sig if np.isfinite(sig) else np.nan
-            out_hist[t, j] = hist if np.isfinite(hist) else np.nan
+        macd_step_nb(t, x[t], fast, slow, signal, cnt_f, cnt_s, cnt_g, st_f, st_s, st_g,
+                     out_line[t], out_signal[t], out_hist[t])
 
 
 # --------------------------------------------------------------------------- wrappers

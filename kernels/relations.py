@@ -21,9 +21,10 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
   when ``y`` is constant over the window, 0 when only ``x`` is.
 * Outputs are finite or NaN, never infinite.
 
-Numerics: Neumaier-compensated running sums of ``x - kx``, ``y - ky`` and their
-products (``kx``, ``ky`` recent values), recomputed from scratch every ``window``
-rows; constant windows are detected exactly.
+Numerics: plain running sums of ``x - kx``, ``y - ky`` and their products (``kx``,
+``ky`` recent values), recomputed from the ring buffers with compensated summation
+on each window's first complete row and every ``window`` rows (the bound is in
+docs/kernels.md); constant windows are detected exactly.
 """
 from __future__ import annotations
 
@@ -63,134 +64,180 @@ def _check(x, y, out, window):
 
 
 @njit(cache=True, nogil=True)
-def _pair_row(x, y, t, w, same_y, st, run, same_x, cov, vx, vy):
-    """Advance every symbol's pair state to row ``t``.
+def _pair_state(n_sym, window):
+    """ring_x (row r in slot r % window), ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
+    same_y, last_bad, due.
 
-    Writes the co-moment ``cov[j]`` and the second moments ``vx[j]``, ``vy[j]``
-    (sums of products of deviations from the window means, not divided), or NaN
-    when the window is incomplete. ``st[j]``: kx, ky, then five compensated sums
-    (value, compensation) of dx, dy, dx*dx, dy*dy, dx*dy.
+    The five sums are plain running sums over the window of ``dx = x - kx``,
+    ``dy = y - ky`` and their products; NaN (as after a missing value) until the first
+    complete window. ``same_x`` / ``same_y``: equal values in a row, ending at the newest.
+    ``due[0]``: the next row on which some symbol's window becomes complete again.
     """
-    yv = y[t]
-    y_ok = np.isfinite(yv)
-    for j in range(x.shape[1]):
-        xv = x[t, j]
-        if not (y_ok and np.isfinite(xv)):
-            run[j] = 0
-            same_x[j] = 0
-            cov[j] = np.nan
-            vx[j] = np.nan
-            vy[j] = np.nan
-            continue
-        r = run[j] + 1
-        run[j] = r
-        if r > 1 and x[t - 1, j] == xv:
-            same_x[j] += 1
-        else:
-            same_x[j] = 1
-        if r < w:
-            cov[j] = np.nan
-            vx[j] = np.nan
-            vy[j] = np.nan
-            continue
-        if r == w or r == 2 * w:  # first full window, then every w rows: recompute
-            run[j] = w  # keeps r in [w, 2w], so a compare (not a modulo) schedules it
-            kx = xv
-            ky = yv
-            for q in range(2, 12):
-                st[j, q] = 0.0
-            for i in range(t - w + 1, t + 1):
-                dx = x[i, j] - kx
-                dy = y[i] - ky
-                st[j, 2], st[j, 3] = _nadd(st[j, 2], st[j, 3], dx)
-                st[j, 4], st[j, 5] = _nadd(st[j, 4], st[j, 5], dy)
-                st[j, 6], st[j, 7] = _nadd(st[j, 6], st[j, 7], dx * dx)
-                st[j, 8], st[j, 9] = _nadd(st[j, 8], st[j, 9], dy * dy)
-                st[j, 10], st[j, 11] = _nadd(st[j, 10], st[j, 11], dx * dy)
-            st[j, 0] = kx
-            st[j, 1] = ky
-        else:
-            kx = st[j, 0]
-            ky = st[j, 1]
-            dx = xv - kx
-            dy = yv - ky
-            ox = x[t - w, j] - kx
-            oy = y[t - w] - ky
-            st[j, 2], st[j, 3] = _nadd(st[j, 2], st[j, 3], dx)
-            st[j, 2], st[j, 3] = _nadd(st[j, 2], st[j, 3], -ox)
-            st[j, 4], st[j, 5] = _nadd(st[j, 4], st[j, 5], dy)
-            st[j, 4], st[j, 5] = _nadd(st[j, 4], st[j, 5], -oy)
-            st[j, 6], st[j, 7] = _nadd(st[j, 6], st[j, 7], dx * dx)
-            st[j, 6], st[j, 7] = _nadd(st[j, 6], st[j, 7], -(ox * ox))
-            st[j, 8], st[j, 9] = _nadd(st[j, 8], st[j, 9], dy * dy)
-            st[j, 8], st[j, 9] = _nadd(st[j, 8], st[j, 9], -(oy * oy))
-            st[j, 10], st[j, 11] = _nadd(st[j, 10], st[j, 11], dx * dy)
-            st[j, 10], st[j, 11] = _nadd(st[j, 10], st[j, 11], -(ox * oy))
-        sx = st[j, 2] + st[j, 3]
-        sy = st[j, 4] + st[j, 5]
-        sxx = st[j, 6] + st[j, 7]
-        syy = st[j, 8] + st[j, 9]
-        sxy = st[j, 10] + st[j, 11]
-        c = sxy - sx * sy / w
-        a = sxx - sx * sx / w
-        b = syy - sy * sy / w
-        if same_x[j] >= w:
-            a = 0.0
-            c = 0.0
-        if same_y >= w:
-            b = 0.0
-            c = 0.0
-        if np.isfinite(a) and np.isfinite(b) and np.isfinite(c):
-            cov[j] = c
-            vx[j] = a if a > 0.0 else 0.0
-            vy[j] = b if b > 0.0 else 0.0
-        else:  # overflow (|values| beyond ~1e150): undefined
-            cov[j] = np.nan
-            vx[j] = np.nan
-            vy[j] = np.nan
+    if window < 1:
+        raise ValueError("window must be >= 1")
+    nan = np.full(n_sym, np.nan)
+    return (np.full((window, n_sym), np.nan), np.full(window, np.nan), np.zeros(n_sym),
+            np.zeros(n_sym), nan.copy(), nan.copy(), nan.copy(), nan.copy(), nan.copy(),
+            np.zeros(n_sym, dtype=np.int64), np.zeros(1, dtype=np.int64),
+            np.full(n_sym, -1, dtype=np.int64), np.full(1, window - 1, dtype=np.int64))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pair_out(sx, sy, sxx, syy, sxy, const_x, const_y, w, want_beta):
+    """Beta or correlation from the window sums; constant sides are detected exactly."""
+    c = sxy - sx * sy / w
+    a = sxx - sx * sx / w
+    b = syy - sy * sy / w
+    a = 0.0 if const_x else a
+    b = 0.0 if const_y else b
+    c = 0.0 if (const_x or const_y) else c
+    r = np.nan
+    if want_beta:
+        if b > 0.0:
+            r = c / b
+    elif a > 0.0 and b > 0.0:
+        r = c / (np.sqrt(a) * np.sqrt(b))
+        r = min(1.0, max(-1.0, r))
+    ok = np.isfinite(a) and np.isfinite(b) and np.isfinite(c)  # overflow: undefined
+    return r if (ok and np.isfinite(r)) else np.nan
 
 
 @njit(cache=True, nogil=True)
-def _pair_kernel(x, y, window, out, want_beta):
-    _check(x, y, out, window)
-    n_time, n_sym = x.shape
-    st = np.zeros((n_sym, 12), dtype=np.float64)
-    run = np.zeros(n_sym, dtype=np.int64)
-    same_x = np.zeros(n_sym, dtype=np.int64)
-    cov = np.empty(n_sym, dtype=np.float64)
-    vx = np.empty(n_sym, dtype=np.float64)
-    vy = np.empty(n_sym, dtype=np.float64)
-    same_y = 0  # equal present y values in a row, ending at t
-    for t in range(n_time):
-        yv = y[t]
-        if not np.isfinite(yv):
-            same_y = 0
-        elif t > 0 and y[t - 1] == yv:
-            same_y += 1
-        else:
-            same_y = 1
-        _pair_row(x, y, t, window, same_y, st, run, same_x, cov, vx, vy)
+def _pair_anchor(j, lo, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy):
+    """Recompute symbol ``j``'s five sums from the ring rows ``lo .. lo+w-1`` (compensated)."""
+    s = np.zeros(10)
+    for r in range(lo, lo + w):
+        dx = ring_x[r % w, j] - kx[j]
+        dy = ring_y[r % w] - ky[j]
+        s[0], s[1] = _nadd(s[0], s[1], dx)
+        s[2], s[3] = _nadd(s[2], s[3], dy)
+        s[4], s[5] = _nadd(s[4], s[5], dx * dx)
+        s[6], s[7] = _nadd(s[6], s[7], dy * dy)
+        s[8], s[9] = _nadd(s[8], s[9], dx * dy)
+    sx[j] = s[0] + s[1]
+    sy[j] = s[2] + s[3]
+    sxx[j] = s[4] + s[5]
+    syy[j] = s[6] + s[7]
+    sxy[j] = s[8] + s[9]
+
+
+@njit(cache=True, nogil=True)
+def _pair_step(t, x, y, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y,
+               last_bad, due, out, want_beta):
+    """Advance every symbol's pair window by row ``t`` (``y`` is that row's value).
+
+    Plain running sums, recomputed from the rings (compensated) on the row where a
+    symbol's window becomes complete and for every symbol every ``w`` rows (the variance's cancellation error grows with the square of the distance to the shift, so it is kept recent). A
+    missing value makes the sums NaN, which is what marks an incomplete window.
+    """
+    n_sym = kx.shape[0]
+    if x.shape[0] != n_sym or out.shape[0] != n_sym:
+        raise ValueError("the input and output rows must have one value per symbol of the state")
+    pos = t % w
+    rp = ring_x[pos]
+    pp = ring_x[(t - 1) % w]
+    y_ok = np.isfinite(y)
+    sy_run = same_y[0] + 1 if y == ring_y[(t - 1) % w] else 1
+    same_y[0] = sy_run
+    const_y = sy_run >= w and y_ok
+    oy = ring_y[pos]
+    ring_y[pos] = y
+    n_bad = 0
+    for j in range(n_sym):
+        v = x[j]
+        ax = kx[j]
+        ay = ky[j]
+        dx = v - ax
+        dy = y - ay
+        ox = rp[j] - ax
+        qy = oy - ay
+        sm = same_x[j] + 1 if v == pp[j] else 1  # pp read before rp is written (w == 1)
+        a = sx[j] + (dx - ox)
+        b = sy[j] + (dy - qy)
+        c = sxx[j] + (dx * dx - ox * ox)
+        d = syy[j] + (dy * dy - qy * qy)
+        e = sxy[j] + (dx * dy - ox * qy)
+        rp[j] = v
+        sx[j] = a
+        sy[j] = b
+        sxx[j] = c
+        syy[j] = d
+        sxy[j] = e
+        same_x[j] = sm
+        out[j] = _pair_out(a, b, c, d, e, sm >= w and np.isfinite(v), const_y, w, want_beta)
+        n_bad += not np.isfinite(v)
+    if n_bad or not y_ok:
         for j in range(n_sym):
-            r = np.nan
-            if want_beta:
-                if vy[j] > 0.0:
-                    r = cov[j] / vy[j]
-            elif vx[j] > 0.0 and vy[j] > 0.0:
-                r = cov[j] / (np.sqrt(vx[j]) * np.sqrt(vy[j]))
-                r = min(1.0, max(-1.0, r))
-            out[t, j] = r if np.isfinite(r) else np.nan
+            if not (y_ok and np.isfinite(x[j])):
+                last_bad[j] = t
+        due[0] = min(due[0], t + w)
+    every = (t + 1) % w == 0
+    if every or due[0] == t:
+        nxt = np.iinfo(np.int64).max
+        for j in range(n_sym):
+            dd = last_bad[j] + w
+            if (every and y_ok and np.isfinite(x[j])) or dd == t:
+                kx[j] = x[j]
+                ky[j] = y
+                _pair_anchor(j, t - w + 1, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy)
+                out[j] = _pair_out(sx[j], sy[j], sxx[j], syy[j], sxy[j], same_x[j] >= w,
+                                   const_y, w, want_beta)
+            if t < dd < nxt:
+                nxt = dd
+        if due[0] == t:
+            due[0] = nxt
+
+
+@njit(cache=True, nogil=True)
+def rolling_corr_state(n_sym, window):
+    """State of :func:`rolling_corr_step_nb`; see ``_pair_state``."""
+    return _pair_state(n_sym, window)
+
+
+@njit(cache=True, nogil=True)
+def rolling_corr_step_nb(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
+                         same_y, last_bad, due, out):
+    """Advance :func:`rolling_corr_nb` by row ``t`` (the ``t``-th call, from 0); ``y`` is a
+    number, that row's value of the series."""
+    _pair_step(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y,
+               last_bad, due, out, False)
 
 
 @njit(cache=True, nogil=True)
 def rolling_corr_nb(x, y, window, out):
     """Rolling Pearson correlation of each column of ``x`` with the series ``y``."""
-    _pair_kernel(x, y, window, out, False)
+    _check(x, y, out, window)
+    (ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y, last_bad,
+     due) = rolling_corr_state(x.shape[1], window)
+    for t in range(x.shape[0]):
+        rolling_corr_step_nb(t, x[t], y[t], window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy,
+                             sxy, same_x, same_y, last_bad, due, out[t])
+
+
+@njit(cache=True, nogil=True)
+def rolling_beta_state(n_sym, window):
+    """State of :func:`rolling_beta_step_nb`; see ``_pair_state``."""
+    return _pair_state(n_sym, window)
+
+
+@njit(cache=True, nogil=True)
+def rolling_beta_step_nb(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
+                         same_y, last_bad, due, out):
+    """Advance :func:`rolling_beta_nb` by row ``t`` (the ``t``-th call, from 0); ``y`` is a
+    number, that row's value of the series."""
+    _pair_step(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y,
+               last_bad, due, out, True)
 
 
 @njit(cache=True, nogil=True)
 def rolling_beta_nb(x, y, window, out):
     """Rolling beta ``cov(x, y) / var(y)`` of each column of ``x`` on the series ``y``."""
-    _pair_kernel(x, y, window, out, True)
+    _check(x, y, out, window)
+    (ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y, last_bad,
+     due) = rolling_beta_state(x.shape[1], window)
+    for t in range(x.shape[0]):
+        rolling_beta_step_nb(t, x[t], y[t], window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy,
+                             sxy, same_x, same_y, last_bad, due, out[t])
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -15,6 +15,10 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
   ``log_returns = log(x[t] / x[t-1])`` (computed with ``log1p``; NaN unless both
   prices are > 0), ``momentum = x[t] / x[t-window] - 1``.
 * Outputs are finite or NaN, never infinite (a zero base price gives NaN).
+
+Streaming: ``name_nb`` is the loop over ``name_step_nb`` (one row, all symbols;
+the state is a ring of the last ``n`` rows, from ``name_state``), see
+``pitgrid.kernels.Stream``.
 """
 from __future__ import annotations
 
@@ -34,46 +38,102 @@ __all__ = [
 
 
 @njit(cache=True, nogil=True)
-def _ratio_nb(x, n, out, use_log):
-    n_time, n_sym = x.shape
-    if out.shape[0] != n_time or out.shape[1] != n_sym:
-        raise ValueError("out must have the shape of x")
+def _ring_state(n_sym, n):
+    """The last ``n`` input rows, row r in slot r % n (NaN before row 0)."""
     if n < 1:
         raise ValueError("window must be >= 1")
-    for t in range(n_time):
-        if t < n:
-            for j in range(n_sym):
-                out[t, j] = np.nan
-            continue
-        for j in range(n_sym):
-            a = x[t, j]
-            b = x[t - n, j]
-            r = np.nan
-            if np.isfinite(a) and np.isfinite(b):
-                if use_log:
-                    if a > 0.0 and b > 0.0:
-                        r = np.log1p((a - b) / b)
-                elif b != 0.0:
-                    r = (a - b) / b
-            out[t, j] = r if np.isfinite(r) else np.nan
+    return np.full((n, n_sym), np.nan)
+
+
+@njit(cache=True, nogil=True)
+def _ratio_step(t, x, ring, out, use_log):
+    n_sym = ring.shape[1]
+    if x.shape[0] != n_sym or out.shape[0] != n_sym:
+        raise ValueError("the input and output rows must have one value per symbol of the state")
+    rp = ring[t % ring.shape[0]]  # row t - n, NaN while t < n
+    for j in range(n_sym):
+        a = x[j]
+        b = rp[j]
+        rp[j] = a
+        r = np.nan
+        if np.isfinite(a) and np.isfinite(b):
+            if use_log:
+                if a > 0.0 and b > 0.0:
+                    r = np.log1p((a - b) / b)
+            elif b != 0.0:
+                r = (a - b) / b
+        out[j] = r if np.isfinite(r) else np.nan
+
+
+@njit(cache=True, nogil=True)
+def _check(x, out):
+    if out.shape[0] != x.shape[0] or out.shape[1] != x.shape[1]:
+        raise ValueError("out must have the shape of x")
+
+
+@njit(cache=True, nogil=True)
+def simple_returns_state(n_sym):
+    """State of :func:`simple_returns_step_nb`: ring (the previous row)."""
+    return (_ring_state(n_sym, 1),)
+
+
+@njit(cache=True, nogil=True)
+def simple_returns_step_nb(t, x, ring, out):
+    """Advance :func:`simple_returns_nb` by one row for every symbol."""
+    _ratio_step(t, x, ring, out, False)
 
 
 @njit(cache=True, nogil=True)
 def simple_returns_nb(x, out):
     """One-bar simple return ``x[t] / x[t-1] - 1``."""
-    _ratio_nb(x, 1, out, False)
+    _check(x, out)
+    (ring,) = simple_returns_state(x.shape[1])
+    for t in range(x.shape[0]):
+        simple_returns_step_nb(t, x[t], ring, out[t])
+
+
+@njit(cache=True, nogil=True)
+def log_returns_state(n_sym):
+    """State of :func:`log_returns_step_nb`: ring (the previous row)."""
+    return (_ring_state(n_sym, 1),)
+
+
+@njit(cache=True, nogil=True)
+def log_returns_step_nb(t, x, ring, out):
+    """Advance :func:`log_returns_nb` by one row for every symbol."""
+    _ratio_step(t, x, ring, out, True)
 
 
 @njit(cache=True, nogil=True)
 def log_returns_nb(x, out):
     """One-bar log return ``log(x[t] / x[t-1])``."""
-    _ratio_nb(x, 1, out, True)
+    _check(x, out)
+    (ring,) = log_returns_state(x.shape[1])
+    for t in range(x.shape[0]):
+        log_returns_step_nb(t, x[t], ring, out[t])
+
+
+@njit(cache=True, nogil=True)
+def momentum_state(n_sym, window):
+    """State of :func:`momentum_step_nb`: ring (the last ``window`` rows)."""
+    return (_ring_state(n_sym, window),)
+
+
+@njit(cache=True, nogil=True)
+def momentum_step_nb(t, x, window, ring, out):
+    """Advance :func:`momentum_nb` by row ``t`` (the ``t``-th call, from 0)."""
+    if ring.shape[0] != window:
+        raise ValueError("the ring must hold `window` rows")
+    _ratio_step(t, x, ring, out, False)
 
 
 @njit(cache=True, nogil=True)
 def momentum_nb(x, window, out):
     """``x[t] / x[t-window] - 1``."""
-    _ratio_nb(x, window, out, False)
+    _check(x, out)
+    (ring,) = momentum_state(x.shape[1], window)
+    for t in range(x.shape[0]):
+        momentum_step_nb(t, x[t], window, ring, out[t])
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -15,6 +15,9 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
 * The wrappers broadcast ``b`` to the shape of ``a``: a scalar threshold, a
   ``(time, 1)`` column (one value per bar), a ``(1, symbol)`` row. A 1-D ``b``
   against a 2-D ``a`` is refused as ambiguous. The raw kernels need equal shapes.
+
+Streaming: ``name_nb`` is the loop over ``name_step_nb`` (one row, all symbols;
+the state is the previous row of ``a`` and ``b``), see ``pitgrid.kernels.Stream``.
 """
 from __future__ import annotations
 
@@ -33,37 +36,77 @@ __all__ = [
 
 
 @njit(cache=True, nogil=True)
-def _cross_nb(a, b, out, up):
-    n_time, n_sym = a.shape
-    if (b.shape[0] != n_time or b.shape[1] != n_sym or out.shape[0] != n_time
-            or out.shape[1] != n_sym):
-        raise ValueError("a, b and out must have the same shape")
+def _cross_state(n_sym):
+    """The previous row of ``a`` and of ``b`` (NaN before row 0: no cross on row 0)."""
+    return np.full(n_sym, np.nan), np.full(n_sym, np.nan)
+
+
+@njit(cache=True, nogil=True)
+def _cross_step(a, b, prev_a, prev_b, out, up):
+    n_sym = prev_a.shape[0]
+    if a.shape[0] != n_sym or b.shape[0] != n_sym or out.shape[0] != n_sym:
+        raise ValueError("the input and output rows must have one value per symbol of the state")
     for j in range(n_sym):
-        if n_time > 0:
-            out[0, j] = False
-    for t in range(1, n_time):
-        for j in range(n_sym):
-            a1 = a[t, j]
-            b1 = b[t, j]
-            a0 = a[t - 1, j]
-            b0 = b[t - 1, j]
-            ok = np.isfinite(a1) and np.isfinite(b1) and np.isfinite(a0) and np.isfinite(b0)
-            if up:
-                out[t, j] = ok and a1 > b1 and a0 <= b0
-            else:
-                out[t, j] = ok and a1 < b1 and a0 >= b0
+        a1 = a[j]
+        b1 = b[j]
+        a0 = prev_a[j]
+        b0 = prev_b[j]
+        ok = np.isfinite(a1) and np.isfinite(b1) and np.isfinite(a0) and np.isfinite(b0)
+        if up:
+            out[j] = ok and a1 > b1 and a0 <= b0
+        else:
+            out[j] = ok and a1 < b1 and a0 >= b0
+        prev_a[j] = a1
+        prev_b[j] = b1
+
+
+@njit(cache=True, nogil=True)
+def _check(a, b, out):
+    if (b.shape[0] != a.shape[0] or b.shape[1] != a.shape[1] or out.shape[0] != a.shape[0]
+            or out.shape[1] != a.shape[1]):
+        raise ValueError("a, b and out must have the same shape")
+
+
+@njit(cache=True, nogil=True)
+def crossover_state(n_sym):
+    """State of :func:`crossover_step_nb`: prev_a, prev_b."""
+    return _cross_state(n_sym)
+
+
+@njit(cache=True, nogil=True)
+def crossover_step_nb(t, a, b, prev_a, prev_b, out):
+    """Advance :func:`crossover_nb` by one row for every symbol."""
+    _cross_step(a, b, prev_a, prev_b, out, True)
 
 
 @njit(cache=True, nogil=True)
 def crossover_nb(a, b, out):
     """``out[t] = a[t] > b[t] and a[t-1] <= b[t-1]`` (False where anything is missing)."""
-    _cross_nb(a, b, out, True)
+    _check(a, b, out)
+    prev_a, prev_b = crossover_state(a.shape[1])
+    for t in range(a.shape[0]):
+        crossover_step_nb(t, a[t], b[t], prev_a, prev_b, out[t])
+
+
+@njit(cache=True, nogil=True)
+def crossunder_state(n_sym):
+    """State of :func:`crossunder_step_nb`: prev_a, prev_b."""
+    return _cross_state(n_sym)
+
+
+@njit(cache=True, nogil=True)
+def crossunder_step_nb(t, a, b, prev_a, prev_b, out):
+    """Advance :func:`crossunder_nb` by one row for every symbol."""
+    _cross_step(a, b, prev_a, prev_b, out, False)
 
 
 @njit(cache=True, nogil=True)
 def crossunder_nb(a, b, out):
     """``out[t] = a[t] < b[t] and a[t-1] >= b[t-1]`` (False where anything is missing)."""
-    _cross_nb(a, b, out, False)
+    _check(a, b, out)
+    prev_a, prev_b = crossunder_state(a.shape[1])
+    for t in range(a.shape[0]):
+        crossunder_step_nb(t, a[t], b[t], prev_a, prev_b, out[t])
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -23,10 +23,14 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
   ``window + 1``-th present bar.
 * Outputs are finite or NaN, never infinite.
 
-Numerics: the window moments are Neumaier-compensated running sums of
-``x - shift`` and ``(x - shift)**2`` (``shift`` is a recent value of the symbol),
-recomputed from scratch every ``window`` rows; windows of identical values are
-detected exactly, so their variance is exactly 0.
+Streaming: every kernel ``name_nb`` is the loop over ``name_step_nb`` (one row, all
+symbols; state in the arrays of ``name_state``), see ``pitgrid.kernels.Stream``.
+
+Numerics: the window moments are plain running sums of ``x - shift`` and
+``(x - shift)**2`` (``shift`` is a recent value of the symbol), recomputed from the
+ring buffer of the window's values (compensated) on each symbol's first complete
+window and every ``window`` rows; windows of identical values are detected
+exactly, so their variance is exactly 0.
 """
 from __future__ import annotations
 
@@ -65,6 +69,11 @@ def _nadd(s, c, v):
 def _check(x, out, window, ddof):
     if out.shape[0] != x.shape[0] or out.shape[1] != x.shape[1]:
         raise ValueError("outputs must have the shape of x")
+    _check_params(window, ddof)
+
+
+@njit(cache=True, nogil=True)
+def _check_params(window, ddof):
     if window < 1:
         raise ValueError("window must be >= 1")
     if ddof < 0 or ddof >= window:
@@ -72,86 +81,148 @@ def _check(x, out, window, ddof):
 
 
 @njit(cache=True, nogil=True)
-def _moments_row(x, t, w, st, run, same, mean, m2):
-    """Advance every symbol's window state to row ``t``.
+def _check_row(x, out, n_sym):
+    # numba does not bounds-check: a short row would read or write past the state
+    if x.shape[0] != n_sym or out.shape[0] != n_sym:
+        raise ValueError("the input and output rows must have one value per symbol of the state")
 
-    Writes ``mean[j]`` and ``m2[j]`` (sum of squared deviations from the mean) of
-    the window ending at ``t``, or NaN for both when the window is incomplete.
-    ``st[j]`` holds: shift, s1, c1, s2, c2 (compensated sums of d and d*d, d = x - shift).
+
+@njit(cache=True, nogil=True)
+def _moments_state(n_sym, window, ddof):
+    """ring (row r in slot r % window), s1, s2, k, same, last_bad, due, work_mean, work_m2.
+
+    ``s1``, ``s2``: plain running sums of ``d`` and ``d*d`` over the window, ``d = x - k``;
+    NaN (as after a missing value) until the first complete window. ``same``: equal
+    values in a row, ending at the newest. ``due[0]``: the next row on which some
+    symbol's window becomes complete again. The work rows hold each step's mean and
+    sum of squared deviations.
     """
-    for j in range(x.shape[1]):
-        v = x[t, j]
-        if not np.isfinite(v):
-            run[j] = 0
-            same[j] = 0
-            mean[j] = np.nan
-            m2[j] = np.nan
-            continue
-        r = run[j] + 1
-        run[j] = r
-        if r > 1 and x[t - 1, j] == v:
-            same[j] += 1
-        else:
-            same[j] = 1
-        if r < w:
-            mean[j] = np.nan
-            m2[j] = np.nan
-            continue
-        if r == w or r == 2 * w:  # first full window, then every w rows: recompute
-            run[j] = w  # keeps r in [w, 2w], so a compare (not a modulo) schedules it
-            k = v
-            a = 0.0
-            ca = 0.0
-            b = 0.0
-            cb = 0.0
-            for i in range(t - w + 1, t + 1):
-                d = x[i, j] - k
-                a, ca = _nadd(a, ca, d)
-                b, cb = _nadd(b, cb, d * d)
-        else:
-            k = st[j, 0]
-            dn = v - k
-            do = x[t - w, j] - k
-            a, ca = _nadd(st[j, 1], st[j, 2], dn)
-            a, ca = _nadd(a, ca, -do)
-            b, cb = _nadd(st[j, 3], st[j, 4], dn * dn)
-            b, cb = _nadd(b, cb, -(do * do))
-        st[j, 0] = k
-        st[j, 1] = a
-        st[j, 2] = ca
-        st[j, 3] = b
-        st[j, 4] = cb
-        if same[j] >= w:
-            mean[j] = v
-            m2[j] = 0.0
-        else:
-            s1 = a + ca
-            q = (b + cb) - s1 * s1 / w
-            mu = k + s1 / w
-            if np.isfinite(mu) and np.isfinite(q):
-                mean[j] = mu
-                m2[j] = q if q > 0.0 else 0.0
-            else:  # overflow (|values| beyond ~1e150): undefined, not a wrong number
-                mean[j] = np.nan
-                m2[j] = np.nan
+    _check_params(window, ddof)
+    return (np.full((window, n_sym), np.nan), np.full(n_sym, np.nan), np.full(n_sym, np.nan),
+            np.zeros(n_sym), np.zeros(n_sym, dtype=np.int64), np.full(n_sym, -1, dtype=np.int64),
+            np.full(1, window - 1, dtype=np.int64), np.empty(n_sym), np.empty(n_sym))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _moment_out(j, v, kk, a, b, sm, w, mean, m2):
+    """Mean and sum of squared deviations from the sums; exact for a constant window."""
+    mu = kk + a / w
+    q = b - a * a / w
+    q = 0.0 if q < 0.0 else q
+    ok = np.isfinite(mu) and np.isfinite(q)  # overflow (|values| beyond ~1e150): undefined
+    const = sm >= w and np.isfinite(v)
+    mean[j] = v if const else (mu if ok else np.nan)
+    m2[j] = 0.0 if const else (q if ok else np.nan)
+
+
+@njit(cache=True, nogil=True)
+def _moments_anchor(j, lo, w, ring, s1, s2, kk):
+    """Recompute ``s1[j]``, ``s2[j]`` from the ring rows ``lo .. lo+w-1``."""
+    a = 0.0
+    ca = 0.0
+    b = 0.0
+    cb = 0.0
+    for r in range(lo, lo + w):
+        d = ring[r % w, j] - kk
+        a, ca = _nadd(a, ca, d)
+        b, cb = _nadd(b, cb, d * d)
+    s1[j] = a + ca
+    s2[j] = b + cb
+
+
+@njit(cache=True, nogil=True)
+def _moments_step(t, x, w, ring, s1, s2, k, same, last_bad, due, mean, m2):
+    """Advance every symbol's window by row ``t``; write ``mean`` and ``m2`` of the window.
+
+    Plain running sums, recomputed from the ring (compensated) on the row where a
+    symbol's window becomes complete and for every symbol every ``w`` rows (the variance's cancellation error grows with the square of the distance to the shift, so it is kept recent). A
+    missing value makes the sums NaN, which is what marks an incomplete window.
+    """
+    n_sym = s1.shape[0]
+    _check_row(x, mean, n_sym)
+    rp = ring[t % w]
+    pp = ring[(t - 1) % w]
+    n_bad = 0
+    for j in range(n_sym):
+        v = x[j]
+        kk = k[j]
+        dn = v - kk
+        do = rp[j] - kk
+        sm = same[j] + 1 if v == pp[j] else 1  # pp read before rp is written (w == 1)
+        a = s1[j] + (dn - do)
+        b = s2[j] + (dn * dn - do * do)
+        rp[j] = v
+        s1[j] = a
+        s2[j] = b
+        same[j] = sm
+        _moment_out(j, v, kk, a, b, sm, w, mean, m2)
+        n_bad += not np.isfinite(v)
+    if n_bad:
+        for j in range(n_sym):
+            if not np.isfinite(x[j]):
+                last_bad[j] = t
+        due[0] = min(due[0], t + w)
+    every = (t + 1) % w == 0
+    if every or due[0] == t:
+        nxt = np.iinfo(np.int64).max
+        for j in range(n_sym):
+            d = last_bad[j] + w
+            if (every and np.isfinite(x[j])) or d == t:
+                k[j] = x[j]
+                _moments_anchor(j, t - w + 1, w, ring, s1, s2, k[j])
+                _moment_out(j, x[j], k[j], s1[j], s2[j], same[j], w, mean, m2)
+            if t < d < nxt:
+                nxt = d
+        if due[0] == t:
+            due[0] = nxt
+
+
+@njit(cache=True, nogil=True)
+def rolling_std_state(n_sym, window, ddof):
+    """State of :func:`rolling_std_step_nb`; see ``_moments_state``."""
+    return _moments_state(n_sym, window, ddof)
+
+
+@njit(cache=True, nogil=True)
+def rolling_std_step_nb(t, x, window, ddof, ring, s1, s2, k, same, last_bad, due, work_mean,
+                        work_m2, out):
+    """Advance :func:`rolling_std_nb` by row ``t`` (the ``t``-th call, from 0)."""
+    _moments_step(t, x, window, ring, s1, s2, k, same, last_bad, due, work_mean, work_m2)
+    _check_row(x, out, s1.shape[0])
+    div = float(window - ddof)
+    for j in range(x.shape[0]):
+        sd = np.sqrt(work_m2[j] / div)
+        out[j] = sd if np.isfinite(sd) else np.nan
 
 
 @njit(cache=True, nogil=True)
 def rolling_std_nb(x, window, ddof, out):
     """Rolling standard deviation over ``window`` rows, divisor ``window - ddof``."""
     _check(x, out, window, ddof)
-    n_time, n_sym = x.shape
-    st = np.zeros((n_sym, 5), dtype=np.float64)
-    run = np.zeros(n_sym, dtype=np.int64)
-    same = np.zeros(n_sym, dtype=np.int64)
-    mean = np.empty(n_sym, dtype=np.float64)
-    m2 = np.empty(n_sym, dtype=np.float64)
+    st = rolling_std_state(x.shape[1], window, ddof)
+    ring, s1, s2, k, same, last_bad, due, work_mean, work_m2 = st
+    for t in range(x.shape[0]):
+        rolling_std_step_nb(t, x[t], window, ddof, ring, s1, s2, k, same, last_bad, due,
+                            work_mean, work_m2, out[t])
+
+
+@njit(cache=True, nogil=True)
+def rolling_zscore_state(n_sym, window, ddof):
+    """State of :func:`rolling_zscore_step_nb`; see ``_moments_state``."""
+    return _moments_state(n_sym, window, ddof)
+
+
+@njit(cache=True, nogil=True)
+def rolling_zscore_step_nb(t, x, window, ddof, ring, s1, s2, k, same, last_bad, due,
+                           work_mean, work_m2, out):
+    """Advance :func:`rolling_zscore_nb` by row ``t`` (the ``t``-th call, from 0)."""
+    _moments_step(t, x, window, ring, s1, s2, k, same, last_bad, due, work_mean, work_m2)
+    _check_row(x, out, s1.shape[0])
     div = float(window - ddof)
-    for t in range(n_time):
-        _moments_row(x, t, window, st, run, same, mean, m2)
-        for j in range(n_sym):
-            sd = np.sqrt(m2[j] / div)
-            out[t, j] = sd if np.isfinite(sd) else np.nan
+    for j in range(x.shape[0]):
+        sd = np.sqrt(work_m2[j] / div)
+        z = (x[j] - work_mean[j]) / sd if sd > 0.0 else np.nan
+        out[j] = z if np.isfinite(z) else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -161,22 +232,38 @@ def rolling_zscore_nb(x, window, ddof, out):
     NaN when the window's std is 0.
     """
     _check(x, out, window, ddof)
-    n_time, n_sym = x.shape
-    st = np.zeros((n_sym, 5), dtype=np.float64)
-    run = np.zeros(n_sym, dtype=np.int64)
-    same = np.zeros(n_sym, dtype=np.int64)
-    mean = np.empty(n_sym, dtype=np.float64)
-    m2 = np.empty(n_sym, dtype=np.float64)
+    st = rolling_zscore_state(x.shape[1], window, ddof)
+    ring, s1, s2, k, same, last_bad, due, work_mean, work_m2 = st
+    for t in range(x.shape[0]):
+        rolling_zscore_step_nb(t, x[t], window, ddof, ring, s1, s2, k, same, last_bad, due,
+                               work_mean, work_m2, out[t])
+
+
+@njit(cache=True, nogil=True)
+def bollinger_state(n_sym, window, k, ddof):
+    """State of :func:`bollinger_step_nb`; see ``_moments_state``."""
+    return _moments_state(n_sym, window, ddof)
+
+
+@njit(cache=True, nogil=True)
+def bollinger_step_nb(t, x, window, k, ddof, ring, s1, s2, shift, same, last_bad, due,
+                      work_mean, work_m2, out_mid, out_upper, out_lower):
+    """Advance :func:`bollinger_nb` by row ``t`` (the ``t``-th call, from 0)."""
+    _moments_step(t, x, window, ring, s1, s2, shift, same, last_bad, due, work_mean, work_m2)
+    n_sym = s1.shape[0]
+    _check_row(x, out_mid, n_sym)
+    _check_row(x, out_upper, n_sym)
+    _check_row(x, out_lower, n_sym)
     div = float(window - ddof)
-    for t in range(n_time):
-        _moments_row(x, t, window, st, run, same, mean, m2)
-        for j in range(n_sym):
-            sd = np.sqrt(m2[j] / div)
-            if sd > 0.0:
-                z = (x[t, j] - mean[j]) / sd
-                out[t, j] = z if np.isfinite(z) else np.nan
-            else:
-                out[t, j] = np.nan
+    for j in range(n_sym):
+        mid = work_mean[j]
+        half = k * np.sqrt(work_m2[j] / div)
+        up = mid + half
+        dn = mid - half
+        ok = np.isfinite(up) and np.isfinite(dn)
+        out_mid[j] = mid if ok else np.nan
+        out_upper[j] = up if ok else np.nan
+        out_lower[j] = dn if ok else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -185,28 +272,56 @@ def bollinger_nb(x, window, k, ddof, out_mid, out_upper, out_lower):
     _check(x, out_mid, window, ddof)
     _check(x, out_upper, window, ddof)
     _check(x, out_lower, window, ddof)
-    n_time, n_sym = x.shape
-    st = np.zeros((n_sym, 5), dtype=np.float64)
-    run = np.zeros(n_sym, dtype=np.int64)
-    same = np.zeros(n_sym, dtype=np.int64)
-    mean = np.empty(n_sym, dtype=np.float64)
-    m2 = np.empty(n_sym, dtype=np.float64)
-    div = float(window - ddof)
-    for t in range(n_time):
-        _moments_row(x, t, window, st, run, same, mean, m2)
-        for j in range(n_sym):
-            mid = mean[j]
-            half = k * np.sqrt(m2[j] / div)
-            up = mid + half
-            dn = mid - half
-            if np.isfinite(up) and np.isfinite(dn):
-                out_mid[t, j] = mid
-                out_upper[t, j] = up
-                out_lower[t, j] = dn
+    st = bollinger_state(x.shape[1], window, k, ddof)
+    ring, s1, s2, shift, same, last_bad, due, work_mean, work_m2 = st
+    for t in range(x.shape[0]):
+        bollinger_step_nb(t, x[t], window, k, ddof, ring, s1, s2, shift, same, last_bad, due,
+                          work_mean, work_m2, out_mid[t], out_upper[t], out_lower[t])
+
+
+@njit(cache=True, nogil=True)
+def atr_state(n_sym, window):
+    """State of :func:`atr_step_nb`: has_prev, prev_close, n_tr, value (warm-up sum of true
+    ranges, then the ATR), comp (the warm-up sum's compensation)."""
+    if window < 1:
+        raise ValueError("window must be >= 1")
+    return (np.zeros(n_sym, dtype=np.bool_), np.zeros(n_sym), np.zeros(n_sym, dtype=np.int64),
+            np.zeros(n_sym), np.zeros(n_sym))
+
+
+@njit(cache=True, nogil=True)
+def atr_step_nb(t, high, low, close, window, has_prev, prev_close, n_tr, value, comp, out):
+    """Advance :func:`atr_nb` by one row for every symbol."""
+    n_sym = n_tr.shape[0]
+    _check_row(close, out, n_sym)
+    _check_row(high, low, n_sym)
+    w = window
+    for j in range(n_sym):
+        h = high[j]
+        lo = low[j]
+        c = close[j]
+        if not (np.isfinite(h) and np.isfinite(lo) and np.isfinite(c)):
+            out[j] = np.nan  # skipped: state held
+            continue
+        res = np.nan
+        if has_prev[j]:
+            pc = prev_close[j]
+            tr = max(h - lo, abs(h - pc), abs(lo - pc))
+            n = n_tr[j] + 1
+            if n <= w:
+                n_tr[j] = n
+                a, ca = _nadd(value[j], comp[j], tr)
+                value[j] = a
+                comp[j] = ca
+                if n == w:
+                    res = (a + ca) / w
+                    value[j] = res
             else:
-                out_mid[t, j] = np.nan
-                out_upper[t, j] = np.nan
-                out_lower[t, j] = np.nan
+                res = (value[j] * (w - 1) + tr) / w
+                value[j] = res
+        has_prev[j] = True
+        prev_close[j] = c
+        out[j] = res if np.isfinite(res) else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -216,41 +331,10 @@ def atr_nb(high, low, close, window, out):
     if (high.shape[0] != n_time or high.shape[1] != n_sym or low.shape[0] != n_time
             or low.shape[1] != n_sym or out.shape[0] != n_time or out.shape[1] != n_sym):
         raise ValueError("high, low, close and out must have the same shape")
-    if window < 1:
-        raise ValueError("window must be >= 1")
-    w = window
-    has_prev = np.zeros(n_sym, dtype=np.bool_)
-    prev_close = np.zeros(n_sym, dtype=np.float64)
-    n_tr = np.zeros(n_sym, dtype=np.int64)
-    state = np.zeros(n_sym, dtype=np.float64)  # warm-up sum of TR, then the ATR
-    comp = np.zeros(n_sym, dtype=np.float64)
+    has_prev, prev_close, n_tr, value, comp = atr_state(n_sym, window)
     for t in range(n_time):
-        for j in range(n_sym):
-            h = high[t, j]
-            lo = low[t, j]
-            c = close[t, j]
-            if not (np.isfinite(h) and np.isfinite(lo) and np.isfinite(c)):
-                out[t, j] = np.nan  # skipped: state held
-                continue
-            res = np.nan
-            if has_prev[j]:
-                pc = prev_close[j]
-                tr = max(h - lo, abs(h - pc), abs(lo - pc))
-                n = n_tr[j] + 1
-                if n <= w:
-                    n_tr[j] = n
-                    a, ca = _nadd(state[j], comp[j], tr)
-                    state[j] = a
-                    comp[j] = ca
-                    if n == w:
-                        res = (a + ca) / w
-                        state[j] = res
-                else:
-                    res = (state[j] * (w - 1) + tr) / w
-                    state[j] = res
-            has_prev[j] = True
-            prev_close[j] = c
-            out[t, j] = res if np.isfinite(res) else np.nan
+        atr_step_nb(t, high[t], low[t], close[t], window, has_prev, prev_close, n_tr, value,
+                    comp, out[t])
 
 
 # --------------------------------------------------------------------------- wrappers

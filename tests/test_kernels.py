@@ -390,7 +390,7 @@ CASES: dict[str, Case] = {
 def test_every_kernel_is_tested_and_exported_in_three_forms():
     assert set(CASES) == set(K.KERNELS)
     forms = {f"{k}{s}" for k in K.KERNELS for s in ("", "_into", "_nb")}
-    assert set(K.__all__) == forms | {"KERNELS", "Bands", "MACD"}
+    assert set(K.__all__) == forms | {"KERNELS", "Bands", "MACD", "Stream", "stream"}
     assert all(callable(getattr(K, n)) for n in forms)
 
 

@@ -98,7 +98,10 @@ class FeatureData:
     def events(self, field: str, *, by: str = "knowledge_time") -> np.ndarray:
         """``(time, symbol)``: the latest value of event ``field`` known at each bar (NaN before any).
 
-        An event counts from the first bar at or after its ``knowledge_time``. ``by``
+        An event counts from the first bar at or after its ``knowledge_time``. Among
+        the events of one symbol and field that become known at the same bar, the one
+        with the latest ``knowledge_time`` wins, then the latest ``event_time``, then
+        the one later in the events table (input order). ``by``
         exists so a leak can be planted in tests; reading by ``event_time`` uses
         values before they were published.
         """
@@ -108,14 +111,21 @@ class FeatureData:
         out = np.full((self.n_time, len(self.symbols)), np.nan)
         if ev.height == 0:
             return _readonly(out)
-        ev = ev.sort([by, "event_time"])
         col = {s: i for i, s in enumerate(self.symbols)}
         rows = np.searchsorted(self.time, ev[by].to_numpy().astype("datetime64[ns]"), side="left")
         syms = np.array([col[s] for s in ev["symbol"].to_list()])
         vals = ev["value"].to_numpy().astype(np.float64)
         keep = rows < self.n_time
+        rows, syms, vals = rows[keep], syms[keep], vals[keep]
+        # Of the events known by one bar, the latest known wins, then the latest about,
+        # then the later row of the table: a total order that rows added after this bar
+        # cannot change (lexsort is stable; its last key is the first).
+        order = np.lexsort((ev["event_time"].to_numpy()[keep].astype("datetime64[ns]"),
+                            ev[by].to_numpy()[keep].astype("datetime64[ns]"), rows))
+        flat = (rows * len(self.symbols) + syms)[order]
+        last = len(flat) - 1 - np.unique(flat[::-1], return_index=True)[1]
         stamp = np.full((self.n_time, len(self.symbols)), np.nan)
-        stamp[rows[keep], syms[keep]] = vals[keep]
+        stamp.reshape(-1)[flat[last]] = vals[order][last]
         # carry the last known value forward per symbol
         idx = np.where(np.isfinite(stamp), np.arange(self.n_time)[:, None], -1)
         np.maximum.accumulate(idx, axis=0, out=idx)

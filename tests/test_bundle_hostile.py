@@ -2,6 +2,7 @@
 the file and the rule, before the network is built, or accepted as documented."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -220,15 +221,10 @@ def _truncated(p):
 def _compressed(p):
     src = (p / "model.pt").read_bytes()
     (p / "model.pt").unlink()
-    with zipfile.ZipFile(_bytes_io(src)) as z_in, \
+    with zipfile.ZipFile(io.BytesIO(src)) as z_in, \
             zipfile.ZipFile(p / "model.pt", "w", zipfile.ZIP_DEFLATED) as z_out:
         for info in z_in.infolist():
             z_out.writestr(info.filename, z_in.read(info))
-
-
-def _bytes_io(data):
-    import io
-    return io.BytesIO(data)
 
 
 def _edit_state(edit):

@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "simulate": "pitgrid.engine.simulate",
     "SimConfig": "pitgrid.engine.config",
     "SimResult": "pitgrid.engine.result",
+    "InsufficientMemoryError": "pitgrid.engine.memory",
     "compute_metrics": "pitgrid.engine.metrics",
     "Strategy": "pitgrid.cycle.strategy",
     "Intents": "pitgrid.cycle.strategy",
@@ -90,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.data.synthetic import long_bars, synthetic_prices
     from pitgrid.data.validate import IngestError, ValidationError
     from pitgrid.engine.config import SimConfig
+    from pitgrid.engine.memory import InsufficientMemoryError
     from pitgrid.models.bundle import BundleError, ModelBundle, save_bundle
     from pitgrid.models.decision import DecisionFunction
     from pitgrid.models.features import build_features

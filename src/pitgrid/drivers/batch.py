@@ -10,6 +10,7 @@ from pitgrid.cycle.strategy import Strategy
 from pitgrid.data.market import MarketData
 from pitgrid.drivers.common import as_market, decide, resolve_settings
 from pitgrid.engine.config import SimConfig
+from pitgrid.engine.memory import check_backtest
 from pitgrid.engine.result import SimResult
 from pitgrid.engine.simulate import simulate
 
@@ -31,12 +32,14 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
         >>> res.optimistic
         True
     """
-    market = as_market(market).load()
+    market = as_market(market)
     cfg, size_value = resolve_settings(strategy, config)
     if strategy.has_hook:
         from pitgrid.drivers.step import StepDriver
 
-        return StepDriver(market, strategy, cfg).run()
+        return StepDriver(market.load(), strategy, cfg).run()
+    check_backtest(market, cfg, keep=keep)  # before the market is read and anything allocated
+    market = market.load()
     notes: dict[str, Any] = {}
     intents = decide(market, strategy, FeatureData(market), notes)
     res = simulate(market, entries=intents.entries, exits=intents.exits, weights=intents.weights,

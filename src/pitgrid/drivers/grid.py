@@ -22,6 +22,7 @@ from pitgrid.cycle.strategy import Strategy
 from pitgrid.data.market import MarketData
 from pitgrid.drivers.common import as_market, decide, resolve_settings
 from pitgrid.engine.config import SimConfig
+from pitgrid.engine.memory import check_grid
 from pitgrid.engine.simulate import simulate
 
 _CHECKPOINT_FORMAT = 1
@@ -114,6 +115,9 @@ def grid(
     plan = _plan(variants, config, memory_budget_mb, len(as_market(market).time),
                  len(as_market(market).symbols))
     store = _resolve_store(market, client, n_workers, checkpoint)
+    if store is None:  # workers of a Dask run read the store on their own machines
+        check_grid(as_market(market), resolve_settings(variants[0], config)[0], variants,
+                   chunk_sets=max(map(len, plan)), budget_mb=memory_budget_mb)
     ckpt = _Checkpoint(checkpoint, plan, strategy, settings, as_market(market)) if checkpoint else None
     done = ckpt.load(resume) if ckpt else {}
 

@@ -1,7 +1,9 @@
 """The ``pitgrid`` command line.
 
-Exit codes: 0 ok, 1 a run failed, 2 bad usage, a bad config or unusable data (the
-message is printed without a traceback).
+Exit codes: 0 ok, 1 a run failed, 2 bad usage, a bad config, unusable data or a
+results database that cannot be reached (the message is printed on one line, without
+a traceback). Names that come from data, files or the database (symbols, paths,
+strategies, universes) are printed as they are, never read as console markup.
 
 Example:
     $ pitgrid ingest prices.csv.gz --store prices.pitgrid \\
@@ -79,7 +81,7 @@ def ingest(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Validate bar files and write them as a (time, symbol) zarr store."""
+    """Validate bar files and write them as a (time, symbol) zarr store; unusable data exit 2."""
     from pitgrid.data.ingest import ingest as run_ingest
     from pitgrid.data.store import read_manifest
     from pitgrid.data.validate import IngestError
@@ -88,15 +90,12 @@ def ingest(
     if membership is not None:
         universes = {universe_id: membership} if universe_id else membership
     started = time.perf_counter()
-    try:
+    with _usage_errors(IngestError, FileExistsError, FileNotFoundError):
         path = run_ingest(
             sources, store, actions=actions, universes=universes, events=events, regimes=regimes,
             symbol_block=symbol_block, overwrite=overwrite, progress=progress,
             unknown_symbols="drop" if drop_unknown_symbols else "error",
         )
-    except (IngestError, FileExistsError) as exc:
-        _err.print(f"[bold red]ingest failed:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from exc
     _print_manifest(read_manifest(path), f"ingested into {path} in {time.perf_counter() - started:.1f} s")
 
 
@@ -106,13 +105,12 @@ def info(store: Annotated[Path, typer.Argument(help="A store written by `pitgrid
     from pitgrid.data.store import is_store, read_manifest
 
     if not is_store(store):
-        _err.print(f"[bold red]{store} is not a pitgrid store[/]")
-        raise typer.Exit(1)
+        _fail_usage(f"{store} is not a pitgrid store")
     _print_manifest(read_manifest(store), str(store))
 
 
 def _print_manifest(manifest: dict, title: str) -> None:
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=escape(title), show_header=False, title_justify="left")
     dropped = manifest["dropped"]
     rows = [
         ("rows", f"{manifest['rows']:,}"),
@@ -126,11 +124,21 @@ def _print_manifest(manifest: dict, title: str) -> None:
         ("not stored (look-ahead)", ", ".join(dropped["lookahead_fields"]) or "-"),
         ("dropped rows (unknown symbols)",
          ", ".join(f"{k}={v:,}" for k, v in dropped["unknown_symbol_rows"].items()) or "-"),
+        ("snapped split ratios", _snapped_text(manifest.get("snapped_split_ratios", [])) or "-"),
         ("fingerprint", manifest["fingerprint"][:16]),
     ]
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, Text(value))
     _out.print(table)
+
+
+def _snapped_text(snapped: list[dict[str, Any]]) -> str:
+    """One line per snapped split ratio: symbol, ex-date, raw -> snapped (fraction), where."""
+    return "\n".join(
+        f"{s['symbol']} {s['ex_date']}: {s['raw']!r} -> {s['snapped']!r} ({s['fraction']}) "
+        f"[{s['file']} {'line' if 'line' in s else 'row'} {s.get('line', s.get('row'))}]"
+        for s in snapped
+    )
 
 
 # ---------------------------------------------------------------------- running configs
@@ -241,8 +249,8 @@ def runs(
         table.add_column(column, overflow="fold")
     for row in frame.iter_rows(named=True):
         table.add_row(row["run_id"][:8], row["created_at"].strftime("%Y-%m-%d %H:%M"),
-                      row["strategy"], str(row["n_params"]),
-                      f"{_day(row['start_time'])}..{_day(row['end_time'])}", row["universe_id"] or "-",
+                      Text(row["strategy"]), str(row["n_params"]),
+                      f"{_day(row['start_time'])}..{_day(row['end_time'])}", Text(row["universe_id"] or "-"),
                       "[red]close (optimistic)[/]" if row["optimistic"] else "next open")
     _out.print(table)
 
@@ -257,7 +265,7 @@ def show(
     with _open_db(db) as rdb:
         run = _load_run(rdb, run_id)
     best = _best_param(run)
-    facts = Table(title=f"run {run.run_id}", show_header=False, title_justify="left")
+    facts = Table(title=escape(f"run {run.run_id}"), show_header=False, title_justify="left")
     source = run.config.get("run", {})
     rows = [
         ("strategy", run.strategy),
@@ -283,7 +291,7 @@ def show(
     table = Table(title="metrics", show_header=False, title_justify="left")
     for name, value in metrics.items():
         if name != "param":
-            table.add_row(name, _fmt(name, value))
+            table.add_row(Text(name), Text(_fmt(name, value)))
     _out.print(table)
     if _is_grid(run):
         _print_grid_table(_grid_frame(run), _grid_axes(run), _grid_by(run), top)
@@ -305,13 +313,13 @@ def compare(
         header = escape(f"{run.run_id[:8]}\n{run.strategy}\n{params}")
         table.add_column(header, justify="right", overflow="fold")
     fills = ["close (optimistic)" if r.optimistic else str(r.config.get("fill", "-")) for r in loaded]
-    table.add_row("fill rule", *fills)
+    table.add_row("fill rule", *map(Text, fills))
     table.add_row("period", *(f"{_day(r.equity['time'].values[0])} .. {_day(r.equity['time'].values[-1])}"
                               for r in loaded))
     rows = [r.metrics.row(_best_param(r), named=True) for r in loaded]
     names = [n for n in rows[0] if n != "param"]
     for name in names:
-        table.add_row(name, *(_fmt(name, row.get(name)) for row in rows))
+        table.add_row(Text(name), *(Text(_fmt(name, row.get(name))) for row in rows))
     _out.print(table)
 
 
@@ -347,7 +355,8 @@ def report(
 
 
 # ---------------------------------------------------------------------- helpers
-_USAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, NotImplementedError, ImportError)
+# ConnectionError: a results database that refuses the connection (the URL is the config's)
+_USAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, NotImplementedError, ImportError, ConnectionError)
 
 
 @contextmanager
@@ -365,11 +374,14 @@ def _usage_errors(*kinds: type[Exception]) -> Iterator[None]:
 
 @contextmanager
 def _run_failures(what: str) -> Iterator[None]:
-    """A run that started and failed: its traceback (likely a bug worth reporting), exit code 1."""
+    """A run that started and failed: its traceback (likely a bug worth reporting), exit code 1.
+    A results database that cannot be reached is the config's problem: one line, exit code 2."""
     try:
         yield
     except typer.Exit:
         raise
+    except ConnectionError as exc:
+        _fail_usage(str(exc))
     except Exception as exc:
         _err.print_exception(max_frames=8)
         _err.print(f"[bold red]{what} failed:[/] {type(exc).__name__}: {escape(str(exc))}",
@@ -479,13 +491,13 @@ def _print_outcome(outcome: RunOutcome) -> None:
     grid = outcome.table is not None
     title = (f"{outcome.strategy} grid: best of {outcome.table.height} sets" if grid
              else f"{outcome.strategy} backtest") + f" ({outcome.seconds:.1f} s)"
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=escape(title), show_header=False, title_justify="left")
     table.add_row("run id", outcome.run_id)
     table.add_row("parameters", escape(_params_text(outcome.params)))
     if outcome.optimistic:
         table.add_row("fills", "[bold red]same-bar close: OPTIMISTIC[/]")
     for name in _KEY_METRICS:
-        table.add_row(name, _fmt(name, outcome.metrics.get(name)))
+        table.add_row(name, Text(_fmt(name, outcome.metrics.get(name))))
     _out.print(table)
     if grid:
         _print_grid_table(outcome.table, [c for c in outcome.table.columns
@@ -499,12 +511,12 @@ def _print_grid_table(frame: Any, axes: Sequence[str], by: str, top: int) -> Non
     import polars as pl
 
     ranked = frame.sort(pl.col(by).fill_nan(None), descending=True, nulls_last=True).head(top)
-    table = Table(title=f"top {ranked.height} of {frame.height} sets by {by}", title_justify="left")
+    table = Table(title=escape(f"top {ranked.height} of {frame.height} sets by {by}"), title_justify="left")
     shown = [*axes, *(m for m in dict.fromkeys([by, *_GRID_METRICS]) if m in frame.columns)]
     for column in shown:
-        table.add_column(column, justify="right")
+        table.add_column(Text(column), justify="right")
     for row in ranked.iter_rows(named=True):
-        table.add_row(*(_fmt(c, row[c]) for c in shown))
+        table.add_row(*(Text(_fmt(c, row[c])) for c in shown))
     _out.print(table)
 
 

@@ -193,9 +193,10 @@ def _scan(path: Path, infer: bool = False, **kwargs: object) -> pl.LazyFrame:
     """Parquet as typed; CSV as text unless ``infer`` (parsing is ours, so errors name the line)."""
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
+    # glob=False: a file name is a name, `[` and `*` included
     if _is_parquet(path):
-        return pl.scan_parquet(path)
-    return pl.scan_csv(path, infer_schema=infer, **kwargs)
+        return pl.scan_parquet(path, glob=False)
+    return pl.scan_csv(path, infer_schema=infer, glob=False, **kwargs)
 
 
 # ---------------------------------------------------------------------- checking a file whole

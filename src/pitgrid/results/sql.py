@@ -102,7 +102,12 @@ class Connection:
             except ImportError:
                 raise ImportError("a postgresql:// results database needs the psycopg driver: "
                                   "pip install 'pitgrid[postgres]'") from None
-            self._raw = psycopg.connect(location.target, autocommit=True)
+            try:
+                self._raw = psycopg.connect(location.target, autocommit=True)
+            except psycopg.OperationalError as exc:
+                # psycopg's message spans lines (the cause, then a hint); callers print one
+                reason = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+                raise ConnectionError(f"cannot connect to the results database {location}: {reason}") from None
 
     @property
     def in_transaction(self) -> bool:

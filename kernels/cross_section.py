@@ -20,6 +20,9 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
 * ``cs_zscore``: ``(x - mean) / std`` over the present symbols of the row, std
   with divisor ``m - ddof`` (default ``ddof=1``). The row is NaN when
   ``m - ddof < 1`` or when all present values are equal (std 0).
+* Universe first: the wrappers take ``mask=`` (bool, the shape of ``x``), the members
+  of each bar; a non-member counts as missing, so ranks, z-scores and top-k see the
+  members only. The raw ``_nb`` kernels read missing values only: mask before.
 * Outputs are finite or NaN, never infinite.
 """
 from __future__ import annotations
@@ -139,31 +142,53 @@ def _panel2d(x):
     return x2, shape
 
 
-def cs_rank(x, pct=True):
-    """Cross-sectional average rank per row: in [0, 1] (``pct=True``) or 1..m."""
+def _members(x2, mask):
+    """Non-members are missing: they take no part in the row's statistics and come out NaN."""
+    if mask is None:
+        return x2
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"mask must be a bool array of membership, got dtype {m.dtype}")
+    if m.shape != x2.shape:
+        raise ValueError(f"mask has shape {m.shape}, expected the shape of x {x2.shape}")
+    return np.where(m, x2, np.nan)
+
+
+def cs_rank(x, pct=True, *, mask=None):
+    """Cross-sectional average rank per row: in [0, 1] (``pct=True``) or 1..m.
+
+    ``mask`` (bool, the shape of ``x``) is the universe: only its members are ranked,
+    the others are NaN. Example: ``cs_rank(score, pct=False, mask=data.universe("sp500"))``.
+    """
     x2, shape = _panel2d(x)
+    x2 = _members(x2, mask)
     out = np.empty(x2.shape, dtype=np.float64)
     cs_rank_nb(x2, bool(pct), out)
     return out.reshape(shape)
 
 
-def cs_rank_into(x, pct, out):
+def cs_rank_into(x, pct, out, *, mask=None):
     """:func:`cs_rank` written into ``out``; returns ``out``."""
     x2, shape = _panel2d(x)
-    cs_rank_nb(x2, bool(pct), out_view(out, shape, (x2,)))
+    cs_rank_nb(_members(x2, mask), bool(pct), out_view(out, shape, (x2,)))
     return out
 
 
-def cs_zscore(x, ddof=1):
-    """Cross-sectional z-score per row over the present symbols (divisor ``m - ddof``)."""
+def cs_zscore(x, ddof=1, *, mask=None):
+    """Cross-sectional z-score per row over the present members (divisor ``m - ddof``).
+
+    ``mask`` (bool, the shape of ``x``) is the universe: mean and deviation are taken
+    over its members only, the others are NaN.
+    """
     x2, shape = _panel2d(x)
+    x2 = _members(x2, mask)
     out = np.empty(x2.shape, dtype=np.float64)
     cs_zscore_nb(x2, ddof_arg(ddof), out)
     return out.reshape(shape)
 
 
-def cs_zscore_into(x, ddof, out):
+def cs_zscore_into(x, ddof, out, *, mask=None):
     """:func:`cs_zscore` written into ``out``; returns ``out``."""
     x2, shape = _panel2d(x)
-    cs_zscore_nb(x2, ddof_arg(ddof), out_view(out, shape, (x2,)))
+    cs_zscore_nb(_members(x2, mask), ddof_arg(ddof), out_view(out, shape, (x2,)))
     return out

@@ -99,6 +99,9 @@ class RSIMeanReversion(Strategy):
 class CrossSectionalMomentum(Strategy):
     """Every ``every`` bars, hold the ``top`` symbols by ``lookback``-bar return in equal weights.
 
+    With a ``universe``, the ranking runs over each bar's members only, so the top
+    ``top`` members are held (not the members among the top ``top`` of everything).
+
     Example:
         >>> CrossSectionalMomentum(lookback=126, top=50, every=21).params()["top"]
         50
@@ -113,8 +116,9 @@ class CrossSectionalMomentum(Strategy):
         return {"momentum": K.momentum(data.adjusted("close"), self.lookback)}
 
     def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
-        # rank 1 = the best return; ties share their average rank
-        rank = K.cs_rank(-f["momentum"], pct=False)
+        # universe first: only this bar's members are ranked; rank 1 = the best return,
+        # ties share their average rank
+        rank = K.cs_rank(-f["momentum"], pct=False, mask=data.universe(self.universe))
         selected = np.isfinite(rank) & (rank <= self.top)
         return Intents(weights=equal_weight(selected, rebalance=every_n_bars(data.n_time, self.every)))
 

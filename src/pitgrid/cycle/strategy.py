@@ -50,7 +50,12 @@ class Strategy:
       gets the intents of bar ``t`` (one row) and returns them, changed or not.
       A strategy with a hook runs bar by bar in both drivers.
     * ``universe`` names a universe: outside it, entries are dropped and holdings exited
-      (weights set to 0).
+      (weights set to 0). That filter comes after the rule, so a rule that reads across
+      symbols (ranks, z-scores, top-k, equal weights) must itself look at the members
+      only: ``member = data.universe(self.universe)`` is the ``(time, symbol)``
+      membership of each bar; pass it as ``mask=`` to :func:`pitgrid.kernels.cs_rank`
+      and :func:`pitgrid.kernels.cs_zscore`, and ``&`` it into a selection before
+      :func:`pitgrid.cycle.sizing.equal_weight`.
 
     Example:
         >>> import pitgrid as pg

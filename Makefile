@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pitgrid-installed
 PEERS ?= .venv-peers
 PEERS_STAMP := $(PEERS)/.peers-installed
 
-.PHONY: demo test test-all bench bench-smoke compare install clean
+.PHONY: demo test test-all bench bench-smoke compare install browser clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,10 +33,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pitgrid demo
 
-test: $(STAMP)
+# Debian's headless Chromium, which the report tests render in (apt; a no-op when present)
+browser:
+	bash .ci/install-browser
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -147,3 +147,10 @@ def test_demo_quick_writes_the_database_and_reports(tmp_path):
 
 def test_demo_data_folder_without_prices_is_a_usage_error(tmp_path):
     assert "prices.csv.gz" in invoke("demo", "--data", tmp_path, "--out", tmp_path / "o", code=2).output
+
+
+def test_demo_data_folder_that_does_not_exist_names_the_file_and_the_layout(tmp_path):
+    text = " ".join(invoke("demo", "--data", tmp_path / "shared" / "data", "--out", tmp_path / "o",
+                           code=2).output.split())
+    assert "is not a folder" in text and "prices.csv.gz is missing" in text
+    assert "time,symbol,open,high,low,close,volume" in text and "Traceback" not in text

@@ -84,6 +84,14 @@ def run_demo(out: str | Path = "pitgrid_out", *, data: str | Path | None = None,
                       configs=configs, seconds=time.perf_counter() - started)
 
 
+DATA_LAYOUT = (
+    f"--data takes a folder holding {PRICES_FILE}, long daily bars with the columns "
+    "time,symbol,open,high,low,close,volume (optionally split_coefficient and dividend_amount), "
+    f"and optionally {MEMBERSHIP_FILE} (ticker,start_date,end_date); the project's real "
+    "sample is such a folder, and without one `pitgrid demo` runs on synthetic data"
+)
+
+
 def _sources(out: Path, data: str | Path | None, quick: bool, log: Callable[[str], None]
              ) -> tuple[list[Path], Path | None]:
     """The bar files to ingest and the membership file, if any."""
@@ -91,8 +99,8 @@ def _sources(out: Path, data: str | Path | None, quick: bool, log: Callable[[str
         folder = Path(data)
         prices = folder / PRICES_FILE
         if not prices.is_file():
-            raise FileNotFoundError(f"{folder} has no {PRICES_FILE}: --data takes a folder with "
-                                    f"{PRICES_FILE} (long bars) and optionally {MEMBERSHIP_FILE}")
+            what = "is not a folder" if not folder.is_dir() else f"has no {PRICES_FILE}"
+            raise FileNotFoundError(f"--data {folder} {what} ({prices} is missing): {DATA_LAYOUT}")
         membership = folder / MEMBERSHIP_FILE
         return [prices], membership if membership.is_file() else None
     n_time, n_symbols = QUICK_SIZE if quick else FULL_SIZE

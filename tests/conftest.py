@@ -52,3 +52,14 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "prices.csv.gz").exists():
         pytest.skip(f"real sample data not present at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_market(tmp_path_factory) -> pg.MarketData:
+    """The real sample ingested once per session, with its S&P 500 membership."""
+    if not (SHARED_DATA / "prices.csv.gz").exists():
+        pytest.skip(f"real sample data not present at {SHARED_DATA}")
+    store = pg.ingest(SHARED_DATA / "prices.csv.gz", tmp_path_factory.mktemp("real") / "sample",
+                      universes=SHARED_DATA / "sp500_membership_intervals.csv",
+                      unknown_symbols="drop", progress=False)
+    return pg.open_market(store)

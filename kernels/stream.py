@@ -147,11 +147,18 @@ class Stream:
                 out.append(a)
         return out
 
-    def update(self, *rows: Any):
-        """Advance by one bar; returns the output row (or NamedTuple of rows) of that bar."""
+    def update(self, *rows: Any, mask: Any = None):
+        """Advance by one bar; returns the output row (or NamedTuple of rows) of that bar.
+
+        ``mask`` (the cross-sectional kernels only) is the bar's membership row, as the
+        batch wrappers' ``mask=``: non-members are missing.
+        """
         args = self._rows(rows)
+        if mask is not None and not self._row_local:
+            raise TypeError(f"{self.name} reads one symbol at a time: it takes no mask")
         if self._row_local:
-            self._row_kernel(args[0].reshape(1, -1), *self._pvals, *self._outs2d)
+            x = args[0] if mask is None else cross_section._members(args[0][None, :], mask[None, :])
+            self._row_kernel(x.reshape(1, -1), *self._pvals, *self._outs2d)
         else:
             pvals, state, outs = self._tail
             self._step(self.n_updates, *args, *pvals, *state, *outs)

@@ -146,7 +146,8 @@ def test_stream_parameters_follow_the_batch_wrappers():
             getattr(K, name)).parameters and inspect.signature(getattr(K, name)).parameters[
             "window"].default is inspect.Parameter.empty else {}))
         wrapper = inspect.signature(getattr(K, name)).parameters
-        inputs = [p for p in wrapper if p not in s.params]
+        inputs = [p for p in wrapper if p not in s.params
+                  and wrapper[p].kind is not inspect.Parameter.KEYWORD_ONLY]
         assert list(s.params) == [p for p in wrapper if p in s.params]
         assert len(inputs) == s._n_inputs
     assert Stream("bollinger", 2).params == {"window": 20, "k": 2.0, "ddof": 0}
@@ -264,3 +265,16 @@ def test_running_sum_does_not_drift_on_a_long_series():
         exact = exact_mean(x[t - w + 1:t + 1])
         err = float(abs(Fraction(float(got[t])) - exact))
         assert err <= sma_bound(x, t, w, float(exact))
+
+
+def test_cross_sectional_streams_take_the_membership_row():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 5))
+    member = rng.random((6, 5)) < 0.6
+    for name, params in (("cs_rank", {"pct": False}), ("cs_zscore", {"ddof": 0})):
+        s = Stream(name, 5, **params)
+        batch = getattr(K, name)(x, **params, mask=member)
+        for t in range(6):
+            np.testing.assert_array_equal(s.update(x[t], mask=member[t]), batch[t])
+    with pytest.raises(TypeError, match="mask"):
+        Stream("sma", 5, window=2).update(x[0], mask=member[0])

@@ -127,6 +127,17 @@ cdef class Core:
     # without the log (grids keep only metrics), fills and refusals are counted, not listed
     cdef public bint record_log
     cdef public object log_i_arr, log_f_arr
+    # arrays bound once (``bind``) for ``run_bound``: a per-bar caller does not convert
+    # twenty arrays to memoryviews on every bar
+    cdef const double[:, ::1] b_open, b_close, b_volume, b_split, b_div
+    cdef const unsigned char[:, ::1] b_valid
+    cdef const unsigned char[::1] b_has_action, b_has_delist
+    cdef const long[::1] b_delist, b_ia, b_ib
+    cdef const unsigned char[:, :, ::1] b_ent, b_ext
+    cdef const double[:, :, ::1] b_bank
+    cdef double[:, ::1] b_eq, b_long, b_short
+    cdef double[:, :, ::1] b_cash, b_aeq, b_shares
+    cdef bint b_keep, bound
 
     def __init__(self, int P, int S, *, bint per_symbol, bint fill_close, int intent_mode,
                  int size_mode, size_value, double init_cash, double fees_bps=0.0,
@@ -490,6 +501,48 @@ cdef class Core:
                           delist_bar, has_delist, entries, exits, bank, idx_a, idx_b,
                           total_equity, long_exposure, short_exposure, keep, cash_out,
                           equity_out, shares_out)
+                t += 1
+        return t
+
+    def bind(self, const double[:, ::1] open_, const double[:, ::1] close,
+             const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+             const double[:, ::1] split_ratio, const double[:, ::1] dividend,
+             const unsigned char[::1] has_action, const long[::1] delist_bar,
+             const unsigned char[::1] has_delist,
+             const unsigned char[:, :, ::1] entries, const unsigned char[:, :, ::1] exits,
+             const double[:, :, ::1] bank, const long[::1] idx_a, const long[::1] idx_b,
+             double[:, ::1] total_equity, double[:, ::1] long_exposure,
+             double[:, ::1] short_exposure, bint keep,
+             double[:, :, ::1] cash_out, double[:, :, ::1] equity_out,
+             double[:, :, ::1] shares_out):
+        """Hold the arguments of :meth:`run` (after ``t0, t1``) for :meth:`run_bound`.
+
+        The arrays are held, not copied: writing into a bound intents array before a
+        bar is how a per-bar driver hands the core that bar's decisions.
+        """
+        self.b_open, self.b_close, self.b_volume, self.b_valid = open_, close, volume, valid
+        self.b_split, self.b_div, self.b_has_action = split_ratio, dividend, has_action
+        self.b_delist, self.b_has_delist = delist_bar, has_delist
+        self.b_ent, self.b_ext, self.b_bank, self.b_ia, self.b_ib = entries, exits, bank, idx_a, idx_b
+        self.b_eq, self.b_long, self.b_short, self.b_keep = total_equity, long_exposure, short_exposure, keep
+        self.b_cash, self.b_aeq, self.b_shares = cash_out, equity_out, shares_out
+        self.bound = True
+
+    def run_bound(self, Py_ssize_t t0, Py_ssize_t t1):
+        """:meth:`run` on the arrays of :meth:`bind`; returns the first bar not run."""
+        if not self.bound:
+            raise RuntimeError("run_bound before bind")
+        cdef Py_ssize_t t, need = 3 * <Py_ssize_t>self.P * self.S + 1 if self.record_log else 0
+        with nogil:
+            t = t0
+            while t < t1:
+                if self.n_log + need > self.log_i.shape[0]:
+                    break
+                self._bar(t, self.b_open, self.b_close, self.b_volume, self.b_valid, self.b_split,
+                          self.b_div, self.b_has_action, self.b_delist, self.b_has_delist,
+                          self.b_ent, self.b_ext, self.b_bank, self.b_ia, self.b_ib, self.b_eq,
+                          self.b_long, self.b_short, self.b_keep, self.b_cash, self.b_aeq,
+                          self.b_shares)
                 t += 1
         return t
 

@@ -43,17 +43,23 @@ class Breakout(pg.Strategy):
         if not 0 < self.weight <= 1:
             raise ValueError(f"weight must be in (0, 1], got {self.weight}")
 
+    # the rule compares this bar with the one before: the step driver hands it two rows
+    intent_rows: ClassVar[int | None] = 2
+
     def features(self, data: pg.FeatureData) -> dict[str, np.ndarray]:
-        # split-adjusted as of each bar: a split must not look like a breakdown
+        # split-adjusted as of each bar: a split must not look like a breakdown; library
+        # kernels and arithmetic only, so the step driver runs these as streams
         close = data.adjusted("close")
-        high = K.rolling_max(close, self.window)
-        # the high of the bars before t: row t must beat it, and reads rows <= t only
-        prior_high = np.vstack([np.full((1, close.shape[1]), np.nan), high[:-1]])
-        return {"close": close, "prior_high": prior_high, "trend": K.ema(close, self.exit_window)}
+        return {"close": close, "high": K.rolling_max(close, self.window),
+                "trend": K.ema(close, self.exit_window)}
 
     def intents(self, data: pg.FeatureData, f: dict[str, np.ndarray]) -> pg.Intents:
-        # comparisons with NaN (warm-up, missing bars) are False: no signal
-        return pg.Intents(entries=f["close"] > f["prior_high"], exits=f["close"] < f["trend"])
+        close, high = f["close"], f["high"]
+        # a new high beats the high of the bars before t; comparisons with NaN (warm-up,
+        # missing bars) are False: no signal
+        entries = np.zeros(close.shape, dtype=bool)
+        entries[1:] = close[1:] > high[:-1]
+        return pg.Intents(entries=entries, exits=close < f["trend"])
 
     def settings(self) -> dict[str, Any]:
         return {"size": "percent", "size_value": self.weight}

@@ -79,6 +79,14 @@ KERNELS: tuple[str, ...] = (
     "crossover", "crossunder",
 )
 
+from .graph import traceable as _traceable
+
+# the allocating forms record a stream node when handed a traced feature
+# (pitgrid.kernels.graph); on arrays they are the plain kernels
+for _name in KERNELS:
+    globals()[_name] = _traceable(_name, globals()[_name])
+del _name
+
 __all__ = [
     "KERNELS", "Bands", "MACD", "Stream", "stream", "sma", "sma_into", "sma_nb", "ema", "ema_into", "ema_nb", "wma",
     "wma_into", "wma_nb", "rolling_max", "rolling_max_into", "rolling_max_nb", "rolling_min",

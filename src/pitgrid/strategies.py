@@ -12,7 +12,7 @@ import numpy as np
 
 from pitgrid import kernels as K
 from pitgrid.cycle.data import FeatureData
-from pitgrid.cycle.sizing import equal_weight, every_n_bars
+from pitgrid.cycle.sizing import equal_weight
 from pitgrid.cycle.strategy import Intents, Strategy
 
 
@@ -29,6 +29,7 @@ class MovingAverageCross(Strategy):
     fast: int = 10
     slow: int = 50
     feature_params: ClassVar[tuple[str, ...]] = ("fast", "slow")
+    intent_rows: ClassVar[int | None] = 2  # a cross reads this bar and the one before
 
     def __post_init__(self) -> None:
         if not 1 <= self.fast < self.slow:
@@ -78,6 +79,7 @@ class RSIMeanReversion(Strategy):
     high: float = 70.0
     weight: float = 0.05
     feature_params: ClassVar[tuple[str, ...]] = ("window",)
+    intent_rows: ClassVar[int | None] = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.low < self.high < 100:
@@ -111,6 +113,7 @@ class CrossSectionalMomentum(Strategy):
     top: int = 50
     every: int = 21
     feature_params: ClassVar[tuple[str, ...]] = ("lookback",)
+    intent_rows: ClassVar[int | None] = 1
 
     def features(self, data: FeatureData) -> dict[str, np.ndarray]:
         return {"momentum": K.momentum(data.adjusted("close"), self.lookback)}
@@ -120,7 +123,7 @@ class CrossSectionalMomentum(Strategy):
         # ties share their average rank
         rank = K.cs_rank(-f["momentum"], pct=False, mask=data.universe(self.universe))
         selected = np.isfinite(rank) & (rank <= self.top)
-        return Intents(weights=equal_weight(selected, rebalance=every_n_bars(data.n_time, self.every)))
+        return Intents(weights=equal_weight(selected, rebalance=data.bars % self.every == 0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +143,7 @@ class EventDriven(Strategy):
     exit_below: float = 0.0
     weight: float = 0.1
     feature_params: ClassVar[tuple[str, ...]] = ("field",)
+    intent_rows: ClassVar[int | None] = 1
 
     def features(self, data: FeatureData) -> dict[str, np.ndarray]:
         return {"signal": data.events(self.field)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -44,11 +45,18 @@ class FeatureData:
         self.market = market
         self.time = market.time[: self.upto + 1]
         self.symbols = market.symbols
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[Any, np.ndarray] = {}
 
     @property
     def n_time(self) -> int:
         return self.upto + 1
+
+    @property
+    def bars(self) -> np.ndarray:
+        """The bar number (0 = the market's first bar) of each row: rebalance on
+        ``data.bars % 21 == 0``, never on a row count, so a rule reads the same on a
+        window of recent rows (the step driver) as on the whole history."""
+        return _readonly(np.arange(self.upto + 1))
 
     def raw(self, field: str) -> np.ndarray:
         """Field ``field`` as traded, bars ``0..upto`` (read-only float64)."""
@@ -91,9 +99,14 @@ class FeatureData:
 
     def universe(self, universe_id: str | None) -> np.ndarray:
         """Membership ``(time, symbol)``: a snapshot applies from its own date on; all True without one."""
-        if universe_id is None:
-            return _readonly(np.ones((self.n_time, len(self.symbols)), dtype=bool))
-        return _readonly(np.asarray(self.market.universe_mask(universe_id).values[: self.upto + 1]))
+        key = ("universe", universe_id)
+        if key not in self._cache:
+            if universe_id is None:
+                mask = np.ones((self.n_time, len(self.symbols)), dtype=bool)
+            else:
+                mask = np.asarray(self.market.universe_mask(universe_id).values[: self.upto + 1])
+            self._cache[key] = _readonly(mask)
+        return self._cache[key]
 
     def events(self, field: str, *, by: str = "knowledge_time") -> np.ndarray:
         """``(time, symbol)``: the latest value of event ``field`` known at each bar (NaN before any).

@@ -49,6 +49,15 @@ class Strategy:
     * ``on_step(t, data, intents)`` is an optional Python hook for custom logic; it
       gets the intents of bar ``t`` (one row) and returns them, changed or not.
       A strategy with a hook runs bar by bar in both drivers.
+    * ``intent_rows`` declares how many recent rows ``intents`` reads to decide its
+      last row (a crossover reads 2, a threshold 1); the step driver then hands it
+      only those rows, so a bar costs the same late in a run as early. Rules must
+      read the bar number from ``data.bars`` (never count rows). ``None`` (the
+      default) hands the whole history every bar.
+    * In the step driver, features written with :mod:`pitgrid.kernels` and
+      elementwise array arithmetic run as streams (one update per bar, see
+      :meth:`feature_stream`); other feature code is recomputed on the bars up to
+      ``t`` every bar, and the driver says once why.
     * ``universe`` names a universe: outside it, entries are dropped and holdings exited
       (weights set to 0). That filter comes after the rule, so a rule that reads across
       symbols (ranks, z-scores, top-k, equal weights) must itself look at the members
@@ -68,6 +77,7 @@ class Strategy:
 
     universe: str | None = None
     feature_params: ClassVar[tuple[str, ...]] = ()
+    intent_rows: ClassVar[int | None] = None
 
     def features(self, data: FeatureData) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -77,6 +87,19 @@ class Strategy:
 
     def settings(self) -> dict[str, Any]:
         return {}
+
+    def feature_stream(self, symbols: np.ndarray) -> Any:
+        """The features as a stream for the step driver: an object with ``sources`` (the
+        data keys it reads, see :class:`~pitgrid.cycle.view.TraceData`), ``update(rows)``
+        (one bar's source rows -> one row per feature), ``state()`` and ``load_state()``.
+
+        By default ``features`` is traced into a :class:`pitgrid.kernels.graph.Graph`;
+        raises :class:`pitgrid.kernels.graph.NotStreamable` saying why it cannot be.
+        """
+        from pitgrid.cycle.view import TraceData
+        from pitgrid.kernels.graph import Graph
+
+        return Graph(self.features(TraceData(symbols)), len(symbols))
 
     def on_step(self, t: int, data: FeatureData, intents: Intents) -> Intents:
         return intents

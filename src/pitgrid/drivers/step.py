@@ -1,14 +1,20 @@
-"""The step driver: one bar at a time on the ``as_of(t)`` view, calling the compiled step.
+"""The step driver: one bar at a time, streaming features, calling the compiled step.
 
-For paper trading, replays and audits. Each bar it builds what is known at ``t``,
-computes features and decisions on it, and runs the same ``Core.run`` as the
-batch engine for that one bar, so both drivers agree to the last bit.
+For paper trading, replays and audits. At each bar it advances the strategy's
+feature streams by one row (:meth:`Strategy.feature_stream`), hands the rule a
+view of the recent rows that holds nothing later than the bar
+(:mod:`pitgrid.cycle.view`), and runs the same ``Core.run`` as the batch engine
+for that one bar, so both drivers agree to the last bit. A bar costs the same
+late in a run as early: nothing per bar grows with the history, except for a
+strategy on the slow path (features that cannot stream, or a rule that reads its
+whole history), which the driver names once.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +23,62 @@ import polars as pl
 import xarray as xr
 
 from pitgrid.cycle.data import FeatureData
-from pitgrid.cycle.strategy import Intents, Strategy
+from pitgrid.cycle.strategy import Intents, Strategy, apply_universe
+from pitgrid.cycle.view import TraceData, frozen, source_array, step_view
 from pitgrid.data.market import MarketData, TimeLike
-from pitgrid.drivers.common import as_market, decide, resolve_settings
+from pitgrid.drivers.common import as_market, resolve_settings
 from pitgrid.engine.codes import INTENT_SIGNALS, INTENT_WEIGHTS
 from pitgrid.engine.config import SimConfig
+from pitgrid.engine.memory import check_step
 from pitgrid.engine.result import SimResult
 from pitgrid.engine.simulate import (allocate_outputs, build_result, log_tables, make_core,
-                                     market_arrays, run_core, size_values)
+                                     market_arrays, size_values)
+from pitgrid.kernels.graph import Graph, Node, NotStreamable
 
-_FORMAT = 1
+_FORMAT = 2
+# a run at least this long shows a progress bar (on a terminal)
+_PROGRESS_BARS = 1000
 
 
-@dataclass
+class SlowPathWarning(UserWarning):
+    """A strategy's features or rule cannot run in constant time per bar."""
+
+
 class CycleResult:
-    """One bar of the cycle: what was known, decided, ordered, filled, and refused."""
+    """One bar of the cycle: what was known, decided, ordered, filled, and refused.
 
-    t: int
-    time: np.datetime64
-    universe: np.ndarray
-    intents: Intents
-    orders: dict[str, float]
-    fills: pl.DataFrame
-    refused: pl.DataFrame
-    equity: float
+    The tables are built when first read, so a bar that nobody inspects costs nothing.
+    """
+
+    def __init__(self, t: int, time: np.datetime64, universe: np.ndarray, intents: Intents,
+                 pending: np.ndarray, log: tuple[np.ndarray, np.ndarray], symbols: np.ndarray,
+                 times: np.ndarray, equity: float) -> None:
+        self.t = t
+        self.time = time
+        self.universe = universe
+        self.intents = intents
+        self.equity = equity
+        self._pending = pending
+        self._log = log
+        self._symbols = symbols
+        self._times = times
+
+    @cached_property
+    def orders(self) -> dict[str, float]:
+        """Shares per symbol ordered at this bar's close, to execute at the next open."""
+        return {str(self._symbols[s]): float(self._pending[s]) for s in np.nonzero(self._pending)[0]}
+
+    @cached_property
+    def _tables(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        return log_tables(self._log, self._times, self._symbols)
+
+    @property
+    def fills(self) -> pl.DataFrame:
+        return self._tables[0]
+
+    @property
+    def refused(self) -> pl.DataFrame:
+        return pl.concat([self._tables[1], self._tables[2]], how="vertical")
 
 
 class StepDriver:
@@ -57,22 +95,40 @@ class StepDriver:
         >>> market = pg.MarketData(pg.synthetic_prices(80, 3, seed=0))
         >>> d = pg.StepDriver(market, MovingAverageCross(fast=5, slow=20))
         >>> r = d.step()
-        >>> r.t, d.t
-        (0, 1)
+        >>> r.t, d.t, d.slow_path
+        (0, 1, None)
     """
 
     def __init__(self, market: MarketData | xr.Dataset, strategy: Strategy,
                  config: SimConfig | dict[str, Any] | None = None) -> None:
+        self.config, self._size_value = resolve_settings(strategy, config)
+        check_step(as_market(market), self.config)  # before the market is read or anything allocated
         self.market = as_market(market).load()
         self.strategy = strategy
-        self.config, self._size_value = resolve_settings(strategy, config)
+        # the driver's own view of the whole market, never handed to the strategy: each
+        # row of what it gives depends only on what was known at that row
+        self._known = FeatureData(self.market)
         ds = self.market.ds
         self._arrays = market_arrays(ds, self.config)
-        self._delist = np.ascontiguousarray(self.market.delist_bar, dtype=np.int64)
         T, S = self._arrays["close"].shape
         self.n_time, self.n_symbols = T, S
+        self._delist = np.ascontiguousarray(self.market.delist_bar, dtype=np.int64)
+        self._has_delist = np.zeros(T, dtype=np.uint8)
+        self._has_delist[self._delist[(self._delist >= 0) & (self._delist < T)]] = 1
         self.t = 0
-        kind = decide(self.market, strategy, FeatureData(self.market, upto=0)).kind
+        self._symbols = frozen(np.asarray(self.market.symbols))
+        self._member = self._known.universe(strategy.universe)
+        self._traced: tuple[str, ...] = ()  # intents fields the stream computes itself
+        self._stream, self.slow_path = self._plan()
+        self._sources = ({k: source_array(self._known, k) for k in self._stream.sources}
+                         if self._stream is not None else {})
+        self._history: dict[str, np.ndarray] = {}
+        if self._traced:
+            kind = "weights" if "weights" in self._traced else "signals"
+        else:
+            rows0 = self._decide_slow(0) if self._stream is None else None
+            kind = self._intents(0, None if rows0 is None else self._feature_window(0, rows0),
+                                 probe=True).kind
         self._mode = INTENT_WEIGHTS if kind == "weights" else INTENT_SIGNALS
         self._entries = np.zeros((1, T, S), dtype=np.uint8)
         self._exits = np.zeros((1, T, S), dtype=np.uint8)
@@ -80,39 +136,153 @@ class StepDriver:
         self.core = make_core(self.config, 1, S, self._mode,
                               size_values(self.config, self._size_value, 1))
         self._out = allocate_outputs(1, T, S, self.core.A, True)
+        self._bind()
         self._log_i: list[np.ndarray] = []
         self._log_f: list[np.ndarray] = []
 
+    # ------------------------------------------------------------------ planning
+    def _plan(self) -> tuple[Any, str | None]:
+        """The feature stream (with the rule in it when that traces too), or None; and why
+        the run is on the slow path, if it is (said once, as a :class:`SlowPathWarning`)."""
+        strategy, symbols = self.strategy, self.market.symbols
+        try:
+            if type(strategy).feature_stream is not Strategy.feature_stream:
+                stream = strategy.feature_stream(symbols)
+            else:
+                trace = TraceData(symbols)
+                nodes = strategy.features(trace)
+                stream = Graph(nodes, len(symbols))
+                traced = _trace_intents(strategy, trace, nodes)
+                if traced:
+                    self._traced = tuple(traced)
+                    stream = Graph({**nodes, **{f"intents.{k}": v for k, v in traced.items()}},
+                                   len(symbols))
+        except NotStreamable as e:
+            return None, self._slow(f"{strategy.name}.features runs on the slow path "
+                                    f"(recomputed on bars 0..t at every bar): {e}")
+        if not self._traced and strategy.intent_rows is None:
+            return stream, self._slow(
+                f"{strategy.name}.intents reads the whole history every bar; declare intent_rows "
+                "(the recent rows the rule reads) for constant time per bar")
+        return stream, None
+
+    @staticmethod
+    def _slow(why: str) -> str:
+        warnings.warn(why, SlowPathWarning, stacklevel=4)
+        return why
+
+    def _decide_slow(self, t: int) -> dict[str, np.ndarray]:
+        """Features recomputed on the view of bars 0..t: their row t."""
+        feats = self.strategy.features(step_view(self._known, 0, t, self._known_at, self._symbols))
+        return {name: np.asarray(a)[t] for name, a in feats.items()}
+
+    def _known_at(self, t: int) -> FeatureData:
+        return FeatureData(self.market.truncate(self.market.time[t]))
+
+    def _feature_window(self, t: int, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Store row t of each feature and return the rows the rule reads, frozen."""
+        for name, row in rows.items():
+            h = self._history.get(name)
+            if h is None:
+                row = np.asarray(row)
+                h = self._history[name] = np.full((self.n_time, *row.shape),
+                                                  np.nan if row.dtype.kind == "f" else 0,
+                                                  dtype=row.dtype)
+            h[t] = row
+        first = self._first(t)
+        return {name: frozen(h[first: t + 1]) for name, h in self._history.items()}
+
+    def _first(self, t: int) -> int:
+        n = self.strategy.intent_rows
+        return 0 if n is None else max(0, t - n + 1)
+
+    def _intents(self, t: int, window: dict[str, np.ndarray] | None, probe: bool = False) -> Intents:
+        """The rule on the recent rows; the universe stage; this bar's row only."""
+        first = self._first(t)
+        view = step_view(self._known, first, t, self._known_at, self._symbols)
+        if window is None:  # the probe before bar 0 of a streaming strategy
+            window = {k: frozen(np.asarray(v)[None]) for k, v in self._stream_probe().items()}
+        intents = self.strategy.intents(view, window)
+        shape = (view.n_time, self.n_symbols)
+        for name in ("entries", "exits", "weights"):
+            a = getattr(intents, name)
+            if a is not None and np.shape(a) != shape:
+                raise ValueError(f"bar {t}: {self.strategy.name}.intents returned {name} of shape "
+                                 f"{np.shape(a)}, expected {shape} (rows {first}..{t})")
+        row = apply_universe(intents.rows(slice(-1, None)),
+                             view.universe(self.strategy.universe)[-1:])
+        if self.strategy.has_hook and not probe:
+            row = self.strategy.on_step(t, view, row)
+        self._view = view
+        return row
+
+    def _stream_probe(self) -> dict[str, np.ndarray]:
+        # bar 0 through a throwaway stream: the kind of intents, with no state advanced
+        probe = self.strategy.feature_stream(self.market.symbols)
+        return {k: np.array(v) for k, v in probe.update({k: a[0] for k, a in self._sources.items()}).items()}
+
     # ------------------------------------------------------------------ stepping
     def step(self) -> CycleResult:
-        """Run the next bar: decide on what is known at it, then the compiled step."""
+        """Run the next bar: advance the features, decide on what is known at it, then the
+        compiled step."""
         t = self.t
         if t >= self.n_time:
             raise StopIteration(f"no bar left: the market has {self.n_time} bars")
-        data = FeatureData(self.market, upto=t)
-        intents = decide(self.market, self.strategy, data).rows(slice(t, t + 1))
-        if self.strategy.has_hook:
-            intents = self.strategy.on_step(t, data, intents)
-        self._write_intents(t, intents)
-        known = {k: v[: t + 1] for k, v in self._arrays.items()}
-        if self._mode == INTENT_WEIGHTS:
-            bank_rows = (self._entries, self._exits, self._weights[:, : t + 1], _IDX, _IDX)
+        if self._stream is not None:
+            rows = self._stream.update({k: a[t] for k, a in self._sources.items()})
         else:
-            bank_rows = (self._entries[:, : t + 1], self._exits[:, : t + 1], _NO_BANK, _IDX, _IDX)
-        run_core(self.core, known, self._delist, bank_rows, self._out, t, t + 1)
+            rows = self._decide_slow(t)
+        if self._traced:
+            intents = self._traced_intents(t, rows)
+        else:
+            intents = self._intents(t, self._feature_window(t, rows))
+        self._write_intents(t, intents)
+        self.core.ensure_log_room(3 * self.core.S + 1)
+        self.core.run_bound(t, t + 1)
         li, lf = self.core.take_log()
         self._log_i.append(li)
         self._log_f.append(lf)
         self.t = t + 1
-        return self._cycle_result(t, data, intents, (li, lf))
+        return CycleResult(t, self.market.time[t], self._member[t], intents,
+                           self.core.state["pending"][0].copy(), (li, lf),
+                           self.market.symbols, self.market.time, float(self._out["equity"][0, t]))
 
-    def run(self, until: TimeLike | None = None, *, triggers: Iterable[TimeLike] | None = None) -> SimResult:
-        """Step to ``until`` (inclusive; default the last bar), or through each trigger time."""
+    def _traced_intents(self, t: int, rows: dict[str, np.ndarray]) -> Intents:
+        """The rule's row from the stream, then the universe stage (and the hook)."""
+        member = self._member[t: t + 1]
+        row = apply_universe(Intents(**{k: rows[f"intents.{k}"][None] for k in self._traced}),
+                             member)
+        if self.strategy.has_hook:
+            view = step_view(self._known, self._first(t), t, self._known_at, self._symbols)
+            row = self.strategy.on_step(t, view, row)
+        return row
+
+    def _bind(self) -> None:
+        a, out = self._arrays, self._out
+        bank = self._weights if self._mode == INTENT_WEIGHTS else _NO_BANK
+        self.core.bind(a["open"], a["close"], a["volume"], a["valid"], a["split"], a["dividend"],
+                       a["has_action"], self._delist, self._has_delist, self._entries,
+                       self._exits, bank, _IDX, _IDX, out["equity"], out["long"], out["short"],
+                       True, out["cash"], out["account_equity"], out["shares"])
+
+    def run(self, until: TimeLike | None = None, *, triggers: Iterable[TimeLike] | None = None,
+            progress: bool | None = None) -> SimResult:
+        """Step to ``until`` (inclusive; default the last bar), or through each trigger time.
+
+        ``progress``: a progress bar (``None``: on a terminal, for runs of 1000 bars or more).
+        """
+        from tqdm.auto import tqdm
+
         stops = [until] if triggers is None else list(triggers)
         for stop in stops:
             last = self.n_time - 1 if stop is None else self.market.index_of(stop)
-            while self.t <= last:
-                self.step()
+            n = last + 1 - self.t
+            show = (n >= _PROGRESS_BARS and None) if progress is None else progress
+            with tqdm(total=max(n, 0), disable=(None if show is None else not show),
+                      desc=self.strategy.name, unit="bar", leave=False) as bar:
+                while self.t <= last:
+                    self.step()
+                    bar.update()
         return self.result()
 
     def result(self) -> SimResult:
@@ -130,6 +300,9 @@ class StepDriver:
         li, lf = self._log()
         arrays = {f"core_{k}": v for k, v in self.core.get_state().items()}
         arrays.update({f"out_{k}": v for k, v in self._out.items()})
+        arrays.update({f"feature_{k}": v for k, v in self._history.items()})
+        if self._stream is not None:
+            arrays.update({f"stream_{k}": v for k, v in self._stream.state().items()})
         arrays.update(entries=self._entries, exits=self._exits, weights=self._weights,
                       log_i=li, log_f=lf)
         tmp = path / "state.tmp.npz"
@@ -138,7 +311,9 @@ class StepDriver:
         meta = {"format": _FORMAT, "t": self.t, "strategy": self.strategy.describe(),
                 "config": self.config.to_dict(), "size_value": self._size_value,
                 "fingerprint": self.market.fingerprint()}
-        (path / "meta.json").write_text(json.dumps(meta, default=str, indent=1))
+        tmp_meta = path / "meta.tmp.json"
+        tmp_meta.write_text(json.dumps(meta, default=str, indent=1))
+        tmp_meta.replace(path / "meta.json")
         return path
 
     @classmethod
@@ -159,9 +334,13 @@ class StepDriver:
             driver.core.set_state({k[5:]: z[k] for k in z.files if k.startswith("core_")})
             for k in driver._out:
                 driver._out[k] = np.array(z[f"out_{k}"])
+            driver._history = {k[8:]: np.array(z[k]) for k in z.files if k.startswith("feature_")}
+            if driver._stream is not None:
+                driver._stream.load_state({k[7:]: z[k] for k in z.files if k.startswith("stream_")})
             driver._entries, driver._exits = np.array(z["entries"]), np.array(z["exits"])
             driver._weights = np.array(z["weights"])
             driver._log_i, driver._log_f = [np.array(z["log_i"])], [np.array(z["log_f"])]
+        driver._bind()
         driver.t = int(meta["t"])
         return driver
 
@@ -182,19 +361,22 @@ class StepDriver:
     def _log(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._log_i:
             return np.zeros((0, 6), dtype=np.int32), np.zeros((0, 4))
-        return np.concatenate(self._log_i), np.concatenate(self._log_f)
+        li, lf = np.concatenate(self._log_i), np.concatenate(self._log_f)
+        self._log_i, self._log_f = [li], [lf]
+        return li, lf
 
-    def _cycle_result(self, t: int, data: FeatureData, intents: Intents,
-                      log: tuple[np.ndarray, np.ndarray]) -> CycleResult:
-        fills, unfilled, filtered = log_tables(log, self.market.time, self.market.symbols)
-        pending = self.core.get_state()["pending"][0]
-        orders = {str(self.market.symbols[s]): float(pending[s]) for s in np.nonzero(pending)[0]}
-        return CycleResult(
-            t=t, time=self.market.time[t], universe=data.universe(self.strategy.universe)[t],
-            intents=intents, orders=orders, fills=fills,
-            refused=pl.concat([unfilled, filtered], how="vertical"),
-            equity=float(self._out["equity"][0, t]),
-        )
+
+def _trace_intents(strategy: Strategy, trace: TraceData, nodes: dict[str, Any]) -> dict[str, Node]:
+    """The rule as stream nodes, or nothing when it does not trace (it then runs on rows)."""
+    try:
+        intents = strategy.intents(trace, nodes)
+    except (NotStreamable, TypeError, AttributeError, ValueError, IndexError, KeyError):
+        return {}
+    fields = {k: getattr(intents, k) for k in ("entries", "exits", "weights")
+              if getattr(intents, k, None) is not None}
+    if not fields or not all(isinstance(v, Node) for v in fields.values()):
+        return {}
+    return fields
 
 
 _IDX = np.zeros(1, dtype=np.int64)

@@ -50,24 +50,27 @@ class ModelStrategy(Strategy):
     threads: int | None = 1
     feature_params: ClassVar[tuple[str, ...]] = ("bundle",)
 
+    intent_rows: ClassVar[int | None] = 1  # the decision reads this bar's probabilities
+
+    def _fields(self, b: Any) -> list[str]:
+        return list(dict.fromkeys(name for spec in b.features for name in spec.fields))
+
     def features(self, data: FeatureData) -> dict[str, np.ndarray]:
         from pitgrid.models.features import build_features
-        from pitgrid.models.inference import (STATUS_MISSING, feature_window, predict_proba,
-                                              predict_step)
+        from pitgrid.models.inference import predict_proba
 
         b = _load(self.bundle)
         fields = {name: data.adjusted(name) if name != "valid" else data.raw(name)
-                  for spec in b.features for name in spec.fields}
-        x = build_features(b, fields)
-        if data.upto < len(data.market.time) - 1:
-            # a step of the step driver: only this bar is decided, in one forward pass
-            pred = predict_step(b, feature_window(x, data.upto, b.lookback), threads=self.threads)
-            probs = np.full((*x.shape[:2], b.n_classes), np.nan, dtype=np.float32)
-            status = np.full(x.shape[:2], STATUS_MISSING, dtype=np.int8)
-            probs[-1], status[-1] = pred.probs, pred.status
-        else:
-            probs, status = predict_proba(b, x, threads=self.threads)
+                  for name in self._fields(b)}
+        probs, status = predict_proba(b, build_features(b, fields), threads=self.threads)
         return {"probs": probs, "status": status}
+
+    def feature_stream(self, symbols: np.ndarray) -> Any:
+        """The bundle's features as kernel streams and a window of ``lookback`` rows, through
+        one forward pass of every symbol per bar (:func:`pitgrid.models.predict_step`)."""
+        from pitgrid.models.stream import ModelStream
+
+        return ModelStream(_load(self.bundle), len(symbols), self.threads)
 
     def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
         entries, exits = _load(self.bundle).decision.raw_signals(f["probs"])

@@ -100,6 +100,38 @@ class StepDriver:
         self.driver.step()
 
 
+class StepOverBatch:
+    """A whole step-driver run over the batch run of the same strategy, in one process."""
+
+    timeout = 300
+    params = ["ma_cross", "momentum"]
+    param_names = ["strategy"]
+
+    def setup(self, strategy):
+        from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
+
+        self.market = pg.MarketData(W.data()).load()
+        self.strategy = (MovingAverageCross(fast=10, slow=50) if strategy == "ma_cross"
+                         else CrossSectionalMomentum(lookback=126, top=50, every=21))
+        pg.backtest(self.market, self.strategy)
+        pg.StepDriver(self.market, self.strategy).run(progress=False)
+
+    def time_step_run(self, strategy):
+        pg.StepDriver(self.market, self.strategy).run(progress=False)
+
+    def track_step_over_batch(self, strategy):
+        import time
+
+        pg.clear_feature_cache()
+        t0 = time.perf_counter()
+        pg.backtest(self.market, self.strategy)
+        t1 = time.perf_counter()
+        pg.StepDriver(self.market, self.strategy).run(progress=False)
+        return (time.perf_counter() - t1) / (t1 - t0)
+
+    track_step_over_batch.unit = "ratio"
+
+
 class Ingest:
     timeout = 300
 

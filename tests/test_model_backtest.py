@@ -94,3 +94,22 @@ def test_bundle_whose_features_cannot_be_built_fails_before_the_run(trained, tmp
     (target / "model.pt").write_bytes((Path(strategy.bundle) / "model.pt").read_bytes())
     with pytest.raises(Exception, match="vwap"):
         pg.backtest(market, pg.ModelStrategy(bundle=str(target)))
+
+
+def test_model_strategy_streams_and_resumes_bit_for_bit(trained, tmp_path):
+    import warnings
+
+    from pitgrid.drivers.step import SlowPathWarning
+
+    market, strategy = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        driver = pg.StepDriver(market, strategy, {"fees_bps": 5})
+    driver.run(until=market.time[100])
+    driver.save(tmp_path / "paper")
+    with np.load(tmp_path / "paper" / "state.npz", allow_pickle=False) as z:
+        assert any(k.startswith("stream_window") for k in z.files)  # the model's window
+    resumed = pg.StepDriver.load(tmp_path / "paper", market, strategy).run()
+    batch = pg.backtest(market, strategy, {"fees_bps": 5})
+    assert np.array_equal(resumed.equity.values, batch.equity.values)
+    assert resumed.trades.equals(batch.trades)

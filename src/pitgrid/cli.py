@@ -76,6 +76,14 @@ def ingest(
     regimes: Annotated[Path | None, typer.Option(help="Regimes: time, regime.")] = None,
     symbol_block: Annotated[int | None, typer.Option(help="Symbols per chunk (default: ~8 MiB chunks).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    append: Annotated[bool, typer.Option(
+        help="Add the files' bars after the existing store's last bar (atomic).")] = False,
+    delistings: Annotated[Path | None, typer.Option(
+        help="Declared delistings: symbol,date (the first date without the symbol).")] = None,
+    finished: Annotated[bool | None, typer.Option(
+        "--finished/--not-finished",
+        help="The data end the history: symbols whose bars stop early are delisted "
+             "(default: yes for an ingest, no for an append).")] = None,
     drop_unknown_symbols: Annotated[
         bool, typer.Option(help="Drop reference rows naming symbols without prices instead of failing.")
     ] = False,
@@ -90,13 +98,15 @@ def ingest(
     if membership is not None:
         universes = {universe_id: membership} if universe_id else membership
     started = time.perf_counter()
-    with _usage_errors(IngestError, FileExistsError, FileNotFoundError):
+    with _usage_errors(IngestError, FileExistsError, FileNotFoundError, ValueError):
         path = run_ingest(
             sources, store, actions=actions, universes=universes, events=events, regimes=regimes,
-            symbol_block=symbol_block, overwrite=overwrite, progress=progress,
+            delistings=delistings, symbol_block=symbol_block, overwrite=overwrite, append=append,
+            finished=finished, progress=progress,
             unknown_symbols="drop" if drop_unknown_symbols else "error",
         )
-    _print_manifest(read_manifest(path), f"ingested into {path} in {time.perf_counter() - started:.1f} s")
+    verb = "appended to" if append else "ingested into"
+    _print_manifest(read_manifest(path), f"{verb} {path} in {time.perf_counter() - started:.1f} s")
 
 
 @app.command()

@@ -45,8 +45,9 @@ import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pitgrid import _scan as _compiled
+from pitgrid.data import grow as _grow
 from pitgrid.data import store as _store
-from pitgrid.data.market import action_arrays
+from pitgrid.data.market import MarketData, action_arrays, open_market
 from pitgrid.data.validate import (
     PRICE_FIELDS,
     IngestError,
@@ -81,8 +82,11 @@ def ingest(
     universes: PathLike | Mapping[str, PathLike] | None = None,
     events: PathLike | None = None,
     regimes: PathLike | None = None,
+    delistings: PathLike | None = None,
     symbol_block: int | None = None,
     overwrite: bool = False,
+    append: bool = False,
+    finished: bool | None = None,
     progress: bool = True,
     unknown_symbols: Literal["error", "drop"] = "error",
 ) -> Path:
@@ -99,6 +103,13 @@ def ingest(
     ``ValidationError`` (file, row, symbol, rule) on bad data and ``FileExistsError``
     when ``store`` exists and ``overwrite`` is false.
 
+    ``append=True`` adds the files' bars after the last bar of the existing ``store``
+    (same validation, then the rules of :mod:`pitgrid.data.grow`); the store is
+    replaced atomically. ``delistings`` is a file ``symbol,date`` of declared
+    delistings. ``finished`` says the data end the history: symbols whose bars stop
+    before the last bar are delisted there (default: True for an ingest, False for an
+    append, where a symbol missing from the new bars is in a gap).
+
     Example:
         >>> import pitgrid as pg
         >>> pg.ingest("prices.csv.gz", "prices.pitgrid",                          # doctest: +SKIP
@@ -110,7 +121,12 @@ def ingest(
     if symbol_block is not None and symbol_block < 1:
         raise IngestError(f"symbol_block must be >= 1 (symbols per chunk), got {symbol_block}")
     target = Path(store)
-    _store.check_target(target, overwrite)
+    if append and overwrite:
+        raise ValueError("append and overwrite exclude each other")
+    base, base_manifest = _grow_base(target) if append else (None, {})
+    if not append:
+        _store.check_target(target, overwrite)
+    finished = (not append) if finished is None else finished
     paths = [Path(sources)] if isinstance(sources, (str, os.PathLike)) else [Path(p) for p in sources]
     if not paths:
         raise IngestError("ingest: no source files given")
@@ -134,27 +150,46 @@ def ingest(
             bars = _wall_clock_if_daily(bars)
 
         task = bar.add_task("validate", total=1)
-        grid = check_bars(bars, srcs, symbols)
+        grid = check_bars(bars, srcs, symbols, grid=None if base is None else _grow.store_grid(base_manifest))
+        known = symbols if base is None else sorted(set(symbols) | {str(x) for x in base.symbols})
+        if base is not None:
+            _grow.check_after(bars, srcs, base.time[-1])
         tables, dropped_rows, actions_from, snapped = _reference_tables(
-            bars, srcs, symbols, actions, universes, events, regimes, unknown_symbols
+            bars, srcs, known, actions, universes, events, regimes, unknown_symbols
         )
+        declared = {} if delistings is None else _grow.read_delistings(Path(delistings), known)
         bar.advance(task)
 
         bars = bars.drop("symbol", "time_raw")  # validated: codes and times are all that is left to use
         calendar, arrays = _pivot(bars, symbols, tables["actions"])
         n_rows = len(bars)
         del bars
+        recorded: dict[str, str] = {}
+        first_new = 0
+        if base is not None:
+            first_new = len(base.time)
+            recorded = dict(_grow.delistings_from(base_manifest) or _grow.inferred_delistings(
+                base.time, [str(x) for x in base.symbols], np.asarray(base["valid"].values)))
+            calendar, symbols, arrays, tables = _grow.merge(
+                base, calendar, symbols, arrays, tables, ", ".join(map(str, paths)))
+            n_rows += int(base_manifest.get("rows", 0))
+        if finished:
+            recorded.update(_grow.inferred_delistings(calendar, symbols, arrays["valid"], first_new))
+        recorded.update(declared)
         block = symbol_block or _store.default_symbol_block(len(calendar), len(symbols))
         n_blocks = -(-len(symbols) // block)
         task = bar.add_task("write", total=len(arrays) * n_blocks)
-        fingerprint = _store.data_fingerprint(calendar, symbols, list(arrays), arrays.__getitem__, tables)
-        with _store.staged(target, overwrite) as tmp, _store.write_errors(target):
+        fingerprint = _store.data_fingerprint(calendar, symbols, list(arrays), arrays.__getitem__, tables,
+                                              recorded)
+        with _store.staged(target, overwrite or append) as tmp, _store.write_errors(target):
             group = _store.create_group(tmp, calendar, symbols, {"bar_grid": grid.describe()})
             for name in sorted(arrays):
                 _store.write_array(group, name, arrays[name], block, lambda: bar.advance(task))
             _store.finish(tmp, tables, {
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "sources": [str(p) for p in paths],
+                "sources": [*base_manifest.get("sources", []), *(str(p) for p in paths)],
+                "appends": base_manifest.get("appends", 0) + (1 if append else 0),
+                "delistings": dict(sorted(recorded.items())),
                 "rows": n_rows,
                 "n_time": len(calendar),
                 "n_symbols": len(symbols),
@@ -171,6 +206,13 @@ def ingest(
                 "seconds": round(_time.perf_counter() - started, 3),
             })
     return target
+
+
+def _grow_base(target: Path) -> tuple[MarketData, dict]:
+    """The store an append grows, in memory, and its manifest."""
+    if not _store.is_store(target):
+        raise IngestError(f"{target}: --append needs an existing store (none here)")
+    return open_market(target).load(), _store.read_manifest(target)
 
 
 @contextmanager

@@ -134,8 +134,10 @@ class MarketData:
         tables: Mapping[str, pl.DataFrame],
         fingerprint: str | None,
         store_path: Path | None = None,
+        delist: np.ndarray | None = None,
     ) -> None:
         self._ds = ds
+        self._delist = delist
         self._tables = {n: tables.get(n, _empty(n)) for n in _store.TABLE_NAMES}
         self._fingerprint = fingerprint
         self._masks: dict[str, np.ndarray] = {}
@@ -148,10 +150,11 @@ class MarketData:
         tables: Mapping[str, pl.DataFrame],
         fingerprint: str | None = None,
         store_path: Path | None = None,
+        delist: np.ndarray | None = None,
     ) -> MarketData:
         """Build from already-validated parts (a store, a truncation) without re-checking."""
         market = cls.__new__(cls)
-        market._init(ds, tables, fingerprint, store_path)
+        market._init(ds, tables, fingerprint, store_path, delist)
         return market
 
     # ------------------------------------------------------------------ data
@@ -213,8 +216,12 @@ class MarketData:
     def delist_bar(self) -> np.ndarray:
         """Per symbol: the first bar after its last valid bar if its data end early, else -1.
 
-        A symbol with no valid bar at all gets -1 (it never holds a position).
+        A symbol with no valid bar at all gets -1 (it never holds a position). A store
+        records its delistings (see :mod:`pitgrid.data.grow`): a symbol whose bars stop in a
+        store that grows is in a gap until a delisting is declared.
         """
+        if self._delist is not None:
+            return _frozen(self._delist)
         return _frozen(delist_bars(np.asarray(self._ds["valid"].values, dtype=bool)))
 
     def load(self) -> MarketData:
@@ -222,7 +229,8 @@ class MarketData:
         if _in_memory(self._ds):
             return self
         return MarketData._from_parts(
-            _frozen_dataset(self._ds.compute()), self._tables, self._fingerprint, self._store_path
+            _frozen_dataset(self._ds.compute()), self._tables, self._fingerprint, self._store_path,
+            self._delist,
         )
 
     # ------------------------------------------------------------------ point in time
@@ -411,7 +419,23 @@ def open_market(store: str | Path, chunks: Any = None) -> MarketData:
         symbol=_str_array(ds["symbol"].values),
     )
     tables = _store.read_tables(path)
-    return MarketData._from_parts(ds, tables, _store.read_manifest(path).get("fingerprint"), path)
+    manifest = _store.read_manifest(path)
+    recorded = manifest.get("delistings")
+    delist = None if recorded is None else recorded_delist_bars(
+        recorded, ds.indexes["time"].values.astype("datetime64[ns]"), ds["symbol"].values)
+    return MarketData._from_parts(ds, tables, manifest.get("fingerprint"), path, delist)
+
+
+def recorded_delist_bars(delistings: Mapping[str, str], time: np.ndarray, symbols: Any) -> np.ndarray:
+    """Per symbol, the bar of its recorded delisting (-1: none, or after the last bar)."""
+    out = np.full(len(symbols), -1, dtype=np.int64)
+    col = {str(s): i for i, s in enumerate(symbols)}
+    for symbol, when in delistings.items():
+        if symbol in col:
+            bar = int(np.searchsorted(time, np.datetime64(when, "ns"), side="left"))
+            if bar < len(time):
+                out[col[symbol]] = bar
+    return out
 
 
 # ---------------------------------------------------------------------- helpers

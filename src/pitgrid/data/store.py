@@ -219,6 +219,27 @@ def staged(target: Path, overwrite: bool) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``), so a
+    reader opening ``b`` finds the old store or the new one, never neither. False where
+    the system call is not available."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: the file system cannot swap
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _move_in(tmp: Path, target: Path, overwrite: bool, old: Path) -> None:
     if not target.exists():
         with write_errors(target):
@@ -226,6 +247,11 @@ def _move_in(tmp: Path, target: Path, overwrite: bool, old: Path) -> None:
         return
     check_target(target, overwrite)
     with write_errors(target):
+        if _exchange(tmp, target):
+            # tmp now holds the old store, under its owner's name: removed below, or by
+            # the next open if this process is killed first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         os.rename(target, old)
         try:
             os.rename(tmp, target)
@@ -283,8 +309,10 @@ def data_fingerprint(
     names: Sequence[str],
     get: Callable[[str], np.ndarray],
     tables: Mapping[str, pl.DataFrame],
+    delistings: Mapping[str, str] | None = None,
 ) -> str:
-    """SHA-256 hex digest of coordinates, every named array and the reference tables.
+    """SHA-256 hex digest of coordinates, every named array, the reference tables and the
+    recorded delistings (when there are any: they change what a run does).
 
     Arrays are fetched one at a time through ``get`` (so a lazy store is read one
     field at a time) and hashed in ``sorted(names)`` order as little-endian bytes;
@@ -308,4 +336,6 @@ def data_fingerprint(
     for name in TABLE_NAMES:
         put(name.encode())
         put(tables[name].write_csv().encode())
+    if delistings:
+        put(json.dumps(dict(sorted(delistings.items()))).encode())
     return h.hexdigest()

@@ -213,16 +213,19 @@ def infer_grid(time_ns: np.ndarray, code: np.ndarray) -> BarGrid:
     return BarGrid(grid_step, phase, intraday)
 
 
-def check_bars(bars: pl.DataFrame, sources: Sequence[Source], symbols: Sequence[str]) -> BarGrid:
+def check_bars(bars: pl.DataFrame, sources: Sequence[Source], symbols: Sequence[str],
+               grid: BarGrid | None = None) -> BarGrid:
     """Refuse the first bad row of ``bars`` (all files, in order); return the bar grid.
 
     ``bars`` columns: ``_src`` (index into ``sources``), ``_line``, ``time``
     (``Datetime("ns")``, null = unparseable), ``date_only``, ``symbol``, ``code``
     (index into ``symbols``, -1 = missing), ``open high low close volume`` (Float64).
+    ``grid`` is the grid the bars must be on (an append: the store's); by default the
+    grid is inferred from the bars themselves.
     """
     time_ns = bars["time"].cast(pl.Int64).fill_null(_scan.NO_TIME).to_numpy()
     code = bars["code"].cast(pl.Int64).to_numpy()
-    grid = infer_grid(time_ns, code)
+    grid = infer_grid(time_ns, code) if grid is None else grid
     last_time = np.full(len(symbols), _scan.NO_TIME, dtype=np.int64)
     fields = [bars[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in PRICE_FIELDS]
     row, rule = _scan.scan_bars(

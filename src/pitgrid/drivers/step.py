@@ -11,6 +11,7 @@ whole history), which the driver names once.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ import xarray as xr
 from pitgrid.cycle.data import FeatureData
 from pitgrid.cycle.strategy import Intents, Strategy, apply_universe
 from pitgrid.cycle.view import TraceData, frozen, source_array, step_view
-from pitgrid.data.market import MarketData, TimeLike
+from pitgrid.data.market import MarketData, TimeLike, known_tables
 from pitgrid.drivers.common import as_market, resolve_settings
 from pitgrid.engine.codes import INTENT_SIGNALS, INTENT_WEIGHTS
 from pitgrid.engine.config import SimConfig
@@ -294,7 +295,13 @@ class StepDriver:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write the driver's state to ``path`` (a directory): ``state.npz`` and ``meta.json``."""
+        """Write the driver's state to ``path`` (a directory): ``state.npz`` and ``meta.json``.
+
+        With the state go digests of the bars it ran on (each row and each symbol's column
+        of every field, and the reference tables as known at its last bar), so that
+        :meth:`load` accepts any market whose first bars are these, and names the first
+        difference of one that is not.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         li, lf = self._log()
@@ -303,22 +310,27 @@ class StepDriver:
         arrays.update({f"feature_{k}": v for k, v in self._history.items()})
         if self._stream is not None:
             arrays.update({f"stream_{k}": v for k, v in self._stream.state().items()})
+        arrays.update({f"prefix_{k}": v for k, v in
+                       prefix_digests(self.market, self.t, list(self.market.symbols)).items()})
         arrays.update(entries=self._entries, exits=self._exits, weights=self._weights,
                       log_i=li, log_f=lf)
         tmp = path / "state.tmp.npz"
         np.savez(tmp, **arrays)
-        tmp.replace(path / "state.npz")
         meta = {"format": _FORMAT, "t": self.t, "strategy": self.strategy.describe(),
                 "config": self.config.to_dict(), "size_value": self._size_value,
-                "fingerprint": self.market.fingerprint()}
+                "symbols": [str(x) for x in self.market.symbols],
+                "last_time": str(self.market.time[self.t - 1]) if self.t else None}
         tmp_meta = path / "meta.tmp.json"
         tmp_meta.write_text(json.dumps(meta, default=str, indent=1))
+        tmp.replace(path / "state.npz")
         tmp_meta.replace(path / "meta.json")
         return path
 
     @classmethod
     def load(cls, path: str | Path, market: MarketData | xr.Dataset, strategy: Strategy) -> StepDriver:
-        """Resume a saved driver; the market and strategy must be the ones it was saved with."""
+        """Resume a saved driver on ``market``: the one it ran on, or the same one grown by
+        later bars and new symbols (listings). Bars it ran on that differ in ``market`` are
+        refused, naming the first differing bar, symbol and field."""
         path = Path(path)
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("format") != _FORMAT:
@@ -327,22 +339,70 @@ class StepDriver:
             raise ValueError(f"{path}: saved for {meta['strategy']}, not {strategy.describe()}")
         driver = cls(market, strategy, SimConfig(**meta["config"]) if meta["size_value"] is None
                      else {**meta["config"], "size_value": meta["size_value"]})
-        if meta["fingerprint"] != driver.market.fingerprint():
-            raise ValueError(f"{path}: saved on data {meta['fingerprint'][:12]}, "
-                             f"this market is {driver.market.fingerprint()[:12]}")
         with np.load(path / "state.npz", allow_pickle=False) as z:
-            driver.core.set_state({k[5:]: z[k] for k in z.files if k.startswith("core_")})
-            for k in driver._out:
-                driver._out[k] = np.array(z[f"out_{k}"])
-            driver._history = {k[8:]: np.array(z[k]) for k in z.files if k.startswith("feature_")}
-            if driver._stream is not None:
-                driver._stream.load_state({k[7:]: z[k] for k in z.files if k.startswith("stream_")})
-            driver._entries, driver._exits = np.array(z["entries"]), np.array(z["exits"])
-            driver._weights = np.array(z["weights"])
-            driver._log_i, driver._log_f = [np.array(z["log_i"])], [np.array(z["log_f"])]
-        driver._bind()
-        driver.t = int(meta["t"])
+            state = {k: np.array(z[k]) for k in z.files}
+        t, saved = int(meta["t"]), meta["symbols"]
+        check_prefix(driver.market, t, saved,
+                     {k[7:]: v for k, v in state.items() if k.startswith("prefix_")}, path)
+        driver._restore(state, t, saved)
         return driver
+
+    def _restore(self, state: dict[str, np.ndarray], t: int, saved: list[str]) -> None:
+        """Install a saved state of ``t`` bars over symbols ``saved`` (a subset of this
+        market's, in the same order): new symbols start flat, with no bars before ``t``."""
+        col = {str(x): i for i, x in enumerate(self.market.symbols)}
+        cols = np.array([col[x] for x in saved], dtype=np.int64)
+        same = len(saved) == self.n_symbols
+        per_account = self.core.A > 1
+        core = self.core.get_state()
+        for k, v in ((k[5:], v) for k, v in state.items() if k.startswith("core_")):
+            if k in _SYMBOL_STATE or (per_account and k in _ACCOUNT_STATE):
+                core[k][..., cols] = v
+            else:
+                core[k] = v
+        self.core.set_state(core)
+        for k, a in self._out.items():
+            v = state[f"out_{k}"]
+            if a.ndim == 3:
+                if k in ("cash", "account_equity") and per_account:
+                    a[:, :t] = self.config.init_cash  # a symbol's own account, never used yet
+                a[:, :t][..., cols if a.shape[2] == self.n_symbols else slice(None)] = v[:, :t]
+            elif a.ndim == 2:
+                a[:, :t] = v[:, :t]
+        for name, a in (("entries", self._entries), ("exits", self._exits), ("weights", self._weights)):
+            a[:, :t][..., cols] = state[name][:, :t]
+        li = state["log_i"].copy()
+        li[:, 2] = cols[li[:, 2]]
+        self._log_i, self._log_f = [li], [state["log_f"]]
+        history = {k[8:]: v for k, v in state.items() if k.startswith("feature_")}
+        if same and self._stream is not None:
+            self._stream.load_state({k[7:]: v for k, v in state.items() if k.startswith("stream_")})
+            for name, v in history.items():
+                self._history[name] = np.full((self.n_time, *v.shape[1:]), np.nan
+                                              if v.dtype.kind == "f" else 0, dtype=v.dtype)
+                self._history[name][:t] = v[:t]
+        else:
+            self._replay(t)
+        self._bind()
+        self.t = t
+
+    def _replay(self, t: int) -> None:
+        """Rebuild the feature streams and history over bars ``0..t-1`` on this market's
+        symbols: a stream fed the same rows is in the same state (listings are NaN rows)."""
+        if self._stream is None:
+            if t:
+                feats = self.strategy.features(step_view(self._known, 0, t - 1, self._known_at,
+                                                         self._symbols))
+                for name, a in feats.items():
+                    a = np.asarray(a)
+                    self._history[name] = np.full((self.n_time, *a.shape[1:]), np.nan
+                                                  if a.dtype.kind == "f" else 0, dtype=a.dtype)
+                    self._history[name][:t] = a
+            return
+        for u in range(t):
+            rows = self._stream.update({k: a[u] for k, a in self._sources.items()})
+            if not self._traced:
+                self._feature_window(u, rows)
 
     # ------------------------------------------------------------------ helpers
     def _write_intents(self, t: int, intents: Intents) -> None:
@@ -377,6 +437,83 @@ def _trace_intents(strategy: Strategy, trace: TraceData, nodes: dict[str, Any]) 
     if not fields or not all(isinstance(v, Node) for v in fields.values()):
         return {}
     return fields
+
+
+_SYMBOL_STATE = frozenset({"shares", "pending", "flow", "last_order", "mark"})
+_ACCOUNT_STATE = frozenset({"cash", "eref", "peak", "prev_eq", "halted", "losses", "cool_until"})
+
+
+def prefix_digests(market: MarketData, n: int, symbols: list[str]) -> dict[str, np.ndarray]:
+    """Digests of bars ``0..n-1`` of ``symbols``: per field, one per row and one per
+    symbol's column; the bar times; the reference tables of these symbols as known at
+    bar ``n - 1``."""
+    col = {str(x): i for i, x in enumerate(market.symbols)}
+    cols = np.array([col[x] for x in symbols], dtype=np.int64)
+    out: dict[str, np.ndarray] = {"time": np.asarray(market.time[:n]).view(np.int64).copy()}
+    for name in sorted(market.fields):
+        a = np.ascontiguousarray(np.asarray(market[name].values[:n])[:, cols])
+        out[f"rows/{name}"] = np.array([_digest(r) for r in a], dtype=np.uint64)
+        out[f"cols/{name}"] = np.array([_digest(np.ascontiguousarray(a[:, j]))
+                                        for j in range(a.shape[1])], dtype=np.uint64)
+    out["tables"] = np.array([_digest_tables(market, n, symbols)], dtype=np.uint64)
+    return out
+
+
+def check_prefix(market: MarketData, n: int, symbols: list[str],
+                 saved: dict[str, np.ndarray], where: Path) -> None:
+    """Refuse ``market`` unless its bars ``0..n-1`` are those of ``saved``; name the first
+    differing bar, symbol and field."""
+    if len(market.time) < n:
+        raise ValueError(f"{where}: the driver ran {n} bars; this market has {len(market.time)}")
+    missing = sorted(set(symbols) - {str(x) for x in market.symbols})
+    if missing:
+        raise ValueError(f"{where}: symbol {missing[0]} the driver traded is not in this market")
+    times = np.asarray(market.time[:n]).view(np.int64)
+    if not np.array_equal(times, saved["time"]):
+        i = int(np.argmax(times != saved["time"]))
+        raise ValueError(f"{where}: bar {i} is {market.time[i]} in this market, "
+                         f"{saved['time'][i].astype('datetime64[ns]')} in the one the driver ran on")
+    now = prefix_digests(market, n, symbols)
+    fields = sorted({k[5:] for k in saved if k.startswith("rows/")} | set(market.fields))
+    for name in fields:
+        if f"rows/{name}" not in saved or f"rows/{name}" not in now:
+            raise ValueError(f"{where}: field {name!r} is in only one of this market and the "
+                             "one the driver ran on")
+        rows = np.flatnonzero(now[f"rows/{name}"] != saved[f"rows/{name}"])
+        if rows.size:
+            bad = np.flatnonzero(now[f"cols/{name}"] != saved[f"cols/{name}"])
+            who = symbols[int(bad[0])] if bad.size else "?"
+            raise ValueError(f"{where}: bar {int(rows[0])} ({market.time[int(rows[0])]}), symbol "
+                             f"{who}, field {name!r} differs from the data the driver ran on")
+    if now["tables"][0] != saved["tables"][0]:
+        raise ValueError(f"{where}: the reference tables (universes, actions, events, regimes) "
+                         f"as known at bar {n - 1} differ from those the driver ran on")
+    listed = np.asarray(market["valid"].values[:n], dtype=bool)
+    new = [i for i, x in enumerate(market.symbols) if str(x) not in set(symbols)]
+    early = [i for i in new if listed[:, i].any()]
+    if early:
+        i = early[0]
+        bar = int(np.argmax(listed[:, i]))
+        raise ValueError(f"{where}: bar {bar}, symbol {market.symbols[i]}, field 'valid': a symbol "
+                         "the driver never saw has bars it already ran")
+
+
+def _digest(a: np.ndarray) -> int:
+    return int.from_bytes(hashlib.blake2b(a.tobytes(), digest_size=8).digest(), "little")
+
+
+def _digest_tables(market: MarketData, n: int, symbols: list[str]) -> int:
+    if n == 0:
+        return 0
+    known = known_tables(market._tables, market.time[n - 1])
+    h = hashlib.blake2b(digest_size=8)
+    for name in sorted(known):
+        table = known[name]
+        if "symbol" in table.columns:
+            table = table.filter(pl.col("symbol").is_in(symbols))
+        h.update(name.encode())
+        h.update(table.write_csv().encode())
+    return int.from_bytes(h.digest(), "little")
 
 
 _IDX = np.zeros(1, dtype=np.int64)

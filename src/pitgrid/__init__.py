@@ -40,6 +40,9 @@ _LAZY: dict[str, str] = {
     "clear_feature_cache": "pitgrid.drivers.common",
     "StepDriver": "pitgrid.drivers.step",
     "CycleResult": "pitgrid.drivers.step",
+    "SlowPathWarning": "pitgrid.drivers.step",
+    "PaperTrader": "pitgrid.drivers.paper",
+    "PaperUpdate": "pitgrid.drivers.paper",
     "check_point_in_time": "pitgrid.drivers.pit",
     "PointInTimeReport": "pitgrid.drivers.pit",
     "grid": "pitgrid.drivers.grid",
@@ -85,7 +88,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.drivers.grid import GridResult, grid
     from pitgrid.drivers.robustness import RobustnessResult, robustness
     from pitgrid.drivers.pit import PointInTimeReport, check_point_in_time
-    from pitgrid.drivers.step import CycleResult, StepDriver
+    from pitgrid.drivers.step import CycleResult, SlowPathWarning, StepDriver
+    from pitgrid.drivers.paper import PaperTrader, PaperUpdate
     from pitgrid.data.ingest import ingest
     from pitgrid.data.market import MarketData, MarketView, open_market
     from pitgrid.data.synthetic import long_bars, synthetic_prices

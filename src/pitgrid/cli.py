@@ -201,6 +201,40 @@ def grid(
 
 
 @app.command()
+def paper(
+    config: Annotated[Path, typer.Argument(help="A TOML run config whose [data] store grows.",
+                                           exists=True, dir_okay=False)],
+    state: Annotated[Path, typer.Option("--state", help="Folder of the paper run's state.")],
+    db: Annotated[str | None, typer.Option(help="Results database (overrides \\[outputs] db).")] = None,
+) -> None:
+    """Paper-trade a config: run every bar not yet run, save, write the next open's orders.
+
+    Starts a step driver, or resumes the one saved in --state, on the config's store
+    (grow it with `pitgrid ingest NEW --store S --append`). The orders that execute at
+    the next open go to STATE/orders.csv and STATE/orders.json, the run so far to the
+    results database as one paper run. With no new bar nothing changes.
+    """
+    from pitgrid.drivers.paper import PaperTrader
+
+    cfg = _load(config, db, None)
+    with _usage_errors(ValueError):
+        trader = PaperTrader(cfg, state)
+    with _run_failures("paper"), _usage_errors(ValueError):
+        update = trader.update()
+    when = "no new bar" if update.bars_run == 0 else f"{update.bars_run} new bar(s)"
+    _out.print(Text(f"{when}; {update.bars_total} bars run, last {update.last_time}; "
+                    f"paper run {update.run_id}"))
+    table = Table(title=f"orders for the next open ({update.orders.height})", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for column in update.orders.columns:
+        table.add_column(column, justify="right" if column == "shares" else "left")
+    for row in update.orders.iter_rows():
+        table.add_row(*(Text(f"{v:,.4g}" if isinstance(v, float) else str(v)) for v in row))
+    _out.print(table)
+    _print_paths([("orders", update.state / "orders.csv"), ("state", update.state)])
+
+
+@app.command()
 def demo(
     data: Annotated[Path | None, typer.Option(
         help="A sample folder with prices.csv.gz (and optionally sp500_membership_intervals.csv) "

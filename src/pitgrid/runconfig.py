@@ -554,11 +554,11 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
     res = dataclasses.replace(res, config={**res.config, **extra, "run": cfg.describe()})
     with _results_db(cfg) as db:
         run_id = db.save_run(res, strategy=strategy.name, data_fingerprint=market.fingerprint(),
-                             universe_id=cfg.universe, params=[_stored_params(strategy)])
+                             universe_id=cfg.universe, params=[stored_params(strategy)])
         stored = db.load_run(run_id)
     report = write_report(stored, _report_path(cfg, strategy.name, run_id),
                           title=f"{strategy.name} {_short(strategy.params())}")
-    return RunOutcome(run_id=run_id, strategy=strategy.name, params=_stored_params(strategy),
+    return RunOutcome(run_id=run_id, strategy=strategy.name, params=stored_params(strategy),
                       metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started)
 
@@ -593,7 +593,7 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
     best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
     best_strategy = dataclasses.replace(base, **g.params[best])
     single = pg.backtest(market, best_strategy, dict(cfg.settings))
-    variants = [_stored_params(dataclasses.replace(base, **p)) for p in g.params]
+    variants = [stored_params(dataclasses.replace(base, **p)) for p in g.params]
     describe = {**cfg.describe(), "grid": {"axes": list(axes), "by": cfg.by, "keep": cfg.keep,
                                            "best_param": best}}
     res = _grid_as_result(g, single, best, list(axes), {**single.config, "run": describe})
@@ -634,7 +634,7 @@ def _grid_as_result(g: Any, single: SimResult, best: int, axes: list[str],
                      optimistic=single.optimistic)
 
 
-def _stored_params(strategy: Strategy) -> dict[str, Any]:
+def stored_params(strategy: Strategy) -> dict[str, Any]:
     """The strategy's parameters without unset ones (a run's universe is a column of its own)."""
     return {k: v for k, v in strategy.params().items() if v is not None}
 

@@ -168,8 +168,9 @@ def ingest(
         first_new = 0
         if base is not None:
             first_new = len(base.time)
-            recorded = dict(_grow.delistings_from(base_manifest) or _grow.inferred_delistings(
-                base.time, [str(x) for x in base.symbols], np.asarray(base["valid"].values)))
+            had = _grow.delistings_from(base_manifest)
+            recorded = dict(had) if had is not None else _grow.inferred_delistings(
+                base.time, [str(x) for x in base.symbols], np.asarray(base["valid"].values))
             calendar, symbols, arrays, tables = _grow.merge(
                 base, calendar, symbols, arrays, tables, ", ".join(map(str, paths)))
             n_rows += int(base_manifest.get("rows", 0))

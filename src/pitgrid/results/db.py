@@ -216,8 +216,12 @@ class ResultsDB:
         universe_id: str | None = None,
         params: list[dict[str, Any]] | None = None,
         code_version: str | None = None,
+        run_id: str | None = None,
     ) -> str:
         """Store a simulation result in one transaction; return its run id (uuid4 hex).
+
+        ``run_id`` stores it under that id, replacing the run of that id in the same
+        transaction: a paper run that grows with each bar keeps one id.
 
         ``params`` labels each parameter set (default: the result's coordinates on
         its ``param`` axis). ``code_version`` defaults to :func:`code_version`.
@@ -227,7 +231,10 @@ class ResultsDB:
         Example:
             >>> run_id = db.save_run(res, strategy="sma20", data_fingerprint=fp)  # doctest: +SKIP
         """
-        run_id = uuid.uuid4().hex
+        replace = run_id is not None
+        if run_id is None:
+            run_id = uuid.uuid4().hex
+        _check_run_id(run_id)
         # Rows are built before taking the write lock, so it is held only for the inserts.
         rows = _RunRows.build(run_id, result, strategy=strategy, data_fingerprint=data_fingerprint,
                               universe_id=universe_id, params=params,
@@ -235,6 +242,11 @@ class ResultsDB:
         conn = self._conn
         conn.begin_write()
         try:
+            if replace:
+                for table in ("backtest_trades", "backtest_daily_equity", "grid_metrics",
+                              "backtest_runs"):
+                    conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+                self._arrays.remove(run_id)
             _insert_run(conn, run_id, rows.run)
             _insert_trades(conn, run_id, rows.trades)
             _insert_equity(conn, run_id, rows.equity)

@@ -1,10 +1,28 @@
-"""check_point_in_time passes every shipped strategy and catches three planted leaks."""
+"""The point-in-time check: the step driver audits the batch run at every bar; planted leaks of
+every kind the issue lists are caught, and no shipped strategy or example is flagged."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
 import pytest
 
 import pitgrid as pg
+from pitgrid import kernels as K
+from pitgrid.cycle.data import FeatureData
+from pitgrid.cycle.strategy import Intents, Strategy
+from pitgrid.drivers.pit import scrambled
+from pitgrid.strategies import MovingAverageCross
 
 from strategies_for_tests import (SHIPPED, BackAdjustedLevel, CentredAverage, EventTimeReader,
-                                  market_with_everything)
+                                  VetoHook, market_with_everything)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from custom_strategy import Breakout  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -12,19 +30,119 @@ def market():
     return market_with_everything()
 
 
-@pytest.mark.parametrize("strategy", SHIPPED, ids=lambda s: s.name)
+@pytest.mark.parametrize("strategy", SHIPPED + [VetoHook(fast=5, slow=20), Breakout(window=20, exit_window=10)],
+                         ids=lambda s: s.name)
 @pytest.mark.parametrize("fill", ["close", "next_open"])
-def test_shipped_strategies_are_point_in_time(market, strategy, fill):
-    report = pg.check_point_in_time(market, strategy, {"fill": fill, "fees_bps": 10}, cutoffs=4)
+def test_no_false_alarm_on_shipped_strategies_hooks_and_examples(market, strategy, fill):
+    report = pg.check_point_in_time(market, strategy, {"fill": fill, "fees_bps": 10})
     assert report.ok, str(report)
 
 
-@pytest.mark.parametrize("leak", [CentredAverage(), EventTimeReader(field="sentiment", enter_above=0.5),
-                                  BackAdjustedLevel()], ids=lambda s: s.name)
-def test_planted_leaks_are_caught(market, leak):
-    cutoffs = [market.time[i] for i in (60, 90, 110)]
-    report = pg.check_point_in_time(market, leak, {"fill": "close"}, cutoffs=cutoffs)
+_CACHE: dict[int, np.ndarray] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModuleCache(MovingAverageCross):
+    """LEAK: a module-level cache of the slow average, filled once and sliced afterwards."""
+
+    def features(self, data):
+        if self.slow not in _CACHE:
+            _CACHE[self.slow] = K.sma(data.adjusted("close"), self.slow)
+        return {"fast": K.sma(data.adjusted("close"), self.fast), "slow": _CACHE[self.slow][: data.n_time]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarketField(MovingAverageCross):
+    """LEAK: stores a feature as a new field of the market's Dataset."""
+
+    def features(self, data):
+        data.market.ds["tomorrow"] = data.market.ds["close"].shift(time=-1)
+        close = data.adjusted("close")
+        return {"fast": K.sma(close, self.fast), "slow": K.sma(close, self.slow)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InPlaceShift(MovingAverageCross):
+    """LEAK: makes the close it was given writeable and shifts tomorrow into today."""
+
+    def features(self, data):
+        close = data.adjusted("close")
+        close.setflags(write=True)
+        close[:-1] = close[1:].copy()
+        return {"fast": K.sma(close, self.fast), "slow": K.sma(close, self.slow)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class YearEndPeek(Strategy):
+    """LEAK: on the last bar of each month, enters when tomorrow's close is higher."""
+
+    intent_rows: ClassVar[int | None] = 1
+
+    def features(self, data):
+        close = data.adjusted("close")
+        month = np.asarray(data.time, "datetime64[M]")
+        last = np.r_[month[1:] != month[:-1], False]
+        up = np.zeros(close.shape, dtype=bool)
+        up[:-1] = close[1:] > close[:-1]
+        return {"peek": (up & last[:, None]).astype(float)}
+
+    def intents(self, data, f):
+        return Intents(entries=f["peek"] > 0, exits=f["peek"] == 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlyPeek(Strategy):
+    """LEAK: in the first fifth of the data only, reads the close five bars ahead."""
+
+    intent_rows: ClassVar[int | None] = 1
+
+    def features(self, data):
+        close = data.adjusted("close")
+        ahead = np.full(close.shape, np.nan)
+        n = close.shape[0]
+        early = min(n, 32)
+        ahead[: max(early - 5, 0)] = close[5:early]
+        return {"gain": ahead / close}
+
+    def intents(self, data, f):
+        g = np.nan_to_num(f["gain"])
+        return Intents(entries=g > 1.01, exits=g < 0.99)
+
+
+LEAKS = [CentredAverage(), EventTimeReader(field="sentiment", enter_above=0.5), BackAdjustedLevel(),
+         ModuleCache(fast=5, slow=20), MarketField(fast=5, slow=20), InPlaceShift(fast=5, slow=20),
+         YearEndPeek(), EarlyPeek()]
+
+
+@pytest.mark.parametrize("leak", LEAKS, ids=lambda s: s.name)
+def test_every_planted_leak_is_caught_and_named(market, leak):
+    report = pg.check_point_in_time(market, leak, {"fill": "close"})
     assert not report.ok
     d = report.differences[0]
-    assert d.time <= d.cutoff
-    assert "LEAK" in str(report)
+    text = str(report)
+    assert "LEAK" in text and d.meaning in text
+    assert d.what in ("feature", "decision", "order", "fill", "equity", "error")
+    if d.what in ("feature", "decision"):
+        assert d.symbol in market.symbols and d.time in market.time
+
+
+def test_the_sampled_mode_still_catches_a_feature_that_reads_ahead(market):
+    report = pg.check_point_in_time(market, CentredAverage(), {"fill": "close"}, every_bar=False,
+                                    cutoffs=[market.time[i] for i in (60, 90, 110)])
+    assert not report.ok and report.differences[0].time <= report.differences[0].cutoff
+
+
+def test_scrambling_changes_every_field_and_table_after_the_cutoff_only(market):
+    c = market.time[60]  # before the dividend (bar 80) and the split (bar 106)
+    other = scrambled(market, c, np.random.default_rng(1))
+    for name in market.fields:
+        a, b = np.asarray(market[name].values), np.asarray(other[name].values)
+        np.testing.assert_array_equal(a[:61], b[:61])
+        assert not np.array_equal(a[61:], b[61:]), name
+    when = pl.lit(c).cast(pl.Datetime("ns"))
+    for name, col in (("events", "knowledge_time"), ("universes", "start")):
+        before = getattr(market, name).filter(pl.col(col) <= when)
+        after = getattr(other, name).filter(pl.col(col) <= when)
+        assert after.sort(col, "symbol").equals(before.sort(col, "symbol")), name
+    late = market.events.filter(pl.col("knowledge_time") > when)
+    assert not other.events.filter(pl.col("knowledge_time") > when)["value"].equals(late["value"])

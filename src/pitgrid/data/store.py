@@ -339,3 +339,29 @@ def data_fingerprint(
     if delistings:
         put(json.dumps(dict(sorted(delistings.items()))).encode())
     return h.hexdigest()
+
+
+def write_market(market: Any, path: Path) -> Path:
+    """Write an in-memory market (a :class:`pitgrid.MarketData`) as a store at ``path``, its
+    delistings recorded: e.g. for worker processes that must open the same data read-only."""
+    from datetime import datetime, timezone
+
+    ds = market.ds
+    time = np.asarray(market.time, "datetime64[ns]")
+    symbols = [str(x) for x in market.symbols]
+    arrays = {name: np.asarray(ds[name].values) for name in ds.data_vars}
+    tables = {name: getattr(market, name) for name in TABLE_NAMES}
+    delistings = {s: str(time[b]) for s, b in zip(symbols, market.delist_bar.tolist()) if b >= 0}
+    block = default_symbol_block(len(time), len(symbols))
+    fingerprint = data_fingerprint(time, symbols, list(arrays), arrays.__getitem__, tables, delistings)
+    with staged(Path(path), overwrite=True) as tmp, write_errors(Path(path)):
+        group = create_group(tmp, time, symbols, {})
+        for name in sorted(arrays):
+            write_array(group, name, arrays[name], block)
+        finish(tmp, tables, {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sources": ["<in-memory market>"], "n_time": len(time), "n_symbols": len(symbols),
+            "fields": sorted(arrays), "symbol_block": block, "delistings": delistings,
+            "fingerprint": fingerprint,
+        })
+    return Path(path)

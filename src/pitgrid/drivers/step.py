@@ -101,8 +101,11 @@ class StepDriver:
     """
 
     def __init__(self, market: MarketData | xr.Dataset, strategy: Strategy,
-                 config: SimConfig | dict[str, Any] | None = None) -> None:
+                 config: SimConfig | dict[str, Any] | None = None, *,
+                 keep_features: bool = False) -> None:
         self.config, self._size_value = resolve_settings(strategy, config)
+        # every feature row kept, also when the rule streams (the point-in-time audit reads them)
+        self._keep_features = keep_features
         check_step(as_market(market), self.config)  # before the market is read or anything allocated
         self.market = as_market(market).load()
         self.strategy = strategy
@@ -234,6 +237,8 @@ class StepDriver:
         else:
             rows = self._decide_slow(t)
         if self._traced:
+            if self._keep_features:
+                self._feature_window(t, {k: v for k, v in rows.items() if not k.startswith("intents.")})
             intents = self._traced_intents(t, rows)
         else:
             intents = self._intents(t, self._feature_window(t, rows))
@@ -290,8 +295,20 @@ class StepDriver:
         """The result so far (bars not yet run are NaN in the arrays)."""
         res = build_result(self.core, self.config, self.market.ds, self._out, self._log(),
                            None, False, True)
-        res.extra.update(strategy=self.strategy.describe(), bars_run=self.t)
+        res.extra.update(strategy=self.strategy.describe(), bars_run=self.t,
+                         intents=self._intents_so_far())
         return res
+
+    def _intents_so_far(self) -> Intents:
+        """The decisions of every bar run (later rows empty), shaped like a batch run's."""
+        if self._mode == INTENT_WEIGHTS:
+            return Intents(weights=self._weights[0].copy())
+        return Intents(entries=self._entries[0].astype(bool), exits=self._exits[0].astype(bool))
+
+    def features(self) -> dict[str, np.ndarray]:
+        """Each feature's rows as the driver computed them, bar by bar (later rows empty);
+        every row only with ``keep_features=True`` when the rule streams."""
+        return {k: v.copy() for k, v in self._history.items()}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

@@ -201,6 +201,34 @@ def grid(
 
 
 @app.command()
+def check(
+    config: Annotated[Path, typer.Argument(help="A TOML run config (no grid axes).",
+                                           exists=True, dir_okay=False)],
+    sampled: Annotated[bool, typer.Option(
+        help="The quick sampled check only: cut and scramble after a few cutoffs.")] = False,
+    cutoffs: Annotated[int | None, typer.Option(help="How many cutoffs (default 8).")] = None,
+) -> None:
+    """Check a config's strategy for look-ahead; a leak exits 1, naming where and what.
+
+    The step driver, which hands the strategy only what is known at each bar, audits
+    the batch run at every bar (separate fresh processes, read-only data); then the
+    simulation is cut and scrambled after the cutoffs.
+    """
+    from pitgrid.drivers.pit import check_point_in_time
+
+    cfg = _load(config, None, None)
+    if cfg.is_grid:
+        _fail_usage(f"{config} has grid axes ({', '.join(cfg.axes())}): check one parameter set")
+    market = _open_market(cfg)
+    with _run_failures("check"):
+        report = check_point_in_time(market, cfg.strategy(), dict(cfg.settings),
+                                     every_bar=not sampled, cutoffs=cutoffs)
+    _out.print(Text(str(report)), soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def paper(
     config: Annotated[Path, typer.Argument(help="A TOML run config whose [data] store grows.",
                                            exists=True, dir_okay=False)],

@@ -12,7 +12,8 @@ Sections (``examples/ma_cross.toml`` and ``examples/momentum_grid.toml`` are com
     [execution]   fill, size, size_value, init_cash, ...       sections for readability
     [risk]        allow_short, max_leverage, max_positions, ...
     [model]       bundle = "model_dir"                         optional: checked to exist (for now)
-    [outputs]     db = "pitgrid.db", reports = "pitgrid_out", keep = 5, by = "sharpe"
+    [outputs]     db = "pitgrid.db", reports = "pitgrid_out", keep = 5, by = "sharpe",
+                  audit = false (true: the point-in-time check at every bar, recorded with the run)
 
 Relative paths written in a file are read from the file's folder, so a config runs the
 same from any working directory; outputs the file does not name go to the working
@@ -74,7 +75,7 @@ _RISK = ("allow_short", "max_leverage", "min_bars_between", "max_positions", "ma
          "daily_loss_stop", "max_drawdown_stop", "cooldown_losses", "cooldown_bars")
 _DATA_KEYS = ("store", "synthetic")
 _SYNTHETIC_KEYS = ("n_time", "n_symbols", "seed")
-_OUTPUT_KEYS = ("db", "reports", "keep", "by")
+_OUTPUT_KEYS = ("db", "reports", "keep", "by", "audit")
 _DEFAULT_DB = "pitgrid.db"
 _DEFAULT_REPORTS = "pitgrid_out"
 _DEFAULT_KEEP = 5
@@ -156,6 +157,7 @@ class RunConfig:
     reports: Path = Path(_DEFAULT_REPORTS)
     keep: int = _DEFAULT_KEEP
     by: str = _DEFAULT_BY
+    audit: bool = False
 
     @property
     def is_grid(self) -> bool:
@@ -201,7 +203,7 @@ class RunConfig:
             "settings": dict(self.settings),
             "model": None if self.model_bundle is None else str(self.model_bundle),
             "outputs": {"db": mask_url(self.db), "reports": str(self.reports), "keep": self.keep,
-                        "by": self.by},
+                        "by": self.by, "audit": self.audit},
         }
 
 
@@ -267,6 +269,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
                  if "reports" in out else Path.cwd() / _DEFAULT_REPORTS),
         keep=check.whole(out.get("keep", _DEFAULT_KEEP), "outputs.keep"),
         by=check.choice(out.get("by", _DEFAULT_BY), "outputs.by", _metric_names()),
+        audit=check.typed(out.get("audit", False), "outputs.audit", bool),
     )
 
 
@@ -548,7 +551,7 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
     started = time.perf_counter()
     market = market if market is not None else cfg.open_market()
     strategy = cfg.strategy()
-    res = pg.backtest(market, strategy, dict(cfg.settings))
+    res = pg.backtest(market, strategy, dict(cfg.settings), audit=cfg.audit)
     size_value = resolve_settings(strategy, dict(cfg.settings))[1]
     extra = {} if size_value is None else {"size_value": size_value}
     res = dataclasses.replace(res, config={**res.config, **extra, "run": cfg.describe()})

@@ -16,13 +16,19 @@ from pitgrid.engine.simulate import simulate
 
 
 def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
-             config: SimConfig | dict[str, Any] | None = None, *, keep: str = "full") -> SimResult:
+             config: SimConfig | dict[str, Any] | None = None, *, keep: str = "full",
+             audit: bool = False) -> SimResult:
     """Run ``strategy`` over every bar of ``market`` with the batch engine.
 
     Features and decisions are computed once for all bars with causal kernels;
     orders, fills and accounting run in one call of the compiled core, the same
     step that :class:`pitgrid.StepDriver` calls bar by bar. A strategy with an
     ``on_step`` hook runs through the step driver.
+
+    ``audit=True`` also runs :func:`pitgrid.check_point_in_time` (the step driver
+    audits this run at every bar): the outcome is ``result.config["audit"]``, kept with
+    the run in the database and shown in its report, and the report object is
+    ``result.extra["audit"]``.
 
     Example:
         >>> import pitgrid as pg
@@ -37,7 +43,8 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
     if strategy.has_hook:
         from pitgrid.drivers.step import StepDriver
 
-        return StepDriver(market.load(), strategy, cfg).run()
+        res = StepDriver(market.load(), strategy, cfg).run()
+        return _audited(res, market, strategy, config) if audit else res
     check_backtest(market, cfg, keep=keep)  # before the market is read and anything allocated
     market = market.load()
     notes: dict[str, Any] = {}
@@ -45,4 +52,15 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
     res = simulate(market, entries=intents.entries, exits=intents.exits, weights=intents.weights,
                    size_value=size_value, keep=keep, **cfg.to_dict())
     res.extra.update(strategy=strategy.describe(), intents=intents, **notes)
+    return _audited(res, market, strategy, config) if audit else res
+
+
+def _audited(res: SimResult, market: MarketData, strategy: Strategy, config: Any) -> SimResult:
+    import dataclasses
+
+    from pitgrid.drivers.pit import check_point_in_time
+
+    report = check_point_in_time(market, strategy, config)
+    res = dataclasses.replace(res, config={**res.config, "audit": str(report)})
+    res.extra["audit"] = report
     return res

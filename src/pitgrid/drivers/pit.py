@@ -18,10 +18,8 @@ delistings and period ends.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +103,7 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
         if every_bar:
             with _fresh_processes(2) as pool:
                 futures = [pool.submit(_run, kind, str(store), blob, settings, sys.path)
-                           for kind in ("batch", "step")]
+                           for kind in ("batch", "step")]  # both at once, one per core
                 batch, step = (f.result() for f in futures)
             cuts = _cutoffs(market, cutoffs, batch)
             report = PointInTimeReport(cuts, every_bar=True)
@@ -192,20 +190,64 @@ def _raise_child_error(run: dict[str, Any]) -> None:
 
 
 class _fresh_processes:
-    """Processes forked from a server that never ran user code (``forkserver``): each run
-    starts with no module state of the caller's session and none of the other run's."""
+    """Each run in a new interpreter (``python -c``): it starts with none of the caller's
+    module state and none of the other run's, and runs nothing of the caller's main script."""
 
     def __init__(self, n: int) -> None:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["pitgrid.drivers.pit", "pitgrid.drivers.step",
-                                    "pitgrid.drivers.batch"])
-        self.pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, max_tasks_per_child=1)
+        self.n = n
 
-    def __enter__(self) -> ProcessPoolExecutor:
-        return self.pool
+    def __enter__(self) -> _fresh_processes:
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        pass
+
+    def submit(self, *args: Any) -> _Child:
+        return _Child(args)
+
+
+class _Child:
+    """One run in its own process; ``result()`` waits for it."""
+
+    _CODE = "from pitgrid.drivers.pit import _child_main; _child_main()"
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        import pickle
+        import subprocess
+
+        # stderr to a file: a pipe nobody reads while stdout is read could fill and stall it
+        self.errors = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-c", self._CODE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.errors)
+        self.payload = pickle.dumps(args[1:])
+        # feed the arguments now; the process reads them before it starts its run
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(self.payload)
+        self.proc.stdin.close()
+
+    def result(self) -> dict[str, Any]:
+        import pickle
+
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        code = self.proc.wait()
+        self.errors.seek(0)
+        err = self.errors.read().decode(errors="replace")
+        self.errors.close()
+        if code != 0:
+            tail = err.strip().splitlines()[-1:] or ["no message"]
+            raise RuntimeError(f"a check run's process failed (exit {code}): {tail[0]}")
+        return pickle.loads(out)
+
+
+def _child_main() -> None:
+    """The entry of a check run's process: arguments on stdin, the result on stdout."""
+    import pickle
+
+    args = pickle.loads(sys.stdin.buffer.read())
+    result = _run(*args)
+    sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    sys.stdout.flush()
 
 
 class _read_only_store:

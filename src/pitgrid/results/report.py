@@ -184,6 +184,8 @@ class _RunView:
             "parameter set": f"{param} of {P}",
             "fills": "same-bar close (optimistic)" if run.optimistic
                      else str(run.config.get("fill", "n/a")),
+            "point-in-time audit": str(run.config.get("audit", "not run (audit = true in "
+                                                           "[outputs], or pitgrid check)")),
             "bars": f"{len(equity)} ({_day(run.equity['time'].values[0])} to "
                     f"{_day(run.equity['time'].values[-1])})",
         }

@@ -1,0 +1,69 @@
+"""What the point-in-time check costs against one batch run (issue #14), warm, median of 3.
+
+    python benches/check_cost.py [--data ../shared/data]
+
+The check starts two new interpreters (batch and step driver, side by side on two cores),
+so it pays their start-up (imports, numba's cache) on top of the runs; the table shows
+that start-up apart, measured as a check of a 10-bar market.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pitgrid as pg  # noqa: E402
+from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross  # noqa: E402
+
+
+def median_time(fn, n: int = 3) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    tiny = pg.MarketData(pg.synthetic_prices(10, 2, seed=0))
+    startup = median_time(lambda: pg.check_point_in_time(tiny, MovingAverageCross(fast=2, slow=3)))
+    print(f"start-up (a 10-bar check): {startup:.2f} s")
+    synthetic = pg.open_market(pg.ingest(_csv(tmp), tmp / "w1", progress=False)).load()
+    cases = [("2520x500 MA cross", synthetic, MovingAverageCross(fast=10, slow=50)),
+             ("2520x500 momentum", synthetic, CrossSectionalMomentum(lookback=126, top=50, every=21))]
+    if args.data is not None:
+        real = pg.open_market(pg.ingest(args.data / "prices.csv.gz", tmp / "real", progress=False,
+                                        universes=args.data / "sp500_membership_intervals.csv",
+                                        unknown_symbols="drop")).load()
+        cases.append(("real sample MA 50/200 sp500", real,
+                      MovingAverageCross(fast=50, slow=200, universe="sp500")))
+    for name, market, strategy in cases:
+        def batch():
+            pg.clear_feature_cache()
+            pg.backtest(market, strategy)
+        batch()
+        b = median_time(batch)
+        c = median_time(lambda: pg.check_point_in_time(market, strategy))
+        print(f"{name:30s} batch {b * 1e3:7.1f} ms  check {c:6.2f} s  check/batch {c / b:6.1f}x  "
+              f"(check - start-up)/batch {(c - startup) / b:5.1f}x", flush=True)
+
+
+def _csv(tmp: Path) -> Path:
+    path = tmp / "w1.csv"
+    pg.long_bars(pg.synthetic_prices(2520, 500, seed=42)).write_csv(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -34,3 +34,33 @@ def test_momentum_top_50_in_the_sp500_holds_50_members_and_stays_invested(real_m
     assert (held[fills] & ~tradable).sum() <= 0.001 * held[fills].sum()
     invested = res.long_exposure.values[fills[0]:] / res.equity.values[fills[0]:]
     assert invested.min() >= 0.95, f"least invested: {invested.min():.3f}"
+
+
+def test_no_false_alarm_on_the_real_sample_with_events(real_market):
+    import sys
+    from pathlib import Path
+
+    import polars as pl
+
+    from pitgrid.strategies import EventDriven, MovingAverageCross, RSIMeanReversion
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from custom_strategy import Breakout
+
+    rng = np.random.default_rng(0)
+    times = real_market.time
+    n = 20_000
+    bar = rng.integers(0, len(times) - 6, n)
+    events = pl.DataFrame({
+        "symbol": rng.choice(np.asarray(real_market.symbols), n).tolist(),
+        "event_time": times[bar], "knowledge_time": times[bar + rng.integers(1, 6, n)],
+        "field": "sentiment", "value": rng.normal(0.3, 0.6, n)})
+    market = pg.MarketData(real_market.ds, universes=real_market.universes, events=events,
+                           actions=real_market.actions)
+    for strategy in (MovingAverageCross(fast=50, slow=200, universe="sp500"),
+                     CrossSectionalMomentum(lookback=126, top=50, every=21, universe="sp500"),
+                     RSIMeanReversion(window=14, low=30, high=70),
+                     EventDriven(field="sentiment", enter_above=0.8, exit_below=0.0),
+                     Breakout(window=55, exit_window=20)):
+        report = pg.check_point_in_time(market, strategy, {"fees_bps": 5})
+        assert report.ok, f"{strategy.name}: {report}"

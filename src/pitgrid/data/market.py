@@ -551,6 +551,7 @@ def _actions_from_arrays(ds: xr.Dataset) -> pl.DataFrame:
         "ex_date": ds.indexes["time"].values[rows],
         "split_ratio": np.nan_to_num(ratio[rows, cols], nan=1.0),
         "cash_dividend": np.nan_to_num(cash[rows, cols]),
+        "declared": [None] * len(rows),
     }, schema=ACTIONS_SCHEMA)
     return table.sort("ex_date", "symbol")
 
@@ -558,12 +559,18 @@ def _actions_from_arrays(ds: xr.Dataset) -> pl.DataFrame:
 def known_tables(tables: Mapping[str, pl.DataFrame], t: np.datetime64) -> dict[str, pl.DataFrame]:
     """The reference tables as known at ``t``: rows dated after ``t`` dropped, future ends hidden."""
     when = pl.lit(t).cast(pl.Datetime("ns"))
-    universes = tables["universes"].filter(pl.col("start") <= when).with_columns(
-        end=pl.when(pl.col("end") <= when).then(pl.col("end")).otherwise(None)
+    # a change is known from its announcement or declaration where the data give one,
+    # else from its effective date
+    universes = tables["universes"].filter(
+        pl.coalesce("announced", "start") <= when
+    ).with_columns(
+        end=pl.when(pl.coalesce("end_announced", "end") <= when).then(pl.col("end")).otherwise(None),
+        end_announced=pl.when(pl.coalesce("end_announced", "end") <= when)
+        .then(pl.col("end_announced")).otherwise(None),
     )
     return {
         "universes": universes,
-        "actions": tables["actions"].filter(pl.col("ex_date") <= when),
+        "actions": tables["actions"].filter(pl.coalesce("declared", "ex_date") <= when),
         "events": tables["events"].filter(pl.col("knowledge_time") <= when),
         "regimes": tables["regimes"].filter(pl.col("time") <= when),
     }

@@ -91,9 +91,19 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 def read_tables(path: Path) -> dict[str, pl.DataFrame]:
     """The reference tables present in the store, by name."""
+    from pitgrid.data.validate import TABLE_SCHEMAS
+
     folder = Path(path) / TABLES_DIR
-    return {n: pl.read_parquet(folder / f"{n}.parquet") for n in TABLE_NAMES
-            if (folder / f"{n}.parquet").exists()}
+    tables = {n: pl.read_parquet(folder / f"{n}.parquet") for n in TABLE_NAMES
+              if (folder / f"{n}.parquet").exists()}
+    # a store written before a column existed reads with that column empty
+    for name, table in tables.items():
+        missing = [c for c in TABLE_SCHEMAS[name] if c not in table.columns]
+        if missing:
+            tables[name] = table.with_columns(
+                pl.lit(None, TABLE_SCHEMAS[name][c]).alias(c) for c in missing
+            ).select(list(TABLE_SCHEMAS[name]))
+    return tables
 
 
 def check_target(target: Path, overwrite: bool) -> None:

@@ -366,10 +366,14 @@ def _symbol_column(df: pl.DataFrame, src: Source) -> pl.DataFrame:
     return df.with_columns(pl.col(col).cast(pl.String).str.strip_chars().alias("symbol"))
 
 
+# ``declared`` (actions) and ``announced`` / ``end_announced`` (membership) are when a
+# change became known, where the input gives it (null: known at its effective date)
 ACTIONS_SCHEMA = {"symbol": pl.String, "ex_date": pl.Datetime("ns"),
-                  "split_ratio": pl.Float64, "cash_dividend": pl.Float64}
+                  "split_ratio": pl.Float64, "cash_dividend": pl.Float64,
+                  "declared": pl.Datetime("ns")}
 UNIVERSES_SCHEMA = {"universe_id": pl.String, "symbol": pl.String,
-                    "start": pl.Datetime("ns"), "end": pl.Datetime("ns")}
+                    "start": pl.Datetime("ns"), "end": pl.Datetime("ns"),
+                    "announced": pl.Datetime("ns"), "end_announced": pl.Datetime("ns")}
 EVENTS_SCHEMA = {"symbol": pl.String, "event_time": pl.Datetime("ns"),
                  "knowledge_time": pl.Datetime("ns"), "field": pl.String, "value": pl.Float64}
 # an empty regimes table has text labels; a given one keeps its labels' type
@@ -457,18 +461,22 @@ def normalize_actions(
     div = pick_column(df, ("cash_dividend", "dividend_amount", "dividend"), src, required=False)
     if split is None and div is None:
         raise IngestError(f"{src.name}: needs a split_ratio or cash_dividend column (columns: {df.columns})")
+    declared = pick_column(df, ("declared", "declaration_date", "declared_date"), src, required=False)
     ratio = to_floats(df, split, src, "split ratio") if split else pl.Series(np.ones(len(df)))
     cash = to_floats(df, div, src, "dividend") if div else pl.Series(np.zeros(len(df)))
     out = df.select("_line", "symbol").with_columns(
         ex_date=_times(df, date, src, "ex_date"),
         split_ratio=ratio.fill_null(1.0),
         cash_dividend=cash.fill_null(0.0),
+        declared=(_times(df, declared, src, "declared", optional=True) if declared
+                  else pl.lit(None, pl.Datetime("ns"))),
     )
     out, dropped = _known_symbols(out, symbols, src, unknown)
     rules = (
         (~(pl.col("split_ratio").is_finite() & (pl.col("split_ratio") > 0)), "invalid split ratio"),
         (~(pl.col("cash_dividend").is_finite() & (pl.col("cash_dividend") >= 0)), "invalid dividend"),
         (_repeated("symbol", "ex_date"), "duplicate (symbol, ex_date)"),
+        ((pl.col("declared") > pl.col("ex_date")).fill_null(False), "declared after its ex_date"),
     )
     for expr, rule in rules:
         i = first_true(out.select(expr).to_series())
@@ -520,17 +528,29 @@ def normalize_universes(
         end_col = pick_column(df, ("end_date", "end"), src)
         if df[end_col].dtype == pl.String:
             df = df.with_columns(pl.col(end_col).str.strip_chars().replace("", None))
+        announced = {}
+        for key, names in (("announced", ("announced", "announcement_date", "start_announced")),
+                           ("end_announced", ("end_announced", "end_announcement_date"))):
+            col = pick_column(df, names, src, required=False)
+            announced[key] = (_times(df, col, src, key, optional=True) if col
+                              else pl.lit(None, pl.Datetime("ns")))
         out = df.select("_line", "symbol", uid.alias("universe_id")).with_columns(
             start=_times(df, start_col, src, "start_date"),
             end=_times(df, end_col, src, "end_date", optional=True),
+            **announced,
         )
         out, dropped = _known_symbols(out, symbols, src, unknown)
-        i = first_true(out["end"] <= out["start"])
-        if i is not None:
-            r = out.row(i, named=True)
-            raise src.error(r["_line"], r["symbol"], "end_date not after start_date",
-                            f"{r['start']} .. {r['end']}")
+        for expr, rule in ((pl.col("end") <= pl.col("start"), "end_date not after start_date"),
+                           (pl.col("announced") > pl.col("start"), "announced after start_date"),
+                           (pl.col("end_announced") > pl.col("end"), "end_announced after end_date")):
+            i = first_true(out.select(expr.fill_null(False)).to_series())
+            if i is not None:
+                r = out.row(i, named=True)
+                raise src.error(r["_line"], r["symbol"], rule, f"{r['start']} .. {r['end']}")
         intervals = out
+    for key in ("announced", "end_announced"):
+        if key not in intervals.columns:
+            intervals = intervals.with_columns(pl.lit(None, pl.Datetime("ns")).alias(key))
     table = intervals.select(list(UNIVERSES_SCHEMA)).cast(UNIVERSES_SCHEMA)
     return table.sort("universe_id", "symbol", "start"), dropped
 

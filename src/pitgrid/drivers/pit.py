@@ -435,7 +435,9 @@ def scrambled(market: MarketData, c: TimeLike, rng: np.random.Generator) -> Mark
         if not table.height:
             tables[name] = None
             continue
-        late = table[col].to_numpy().astype("datetime64[ns]") > when
+        known = {"actions": "declared", "universes": "announced"}.get(name)
+        stamp = table.select(pl.coalesce(known, col) if known else pl.col(col)).to_series()
+        late = stamp.to_numpy().astype("datetime64[ns]") > when
         if late.any():
             table = _scramble_rows(table, late, rng, market.time[i + 1:] if i + 1 < T else None)
         tables[name] = table

@@ -489,20 +489,13 @@ cdef class Core:
         ``exits[idx_b[p]]`` (signals), ``bank[idx_a[p]]`` (weights), or the cross
         rule over ``bank[idx_a[p]]`` (fast) and ``bank[idx_b[p]]`` (slow). Outputs are
         written at row ``t``. Stops early when the order log might overflow; the
-        caller grows it and calls again from the returned bar.
+        caller grows it and calls again from the returned bar. The arrays stay bound
+        (see :meth:`bind`).
         """
-        cdef Py_ssize_t t, need = 3 * <Py_ssize_t>self.P * self.S + 1 if self.record_log else 0
-        with nogil:
-            t = t0
-            while t < t1:
-                if self.n_log + need > self.log_i.shape[0]:
-                    break
-                self._bar(t, open_, close, volume, valid, split_ratio, dividend, has_action,
-                          delist_bar, has_delist, entries, exits, bank, idx_a, idx_b,
-                          total_equity, long_exposure, short_exposure, keep, cash_out,
-                          equity_out, shares_out)
-                t += 1
-        return t
+        self.bind(open_, close, volume, valid, split_ratio, dividend, has_action, delist_bar,
+                  has_delist, entries, exits, bank, idx_a, idx_b, total_equity, long_exposure,
+                  short_exposure, keep, cash_out, equity_out, shares_out)
+        return self.run_bound(t0, t1)
 
     def bind(self, const double[:, ::1] open_, const double[:, ::1] close,
              const double[:, ::1] volume, const unsigned char[:, ::1] valid,

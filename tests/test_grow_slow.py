@@ -15,21 +15,12 @@ import pytest
 import pitgrid as pg
 from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
 
+from test_grow import PAPER
+
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-[data]
-store = "{store}"
-[universe]
-id = "sp500"
-[strategy]
-name = "{name}"
-params = {params}
-[costs]
-fees_bps = 5
-[outputs]
-db = "{db}"
-"""
+# the paper config of the fast tests, trading the S&P 500 membership
+CONFIG = PAPER.replace("[strategy]", '[universe]\nid = "sp500"\n[strategy]')
 STRATEGIES = {
     "ma_cross": ("{ fast = 50, slow = 200 }", MovingAverageCross(fast=50, slow=200, universe="sp500")),
     "momentum": ("{ lookback = 126, top = 50, every = 21 }",
@@ -102,7 +93,7 @@ def test_kills_at_random_moments_during_appends_and_paper_runs(tmp_path):
     store = tmp_path / "store"
     _cli("ingest", str(tmp_path / "head.csv"), "--store", str(store), "--no-progress")
     config = tmp_path / "paper.toml"
-    config.write_text(CONFIG.replace('[universe]\nid = "sp500"\n', "").format(
+    config.write_text(PAPER.format(
         store=store, name="ma_cross", params="{ fast = 5, slow = 20 }", db=tmp_path / "p.db"))
     state = tmp_path / "state"
     rng = np.random.default_rng(0)

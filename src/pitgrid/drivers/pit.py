@@ -35,6 +35,7 @@ from pitgrid.engine.config import SimConfig
 
 _TABLE_TIME = {"actions": "ex_date", "events": "knowledge_time", "universes": "start",
                "regimes": "time"}
+_KNOWN_AT = frozenset({"declared", "announced", "end_announced"})
 
 
 @dataclass
@@ -455,6 +456,8 @@ def _scramble_rows(table: pl.DataFrame, late: np.ndarray, rng: np.random.Generat
         if values.dtype.kind == "f":
             values[idx] = rng.permutation(values[idx]) * rng.uniform(0.5, 2.0, idx.size) \
                 - rng.normal(0, 1, idx.size)
+        elif name in _KNOWN_AT:
+            values[idx] = np.datetime64("NaT")  # known at the scrambled effective date
         elif values.dtype.kind == "M" and future is not None and len(future):
             values[idx] = np.sort(rng.choice(future, idx.size)).astype(values.dtype)
         elif name == "symbol":

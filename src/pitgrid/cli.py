@@ -356,6 +356,10 @@ def show(
     if _is_grid(run):
         rows.insert(1, ("grid", f"{len(run.params)} sets; shown: the best by "
                                 f"{source.get('grid', {}).get('by', 'sharpe')} (set {best})"))
+        o = run.config.get("overfitting") or {}
+        if o:
+            rows.insert(2, ("selection", f"deflated sharpe {_prob(o.get('deflated_sharpe'))}, "
+                                         f"PBO {_prob(o.get('pbo'))} (CSCV, {o.get('n_blocks')} blocks)"))
     for key, value in rows:
         facts.add_row(key, value if isinstance(value, Text) else escape(value))
     _out.print(facts)
@@ -570,6 +574,12 @@ def _print_outcome(outcome: RunOutcome) -> None:
         table.add_row("fills", "[bold red]same-bar close: OPTIMISTIC[/]")
     for name in _KEY_METRICS:
         table.add_row(name, Text(_fmt(name, outcome.metrics.get(name))))
+    if outcome.overfitting:
+        o = outcome.overfitting
+        table.add_row("deflated sharpe", Text(_prob(o.get("deflated_sharpe"))
+                                              + f"  (best of {o.get('n_trials')} sets)"))
+        table.add_row("overfitting (PBO)", Text(_prob(o.get("pbo"))
+                                                + f"  (CSCV, {o.get('n_blocks')} blocks)"))
     _out.print(table)
     if grid:
         _print_grid_table(outcome.table, [c for c in outcome.table.columns
@@ -577,6 +587,10 @@ def _print_outcome(outcome: RunOutcome) -> None:
     _print_paths([("report", outcome.report),
                   *([("grid report", outcome.grid_report)] if outcome.grid_report else []),
                   ("database", mask_url(outcome.db))])
+
+
+def _prob(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _print_grid_table(frame: Any, axes: Sequence[str], by: str, top: int) -> None:

@@ -534,6 +534,7 @@ class RunOutcome:
     table: pl.DataFrame | None = None
     best_param: int | None = None
     by: str = _DEFAULT_BY
+    overfitting: dict[str, Any] | None = None
 
 
 def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome:
@@ -597,22 +598,25 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
     best_strategy = dataclasses.replace(base, **g.params[best])
     single = pg.backtest(market, best_strategy, dict(cfg.settings))
     variants = [stored_params(dataclasses.replace(base, **p)) for p in g.params]
+    stats = g.overfitting.to_dict() if g.overfitting is not None else None
     describe = {**cfg.describe(), "grid": {"axes": list(axes), "by": cfg.by, "keep": cfg.keep,
                                            "best_param": best}}
-    res = _grid_as_result(g, single, best, list(axes), {**single.config, "run": describe})
+    res = _grid_as_result(g, single, best, list(axes),
+                          {**single.config, "run": describe, "overfitting": stats})
     with _results_db(cfg) as db:
         run_id = db.save_run(res, strategy=base.name, data_fingerprint=market.fingerprint(),
                              universe_id=cfg.universe, params=variants)
         stored = db.load_run(run_id)
     grid_report = write_grid_report(g.table, list(axes), cfg.by,
                                     _report_path(cfg, base.name, run_id, "grid"),
-                                    title=f"{base.name} grid: {cfg.by}")
+                                    title=f"{base.name} grid: {cfg.by}", overfitting=stats)
     report = write_report(stored, _report_path(cfg, base.name, run_id, "best"), param=best,
                           title=f"{base.name} best by {cfg.by}: {_short(g.params[best])}")
     return RunOutcome(run_id=run_id, strategy=base.name, params=variants[best],
                       metrics=single.metrics.row(0, named=True), optimistic=single.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started,
-                      grid_report=grid_report, table=g.table, best_param=best, by=cfg.by)
+                      grid_report=grid_report, table=g.table, best_param=best, by=cfg.by,
+                      overfitting=stats)
 
 
 def _grid_as_result(g: Any, single: SimResult, best: int, axes: list[str],

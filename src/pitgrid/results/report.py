@@ -5,11 +5,12 @@ opens offline and can be archived or mailed beside the run it describes.
 """
 from __future__ import annotations
 
+
 import html
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,12 @@ def write_grid_report(
     path: str | os.PathLike[str],
     *,
     title: str | None = None,
+    overfitting: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the surface of ``metric`` over a parameter grid to one HTML file.
+
+    ``overfitting`` (``GridResult.overfitting.to_dict()``) adds how much of the best
+    result is selection: the deflated Sharpe ratio and the probability of overfitting.
 
     Two parameters give a heatmap, one a line, any other number a table only.
     ``grid_table`` has one row per parameter set (for a stored run:
@@ -132,8 +137,30 @@ def write_grid_report(
     caption = (f"{shown.height} of {grid_table.height} parameter sets, highest {metric} first")
     title = title or f"pitgrid grid: {metric}"
     body = [*(_figure_html(fig, first=i == 0) for i, fig in enumerate(figures)),
+            *(_overfitting_html(overfitting) if overfitting else []),
             f"<h2>Parameter sets</h2><p>{html.escape(caption)}</p>", _frame_table(shown)]
     return _write_page(path, title, body)
+
+
+def _overfitting_html(stats: Mapping[str, Any]) -> list[str]:
+    def num(key: str, digits: int = 4) -> str:
+        v = stats.get(key)
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    rows = pl.DataFrame({
+        "statistic": ["deflated Sharpe ratio", "probability of backtest overfitting",
+                      "parameter sets tried", "best per-bar Sharpe", "luck alone (SR0, per bar)",
+                      "CSCV blocks / combinations"],
+        "value": [num("deflated_sharpe"), num("pbo"), str(stats.get("n_trials")), num("sharpe"),
+                  num("sr0"), f"{stats.get('n_blocks')} / {stats.get('n_combinations')}"],
+    })
+    note = ("The deflated Sharpe ratio is the probability that the best set's true Sharpe ratio "
+            "beats what the best of this many sets reaches by luck (Bailey and Lopez de Prado, "
+            "2014); the probability of backtest overfitting is the share of in-sample/out-of-"
+            "sample splits in which the in-sample winner ranks in the lower half out of sample "
+            "(Bailey, Borwein, Lopez de Prado and Zhu, 2015).")
+    return ["<h2>How much of it is selection</h2>", _frame_table(rows),
+            f"<p>{html.escape(note)}</p>"]
 
 
 # ---------------------------------------------------------------------- run data

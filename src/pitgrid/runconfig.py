@@ -4,6 +4,8 @@ Sections (``examples/ma_cross.toml`` and ``examples/momentum_grid.toml`` are com
 
     [data]        store = "prices.pitgrid"                     an ingested store, or
                   synthetic = { n_time = 2520, n_symbols = 500, seed = 7 }
+                  start = 2012-01-03, end = 2019-12-31         optional: trade start..end only
+                                                               (features warm up before start)
     [universe]    id = "sp500"                                 optional: trade only its members
     [strategy]    name = "ma_cross"                            a shipped strategy (class name or
                                                                alias) or "module:Class"
@@ -73,7 +75,7 @@ _COSTS = ("fees_bps", "slippage_bps", "spread_bps", "impact_k", "commission_per_
           "min_commission", "borrow_bps")
 _RISK = ("allow_short", "max_leverage", "min_bars_between", "max_positions", "max_trades_per_bar",
          "daily_loss_stop", "max_drawdown_stop", "cooldown_losses", "cooldown_bars")
-_DATA_KEYS = ("store", "synthetic")
+_DATA_KEYS = ("store", "synthetic", "start", "end")
 _SYNTHETIC_KEYS = ("n_time", "n_symbols", "seed")
 _OUTPUT_KEYS = ("db", "reports", "keep", "by", "audit")
 _DEFAULT_DB = "pitgrid.db"
@@ -158,6 +160,8 @@ class RunConfig:
     keep: int = _DEFAULT_KEEP
     by: str = _DEFAULT_BY
     audit: bool = False
+    start: np.datetime64 | None = None
+    end: np.datetime64 | None = None
 
     @property
     def is_grid(self) -> bool:
@@ -196,7 +200,9 @@ class RunConfig:
         data = ({"store": str(self.store)} if self.store is not None
                 else {"synthetic": dataclasses.asdict(self.synthetic)})
         return {
-            "source": self.source, "data": data, "universe": self.universe,
+            "source": self.source, "data": {**data, "start": None if self.start is None else str(self.start),
+                                            "end": None if self.end is None else str(self.end)},
+            "universe": self.universe,
             "strategy": {"name": self.strategy_name,
                          "params": {k: list(v) if isinstance(v, tuple) else v
                                     for k, v in self.params.items()}},
@@ -249,6 +255,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
     for name in ("universe", "strategy", "model", "outputs"):
         check.keys(tables[name], f"{name}.", _SECTIONS[name])
     store, synthetic = check.data(tables["data"])
+    start, end = (check.when(tables["data"].get(k), f"data.{k}") for k in ("start", "end"))
     universe = check.typed(tables["universe"].get("id"), "universe.id", str | None)
     if universe is not None and synthetic is not None:
         raise RunConfigError(source, "universe.id", "synthetic data has no universes; "
@@ -270,6 +277,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
         keep=check.whole(out.get("keep", _DEFAULT_KEEP), "outputs.keep"),
         by=check.choice(out.get("by", _DEFAULT_BY), "outputs.by", _metric_names()),
         audit=check.typed(out.get("audit", False), "outputs.audit", bool),
+        start=start, end=end,
     )
 
 
@@ -328,6 +336,15 @@ class _Checker:
         text = self.typed(value, "outputs.db", str)
         # URLs (sqlite:///..., postgresql://...) go to ResultsDB as written
         return text if "://" in text else str(self.path(text))
+
+    def when(self, value: Any, key: str) -> np.datetime64 | None:
+        """A date or time (TOML date, or text like "2015-06-30"), or None."""
+        if value is None:
+            return None
+        try:
+            return np.datetime64(str(value).replace(" ", "T"), "ns")
+        except ValueError:
+            raise self.fail(key, f"expected a date such as 2015-06-30, got {_show(value)}") from None
 
     def data(self, data: dict[str, Any]) -> tuple[Path | None, SyntheticData | None]:
         self.keys(data, "data.", _DATA_KEYS)
@@ -552,7 +569,8 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
     started = time.perf_counter()
     market = market if market is not None else cfg.open_market()
     strategy = cfg.strategy()
-    res = pg.backtest(market, strategy, dict(cfg.settings), audit=cfg.audit)
+    res = pg.backtest(market, strategy, dict(cfg.settings), audit=cfg.audit, start=cfg.start,
+                      end=cfg.end)
     size_value = resolve_settings(strategy, dict(cfg.settings))[1]
     extra = {} if size_value is None else {"size_value": size_value}
     res = dataclasses.replace(res, config={**res.config, **extra, "run": cfg.describe()})
@@ -589,14 +607,14 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
     market = market if market is not None else cfg.open_market()
     base, axes = cfg.strategy(), cfg.axes()
     g = pg.grid(market, base, axes, config=dict(cfg.settings), keep=cfg.keep, by=cfg.by,
-                progress=progress)
+                progress=progress, start=cfg.start, end=cfg.end)
     if g.partial:
         raise RuntimeError(f"the grid stopped after {g.table.height} of "
                            f"{math.prod(map(len, axes.values()))} sets; nothing was saved")
     scores = g.table[cfg.by].to_numpy().astype(np.float64)
     best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
     best_strategy = dataclasses.replace(base, **g.params[best])
-    single = pg.backtest(market, best_strategy, dict(cfg.settings))
+    single = pg.backtest(market, best_strategy, dict(cfg.settings), start=cfg.start, end=cfg.end)
     variants = [stored_params(dataclasses.replace(base, **p)) for p in g.params]
     stats = g.overfitting.to_dict() if g.overfitting is not None else None
     describe = {**cfg.describe(), "grid": {"axes": list(axes), "by": cfg.by, "keep": cfg.keep,

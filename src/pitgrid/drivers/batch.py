@@ -17,13 +17,17 @@ from pitgrid.engine.simulate import simulate
 
 def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
              config: SimConfig | dict[str, Any] | None = None, *, keep: str = "full",
-             audit: bool = False) -> SimResult:
+             audit: bool = False, start: Any = None, end: Any = None) -> SimResult:
     """Run ``strategy`` over every bar of ``market`` with the batch engine.
 
     Features and decisions are computed once for all bars with causal kernels;
     orders, fills and accounting run in one call of the compiled core, the same
     step that :class:`pitgrid.StepDriver` calls bar by bar. A strategy with an
     ``on_step`` hook runs through the step driver.
+
+    ``start`` and ``end`` (times, inclusive) bound the run: the market is cut after
+    ``end`` (nothing later is read), features warm up on the bars before ``start``,
+    nothing trades before it, and the result and its metrics cover ``start..end``.
 
     ``audit=True`` also runs :func:`pitgrid.check_point_in_time` (the step driver
     audits this run at every bar): the outcome is ``result.config["audit"]``, kept with
@@ -39,18 +43,20 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
         True
     """
     market = as_market(market)
+    if end is not None:
+        market = market.truncate(end)
     cfg, size_value = resolve_settings(strategy, config)
     if strategy.has_hook:
         from pitgrid.drivers.step import StepDriver
 
-        res = StepDriver(market.load(), strategy, cfg).run()
+        res = StepDriver(market.load(), strategy, cfg, start=start).run()
         return _audited(res, market, strategy, config) if audit else res
     check_backtest(market, cfg, keep=keep)  # before the market is read and anything allocated
     market = market.load()
     notes: dict[str, Any] = {}
     intents = decide(market, strategy, FeatureData(market), notes)
     res = simulate(market, entries=intents.entries, exits=intents.exits, weights=intents.weights,
-                   size_value=size_value, keep=keep, **cfg.to_dict())
+                   size_value=size_value, keep=keep, start=start, **cfg.to_dict())
     res.extra.update(strategy=strategy.describe(), intents=intents, **notes)
     return _audited(res, market, strategy, config) if audit else res
 

@@ -24,7 +24,7 @@ from pitgrid.drivers.common import as_market, decide, resolve_settings
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.memory import check_grid
 from pitgrid.engine.overfitting import Overfitting, block_moments, overfitting
-from pitgrid.engine.simulate import simulate
+from pitgrid.engine.simulate import bar_window, simulate
 
 _CHECKPOINT_FORMAT = 2  # 2: chunks keep their sets' block moments (overfitting statistics)
 OVERFITTING_BLOCKS = 16
@@ -89,6 +89,8 @@ def grid(
     checkpoint_every_s: float = 0.0,
     progress: bool = True,
     cancel: threading.Event | None = None,
+    start: Any = None,
+    end: Any = None,
 ) -> GridResult:
     """Run ``strategy`` for every parameter setting in ``params`` in as few compiled passes as fit.
 
@@ -102,7 +104,9 @@ def grid(
     which open the market's zarr store by path. ``checkpoint`` names a directory
     where finished chunks are written (npz and parquet, no pickle); ``resume=True``
     skips the chunks found there. Ctrl-C (or ``cancel.set()``) stops between chunks
-    and returns what ran, flagged ``partial``.
+    and returns what ran, flagged ``partial``. ``start`` and ``end`` bound the runs as
+    in :func:`pitgrid.backtest`: features warm up before ``start``, metrics cover
+    ``start..end``.
 
     Example:
         >>> import pitgrid as pg
@@ -125,7 +129,9 @@ def grid(
     if store is None:  # workers of a Dask run read the store on their own machines
         check_grid(as_market(market), resolve_settings(variants[0], config)[0], variants,
                    chunk_sets=max(map(len, plan)), budget_mb=memory_budget_mb)
-    ckpt = _Checkpoint(checkpoint, plan, strategy, settings, as_market(market)) if checkpoint else None
+    window = (None if start is None else str(start), None if end is None else str(end))
+    ckpt = (_Checkpoint(checkpoint, plan, strategy, settings, as_market(market), window)
+            if checkpoint else None)
     done = ckpt.load(resume) if ckpt else {}
 
     partial = False
@@ -134,10 +140,10 @@ def grid(
     with _progress(progress, len(variants), sum(len(plan[i]) for i in done)) as bar:
         try:
             if store is not None:
-                results = _run_dask(client, n_workers, store, plan, todo, config, keep, by)
+                results = _run_dask(client, n_workers, store, plan, todo, config, keep, by, window)
             else:
                 mk = as_market(market).load()
-                results = (( i, run_chunk(mk, plan[i], config, keep, by)) for i in todo)
+                results = ((i, run_chunk(mk, plan[i], config, keep, by, window)) for i in todo)
             for i, chunk in results:
                 done[i] = chunk
                 bar(len(plan[i]))
@@ -156,7 +162,12 @@ def grid(
     partial = partial or len(done) < len(plan)
     return _assemble(done, plan, settings, axes, names, keep, by, partial,
                      {"chunks": len(plan), "seconds": time.monotonic() - started},
-                     as_market(market).time)
+                     _window_times(as_market(market).time, window))
+
+
+def _window_times(times: np.ndarray, window: tuple[Any, Any]) -> np.ndarray:
+    first, last = bar_window(times, *window)
+    return times[first: last + 1]
 
 
 # ---------------------------------------------------------------------- planning
@@ -178,9 +189,13 @@ def _plan(variants: list[Strategy], config: Any, budget_mb: float, T: int, S: in
     return chunks
 
 
-def run_chunk(market: MarketData, chunk: list[tuple[int, Strategy]], config: Any, keep: int, by: str
-              ) -> dict[str, Any]:
-    """One compiled pass over a chunk of parameter sets; metrics and the chunk's best curves."""
+def run_chunk(market: MarketData, chunk: list[tuple[int, Strategy]], config: Any, keep: int, by: str,
+              window: tuple[Any, Any] = (None, None)) -> dict[str, Any]:
+    """One compiled pass over a chunk of parameter sets; metrics and the chunk's best curves.
+    ``window`` is ``(start, end)``: nothing after ``end`` is read, nothing before ``start`` trades."""
+    start, end = window
+    if end is not None:
+        market = market.truncate(end)
     variants = [v for _, v in chunk]
     cfg, _ = resolve_settings(variants[0], config)
     size_value = [resolve_settings(v, config)[1] for v in variants]
@@ -189,16 +204,17 @@ def run_chunk(market: MarketData, chunk: list[tuple[int, Strategy]], config: Any
     bank_fn = getattr(variants[0], "grid_bank", None)
     plan = bank_fn(data, variants) if bank_fn is not None else None
     if plan is not None:
-        res = simulate(market, cross=plan, size_value=sv, keep="equity", record_trades=False, **cfg.to_dict())
+        res = simulate(market, cross=plan, size_value=sv, keep="equity", record_trades=False,
+                       start=start, **cfg.to_dict())
     else:
         intents = [decide(market, v, data) for v in variants]
         if intents[0].kind == "weights":
             res = simulate(market, weights=np.stack([x.weights for x in intents]), size_value=sv,
-                           keep="equity", record_trades=False, **cfg.to_dict())
+                           keep="equity", record_trades=False, start=start, **cfg.to_dict())
         else:
             res = simulate(market, entries=np.stack([x.entries for x in intents]),
                            exits=np.stack([x.exits for x in intents]), size_value=sv,
-                           keep="equity", record_trades=False, **cfg.to_dict())
+                           keep="equity", record_trades=False, start=start, **cfg.to_dict())
     metrics = res.metrics.drop("param").with_columns(pl.Series("index", [i for i, _ in chunk]))
     equity = np.asarray(res.equity.values).reshape(len(chunk), -1)
     top = _top(metrics[by].to_numpy(), keep)
@@ -272,7 +288,7 @@ def _resolve_store(market: Any, client: Any, n_workers: int, checkpoint: Any) ->
 
 
 def _run_dask(client: Any, n_workers: int, store: str, plan: list, todo: list[int], config: Any,
-              keep: int, by: str):
+              keep: int, by: str, window: tuple[Any, Any]):
     """Yield (chunk index, result) as workers finish; a local cluster binds to loopback only."""
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -285,7 +301,8 @@ def _run_dask(client: Any, n_workers: int, store: str, plan: list, todo: list[in
     elif isinstance(client, str):
         client = Client(client)
         owned = [client]
-    futures = {client.submit(_chunk_task, store, plan[i], config, keep, by, pure=False): i for i in todo}
+    futures = {client.submit(_chunk_task, store, plan[i], config, keep, by, window, pure=False): i
+               for i in todo}
     try:
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
@@ -299,12 +316,13 @@ def _run_dask(client: Any, n_workers: int, store: str, plan: list, todo: list[in
 _WORKER_MARKETS: dict[str, MarketData] = {}
 
 
-def _chunk_task(store: str, chunk: list, config: Any, keep: int, by: str) -> dict[str, Any]:
+def _chunk_task(store: str, chunk: list, config: Any, keep: int, by: str,
+                window: tuple[Any, Any]) -> dict[str, Any]:
     from pitgrid.data.market import open_market
 
     if store not in _WORKER_MARKETS:
         _WORKER_MARKETS[store] = open_market(store).load()
-    return run_chunk(_WORKER_MARKETS[store], chunk, config, keep, by)
+    return run_chunk(_WORKER_MARKETS[store], chunk, config, keep, by, window)
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -316,14 +334,15 @@ class _Checkpoint:
     """
 
     def __init__(self, path: str | Path, plan: list, strategy: Strategy,
-                 settings: list[dict[str, Any]], market: MarketData) -> None:
+                 settings: list[dict[str, Any]], market: MarketData,
+                 window: tuple[Any, Any]) -> None:
         self.path = Path(path)
         self.last_write = time.monotonic()
         self.pending: dict[int, dict[str, Any]] = {}
         self.manifest = {
             "format": _CHECKPOINT_FORMAT, "strategy": strategy.describe(),
             "settings": settings, "chunks": [[i for i, _ in c] for c in plan],
-            "fingerprint": market.fingerprint(),
+            "fingerprint": market.fingerprint(), "window": list(window),
         }
 
     def load(self, resume: bool) -> dict[int, dict[str, Any]]:

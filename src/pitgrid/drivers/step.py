@@ -32,8 +32,8 @@ from pitgrid.engine.codes import INTENT_SIGNALS, INTENT_WEIGHTS
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.memory import check_step
 from pitgrid.engine.result import SimResult
-from pitgrid.engine.simulate import (allocate_outputs, build_result, log_tables, make_core,
-                                     market_arrays, size_values)
+from pitgrid.engine.simulate import (allocate_outputs, bar_window, build_result, cut_from,
+                                     log_tables, make_core, market_arrays, size_values)
 from pitgrid.kernels.graph import Graph, Node, NotStreamable
 
 _FORMAT = 2
@@ -102,12 +102,18 @@ class StepDriver:
 
     def __init__(self, market: MarketData | xr.Dataset, strategy: Strategy,
                  config: SimConfig | dict[str, Any] | None = None, *,
-                 keep_features: bool = False) -> None:
+                 keep_features: bool = False, start: TimeLike | None = None,
+                 end: TimeLike | None = None) -> None:
         self.config, self._size_value = resolve_settings(strategy, config)
+        self._window = (None if start is None else str(np.datetime64(start, "ns")),
+                        None if end is None else str(np.datetime64(end, "ns")))
         # every feature row kept, also when the rule streams (the point-in-time audit reads them)
         self._keep_features = keep_features
         check_step(as_market(market), self.config)  # before the market is read or anything allocated
-        self.market = as_market(market).load()
+        market = as_market(market)
+        # a run that ends at ``end`` reads nothing after it
+        self.market = (market if end is None else market.truncate(end)).load()
+        self.start_bar = bar_window(self.market.time, start, None)[0]
         self.strategy = strategy
         # the driver's own view of the whole market, never handed to the strategy: each
         # row of what it gives depends only on what was known at that row
@@ -236,6 +242,14 @@ class StepDriver:
             rows = self._stream.update({k: a[t] for k, a in self._sources.items()})
         else:
             rows = self._decide_slow(t)
+        if t < self.start_bar:  # warming up: the features advance, nothing trades
+            self._feature_window(t, {k: v for k, v in rows.items() if not k.startswith("intents.")})
+            self.t = t + 1
+            return CycleResult(t, self.market.time[t], self._member[t], Intents(
+                weights=np.full((1, self.n_symbols), np.nan)) if self._mode == INTENT_WEIGHTS
+                else Intents(entries=np.zeros((1, self.n_symbols), bool)),
+                self.core.state["pending"][0].copy(), _NO_LOG, self.market.symbols,
+                self.market.time, float("nan"))
         if self._traced:
             if self._keep_features:
                 self._feature_window(t, {k: v for k, v in rows.items() if not k.startswith("intents.")})
@@ -293,8 +307,10 @@ class StepDriver:
 
     def result(self) -> SimResult:
         """The result so far (bars not yet run are NaN in the arrays)."""
-        res = build_result(self.core, self.config, self.market.ds, self._out, self._log(),
-                           None, False, True)
+        ds, out, (li, lf) = self.market.ds, self._out, self._log()
+        if self.start_bar:
+            ds, out, li = cut_from(ds, out, li, self.start_bar, True)
+        res = build_result(self.core, self.config, ds, out, (li, lf), None, False, True)
         res.extra.update(strategy=self.strategy.describe(), bars_run=self.t,
                          intents=self._intents_so_far())
         return res
@@ -335,7 +351,7 @@ class StepDriver:
         np.savez(tmp, **arrays)
         meta = {"format": _FORMAT, "t": self.t, "strategy": self.strategy.describe(),
                 "config": self.config.to_dict(), "size_value": self._size_value,
-                "symbols": [str(x) for x in self.market.symbols],
+                "symbols": [str(x) for x in self.market.symbols], "window": list(self._window),
                 "last_time": str(self.market.time[self.t - 1]) if self.t else None}
         tmp_meta = path / "meta.tmp.json"
         tmp_meta.write_text(json.dumps(meta, default=str, indent=1))
@@ -354,8 +370,9 @@ class StepDriver:
             raise ValueError(f"{path / 'meta.json'}: unknown format {meta.get('format')!r}")
         if meta["strategy"] != json.loads(json.dumps(strategy.describe(), default=str)):
             raise ValueError(f"{path}: saved for {meta['strategy']}, not {strategy.describe()}")
+        start, end = meta.get("window", (None, None))
         driver = cls(market, strategy, SimConfig(**meta["config"]) if meta["size_value"] is None
-                     else {**meta["config"], "size_value": meta["size_value"]})
+                     else {**meta["config"], "size_value": meta["size_value"]}, start=start, end=end)
         with np.load(path / "state.npz", allow_pickle=False) as z:
             state = {k: np.array(z[k]) for k in z.files}
         t, saved = int(meta["t"]), meta["symbols"]
@@ -534,4 +551,5 @@ def _digest_tables(market: MarketData, n: int, symbols: list[str]) -> int:
 
 
 _IDX = np.zeros(1, dtype=np.int64)
+_NO_LOG = (np.zeros((0, 6), dtype=np.int32), np.zeros((0, 4)))
 _NO_BANK = np.zeros((1, 1, 1))

@@ -36,6 +36,8 @@ def simulate(
     delist_bar: np.ndarray | None = None,
     param_coords: dict[str, Any] | None = None,
     record_trades: bool = True,
+    start: Any = None,
+    end: Any = None,
     **settings: Any,
 ) -> SimResult:
     """Simulate order intents on a universe with the compiled core.
@@ -51,6 +53,11 @@ def simulate(
 
     ``record_trades=False`` counts fills and refusals in the metrics without
     listing them (the tables come back empty): what a grid needs.
+
+    ``start`` and ``end`` (times, inclusive) bound the run: nothing trades before
+    ``start`` (intents there may still read the bars before it, as features warming
+    up do), nothing after ``end`` is read, and the result and its metrics cover
+    ``start..end`` only. A delisting after ``end`` is not known at ``end``.
 
     ``prices`` is an xarray Dataset with dims (time, symbol) and at least
     ``close`` (``open`` for next-open fills; ``volume`` for a volume cap or
@@ -80,6 +87,10 @@ def simulate(
     mode, intents, P, has_param, coords = _intents(ds, entries, exits, weights, cross, T, S)
     if param_coords is not None:
         coords = param_coords
+    first, last = bar_window(ds["time"].values, start, end)
+    if last < T - 1:
+        ds, data, intents, delist_bar = _until(ds, data, intents, delist_bar, last)
+        T = last + 1
     sv = size_values(config, size_value, P)
     keep_full = keep == "full" or (keep == "auto" and P == 1)
     if keep not in ("auto", "full", "equity"):
@@ -87,9 +98,50 @@ def simulate(
 
     core = make_core(config, P, S, mode, sv, record_trades)
     out = allocate_outputs(P, T, S, core.A, keep_full)
-    run_core(core, data, delist_bar, intents, out, 0, T)
+    run_core(core, data, delist_bar, intents, out, first, T)
     li, lf = core.take_log()
+    if first:
+        ds, out, li = cut_from(ds, out, li, first, keep_full)
     return build_result(core, config, ds, out, (li, lf), coords, has_param, keep_full)
+
+
+def bar_window(times: np.ndarray, start: Any, end: Any) -> tuple[int, int]:
+    """The first and last bar of ``start..end`` (times, inclusive; None: the data's ends)."""
+    times = np.asarray(times, "datetime64[ns]")
+    first = 0 if start is None else int(np.searchsorted(times, np.datetime64(start, "ns"), "left"))
+    last = len(times) - 1 if end is None else int(np.searchsorted(times, np.datetime64(end, "ns"),
+                                                                   "right")) - 1
+    if not 0 <= first <= last < len(times):
+        raise ValueError(f"start={start!r}, end={end!r} leave no bar of the data "
+                         f"({times[0] if len(times) else None} .. {times[-1] if len(times) else None})")
+    return first, last
+
+
+def _until(ds: xr.Dataset, data: dict[str, np.ndarray], intents: tuple, delist_bar: np.ndarray,
+           last: int) -> tuple[xr.Dataset, dict[str, np.ndarray], tuple, np.ndarray]:
+    """Everything cut after bar ``last``: what a run that ends there may read."""
+    n = last + 1
+    cut = {k: (np.ascontiguousarray(v[:n]) if v.shape[0] > 1 or k == "has_action" else v)
+           for k, v in data.items()}
+    ent, ext, bank, ia, ib = intents
+    ent, ext = (np.ascontiguousarray(a[:, :n]) if a.shape[1] > 1 else a for a in (ent, ext))
+    bank = np.ascontiguousarray(bank[:, :n]) if bank.shape[1] > 1 else bank
+    delist = np.where(delist_bar <= last, delist_bar, -1).astype(np.int64)
+    return ds.isel(time=slice(0, n)), cut, (ent, ext, bank, ia, ib), delist
+
+
+def cut_from(ds: xr.Dataset, out: dict[str, np.ndarray], log_i: np.ndarray, first: int,
+          keep_full: bool) -> tuple[xr.Dataset, dict[str, np.ndarray], np.ndarray]:
+    """The outputs from bar ``first`` on, and the log's bars counted from there."""
+    cut = {}
+    for k, v in out.items():
+        if k == "keep" or (v.ndim == 3 and not keep_full):
+            cut[k] = v
+        else:
+            cut[k] = np.ascontiguousarray(v[:, first:])
+    log_i = log_i.copy()
+    log_i[:, 0] -= first
+    return ds.isel(time=slice(first, None)), cut, log_i
 
 
 def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarray,

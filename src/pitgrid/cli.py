@@ -50,7 +50,10 @@ if TYPE_CHECKING:  # pragma: no cover
 # the metrics a summary shows, in this order; `show` and `compare` show them all
 _KEY_METRICS = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar",
                 "max_drawdown", "trades", "win_rate", "turnover", "exposure", "fees")
+_RELATIVE_KEYS = ("benchmark_return", "alpha", "beta", "information_ratio", "tracking_error",
+                  "up_capture", "down_capture", "correlation")
 _PERCENT = {"total_return", "annual_return", "volatility", "max_drawdown", "win_rate", "exposure",
+            "benchmark_return", "alpha", "tracking_error",
             "var_95", "cvar_95", "var_99", "cvar_99"}
 _GRID_METRICS = ("sharpe", "annual_return", "max_drawdown", "trades")
 _WHOLE = {"trades", "fills", "unfilled", "max_drawdown_duration"}
@@ -574,6 +577,9 @@ def _print_outcome(outcome: RunOutcome) -> None:
         table.add_row("fills", "[bold red]same-bar close: OPTIMISTIC[/]")
     for name in _KEY_METRICS:
         table.add_row(name, Text(_fmt(name, outcome.metrics.get(name))))
+    if outcome.metrics.get("beta") is not None:
+        for name in _RELATIVE_KEYS:
+            table.add_row(name, Text(_fmt(name, outcome.metrics.get(name))))
     if outcome.overfitting:
         o = outcome.overfitting
         table.add_row("deflated sharpe", Text(_prob(o.get("deflated_sharpe"))

@@ -70,6 +70,7 @@ ALIASES: dict[str, str] = {
     "rsi": "RSIMeanReversion",
     "momentum": "CrossSectionalMomentum",
     "event": "EventDriven",
+    "equal_weight": "EqualWeight",
 }
 _COSTS = ("fees_bps", "slippage_bps", "spread_bps", "impact_k", "commission_per_share",
           "min_commission", "borrow_bps")
@@ -106,6 +107,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "strategy": ("name", "params"),
     **_settings_sections(),
     "model": ("bundle",),
+    "benchmark": ("symbol", "strategy", "params"),
     "outputs": _OUTPUT_KEYS,
 }
 
@@ -162,6 +164,7 @@ class RunConfig:
     audit: bool = False
     start: np.datetime64 | None = None
     end: np.datetime64 | None = None
+    benchmark: str | Strategy | None = None
 
     @property
     def is_grid(self) -> bool:
@@ -208,6 +211,8 @@ class RunConfig:
                                     for k, v in self.params.items()}},
             "settings": dict(self.settings),
             "model": None if self.model_bundle is None else str(self.model_bundle),
+            "benchmark": (self.benchmark if isinstance(self.benchmark, str) or self.benchmark is None
+                          else self.benchmark.describe()),
             "outputs": {"db": mask_url(self.db), "reports": str(self.reports), "keep": self.keep,
                         "by": self.by, "audit": self.audit},
         }
@@ -252,7 +257,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
     check.keys(raw, "", _SECTIONS, what="section")
     tables = {name: check.table(raw.get(name, {}), name) for name in _SECTIONS}
 
-    for name in ("universe", "strategy", "model", "outputs"):
+    for name in ("universe", "strategy", "model", "benchmark", "outputs"):
         check.keys(tables[name], f"{name}.", _SECTIONS[name])
     store, synthetic = check.data(tables["data"])
     start, end = (check.when(tables["data"].get(k), f"data.{k}") for k in ("start", "end"))
@@ -277,7 +282,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
         keep=check.whole(out.get("keep", _DEFAULT_KEEP), "outputs.keep"),
         by=check.choice(out.get("by", _DEFAULT_BY), "outputs.by", _metric_names()),
         audit=check.typed(out.get("audit", False), "outputs.audit", bool),
-        start=start, end=end,
+        start=start, end=end, benchmark=check.benchmark(tables["benchmark"], universe),
     )
 
 
@@ -336,6 +341,20 @@ class _Checker:
         text = self.typed(value, "outputs.db", str)
         # URLs (sqlite:///..., postgresql://...) go to ResultsDB as written
         return text if "://" in text else str(self.path(text))
+
+    def benchmark(self, table: dict[str, Any], universe: str | None) -> str | Strategy | None:
+        """``[benchmark]``: ``symbol = "SPY"``, or ``strategy = "<name>"`` with ``params``."""
+        if not table:
+            return None
+        if ("symbol" in table) == ("strategy" in table):
+            raise self.fail("benchmark", 'give exactly one of symbol = "<symbol of the data>" or '
+                            'strategy = "<strategy name>" (with params = {...})')
+        if "symbol" in table:
+            return self.typed(table["symbol"], "benchmark.symbol", str)
+        name, cls = self.strategy_class({"name": table["strategy"]})
+        params = self.params(cls, table.get("params", {}), universe)
+        return cls(**params, universe=universe) if "universe" in {f.name for f in
+                                                                  dataclasses.fields(cls)} else cls(**params)
 
     def when(self, value: Any, key: str) -> np.datetime64 | None:
         """A date or time (TOML date, or text like "2015-06-30"), or None."""
@@ -570,7 +589,7 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
     market = market if market is not None else cfg.open_market()
     strategy = cfg.strategy()
     res = pg.backtest(market, strategy, dict(cfg.settings), audit=cfg.audit, start=cfg.start,
-                      end=cfg.end)
+                      end=cfg.end, benchmark=cfg.benchmark)
     size_value = resolve_settings(strategy, dict(cfg.settings))[1]
     extra = {} if size_value is None else {"size_value": size_value}
     res = dataclasses.replace(res, config={**res.config, **extra, "run": cfg.describe()})
@@ -614,7 +633,8 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
     scores = g.table[cfg.by].to_numpy().astype(np.float64)
     best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
     best_strategy = dataclasses.replace(base, **g.params[best])
-    single = pg.backtest(market, best_strategy, dict(cfg.settings), start=cfg.start, end=cfg.end)
+    single = pg.backtest(market, best_strategy, dict(cfg.settings), start=cfg.start, end=cfg.end,
+                         benchmark=cfg.benchmark)
     variants = [stored_params(dataclasses.replace(base, **p)) for p in g.params]
     stats = g.overfitting.to_dict() if g.overfitting is not None else None
     describe = {**cfg.describe(), "grid": {"axes": list(axes), "by": cfg.by, "keep": cfg.keep,

@@ -1,5 +1,6 @@
 """Worked strategies: moving-average crossover, RSI mean reversion, cross-sectional
-momentum, and an event-driven rule on alt-data with separate event and knowledge times.
+momentum, an event-driven rule on alt-data with separate event and knowledge times, and
+equal weights over a universe (a benchmark).
 
 Each is a small frozen dataclass; read them as templates for your own.
 """
@@ -156,3 +157,28 @@ class EventDriven(Strategy):
     def settings(self) -> dict[str, Any]:
         return {"size": "percent", "size_value": self.weight}
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class EqualWeight(Strategy):
+    """Every member of the universe with a price, in equal weights, rebalanced every ``every``
+    bars: the benchmark a cross-sectional strategy is usually measured against.
+
+    Example:
+        >>> EqualWeight(universe="sp500", every=21).params()["every"]
+        21
+    """
+
+    every: int = 21
+    intent_rows: ClassVar[int | None] = 1
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+
+    def features(self, data: FeatureData) -> dict[str, np.ndarray]:
+        return {"close": data.adjusted("close")}
+
+    def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
+        held = data.universe(self.universe) & np.isfinite(f["close"])
+        return Intents(weights=equal_weight(held, rebalance=data.bars % self.every == 0))

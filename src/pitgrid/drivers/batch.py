@@ -17,7 +17,8 @@ from pitgrid.engine.simulate import simulate
 
 def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
              config: SimConfig | dict[str, Any] | None = None, *, keep: str = "full",
-             audit: bool = False, start: Any = None, end: Any = None) -> SimResult:
+             audit: bool = False, start: Any = None, end: Any = None,
+             benchmark: Any = None) -> SimResult:
     """Run ``strategy`` over every bar of ``market`` with the batch engine.
 
     Features and decisions are computed once for all bars with causal kernels;
@@ -28,6 +29,11 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
     ``start`` and ``end`` (times, inclusive) bound the run: the market is cut after
     ``end`` (nothing later is read), features warm up on the bars before ``start``,
     nothing trades before it, and the result and its metrics cover ``start..end``.
+
+    ``benchmark`` (a symbol of the market, a 1-D series over its bars, or a strategy
+    run on the same market and settings) adds alpha, beta, information ratio, tracking
+    error, up and down capture, correlation and the benchmark's return to the metrics
+    (:mod:`pitgrid.engine.benchmark`); its curve is kept with the run for the report.
 
     ``audit=True`` also runs :func:`pitgrid.check_point_in_time` (the step driver
     audits this run at every bar): the outcome is ``result.config["audit"]``, kept with
@@ -50,6 +56,7 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
         from pitgrid.drivers.step import StepDriver
 
         res = StepDriver(market.load(), strategy, cfg, start=start).run()
+        res = _against(res, market, benchmark, config) if benchmark is not None else res
         return _audited(res, market, strategy, config) if audit else res
     check_backtest(market, cfg, keep=keep)  # before the market is read and anything allocated
     market = market.load()
@@ -58,7 +65,28 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
     res = simulate(market, entries=intents.entries, exits=intents.exits, weights=intents.weights,
                    size_value=size_value, keep=keep, start=start, **cfg.to_dict())
     res.extra.update(strategy=strategy.describe(), intents=intents, **notes)
+    res = _against(res, market, benchmark, config) if benchmark is not None else res
     return _audited(res, market, strategy, config) if audit else res
+
+
+def _against(res: SimResult, market: MarketData, benchmark: Any, config: Any) -> SimResult:
+    """The run's metrics against ``benchmark``, and the benchmark's curve kept with it."""
+    import dataclasses
+
+    import polars as pl
+
+    from pitgrid.engine.benchmark import benchmark_equity, relative_metrics, returns_of
+
+    initial = float(res.config["init_cash"])
+    times = res.equity["time"].values
+    name, curve = benchmark_equity(market, benchmark, times, initial, config)
+    rel = relative_metrics(returns_of(res.equity.values, initial), returns_of(curve, initial),
+                           float(res.config["bars_per_year"]))
+    metrics = res.metrics.with_columns(pl.lit(v, dtype=pl.Float64).alias(k) for k, v in rel.items())
+    res = dataclasses.replace(res, metrics=metrics, config={
+        **res.config, "benchmark": {"name": name, "equity": [float(x) for x in curve]}})
+    res.extra["benchmark"] = xr.DataArray(curve, dims=("time",), coords={"time": times}, name=name)
+    return res
 
 
 def _audited(res: SimResult, market: MarketData, strategy: Strategy, config: Any) -> SimResult:

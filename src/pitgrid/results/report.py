@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+
+from pitgrid.engine.benchmark import RELATIVE_METRICS
 import polars as pl
 import xarray as xr
 from plotly.subplots import make_subplots
@@ -79,6 +81,11 @@ def write_report(
         PosixPath('report.html')
     """
     view = _RunView.of(run, param)
+    stored = run.config.get("benchmark") if benchmark is None else None
+    if stored:  # the benchmark the run was measured against, kept with it
+        benchmark = np.asarray(stored["equity"], dtype=np.float64)
+        if benchmark.shape != view.equity.shape:
+            benchmark = None
     bench = _benchmark(benchmark, view)
     figures = [_equity_figure(view, bench), _drawdown_figure(view), _monthly_figure(view),
                _rolling_sharpe_figure(view), _exposure_figure(view)]
@@ -90,8 +97,13 @@ def write_report(
         '<h2>Statistics</h2><div class="tables">',
         "<div><h3>Trades</h3>", _metric_table(view.metrics, _TRADE_STATS),
         _table(_fill_stats(view)), "</div>",
-        "<div><h3>Tail</h3>", _metric_table(view.metrics, _TAIL_STATS), "</div></div>",
-        "<h2>Config</h2><pre>", html.escape(json.dumps(view.config, indent=2, default=str)),
+        "<div><h3>Tail</h3>", _metric_table(view.metrics, _TAIL_STATS), "</div>",
+        *(["<div><h3>Against " + html.escape(str((view.config.get("benchmark") or {}).get(
+            "name", "the benchmark"))) + "</h3>", _metric_table(view.metrics, RELATIVE_METRICS),
+           "</div>"] if view.metrics.get("beta") is not None else []),
+        "</div>",
+        "<h2>Config</h2><pre>", html.escape(json.dumps(_shown_config(view.config), indent=2,
+                                                       default=str)),
         "</pre>",
     ]
     return _write_page(path, title, body)
@@ -375,6 +387,12 @@ def _figure_html(fig: go.Figure, *, first: bool) -> str:
     # plotly.js goes inline with the first figure only: one copy per file, no CDN.
     return pio.to_html(fig, full_html=False, include_plotlyjs=True if first else False,
                        config={"displaylogo": False, "responsive": True})
+
+
+def _shown_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as shown: the benchmark by name (its curve is the equity figure's line)."""
+    bench = config.get("benchmark")
+    return {**config, "benchmark": bench["name"]} if isinstance(bench, Mapping) else dict(config)
 
 
 def _banner(optimistic: bool) -> str:

@@ -46,6 +46,8 @@ _LAZY: dict[str, str] = {
     "check_point_in_time": "pitgrid.drivers.pit",
     "PointInTimeReport": "pitgrid.drivers.pit",
     "grid": "pitgrid.drivers.grid",
+    "walkforward": "pitgrid.drivers.walkforward",
+    "WalkForwardResult": "pitgrid.drivers.walkforward",
     "GridResult": "pitgrid.drivers.grid",
     "robustness": "pitgrid.drivers.robustness",
     "RobustnessResult": "pitgrid.drivers.robustness",
@@ -86,6 +88,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.drivers.batch import backtest
     from pitgrid.drivers.common import clear_feature_cache
     from pitgrid.drivers.grid import GridResult, grid
+    from pitgrid.drivers.walkforward import WalkForwardResult, walkforward
     from pitgrid.drivers.robustness import RobustnessResult, robustness
     from pitgrid.drivers.pit import PointInTimeReport, check_point_in_time
     from pitgrid.drivers.step import CycleResult, SlowPathWarning, StepDriver

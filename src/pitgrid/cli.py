@@ -204,6 +204,44 @@ def grid(
 
 
 @app.command()
+def walkforward(
+    config: Annotated[Path, typer.Argument(help="A TOML run config with grid axes and [walkforward].",
+                                           exists=True, dir_okay=False)],
+    db: Annotated[str | None, typer.Option(help="Results database (overrides \\[outputs] db).")] = None,
+    reports: Annotated[Path | None, typer.Option(
+        help="Report folder (overrides \\[outputs] reports).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+) -> None:
+    r"""Walk-forward optimisation: a grid on each train window, its winner on the next test window.
+
+    \[walkforward] train = 504, test = 126 (bars), anchored = false. The stitched out-of-sample
+    run is saved to the database and reported, with its windows and the in-sample against
+    out-of-sample metrics.
+    """
+    from pitgrid.runconfig import run_walkforward
+
+    cfg = _load(config, db, reports)
+    if cfg.walkforward is None or not cfg.is_grid:
+        _fail_usage(f"{config}: walk-forward needs a [walkforward] section (train, test) and grid "
+                    "axes (list values in [strategy.params])")
+    market = _open_market(cfg)
+    with _run_failures("walkforward"):
+        outcome = run_walkforward(cfg, market, progress=progress)
+    _print_outcome(outcome)
+    frame = outcome.walkforward
+    table = Table(title=f"windows ({frame.height})", title_justify="left", box=box.SIMPLE_HEAD)
+    shown = [c for c in frame.columns if c not in ("train_start", "train_end")]
+    short = {"test_start": "from", "test_end": "to", f"in_sample_{cfg.by}": f"IS {cfg.by}",
+             f"out_of_sample_{cfg.by}": f"OOS {cfg.by}"}
+    for column in ["window", *shown]:
+        table.add_column(escape(short.get(column, column.removeprefix("param_"))))
+    for i, row in enumerate(frame.select(shown).iter_rows()):
+        table.add_row(str(i + 1), *(Text(str(v)[:10] if not isinstance(v, float) else f"{v:.3f}")
+                                    for v in row))
+    _out.print(table)
+
+
+@app.command()
 def check(
     config: Annotated[Path, typer.Argument(help="A TOML run config (no grid axes).",
                                            exists=True, dir_okay=False)],
@@ -568,8 +606,13 @@ def _grid_frame(run: StoredRun) -> Any:
 
 def _print_outcome(outcome: RunOutcome) -> None:
     grid = outcome.table is not None
-    title = (f"{outcome.strategy} grid: best of {outcome.table.height} sets" if grid
-             else f"{outcome.strategy} backtest") + f" ({outcome.seconds:.1f} s)"
+    if outcome.walkforward is not None:
+        title = f"{outcome.strategy} walk-forward, out of sample ({outcome.walkforward.height} windows)"
+    elif grid:
+        title = f"{outcome.strategy} grid: best of {outcome.table.height} sets"
+    else:
+        title = f"{outcome.strategy} backtest"
+    title += f" ({outcome.seconds:.1f} s)"
     table = Table(title=escape(title), show_header=False, title_justify="left")
     table.add_row("run id", outcome.run_id)
     table.add_row("parameters", escape(_params_text(outcome.params)))

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import importlib
 import itertools
@@ -108,6 +109,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     **_settings_sections(),
     "model": ("bundle",),
     "benchmark": ("symbol", "strategy", "params"),
+    "walkforward": ("train", "test", "anchored"),
     "outputs": _OUTPUT_KEYS,
 }
 
@@ -165,6 +167,7 @@ class RunConfig:
     start: np.datetime64 | None = None
     end: np.datetime64 | None = None
     benchmark: str | Strategy | None = None
+    walkforward: Mapping[str, Any] | None = None
 
     @property
     def is_grid(self) -> bool:
@@ -257,7 +260,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
     check.keys(raw, "", _SECTIONS, what="section")
     tables = {name: check.table(raw.get(name, {}), name) for name in _SECTIONS}
 
-    for name in ("universe", "strategy", "model", "benchmark", "outputs"):
+    for name in ("universe", "strategy", "model", "benchmark", "walkforward", "outputs"):
         check.keys(tables[name], f"{name}.", _SECTIONS[name])
     store, synthetic = check.data(tables["data"])
     start, end = (check.when(tables["data"].get(k), f"data.{k}") for k in ("start", "end"))
@@ -283,6 +286,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
         by=check.choice(out.get("by", _DEFAULT_BY), "outputs.by", _metric_names()),
         audit=check.typed(out.get("audit", False), "outputs.audit", bool),
         start=start, end=end, benchmark=check.benchmark(tables["benchmark"], universe),
+        walkforward=check.walkforward(tables["walkforward"]),
     )
 
 
@@ -355,6 +359,17 @@ class _Checker:
         params = self.params(cls, table.get("params", {}), universe)
         return cls(**params, universe=universe) if "universe" in {f.name for f in
                                                                   dataclasses.fields(cls)} else cls(**params)
+
+    def walkforward(self, table: dict[str, Any]) -> dict[str, Any] | None:
+        """``[walkforward]``: ``train`` and ``test`` bars, ``anchored`` (default false)."""
+        if not table:
+            return None
+        for key in ("train", "test"):
+            if key not in table:
+                raise self.fail(f"walkforward.{key}", "required (a whole number of bars)")
+        return {"train": self.whole(table["train"], "walkforward.train"),
+                "test": self.whole(table["test"], "walkforward.test"),
+                "anchored": self.typed(table.get("anchored", False), "walkforward.anchored", bool)}
 
     def when(self, value: Any, key: str) -> np.datetime64 | None:
         """A date or time (TOML date, or text like "2015-06-30"), or None."""
@@ -571,6 +586,7 @@ class RunOutcome:
     best_param: int | None = None
     by: str = _DEFAULT_BY
     overfitting: dict[str, Any] | None = None
+    walkforward: pl.DataFrame | None = None
 
 
 def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome:
@@ -655,6 +671,45 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
                       db=cfg.db, report=report, seconds=time.perf_counter() - started,
                       grid_report=grid_report, table=g.table, best_param=best, by=cfg.by,
                       overfitting=stats)
+
+
+def run_walkforward(cfg: RunConfig, market: MarketData | None = None, *,
+                    progress: bool = True) -> RunOutcome:
+    """Walk-forward optimisation of a config's grid (``[walkforward]`` train and test bars):
+    the stitched out-of-sample run is saved, with its windows, and reported.
+
+    Example:
+        >>> outcome = run_walkforward(load_run_config("wf.toml"))    # doctest: +SKIP
+    """
+    import pitgrid as pg
+    from pitgrid.results import write_report
+
+    if cfg.walkforward is None or not cfg.is_grid:
+        raise ValueError(f"{cfg.source}: walk-forward needs a [walkforward] section (train, test) "
+                         "and grid axes (list values in [strategy.params])")
+    started = time.perf_counter()
+    market = market if market is not None else cfg.open_market()
+    base = cfg.strategy()
+    wf = pg.walkforward(market, base, cfg.axes(), train=cfg.walkforward["train"],
+                        test=cfg.walkforward["test"], anchored=cfg.walkforward["anchored"],
+                        by=cfg.by, config=dict(cfg.settings), progress=progress)
+    windows = [{k: (str(v) if isinstance(v, (np.datetime64, datetime.datetime)) else v)
+                for k, v in row.items()} for row in wf.windows.iter_rows(named=True)]
+    res = dataclasses.replace(wf.result, config={
+        **wf.result.config, "run": cfg.describe(),
+        "walkforward": {**cfg.walkforward, "by": cfg.by, "windows": windows,
+                        "comparison": wf.comparison.to_dicts()}})
+    label = {"walkforward": f"{len(windows)} windows"}
+    with _results_db(cfg) as db:
+        run_id = db.save_run(res, strategy=base.name, data_fingerprint=market.fingerprint(),
+                             universe_id=cfg.universe, params=[label])
+        stored = db.load_run(run_id)
+    report = write_report(stored, _report_path(cfg, base.name, run_id, "walkforward"),
+                          title=f"{base.name} walk-forward by {cfg.by}")
+    return RunOutcome(run_id=run_id, strategy=base.name, params=label,
+                      metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
+                      db=cfg.db, report=report, seconds=time.perf_counter() - started,
+                      walkforward=wf.windows)
 
 
 def _grid_as_result(g: Any, single: SimResult, best: int, axes: list[str],

@@ -102,6 +102,7 @@ def write_report(
             "name", "the benchmark"))) + "</h3>", _metric_table(view.metrics, RELATIVE_METRICS),
            "</div>"] if view.metrics.get("beta") is not None else []),
         "</div>",
+        *_walkforward_html(view.config.get("walkforward")),
         "<h2>Config</h2><pre>", html.escape(json.dumps(_shown_config(view.config), indent=2,
                                                        default=str)),
         "</pre>",
@@ -390,9 +391,28 @@ def _figure_html(fig: go.Figure, *, first: bool) -> str:
 
 
 def _shown_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as shown: the benchmark by name (its curve is the equity figure's line)."""
+    """The config as shown: the benchmark by name (its curve is the equity figure's line),
+    the walk-forward windows in their own tables."""
+    shown = dict(config)
     bench = config.get("benchmark")
-    return {**config, "benchmark": bench["name"]} if isinstance(bench, Mapping) else dict(config)
+    if isinstance(bench, Mapping):
+        shown["benchmark"] = bench["name"]
+    wf = config.get("walkforward")
+    if isinstance(wf, Mapping):
+        shown["walkforward"] = {k: v for k, v in wf.items() if k not in ("windows", "comparison")}
+    return shown
+
+
+def _walkforward_html(wf: Mapping[str, Any] | None) -> list[str]:
+    if not wf:
+        return []
+    note = (f"Each test window trades the parameters with the best {wf.get('by')} on the "
+            f"{'bars from the first' if wf.get('anchored') else str(wf.get('train')) + ' bars'} "
+            "before it; the equity above is the test windows, out of sample, one after the other.")
+    return ["<h2>Walk-forward: windows</h2>", f"<p>{html.escape(note)}</p>",
+            _frame_table(pl.DataFrame(wf["windows"])),
+            "<h2>In sample against out of sample</h2>",
+            _frame_table(pl.DataFrame(wf["comparison"]))]
 
 
 def _banner(optimistic: bool) -> str:

@@ -47,6 +47,9 @@ _LAZY: dict[str, str] = {
     "PointInTimeReport": "pitgrid.drivers.pit",
     "grid": "pitgrid.drivers.grid",
     "walkforward": "pitgrid.drivers.walkforward",
+    "sleeves": "pitgrid.drivers.sleeves",
+    "Sleeve": "pitgrid.drivers.sleeves",
+    "SleevesResult": "pitgrid.drivers.sleeves",
     "WalkForwardResult": "pitgrid.drivers.walkforward",
     "GridResult": "pitgrid.drivers.grid",
     "robustness": "pitgrid.drivers.robustness",
@@ -89,6 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.drivers.common import clear_feature_cache
     from pitgrid.drivers.grid import GridResult, grid
     from pitgrid.drivers.walkforward import WalkForwardResult, walkforward
+    from pitgrid.drivers.sleeves import Sleeve, SleevesResult, sleeves
     from pitgrid.drivers.robustness import RobustnessResult, robustness
     from pitgrid.drivers.pit import PointInTimeReport, check_point_in_time
     from pitgrid.drivers.step import CycleResult, SlowPathWarning, StepDriver

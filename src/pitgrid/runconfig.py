@@ -110,6 +110,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "model": ("bundle",),
     "benchmark": ("symbol", "strategy", "params"),
     "walkforward": ("train", "test", "anchored"),
+    "portfolio": ("rebalance_every", "sleeves"),
     "outputs": _OUTPUT_KEYS,
 }
 
@@ -168,6 +169,7 @@ class RunConfig:
     end: np.datetime64 | None = None
     benchmark: str | Strategy | None = None
     walkforward: Mapping[str, Any] | None = None
+    portfolio: Mapping[str, Any] | None = None
 
     @property
     def is_grid(self) -> bool:
@@ -216,6 +218,10 @@ class RunConfig:
             "model": None if self.model_bundle is None else str(self.model_bundle),
             "benchmark": (self.benchmark if isinstance(self.benchmark, str) or self.benchmark is None
                           else self.benchmark.describe()),
+            "portfolio": None if self.portfolio is None else {
+                "rebalance_every": self.portfolio["rebalance_every"],
+                "sleeves": [{"name": s.label, "share": s.share, **s.strategy.describe(),
+                             "settings": dict(s.settings)} for s in self.portfolio["sleeves"]]},
             "outputs": {"db": mask_url(self.db), "reports": str(self.reports), "keep": self.keep,
                         "by": self.by, "audit": self.audit},
         }
@@ -260,7 +266,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
     check.keys(raw, "", _SECTIONS, what="section")
     tables = {name: check.table(raw.get(name, {}), name) for name in _SECTIONS}
 
-    for name in ("universe", "strategy", "model", "benchmark", "walkforward", "outputs"):
+    for name in ("universe", "strategy", "model", "benchmark", "walkforward", "portfolio", "outputs"):
         check.keys(tables[name], f"{name}.", _SECTIONS[name])
     store, synthetic = check.data(tables["data"])
     start, end = (check.when(tables["data"].get(k), f"data.{k}") for k in ("start", "end"))
@@ -268,8 +274,15 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
     if universe is not None and synthetic is not None:
         raise RunConfigError(source, "universe.id", "synthetic data has no universes; "
                              "use [data] store = an ingested store with membership")
-    name, cls = check.strategy_class(tables["strategy"])
-    params = check.params(cls, tables["strategy"].get("params", {}), universe)
+    portfolio = check.portfolio(tables["portfolio"], universe)
+    if portfolio is not None and not tables["strategy"]:
+        # a portfolio names its strategies per sleeve; the run is labelled by the first
+        first = portfolio["sleeves"][0].strategy
+        name, cls, params = "portfolio", type(first), {k: v for k, v in first.params().items()
+                                                       if k != "universe"}
+    else:
+        name, cls = check.strategy_class(tables["strategy"])
+        params = check.params(cls, tables["strategy"].get("params", {}), universe)
     settings = check.settings(tables)
     bundle = tables["model"].get("bundle")
     if bundle is not None:
@@ -286,7 +299,7 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
         by=check.choice(out.get("by", _DEFAULT_BY), "outputs.by", _metric_names()),
         audit=check.typed(out.get("audit", False), "outputs.audit", bool),
         start=start, end=end, benchmark=check.benchmark(tables["benchmark"], universe),
-        walkforward=check.walkforward(tables["walkforward"]),
+        walkforward=check.walkforward(tables["walkforward"]), portfolio=portfolio,
     )
 
 
@@ -359,6 +372,40 @@ class _Checker:
         params = self.params(cls, table.get("params", {}), universe)
         return cls(**params, universe=universe) if "universe" in {f.name for f in
                                                                   dataclasses.fields(cls)} else cls(**params)
+
+    def portfolio(self, table: dict[str, Any], universe: str | None) -> dict[str, Any] | None:
+        """``[portfolio]``: ``rebalance_every`` bars and ``sleeves``, a list of tables with
+        ``strategy``, ``params``, ``share``, optional ``name`` and settings of their own."""
+        if not table:
+            return None
+        from pitgrid.drivers.sleeves import Sleeve
+
+        raw = table.get("sleeves")
+        if not isinstance(raw, list) or not raw:
+            raise self.fail("portfolio.sleeves", "a list of sleeves: { strategy = \"...\", "
+                            "share = 0.5, params = {...} }")
+        hints = typing.get_type_hints(SimConfig)
+        book = []
+        for i, entry in enumerate(raw):
+            key = f"portfolio.sleeves[{i}]"
+            entry = self.table(entry, key)
+            if "strategy" not in entry or "share" not in entry:
+                raise self.fail(key, "each sleeve needs strategy and share")
+            name, cls = self.strategy_class({"name": entry["strategy"], "params": entry.get("params", {})})
+            params = self.params(cls, entry.get("params", {}), universe)
+            share = self.typed(entry["share"], f"{key}.share", float)
+            own = {k: v for k, v in entry.items() if k not in ("strategy", "params", "share", "name")}
+            unknown = sorted(set(own) - set(hints))
+            if unknown:
+                raise self.fail(f"{key}.{unknown[0]}", f"not a setting{_suggest(unknown[0], list(hints))}")
+            settings = {k: self.typed(v, f"{key}.{k}", hints[k]) for k, v in own.items()}
+            strategy = cls(**params, universe=universe) if "universe" in {
+                f.name for f in dataclasses.fields(cls)} else cls(**params)
+            book.append(Sleeve(strategy, share, settings,
+                               self.typed(entry.get("name"), f"{key}.name", str | None)))
+        every = table.get("rebalance_every")
+        return {"sleeves": book,
+                "rebalance_every": None if every is None else self.whole(every, "portfolio.rebalance_every")}
 
     def walkforward(self, table: dict[str, Any]) -> dict[str, Any] | None:
         """``[walkforward]``: ``train`` and ``test`` bars, ``anchored`` (default false)."""
@@ -603,6 +650,8 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
         raise ValueError(f"{cfg.source} has grid axes {sorted(cfg.axes())}: run it as a grid")
     started = time.perf_counter()
     market = market if market is not None else cfg.open_market()
+    if cfg.portfolio is not None:
+        return _run_portfolio(cfg, market, started)
     strategy = cfg.strategy()
     res = pg.backtest(market, strategy, dict(cfg.settings), audit=cfg.audit, start=cfg.start,
                       end=cfg.end, benchmark=cfg.benchmark)
@@ -671,6 +720,55 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
                       db=cfg.db, report=report, seconds=time.perf_counter() - started,
                       grid_report=grid_report, table=g.table, best_param=best, by=cfg.by,
                       overfitting=stats)
+
+
+def _run_portfolio(cfg: RunConfig, market: MarketData, started: float) -> RunOutcome:
+    """A ``[portfolio]`` of sleeves in one account: saved as one run, each sleeve in its config."""
+    import pitgrid as pg
+    from pitgrid.results import write_report
+
+    book = pg.sleeves(market, list(cfg.portfolio["sleeves"]), config=dict(cfg.settings),
+                      rebalance_every=cfg.portfolio["rebalance_every"])
+    res = _account_result(book, cfg)
+    label = {"sleeves": ", ".join(f"{n} {s:.0%}" for n, s in book.shares.items())}
+    with _results_db(cfg) as db:
+        run_id = db.save_run(res, strategy="portfolio", data_fingerprint=market.fingerprint(),
+                             universe_id=cfg.universe, params=[label])
+        stored = db.load_run(run_id)
+    report = write_report(stored, _report_path(cfg, "portfolio", run_id),
+                          title=f"portfolio: {label['sleeves']}")
+    return RunOutcome(run_id=run_id, strategy="portfolio", params=label,
+                      metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
+                      db=cfg.db, report=report, seconds=time.perf_counter() - started)
+
+
+def _account_result(book: Any, cfg: RunConfig) -> SimResult:
+    """The sleeves' runs added up into the account's: equity, cash, positions, exposures, fills."""
+    runs = list(book.sleeves.values())
+
+    def total(name: str) -> Any:
+        arrays = [getattr(r, name) for r in runs]
+        return None if any(a is None for a in arrays) else sum(arrays[1:], start=arrays[0])
+
+    def rows(name: str) -> pl.DataFrame:
+        return pl.concat([getattr(r, name) for r in runs], how="vertical_relaxed").sort(
+            "time", maintain_order=True)
+
+    counts = {k: float(sum(r.metrics[k][0] for r in runs))
+              for k in ("trades", "fills", "unfilled", "fees", "slippage")}
+    metrics = book.metrics.with_columns(pl.lit(v).alias(k) for k, v in counts.items())
+    sleeves = [{"name": n, "share": book.shares[n], **r.extra["strategy"],
+                "metrics": {k: r.metrics[k][0] for k in ("total_return", "annual_return", "sharpe",
+                                                          "max_drawdown", "trades")}}
+               for n, r in book.sleeves.items()]
+    first = runs[0]
+    return SimResult(equity=book.equity, long_exposure=total("long_exposure"),
+                     short_exposure=total("short_exposure"), trades=rows("trades"),
+                     unfilled=rows("unfilled"), filtered=rows("filtered"), metrics=metrics,
+                     config={**first.config, "init_cash": book.capital, "run": cfg.describe(),
+                             "sleeves": sleeves},
+                     optimistic=first.optimistic, account_equity=total("account_equity"),
+                     cash=total("cash"), positions=total("positions"))
 
 
 def run_walkforward(cfg: RunConfig, market: MarketData | None = None, *,

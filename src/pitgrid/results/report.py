@@ -103,6 +103,7 @@ def write_report(
            "</div>"] if view.metrics.get("beta") is not None else []),
         "</div>",
         *_walkforward_html(view.config.get("walkforward")),
+        *_sleeves_html(view.config.get("sleeves")),
         "<h2>Config</h2><pre>", html.escape(json.dumps(_shown_config(view.config), indent=2,
                                                        default=str)),
         "</pre>",
@@ -397,10 +398,30 @@ def _shown_config(config: Mapping[str, Any]) -> dict[str, Any]:
     bench = config.get("benchmark")
     if isinstance(bench, Mapping):
         shown["benchmark"] = bench["name"]
+    if config.get("sleeves"):
+        shown["sleeves"] = [{k: v for k, v in s.items() if k != "metrics"} for s in config["sleeves"]]
     wf = config.get("walkforward")
     if isinstance(wf, Mapping):
         shown["walkforward"] = {k: v for k, v in wf.items() if k not in ("windows", "comparison")}
     return shown
+
+
+def _sleeves_html(sleeves: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    if not sleeves:
+        return []
+    rows = pl.DataFrame([{"sleeve": s["name"], "share": f"{s['share']:.0%}",
+                          "strategy": s.get("strategy"), **{k: _fmt_metric(k, v)
+                                                            for k, v in s["metrics"].items()}}
+                         for s in sleeves])
+    return ["<h2>Sleeves</h2>", _frame_table(rows)]
+
+
+def _fmt_metric(name: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if name in ("total_return", "annual_return", "max_drawdown"):
+        return f"{value:.2%}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _walkforward_html(wf: Mapping[str, Any] | None) -> list[str]:

@@ -471,30 +471,17 @@ cdef class Core:
         return q != 0.0 and fabs(q) * price >= self.min_order
 
     # ------------------------------------------------------------------ the loop
-    def run(self, Py_ssize_t t0, Py_ssize_t t1,
-            const double[:, ::1] open_, const double[:, ::1] close,
-            const double[:, ::1] volume, const unsigned char[:, ::1] valid,
-            const double[:, ::1] split_ratio, const double[:, ::1] dividend,
-            const unsigned char[::1] has_action, const long[::1] delist_bar,
-            const unsigned char[::1] has_delist,
-            const unsigned char[:, :, ::1] entries, const unsigned char[:, :, ::1] exits,
-            const double[:, :, ::1] bank, const long[::1] idx_a, const long[::1] idx_b,
-            double[:, ::1] total_equity, double[:, ::1] long_exposure,
-            double[:, ::1] short_exposure, bint keep,
-            double[:, :, ::1] cash_out, double[:, :, ::1] equity_out,
-            double[:, :, ::1] shares_out):
+    def run(self, Py_ssize_t t0, Py_ssize_t t1, *arrays):
         """Advance bars ``[t0, t1)``; returns the first bar not run.
 
-        Row ``t`` of the price arrays is bar ``t``. Intents: ``entries[idx_a[p]]`` and
-        ``exits[idx_b[p]]`` (signals), ``bank[idx_a[p]]`` (weights), or the cross
-        rule over ``bank[idx_a[p]]`` (fast) and ``bank[idx_b[p]]`` (slow). Outputs are
-        written at row ``t``. Stops early when the order log might overflow; the
-        caller grows it and calls again from the returned bar. The arrays stay bound
-        (see :meth:`bind`).
+        ``arrays`` are those of :meth:`bind`, which holds them: row ``t`` of the price
+        arrays is bar ``t``. Intents: ``entries[idx_a[p]]`` and ``exits[idx_b[p]]``
+        (signals), ``bank[idx_a[p]]`` (weights), or the cross rule over
+        ``bank[idx_a[p]]`` (fast) and ``bank[idx_b[p]]`` (slow). Outputs are written at
+        row ``t``. Stops early when the order log might overflow; the caller grows it
+        and calls again from the returned bar.
         """
-        self.bind(open_, close, volume, valid, split_ratio, dividend, has_action, delist_bar,
-                  has_delist, entries, exits, bank, idx_a, idx_b, total_equity, long_exposure,
-                  short_exposure, keep, cash_out, equity_out, shares_out)
+        self.bind(*arrays)
         return self.run_bound(t0, t1)
 
     def bind(self, const double[:, ::1] open_, const double[:, ::1] close,

@@ -89,30 +89,61 @@ def _check_row(x, out, n_sym):
 
 @njit(cache=True, nogil=True)
 def _moments_state(n_sym, window, ddof):
-    """ring (row r in slot r % window), s1, s2, k, same, last_bad, due, work_mean, work_m2.
+    """ring (row r in slot r % window), s1, s2, mag, k, same, last_bad, due, work_mean, work_m2.
 
     ``s1``, ``s2``: plain running sums of ``d`` and ``d*d`` over the window, ``d = x - k``;
     NaN (as after a missing value) until the first complete window. ``same``: equal
     values in a row, ending at the newest. ``due[0]``: the next row on which some
     symbol's window becomes complete again. The work rows hold each step's mean and
-    sum of squared deviations.
+    sum of squared deviations. ``mag``: the largest ``d*d`` sum the running ``s2`` has held
+    since its last anchor, which bounds its rounding error.
     """
     _check_params(window, ddof)
     return (np.full((window, n_sym), np.nan), np.full(n_sym, np.nan), np.full(n_sym, np.nan),
-            np.zeros(n_sym), np.zeros(n_sym, dtype=np.int64), np.full(n_sym, -1, dtype=np.int64),
+            np.zeros(n_sym), np.zeros(n_sym), np.zeros(n_sym, dtype=np.int64),
+            np.full(n_sym, -1, dtype=np.int64),
             np.full(1, window - 1, dtype=np.int64), np.empty(n_sym), np.empty(n_sym))
 
 
+# The running sums carry the rounding of the largest values they held since their last
+# anchor: ``s2`` is off by at most about 4 u w mag and ``s1`` by 4 u w sqrt(w mag). Where
+# that could reach 1e-10 of the result (a nearly constant window after a large move), the
+# window is summed afresh from the ring, two passes.
+_ROUND = 4.0 * 2.0 ** -53
+_REL = 1e-10
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _moment_out(j, v, kk, a, b, sm, w, mean, m2):
+def _moment_out(j, v, kk, a, b, sm, w, mean, m2, ring, t, mg):
     """Mean and sum of squared deviations from the sums; exact for a constant window."""
     mu = kk + a / w
     q = b - a * a / w
     q = 0.0 if q < 0.0 else q
     ok = np.isfinite(mu) and np.isfinite(q)  # overflow (|values| beyond ~1e150): undefined
     const = sm >= w and np.isfinite(v)
+    if ok and not const:
+        e2 = _ROUND * w * mg
+        e1 = _ROUND * w * np.sqrt(w * mg)
+        if e2 + 2.0 * abs(a) * e1 / w >= _REL * q or e1 / w >= _REL * np.sqrt(q / w):
+            mu, q = _moments_exact(j, t, w, ring)
     mean[j] = v if const else (mu if ok else np.nan)
     m2[j] = 0.0 if const else (q if ok else np.nan)
+
+
+@njit(cache=True, nogil=True)
+def _moments_exact(j, t, w, ring):
+    """Mean and sum of squared deviations of rows ``t-w+1 .. t`` of the ring, two passes."""
+    s = 0.0
+    c = 0.0
+    for r in range(t - w + 1, t + 1):
+        s, c = _nadd(s, c, ring[r % w, j])
+    mu = (s + c) / w
+    q = 0.0
+    cq = 0.0
+    for r in range(t - w + 1, t + 1):
+        d = ring[r % w, j] - mu
+        q, cq = _nadd(q, cq, d * d)
+    return mu, q + cq
 
 
 @njit(cache=True, nogil=True)
@@ -131,7 +162,7 @@ def _moments_anchor(j, lo, w, ring, s1, s2, kk):
 
 
 @njit(cache=True, nogil=True)
-def _moments_step(t, x, w, ring, s1, s2, k, same, last_bad, due, mean, m2):
+def _moments_step(t, x, w, ring, s1, s2, mag, k, same, last_bad, due, mean, m2):
     """Advance every symbol's window by row ``t``; write ``mean`` and ``m2`` of the window.
 
     Plain running sums, recomputed from the ring (compensated) on the row where a
@@ -151,11 +182,13 @@ def _moments_step(t, x, w, ring, s1, s2, k, same, last_bad, due, mean, m2):
         sm = same[j] + 1 if v == pp[j] else 1  # pp read before rp is written (w == 1)
         a = s1[j] + (dn - do)
         b = s2[j] + (dn * dn - do * do)
+        mg = max(mag[j], abs(s2[j]) + do * do + dn * dn)
         rp[j] = v
         s1[j] = a
         s2[j] = b
+        mag[j] = mg
         same[j] = sm
-        _moment_out(j, v, kk, a, b, sm, w, mean, m2)
+        _moment_out(j, v, kk, a, b, sm, w, mean, m2, ring, t, mg)
         n_bad += not np.isfinite(v)
     if n_bad:
         for j in range(n_sym):
@@ -170,7 +203,8 @@ def _moments_step(t, x, w, ring, s1, s2, k, same, last_bad, due, mean, m2):
             if (every and np.isfinite(x[j])) or d == t:
                 k[j] = x[j]
                 _moments_anchor(j, t - w + 1, w, ring, s1, s2, k[j])
-                _moment_out(j, x[j], k[j], s1[j], s2[j], same[j], w, mean, m2)
+                mag[j] = s2[j]
+                _moment_out(j, x[j], k[j], s1[j], s2[j], same[j], w, mean, m2, ring, t, mag[j])
             if t < d < nxt:
                 nxt = d
         if due[0] == t:
@@ -184,10 +218,10 @@ def rolling_std_state(n_sym, window, ddof):
 
 
 @njit(cache=True, nogil=True)
-def rolling_std_step_nb(t, x, window, ddof, ring, s1, s2, k, same, last_bad, due, work_mean,
+def rolling_std_step_nb(t, x, window, ddof, ring, s1, s2, mag, k, same, last_bad, due, work_mean,
                         work_m2, out):
     """Advance :func:`rolling_std_nb` by row ``t`` (the ``t``-th call, from 0)."""
-    _moments_step(t, x, window, ring, s1, s2, k, same, last_bad, due, work_mean, work_m2)
+    _moments_step(t, x, window, ring, s1, s2, mag, k, same, last_bad, due, work_mean, work_m2)
     _check_row(x, out, s1.shape[0])
     div = float(window - ddof)
     for j in range(x.shape[0]):
@@ -200,9 +234,9 @@ def rolling_std_nb(x, window, ddof, out):
     """Rolling standard deviation over ``window`` rows, divisor ``window - ddof``."""
     _check(x, out, window, ddof)
     st = rolling_std_state(x.shape[1], window, ddof)
-    ring, s1, s2, k, same, last_bad, due, work_mean, work_m2 = st
+    ring, s1, s2, mag, k, same, last_bad, due, work_mean, work_m2 = st
     for t in range(x.shape[0]):
-        rolling_std_step_nb(t, x[t], window, ddof, ring, s1, s2, k, same, last_bad, due,
+        rolling_std_step_nb(t, x[t], window, ddof, ring, s1, s2, mag, k, same, last_bad, due,
                             work_mean, work_m2, out[t])
 
 
@@ -213,10 +247,10 @@ def rolling_zscore_state(n_sym, window, ddof):
 
 
 @njit(cache=True, nogil=True)
-def rolling_zscore_step_nb(t, x, window, ddof, ring, s1, s2, k, same, last_bad, due,
+def rolling_zscore_step_nb(t, x, window, ddof, ring, s1, s2, mag, k, same, last_bad, due,
                            work_mean, work_m2, out):
     """Advance :func:`rolling_zscore_nb` by row ``t`` (the ``t``-th call, from 0)."""
-    _moments_step(t, x, window, ring, s1, s2, k, same, last_bad, due, work_mean, work_m2)
+    _moments_step(t, x, window, ring, s1, s2, mag, k, same, last_bad, due, work_mean, work_m2)
     _check_row(x, out, s1.shape[0])
     div = float(window - ddof)
     for j in range(x.shape[0]):
@@ -233,9 +267,9 @@ def rolling_zscore_nb(x, window, ddof, out):
     """
     _check(x, out, window, ddof)
     st = rolling_zscore_state(x.shape[1], window, ddof)
-    ring, s1, s2, k, same, last_bad, due, work_mean, work_m2 = st
+    ring, s1, s2, mag, k, same, last_bad, due, work_mean, work_m2 = st
     for t in range(x.shape[0]):
-        rolling_zscore_step_nb(t, x[t], window, ddof, ring, s1, s2, k, same, last_bad, due,
+        rolling_zscore_step_nb(t, x[t], window, ddof, ring, s1, s2, mag, k, same, last_bad, due,
                                work_mean, work_m2, out[t])
 
 
@@ -246,10 +280,10 @@ def bollinger_state(n_sym, window, k, ddof):
 
 
 @njit(cache=True, nogil=True)
-def bollinger_step_nb(t, x, window, k, ddof, ring, s1, s2, shift, same, last_bad, due,
+def bollinger_step_nb(t, x, window, k, ddof, ring, s1, s2, mag, shift, same, last_bad, due,
                       work_mean, work_m2, out_mid, out_upper, out_lower):
     """Advance :func:`bollinger_nb` by row ``t`` (the ``t``-th call, from 0)."""
-    _moments_step(t, x, window, ring, s1, s2, shift, same, last_bad, due, work_mean, work_m2)
+    _moments_step(t, x, window, ring, s1, s2, mag, shift, same, last_bad, due, work_mean, work_m2)
     n_sym = s1.shape[0]
     _check_row(x, out_mid, n_sym)
     _check_row(x, out_upper, n_sym)
@@ -273,9 +307,9 @@ def bollinger_nb(x, window, k, ddof, out_mid, out_upper, out_lower):
     _check(x, out_upper, window, ddof)
     _check(x, out_lower, window, ddof)
     st = bollinger_state(x.shape[1], window, k, ddof)
-    ring, s1, s2, shift, same, last_bad, due, work_mean, work_m2 = st
+    ring, s1, s2, mag, shift, same, last_bad, due, work_mean, work_m2 = st
     for t in range(x.shape[0]):
-        bollinger_step_nb(t, x[t], window, k, ddof, ring, s1, s2, shift, same, last_bad, due,
+        bollinger_step_nb(t, x[t], window, k, ddof, ring, s1, s2, mag, shift, same, last_bad, due,
                           work_mean, work_m2, out_mid[t], out_upper[t], out_lower[t])
 
 

@@ -114,20 +114,23 @@ _REL = 1e-10
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _moment_out(j, v, kk, a, b, sm, w, mean, m2, ring, t, mg):
+def _moment_out(j, v, kk, a, b, sm, w, mean, m2):
     """Mean and sum of squared deviations from the sums; exact for a constant window."""
     mu = kk + a / w
     q = b - a * a / w
     q = 0.0 if q < 0.0 else q
     ok = np.isfinite(mu) and np.isfinite(q)  # overflow (|values| beyond ~1e150): undefined
     const = sm >= w and np.isfinite(v)
-    if ok and not const:
-        e2 = _ROUND * w * mg
-        e1 = _ROUND * w * np.sqrt(w * mg)
-        if e2 + 2.0 * abs(a) * e1 / w >= _REL * q or e1 / w >= _REL * np.sqrt(q / w):
-            mu, q = _moments_exact(j, t, w, ring)
     mean[j] = v if const else (mu if ok else np.nan)
     m2[j] = 0.0 if const else (q if ok else np.nan)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rounding_shows(a, q, w, mg):
+    """Whether the sums' rounding could reach 1e-10 of the result (both bounds squared out of
+    their square roots, with 2|a| sqrt(w mg) <= a^2 + w mg)."""
+    return (_ROUND * (2.0 * w * mg + a * a) >= _REL * q
+            or _ROUND * _ROUND * w * w * mg >= _REL * _REL * q)
 
 
 @njit(cache=True, nogil=True)
@@ -188,7 +191,9 @@ def _moments_step(t, x, w, ring, s1, s2, mag, k, same, last_bad, due, mean, m2):
         s2[j] = b
         mag[j] = mg
         same[j] = sm
-        _moment_out(j, v, kk, a, b, sm, w, mean, m2, ring, t, mg)
+        _moment_out(j, v, kk, a, b, sm, w, mean, m2)
+        if sm < w and np.isfinite(m2[j]) and _rounding_shows(a, m2[j], w, mg):
+            mean[j], m2[j] = _moments_exact(j, t, w, ring)
         n_bad += not np.isfinite(v)
     if n_bad:
         for j in range(n_sym):
@@ -204,7 +209,9 @@ def _moments_step(t, x, w, ring, s1, s2, mag, k, same, last_bad, due, mean, m2):
                 k[j] = x[j]
                 _moments_anchor(j, t - w + 1, w, ring, s1, s2, k[j])
                 mag[j] = s2[j]
-                _moment_out(j, x[j], k[j], s1[j], s2[j], same[j], w, mean, m2, ring, t, mag[j])
+                _moment_out(j, x[j], k[j], s1[j], s2[j], same[j], w, mean, m2)
+                if same[j] < w and np.isfinite(m2[j]) and _rounding_shows(s1[j], m2[j], w, mag[j]):
+                    mean[j], m2[j] = _moments_exact(j, t, w, ring)
             if t < d < nxt:
                 nxt = d
         if due[0] == t:

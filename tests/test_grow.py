@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 import pitgrid as pg
 from pitgrid.cli import app
 from pitgrid.data.store import read_manifest
-from pitgrid.drivers.paper import next_orders
 from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
 
 runner = CliRunner()
@@ -203,7 +202,7 @@ def test_paper_trading_piece_by_piece_is_the_batch_run_of_the_whole(pieces, tmp_
     orders = json.loads((state / "orders.json").read_text())
     whole_run = pg.StepDriver(pg.open_market(tmp_path / "full"), strategy, {"fees_bps": 5})
     whole_run.run()
-    assert orders["orders"] == next_orders(whole_run).to_dicts()
+    assert orders["orders"] == whole_run.next_orders().to_dicts()
     assert orders["after"] == str(pg.open_market(store).time[-1])
     assert all(o["reason"] in ("entry", "exit", "rebalance", "universe_exit", "carried")
                for o in orders["orders"])

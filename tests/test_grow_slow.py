@@ -74,8 +74,7 @@ def test_real_sample_paper_trading_in_60_appends_is_the_batch_run(shared_data, r
         assert step.trades.equals(batch.trades), name
         whole = pg.StepDriver(real_market, strategy, {"fees_bps": 5})
         whole.run(progress=False)
-        from pitgrid.drivers.paper import next_orders
-        assert next_orders(driver).equals(next_orders(whole)), name
+        assert driver.next_orders().equals(whole.next_orders()), name
 
 
 def test_kills_at_random_moments_during_appends_and_paper_runs(tmp_path):

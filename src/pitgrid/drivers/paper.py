@@ -27,7 +27,6 @@ import numpy as np
 import polars as pl
 
 from pitgrid.drivers.step import StepDriver
-from pitgrid.engine.codes import INTENT_WEIGHTS
 
 _POINTER = "current"
 _PAPER = "paper.json"
@@ -43,33 +42,6 @@ class PaperUpdate:
     orders: pl.DataFrame
     run_id: str
     state: Path
-
-
-def next_orders(driver: StepDriver) -> pl.DataFrame:
-    """The orders that execute at the next open: symbol, side, shares, reason.
-
-    Reasons: ``entry`` / ``exit`` (a signal at the last bar), ``rebalance`` (a target
-    weight), ``universe_exit`` (the symbol left the strategy's universe), ``carried``
-    (an unfilled remainder from an earlier bar).
-    """
-    t = driver.t - 1
-    pending = driver.core.state["pending"][0]
-    rows = []
-    for s in np.flatnonzero(pending):
-        q = float(pending[s])
-        if t < 0:
-            reason = "carried"
-        elif not driver._member[t, s]:
-            reason = "universe_exit"
-        elif driver._mode == INTENT_WEIGHTS:
-            reason = "rebalance" if np.isfinite(driver._weights[0, t, s]) else "carried"
-        elif q > 0:
-            reason = "entry" if driver._entries[0, t, s] else "carried"
-        else:
-            reason = "exit" if driver._exits[0, t, s] else "carried"
-        rows.append((str(driver.market.symbols[s]), "buy" if q > 0 else "sell", abs(q), reason))
-    return pl.DataFrame(rows, schema={"symbol": pl.String, "side": pl.String, "shares": pl.Float64,
-                                      "reason": pl.String}, orient="row")
 
 
 class PaperTrader:
@@ -110,7 +82,7 @@ class PaperTrader:
         if driver.t < driver.n_time:
             driver.run(progress=None)
             self._save(driver)
-        orders = next_orders(driver)
+        orders = driver.next_orders()
         _write_atomic(self.state / "orders.csv", orders.write_csv().encode())
         _write_atomic(self.state / "orders.json",
                       json.dumps({"after": str(market.time[driver.t - 1]) if driver.t else None,

@@ -102,10 +102,9 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
         blob = _dump(strategy)
         settings = config.to_dict() if isinstance(config, SimConfig) else dict(config or {})
         if every_bar:
-            with _fresh_processes(2) as pool:
-                futures = [pool.submit(_run, kind, str(store), blob, settings, sys.path)
-                           for kind in ("batch", "step")]  # both at once, one per core
-                batch, step = (f.result() for f in futures)
+            # both at once, one per core
+            children = [_Child(kind, str(store), blob, settings) for kind in ("batch", "step")]
+            batch, step = (c.result() for c in children)
             cuts = _cutoffs(market, cutoffs, batch)
             report = PointInTimeReport(cuts, every_bar=True)
             diff = _audit(market, batch, step)
@@ -116,16 +115,15 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
             if diff is not None:
                 report.differences.append(diff)
             return report
-        with _fresh_processes(1) as pool:
-            full = pool.submit(_run, "batch", str(store), blob, settings, sys.path).result()
+        full = _Child("batch", str(store), blob, settings).result()
         _raise_child_error(full)
         cuts = _cutoffs(market, cutoffs, full)
         report = PointInTimeReport(cuts, every_bar=False)
         rng = np.random.default_rng(seed)
         for c in cuts:
             for how, other in (("truncated", market.truncate(c)), ("scrambled", scrambled(market, c, rng))):
-                with _read_only_store(other, always=True) as other_store, _fresh_processes(1) as pool:
-                    run = pool.submit(_run, "batch", str(other_store), blob, settings, sys.path).result()
+                with _read_only_store(other, always=True) as other_store:
+                    run = _Child("batch", str(other_store), blob, settings).result()
                 _raise_child_error(run)
                 diff = _first_difference(full, run, c, market)
                 if diff is not None:
@@ -190,29 +188,15 @@ def _raise_child_error(run: dict[str, Any]) -> None:
         raise RuntimeError(f"the {run['kind']} run failed: {run['error']}")
 
 
-class _fresh_processes:
-    """Each run in a new interpreter (``python -c``): it starts with none of the caller's
-    module state and none of the other run's, and runs nothing of the caller's main script."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __enter__(self) -> _fresh_processes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def submit(self, *args: Any) -> _Child:
-        return _Child(args)
-
-
 class _Child:
-    """One run in its own process; ``result()`` waits for it."""
+    """One run of :func:`_run` in a new interpreter (``python -c``): it starts with none of
+    the caller's module state and none of the other run's, and runs nothing of the caller's
+    main script. The caller's ``sys.path`` goes along, so the strategy's module imports as
+    it did there. ``result()`` waits for it."""
 
     _CODE = "from pitgrid.drivers.pit import _child_main; _child_main()"
 
-    def __init__(self, args: tuple[Any, ...]) -> None:
+    def __init__(self, *args: Any) -> None:
         import pickle
         import subprocess
 
@@ -220,7 +204,7 @@ class _Child:
         self.errors = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-c", self._CODE], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.errors)
-        self.payload = pickle.dumps(args[1:])
+        self.payload = pickle.dumps((*args, sys.path))
         # feed the arguments now; the process reads them before it starts its run
         assert self.proc.stdin is not None
         self.proc.stdin.write(self.payload)

@@ -321,6 +321,40 @@ class StepDriver:
             return Intents(weights=self._weights[0].copy())
         return Intents(entries=self._entries[0].astype(bool), exits=self._exits[0].astype(bool))
 
+    def next_orders(self) -> pl.DataFrame:
+        """The orders that execute at the next open: symbol, side, shares, reason.
+
+        Reasons: ``entry`` / ``exit`` (a signal at the last bar run), ``rebalance`` (a
+        target weight), ``universe_exit`` (the symbol left the strategy's universe),
+        ``carried`` (an unfilled remainder from an earlier bar).
+
+        Example:
+            >>> import pitgrid as pg
+            >>> from pitgrid.strategies import MovingAverageCross
+            >>> d = pg.StepDriver(pg.MarketData(pg.synthetic_prices(80, 3, seed=0)),
+            ...                   MovingAverageCross(fast=5, slow=20))
+            >>> d.next_orders().columns
+            ['symbol', 'side', 'shares', 'reason']
+        """
+        t = self.t - 1
+        pending = self.core.state["pending"][0]
+        rows = []
+        for s in np.flatnonzero(pending):
+            q = float(pending[s])
+            if t < 0:
+                reason = "carried"
+            elif not self._member[t, s]:
+                reason = "universe_exit"
+            elif self._mode == INTENT_WEIGHTS:
+                reason = "rebalance" if np.isfinite(self._weights[0, t, s]) else "carried"
+            elif q > 0:
+                reason = "entry" if self._entries[0, t, s] else "carried"
+            else:
+                reason = "exit" if self._exits[0, t, s] else "carried"
+            rows.append((str(self.market.symbols[s]), "buy" if q > 0 else "sell", abs(q), reason))
+        return pl.DataFrame(rows, schema={"symbol": pl.String, "side": pl.String,
+                                          "shares": pl.Float64, "reason": pl.String}, orient="row")
+
     def features(self) -> dict[str, np.ndarray]:
         """Each feature's rows as the driver computed them, bar by bar (later rows empty);
         every row only with ``keep_features=True`` when the rule streams."""

@@ -518,26 +518,12 @@ cdef class Core:
             while t < t1:
                 if self.n_log + need > self.log_i.shape[0]:
                     break
-                self._bar(t, self.b_open, self.b_close, self.b_volume, self.b_valid, self.b_split,
-                          self.b_div, self.b_has_action, self.b_delist, self.b_has_delist,
-                          self.b_ent, self.b_ext, self.b_bank, self.b_ia, self.b_ib, self.b_eq,
-                          self.b_long, self.b_short, self.b_keep, self.b_cash, self.b_aeq,
-                          self.b_shares)
+                self._bar(t)
                 t += 1
         return t
 
-    cdef void _bar(self, Py_ssize_t t,
-                   const double[:, ::1] open_, const double[:, ::1] close,
-                   const double[:, ::1] volume, const unsigned char[:, ::1] valid,
-                   const double[:, ::1] split_ratio, const double[:, ::1] dividend,
-                   const unsigned char[::1] has_action, const long[::1] delist_bar,
-                   const unsigned char[::1] has_delist,
-                   const unsigned char[:, :, ::1] entries, const unsigned char[:, :, ::1] exits,
-                   const double[:, :, ::1] bank, const long[::1] idx_a, const long[::1] idx_b,
-                   double[:, ::1] total_equity, double[:, ::1] long_exposure,
-                   double[:, ::1] short_exposure, bint keep,
-                   double[:, :, ::1] cash_out, double[:, :, ::1] equity_out,
-                   double[:, :, ::1] shares_out) noexcept nogil:
+    cdef void _bar(self, Py_ssize_t t) noexcept nogil:
+        # the arrays are those of ``bind``
         cdef int p, s, a, S = self.S, P = self.P
         cdef int ti = <int>t
         cdef double r, d, q, eq, v, lg, sh
@@ -545,20 +531,20 @@ cdef class Core:
         cdef const double* crow
         cdef double* mk
         # A. corporate actions: marks once, holdings per parameter set
-        if has_action[t]:
+        if self.b_has_action[t]:
             for s in range(S):
-                r = split_ratio[t, s]
+                r = self.b_split[t, s]
                 if r != 1.0:
                     self.mark[s] /= r
             for p in range(P):
                 for s in range(S):
-                    r = split_ratio[t, s]
+                    r = self.b_split[t, s]
                     if r != 1.0:
                         self.shares[p, s] *= r
                         self.pending[p, s] *= r
                         if self.lot > 0.0:
-                            self._split_to_lots(ti, p, s, open_[t, s], valid[t, s])
-                    d = dividend[t, s]
+                            self._split_to_lots(ti, p, s, self.b_open[t, s], self.b_valid[t, s])
+                    d = self.b_div[t, s]
                     if d != 0.0 and self.shares[p, s] != 0.0:
                         a = self._acct(s)
                         self.cash[p, a] += self.shares[p, s] * d
@@ -570,27 +556,27 @@ cdef class Core:
                     q = self.pending[p, s]
                     if q < 0.0:
                         self.pending[p, s] = 0.0
-                        q = self._fill(ti, p, s, q, open_[t, s], volume[t, s], valid[t, s], R_ORDER)
+                        q = self._fill(ti, p, s, q, self.b_open[t, s], self.b_volume[t, s], self.b_valid[t, s], R_ORDER)
                         if self.carry:
                             self.pending[p, s] = q
                 for s in range(S):
                     q = self.pending[p, s]
                     if q > 0.0:
                         self.pending[p, s] = 0.0
-                        q = self._fill(ti, p, s, q, open_[t, s], volume[t, s], valid[t, s], R_ORDER)
+                        q = self._fill(ti, p, s, q, self.b_open[t, s], self.b_volume[t, s], self.b_valid[t, s], R_ORDER)
                         if self.carry:
                             self.pending[p, s] = q
             # C. delisting close-out at the last valid close
-            if has_delist[t]:
+            if self.b_has_delist[t]:
                 for s in range(S):
-                    if delist_bar[s] == t:
+                    if self.b_delist[s] == t:
                         self.pending[p, s] = 0.0
                         if self.shares[p, s] != 0.0:
-                            self._fill(ti, p, s, -self.shares[p, s], self.mark[s], volume[t, s],
+                            self._fill(ti, p, s, -self.shares[p, s], self.mark[s], self.b_volume[t, s],
                                        False, R_DELIST)
         # D. marks, then equity before decisions
-        vrow = &valid[t, 0]
-        crow = &close[t, 0]
+        vrow = &self.b_valid[t, 0]
+        crow = &self.b_close[t, 0]
         mk = &self.mark[0]
         for s in range(S):
             if vrow[s]:
@@ -600,18 +586,18 @@ cdef class Core:
                 self._mark(p, &lg, &sh)
             # E. decisions (and close fills), after the drawdown stop
             if self.dd_stop > 0.0:
-                self._drawdown_stop(ti, p, close, volume, valid)
+                self._drawdown_stop(ti, p, self.b_close, self.b_volume, self.b_valid)
             self._start_decisions(p)
             if self.intent_mode == WEIGHTS:
-                self._decide_weights(t, p, close, volume, valid, bank, idx_a[p])
+                self._decide_weights(t, p, self.b_close, self.b_volume, self.b_valid, self.b_bank, self.b_ia[p])
             elif self.per_symbol:
                 # signals never go short, so there is no borrow (F), and step G's mark of
                 # each one-symbol account is taken right after its decision
-                self._decide_signals_per_symbol(t, p, close, volume, valid, entries, exits, bank,
-                                                idx_a[p], idx_b[p], &eq, &lg, &sh)
+                self._decide_signals_per_symbol(t, p, self.b_close, self.b_volume, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
+                                                self.b_ia[p], self.b_ib[p], &eq, &lg, &sh)
             else:
-                self._decide_signals(t, p, close, volume, valid, entries, exits, bank,
-                                     idx_a[p], idx_b[p])
+                self._decide_signals(t, p, self.b_close, self.b_volume, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
+                                     self.b_ia[p], self.b_ib[p])
             if self.intent_mode == WEIGHTS or not self.per_symbol:
                 # F. borrow on shorts
                 if self.borrow_per_bar > 0.0:
@@ -620,18 +606,18 @@ cdef class Core:
                             self.cash[p, self._acct(s)] -= (-self.shares[p, s]) * self.mark[s] * self.borrow_per_bar
                 # G. mark and record
                 eq = self._mark(p, &lg, &sh)
-            total_equity[p, t] = eq
+            self.b_eq[p, t] = eq
             if self.daily_loss > 0.0:
                 for a in range(self.A):
                     self.prev_eq[p, a] = self.eref[p, a]
-            long_exposure[p, t] = lg
-            short_exposure[p, t] = sh
-            if keep:
+            self.b_long[p, t] = lg
+            self.b_short[p, t] = sh
+            if self.b_keep:
                 for a in range(self.A):
-                    cash_out[p, t, a] = self.cash[p, a]
-                    equity_out[p, t, a] = self.eref[p, a]
+                    self.b_cash[p, t, a] = self.cash[p, a]
+                    self.b_aeq[p, t, a] = self.eref[p, a]
                 for s in range(S):
-                    shares_out[p, t, s] = self.shares[p, s]
+                    self.b_shares[p, t, s] = self.shares[p, s]
 
     cdef void _drawdown_stop(self, int t, int p, const double[:, ::1] close,
                              const double[:, ::1] volume, const unsigned char[:, ::1] valid) noexcept nogil:

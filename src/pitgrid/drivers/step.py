@@ -191,7 +191,15 @@ class StepDriver:
 
     def _feature_window(self, t: int, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Store row t of each feature and return the rows the rule reads, frozen."""
+        self._record(t, rows)
+        first = self._first(t)
+        return {name: frozen(h[first: t + 1]) for name, h in self._history.items()}
+
+    def _record(self, t: int, rows: dict[str, np.ndarray]) -> None:
+        """Store row t of each feature (the stream's rule outputs are not features)."""
         for name, row in rows.items():
+            if name.startswith("intents."):
+                continue
             h = self._history.get(name)
             if h is None:
                 row = np.asarray(row)
@@ -199,8 +207,6 @@ class StepDriver:
                                                   np.nan if row.dtype.kind == "f" else 0,
                                                   dtype=row.dtype)
             h[t] = row
-        first = self._first(t)
-        return {name: frozen(h[first: t + 1]) for name, h in self._history.items()}
 
     def _first(self, t: int) -> int:
         n = self.strategy.intent_rows
@@ -243,7 +249,7 @@ class StepDriver:
         else:
             rows = self._decide_slow(t)
         if t < self.start_bar:  # warming up: the features advance, nothing trades
-            self._feature_window(t, {k: v for k, v in rows.items() if not k.startswith("intents.")})
+            self._record(t, rows)
             self.t = t + 1
             return CycleResult(t, self.market.time[t], self._member[t], Intents(
                 weights=np.full((1, self.n_symbols), np.nan)) if self._mode == INTENT_WEIGHTS
@@ -252,7 +258,7 @@ class StepDriver:
                 self.market.time, float("nan"))
         if self._traced:
             if self._keep_features:
-                self._feature_window(t, {k: v for k, v in rows.items() if not k.startswith("intents.")})
+                self._record(t, rows)
             intents = self._traced_intents(t, rows)
         else:
             intents = self._intents(t, self._feature_window(t, rows))
@@ -470,7 +476,7 @@ class StepDriver:
         for u in range(t):
             rows = self._stream.update({k: a[u] for k, a in self._sources.items()})
             if not self._traced:
-                self._feature_window(u, rows)
+                self._record(u, rows)
 
     # ------------------------------------------------------------------ helpers
     def _write_intents(self, t: int, intents: Intents) -> None:

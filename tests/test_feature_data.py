@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import pitgrid as pg
 from pitgrid.cycle.data import FeatureData

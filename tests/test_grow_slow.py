@@ -1,7 +1,6 @@
 """Slow: paper trading on the real sample grown in 60 pieces, and kills at random moments."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -13,7 +13,6 @@ import pytest
 
 import pitgrid as pg
 from pitgrid import kernels as K
-from pitgrid.cycle.data import FeatureData
 from pitgrid.cycle.strategy import Intents, Strategy
 from pitgrid.drivers.pit import scrambled
 from pitgrid.strategies import MovingAverageCross

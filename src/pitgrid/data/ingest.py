@@ -35,12 +35,11 @@ import time as _time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -180,32 +179,18 @@ def ingest(
         block = symbol_block or _store.default_symbol_block(len(calendar), len(symbols))
         n_blocks = -(-len(symbols) // block)
         task = bar.add_task("write", total=len(arrays) * n_blocks)
-        fingerprint = _store.data_fingerprint(calendar, symbols, list(arrays), arrays.__getitem__, tables,
-                                              recorded)
-        with _store.staged(target, overwrite or append) as tmp, _store.write_errors(target):
-            group = _store.create_group(tmp, calendar, symbols, {"bar_grid": grid.describe()})
-            for name in sorted(arrays):
-                _store.write_array(group, name, arrays[name], block, lambda: bar.advance(task))
-            _store.finish(tmp, tables, {
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "sources": [*base_manifest.get("sources", []), *(str(p) for p in paths)],
-                "appends": base_manifest.get("appends", 0) + (1 if append else 0),
-                "delistings": dict(sorted(recorded.items())),
-                "rows": n_rows,
-                "n_time": len(calendar),
-                "n_symbols": len(symbols),
-                "time_range": [str(pd.Timestamp(t)) for t in calendar[[0, -1]]] if len(calendar) else [],
-                "bar_grid": {"step_ns": grid.step_ns, "phase_ns": grid.phase_ns,
-                             "intraday": grid.intraday, "text": grid.describe()},
-                "fields": sorted(arrays),
-                "symbol_block": block,
-                "actions_from": actions_from,
-                "tables": {name: len(t) for name, t in tables.items()},
-                "dropped": {"lookahead_fields": sorted(dropped_fields), "unknown_symbol_rows": dropped_rows},
-                "snapped_split_ratios": snapped,
-                "fingerprint": fingerprint,
-                "seconds": round(_time.perf_counter() - started, 3),
-            })
+        _store.write_store(target, calendar, symbols, arrays, tables, {
+            "sources": [*base_manifest.get("sources", []), *(str(p) for p in paths)],
+            "appends": base_manifest.get("appends", 0) + (1 if append else 0),
+            "rows": n_rows,
+            "bar_grid": {"step_ns": grid.step_ns, "phase_ns": grid.phase_ns,
+                         "intraday": grid.intraday, "text": grid.describe()},
+            "actions_from": actions_from,
+            "dropped": {"lookahead_fields": sorted(dropped_fields), "unknown_symbol_rows": dropped_rows},
+            "snapped_split_ratios": snapped,
+            "seconds": round(_time.perf_counter() - started, 3),
+        }, symbol_block=block, delistings=recorded, overwrite=overwrite or append,
+            attrs={"bar_grid": grid.describe()}, on_block=lambda: bar.advance(task))
     return target
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import xarray as xr
 import zarr
@@ -351,27 +352,44 @@ def data_fingerprint(
     return h.hexdigest()
 
 
+def write_store(target: Path, time: np.ndarray, symbols: Sequence[str],
+                arrays: Mapping[str, np.ndarray], tables: Mapping[str, pl.DataFrame],
+                manifest: Mapping[str, Any], *, symbol_block: int | None = None,
+                delistings: Mapping[str, str] | None = None, overwrite: bool = False,
+                attrs: Mapping[str, Any] | None = None,
+                on_block: Callable[[], None] = lambda: None) -> Path:
+    """Write a whole store at ``target`` (staged, then moved in): the arrays, the tables and
+    the manifest, to which the counts, fields, chunking, delistings and fingerprint are
+    added here, the one place they are computed."""
+    from datetime import datetime, timezone
+
+    block = symbol_block or default_symbol_block(len(time), len(symbols))
+    delistings = dict(sorted((delistings or {}).items()))
+    fingerprint = data_fingerprint(time, symbols, list(arrays), arrays.__getitem__, tables, delistings)
+    with staged(target, overwrite) as tmp, write_errors(target):
+        group = create_group(tmp, time, symbols, attrs or {})
+        for name in sorted(arrays):
+            write_array(group, name, arrays[name], block, on_block)
+        finish(tmp, tables, {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **manifest,
+            "n_time": len(time), "n_symbols": len(symbols),
+            "time_range": [str(pd.Timestamp(t)) for t in np.asarray(time)[[0, -1]]]
+            if len(time) else [],
+            "fields": sorted(arrays), "symbol_block": block,
+            "tables": {name: len(t) for name, t in tables.items()},
+            "delistings": delistings, "fingerprint": fingerprint,
+        })
+    return target
+
+
 def write_market(market: Any, path: Path) -> Path:
     """Write an in-memory market (a :class:`pitgrid.MarketData`) as a store at ``path``, its
     delistings recorded: e.g. for worker processes that must open the same data read-only."""
-    from datetime import datetime, timezone
-
-    ds = market.ds
     time = np.asarray(market.time, "datetime64[ns]")
     symbols = [str(x) for x in market.symbols]
-    arrays = {name: np.asarray(ds[name].values) for name in ds.data_vars}
-    tables = {name: getattr(market, name) for name in TABLE_NAMES}
+    arrays = {name: np.asarray(market.ds[name].values) for name in market.ds.data_vars}
     delistings = {s: str(time[b]) for s, b in zip(symbols, market.delist_bar.tolist()) if b >= 0}
-    block = default_symbol_block(len(time), len(symbols))
-    fingerprint = data_fingerprint(time, symbols, list(arrays), arrays.__getitem__, tables, delistings)
-    with staged(Path(path), overwrite=True) as tmp, write_errors(Path(path)):
-        group = create_group(tmp, time, symbols, {})
-        for name in sorted(arrays):
-            write_array(group, name, arrays[name], block)
-        finish(tmp, tables, {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "sources": ["<in-memory market>"], "n_time": len(time), "n_symbols": len(symbols),
-            "fields": sorted(arrays), "symbol_block": block, "delistings": delistings,
-            "fingerprint": fingerprint,
-        })
-    return Path(path)
+    return write_store(Path(path), time, symbols, arrays,
+                       {name: getattr(market, name) for name in TABLE_NAMES},
+                       {"sources": ["<in-memory market>"]}, delistings=delistings, overwrite=True)

@@ -1,11 +1,57 @@
 """The result of a simulation: labelled arrays, trade tables and metrics."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 import xarray as xr
+
+_REQUIRED = object()
+
+
+class LazyTable:
+    """A table a result builds on first read (``build()``), so a run whose trades are
+    never looked at does not pay for them. ``build`` must be picklable (a module-level
+    function, or a ``functools.partial`` of one) when results cross processes.
+
+    Example:
+        >>> import polars as pl
+        >>> t = LazyTable(lambda: pl.DataFrame({"x": [1]}))
+        >>> t.build().height
+        1
+    """
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], pl.DataFrame]) -> None:
+        self.build = build
+
+
+class _Table:
+    """A table field of :class:`SimResult` that may hold a :class:`LazyTable`: built once,
+    on first read, then kept."""
+
+    def __init__(self, default: Any = _REQUIRED) -> None:
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            # what the dataclass takes as the field's default; AttributeError: none
+            if self.default is _REQUIRED:
+                raise AttributeError(self.slot[1:])
+            return self.default
+        value = obj.__dict__[self.slot]
+        if isinstance(value, LazyTable):
+            value = obj.__dict__[self.slot] = value.build()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = value
 
 
 @dataclass
@@ -21,6 +67,10 @@ class SimResult:
     stop halted each account (-1 = never; present when the stop is on). ``metrics`` has one row
     per parameter set. ``optimistic`` is true for same-bar close fills.
 
+    The three tables are built from the core's order log when first read (a
+    :class:`LazyTable` given for any of them is), so a run read only for its equity
+    and metrics never builds them.
+
     Example:
         >>> import pitgrid as pg
         >>> ds = pg.synthetic_prices(60, 3, seed=0)
@@ -32,12 +82,12 @@ class SimResult:
     equity: xr.DataArray
     long_exposure: xr.DataArray
     short_exposure: xr.DataArray
-    trades: pl.DataFrame
-    unfilled: pl.DataFrame
+    trades: pl.DataFrame = _Table()  # type: ignore[assignment]
+    unfilled: pl.DataFrame = _Table()  # type: ignore[assignment]
     metrics: pl.DataFrame
     config: dict[str, Any]
     optimistic: bool
-    filtered: pl.DataFrame | None = None
+    filtered: pl.DataFrame | None = _Table(None)  # type: ignore[assignment]
     halted_at: xr.DataArray | None = None
     account_equity: xr.DataArray | None = None
     cash: xr.DataArray | None = None

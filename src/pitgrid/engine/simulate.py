@@ -6,6 +6,7 @@ and labels the outputs.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +20,7 @@ from pitgrid.engine.codes import (INTENT_CROSS, INTENT_SIGNALS, INTENT_WEIGHTS, 
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.memory import check_simulate
 from pitgrid.engine.metrics import compute_metrics
-from pitgrid.engine.result import SimResult
+from pitgrid.engine.result import LazyTable, SimResult
 
 Keep = Literal["auto", "full", "equity"]
 
@@ -344,59 +345,66 @@ def run_core(core: Core, data: dict[str, np.ndarray], delist_bar: np.ndarray,
 def log_tables(log: tuple[np.ndarray, np.ndarray], times: np.ndarray, symbols: np.ndarray
                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Turn the core's order log into the trades, unfilled and filtered tables."""
+    return tuple(log_frame(log, times, symbols, kind)  # type: ignore[return-value]
+                 for kind in (KIND_FILL, KIND_UNFILLED, KIND_FILTERED))
+
+
+def log_frame(log: tuple[np.ndarray, np.ndarray], times: np.ndarray, symbols: np.ndarray,
+              kind: int) -> pl.DataFrame:
+    """One table of the core's order log: the rows of ``kind`` (fills, unfilled, filtered)."""
     li, lf = log
+    mask = li[:, 3] == kind
     # strings by gathering from short polars Series: numpy string arrays convert slowly
-    reasons = pl.Series([REASONS[i] for i in range(len(REASONS))])
-    names = pl.Series(np.asarray(symbols).astype(str))
-    sides = pl.Series(["sell", "buy"])
-
-    def frame(kind: int) -> pl.DataFrame:
-        mask = li[:, 3] == kind
-        cols: dict[str, Any] = {
-            "time": pl.Series(times[li[mask, 0]]),
-            "param": li[mask, 1].astype(np.int64),
-            "symbol": names.gather(li[mask, 2]),
-        }
-        if kind == KIND_FILL:
-            cols["side"] = sides.gather((li[mask, 5] > 0).astype(np.int64))
-            cols["shares"] = np.abs(lf[mask, 0])
-            cols["price"] = lf[mask, 1]
-            cols["fees"] = lf[mask, 2]
-            cols["slippage_cost"] = lf[mask, 3]
-        else:
-            cols["shares"] = lf[mask, 0]
-        cols["reason"] = reasons.gather(li[mask, 4])
-        return pl.DataFrame(cols)
-
-    return frame(KIND_FILL), frame(KIND_UNFILLED), frame(KIND_FILTERED)
+    cols: dict[str, Any] = {
+        "time": pl.Series(times[li[mask, 0]]),
+        "param": li[mask, 1].astype(np.int64),
+        "symbol": pl.Series(np.asarray(symbols).astype(str)).gather(li[mask, 2]),
+    }
+    if kind == KIND_FILL:
+        cols["side"] = pl.Series(["sell", "buy"]).gather((li[mask, 5] > 0).astype(np.int64))
+        cols["shares"] = np.abs(lf[mask, 0])
+        cols["price"] = lf[mask, 1]
+        cols["fees"] = lf[mask, 2]
+        cols["slippage_cost"] = lf[mask, 3]
+    else:
+        cols["shares"] = lf[mask, 0]
+    cols["reason"] = pl.Series([REASONS[i] for i in range(len(REASONS))]).gather(li[mask, 4])
+    return pl.DataFrame(cols)
 
 
 def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, np.ndarray],
                  log: tuple[np.ndarray, np.ndarray], coords: dict[str, Any] | None,
                  has_param: bool, keep_full: bool) -> SimResult:
-    """Label the outputs of a finished run (``out`` from :func:`allocate_outputs`)."""
+    """Label the outputs of a finished run (``out`` from :func:`allocate_outputs`); the
+    trade tables are built from ``log`` when first read."""
     times = ds["time"].values
     symbols = ds["symbol"].values
+    # the Dataset's own coordinate variables: their indexes are reused, not rebuilt
+    axis = {"time": ds["time"].variable, "symbol": ds["symbol"].variable}
     P = core.P
-    param_coords = {"param": np.arange(P)}
+    param_coords: dict[str, Any] = {"param": np.arange(P)}
     for name, values in (coords or {}).items():
         if name != "param":
             param_coords[name] = ("param", np.asarray(values))
 
     def label(arr: np.ndarray, dims: tuple[str, ...], last: np.ndarray | None = None) -> xr.DataArray:
-        c: dict[str, Any] = {"time": times, **param_coords} if "time" in dims else dict(param_coords)
-        if last is not None:
+        if not has_param:
+            arr, dims = arr[0], dims[1:]
+        c: dict[str, Any] = {d: axis[d] for d in dims if d in axis}
+        if has_param:
+            c.update(param_coords)
+        if last is not None and dims[-1] not in axis:
             c[dims[-1]] = last
-        da = xr.DataArray(arr, dims=dims, coords=c)
-        return da if has_param else da.isel(param=0, drop=True)
+        return xr.DataArray(arr, dims=dims, coords=c)
 
-    trades, unfilled, filtered = log_tables(log, times, symbols)
     accounts = symbols if core.A == core.S and config.accounts == "per_symbol" else np.array(["all"])
     initial = np.full(P, config.init_cash * core.A)
     gross = out["long"] + out["short"]
     metrics = compute_metrics(out["equity"], initial, bars_per_year=config.bars_per_year,
                               stats=core.stats_arr, gross=gross)
     metrics = metrics.insert_column(0, pl.Series("param", np.arange(P)))
+    trades, unfilled, filtered = (LazyTable(partial(log_frame, log, times, symbols, kind))
+                                  for kind in (KIND_FILL, KIND_UNFILLED, KIND_FILTERED))
     res = SimResult(
         equity=label(out["equity"], ("param", "time")),
         long_exposure=label(out["long"], ("param", "time")),
@@ -415,5 +423,5 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
     if keep_full:
         res.account_equity = label(out["account_equity"], ("param", "time", "account"), accounts)
         res.cash = label(out["cash"], ("param", "time", "account"), accounts)
-        res.positions = label(out["shares"], ("param", "time", "symbol"), symbols)
+        res.positions = label(out["shares"], ("param", "time", "symbol"))
     return res

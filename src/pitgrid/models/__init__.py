@@ -1,6 +1,12 @@
-"""Torch models as decision makers: bundles, features, batched inference, the decision rule.
+"""Torch models as decision makers: train on what the strategy sees, bundle, infer, decide.
+
+Modules import one way, each only from those before it::
+
+    errors, status, architectures -> features, decision -> bundle -> inference -> stream,
+    training -> strategy
 
 Importing this package does not import torch; loading, saving or running a model does.
+``docs/models.md`` walks through training, bundling and backtesting from a config.
 
 Example:
     >>> from pitgrid.models import ModelBundle, build_features, predict_proba
@@ -10,17 +16,18 @@ Example:
 """
 from __future__ import annotations
 
-from pitgrid.models.bundle import (
-    FORMAT_VERSION, BundleError, ModelBundle, Normalization, save_bundle,
-)
+from pitgrid.models.bundle import FORMAT_VERSION, ModelBundle, Normalization, save_bundle
 from pitgrid.models.decision import REASONS, DecisionFunction, reason_names
-from pitgrid.models.features import FeatureSpec, build_features
-from pitgrid.models.inference import (
-    STATUS_NAMES, Prediction, feature_window, predict_proba, predict_step,
-)
+from pitgrid.models.errors import BundleError
+from pitgrid.models.features import FeatureSpec, build_features, model_inputs
+from pitgrid.models.inference import Prediction, feature_window, predict_proba, predict_step
+from pitgrid.models.status import STATUS_NAMES
+from pitgrid.models.strategy import ModelStrategy, load_bundle
+from pitgrid.models.training import Samples, TrainingFrame, training_frame
 
 __all__ = [
     "FORMAT_VERSION", "REASONS", "STATUS_NAMES", "BundleError", "DecisionFunction", "FeatureSpec",
-    "ModelBundle", "Normalization", "Prediction", "build_features", "feature_window",
-    "predict_proba", "predict_step", "reason_names", "save_bundle",
+    "ModelBundle", "ModelStrategy", "Normalization", "Prediction", "Samples", "TrainingFrame",
+    "build_features", "feature_window", "load_bundle", "model_inputs", "predict_proba",
+    "predict_step", "reason_names", "save_bundle", "training_frame",
 ]

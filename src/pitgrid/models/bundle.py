@@ -83,15 +83,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pitgrid.models.decision import DecisionFunction
+from pitgrid.models.errors import METADATA_FILE, WEIGHTS_FILE, BundleError
+from pitgrid.models.features import FeatureSpec, parse_feature
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from pitgrid.models.features import FeatureSpec
+__all__ = ["FORMAT_VERSION", "METADATA_FILE", "WEIGHTS_FILE", "BundleError", "ModelBundle",
+           "Normalization", "save_bundle"]
 
 FORMAT_VERSION = 1
-METADATA_FILE = "metadata.json"
-WEIGHTS_FILE = "model.pt"
 
 MAX_METADATA_BYTES = 1 << 20
 MAX_JSON_DEPTH = 16
@@ -110,21 +111,6 @@ _KEYS = ("format_version", "architecture", "settings", "lookback", "features", "
          "decision", "normalization")
 _DECISION_KEYS = ("threshold", "min_bars_between", "allow_short")
 _MISSING = "missing: a model bundle needs metadata.json and model.pt"
-
-
-class BundleError(ValueError):
-    """A model bundle that cannot be used; ``file`` and ``field`` say where.
-
-    Example:
-        >>> str(BundleError("m/metadata.json", "lookback", "must be a positive integer"))
-        'm/metadata.json: lookback: must be a positive integer'
-    """
-
-    def __init__(self, file: str | os.PathLike[str], field: str | None, message: str) -> None:
-        self.file = Path(file)
-        self.field = field
-        where = f"{self.file}: {field}" if field else str(self.file)
-        super().__init__(f"{where}: {message}")
 
 
 class _Refused(ValueError):
@@ -286,7 +272,6 @@ class _Parsed:
 
 def _parse_metadata(raw: Any, file: Path) -> _Parsed:
     from pitgrid.models.architectures import ARCHITECTURES, normalize_settings, state_shapes
-    from pitgrid.models.features import parse_feature
 
     if not isinstance(raw, dict):
         raise BundleError(file, None, f"must be a JSON object, got {type(raw).__name__}")
@@ -537,8 +522,6 @@ def save_bundle(model: torch.nn.Module, path: str | os.PathLike[str], *, archite
         ...             decision={"threshold": 0.55})             # doctest: +SKIP
     """
     import torch
-
-    from pitgrid.models.features import FeatureSpec
 
     root = Path(path)
     meta_file, weights_file = root / METADATA_FILE, root / WEIGHTS_FILE

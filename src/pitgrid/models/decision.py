@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from pitgrid.models.inference import STATUS_ERROR, STATUS_MISSING
+from pitgrid.models.status import STATUS_ERROR, STATUS_MISSING
 
 #: Reason names; ``reason_codes`` arrays hold indices into this tuple.
 REASONS: tuple[str, ...] = (

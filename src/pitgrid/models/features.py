@@ -15,7 +15,7 @@ one place that batch and step share.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import pitgrid.kernels as K
-from pitgrid.models.bundle import METADATA_FILE, BundleError
+from pitgrid.models.errors import METADATA_FILE, BundleError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pitgrid.models.bundle import ModelBundle
+    from pitgrid.cycle.data import FeatureData
 
 _SPEC_KEYS = ("name", "kernel", "params", "field", "output")
 _OUTPUTS: dict[str, tuple[str, ...]] = {"macd": K.MACD._fields, "bollinger": K.Bands._fields}
@@ -102,27 +102,96 @@ def parse_feature(raw: Any) -> FeatureSpec:
     return FeatureSpec(name, kernel, MappingProxyType(dict(params)), tuple(fields), output)
 
 
-def build_features(bundle: ModelBundle, fields: Mapping[str, Any]) -> np.ndarray:
-    """The bundle's features over ``fields`` (``name -> (time, symbol)`` arrays, e.g. an
-    ``xarray.Dataset``) as a ``(time, symbol, n_features)`` float32 array.
-
-    A feature that cannot be built (a field the data lacks, a parameter the kernel
-    refuses) raises :class:`BundleError` naming ``metadata.json`` and the feature;
-    missing fields are found before any kernel runs.
+def as_specs(features: Any) -> tuple[FeatureSpec, ...]:
+    """A bundle's features, or feature objects (dicts as in ``metadata.json``, or FeatureSpecs),
+    as checked FeatureSpecs; ValueError names the feature.
 
     Example:
-        >>> ds = pitgrid.synthetic_prices(300, 20, seed=0)      # doctest: +SKIP
-        >>> build_features(bundle, ds).shape                    # doctest: +SKIP
-        (300, 20, 16)
+        >>> [s.name for s in as_specs([{"name": "r5", "kernel": "momentum",
+        ...                             "params": {"window": 5}, "field": "close"}])]
+        ['r5']
     """
-    source = bundle.path / METADATA_FILE
-    for i, spec in enumerate(bundle.features):
+    if hasattr(features, "features") and hasattr(features, "path"):  # a ModelBundle
+        return tuple(features.features)
+    if isinstance(features, (str, bytes, Mapping)) or not isinstance(features, Sequence):
+        raise ValueError(f"features must be a ModelBundle or a list of feature objects, "
+                         f"got {type(features).__name__}")
+    specs = []
+    for i, raw in enumerate(features):
+        if isinstance(raw, FeatureSpec):
+            specs.append(raw)
+            continue
+        try:
+            specs.append(parse_feature(raw))
+        except ValueError as e:
+            raise ValueError(f"features[{i}]: {e}") from None
+    return tuple(specs)
+
+
+def field_sources(specs: Sequence[FeatureSpec]) -> list[tuple[str, str]]:
+    """``(kind, field)`` for every data field the features read, in first-use order: prices and
+    volume split-adjusted as of each bar (``"adjusted"``), validity as traded (``"raw"``).
+
+    The one statement of what a model sees: batch features, the step driver's streams and
+    training frames all read their inputs through it.
+
+    Example:
+        >>> field_sources(as_specs([{"name": "atr", "kernel": "atr", "params": {"window": 3},
+        ...                          "field": ["high", "low", "close"]}]))[0]
+        ('adjusted', 'high')
+    """
+    fields = dict.fromkeys(f for spec in specs for f in spec.fields)
+    return [("raw", f) if f == "valid" else ("adjusted", f) for f in fields]
+
+
+def model_inputs(data: FeatureData, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+    """The ``(time, symbol)`` arrays the features read from ``data``, as :func:`field_sources` says.
+
+    Example:
+        >>> import pitgrid as pg
+        >>> data = pg.FeatureData(pg.MarketData(pg.synthetic_prices(30, 2, seed=0)))
+        >>> sorted(model_inputs(data, as_specs([{"name": "r1", "kernel": "simple_returns",
+        ...                                      "field": "close"}])))
+        ['close']
+    """
+    # a field the market lacks is left out, for build_features to name it with its feature
+    have = set(data.market.fields)
+    return {f: getattr(data, kind)(f) for kind, f in field_sources(specs) if f in have}
+
+
+def build_features(features: Any, fields: Mapping[str, Any]) -> np.ndarray:
+    """The features of a bundle (or a list of feature objects) over ``fields`` (``name ->
+    (time, symbol)`` arrays, e.g. an ``xarray.Dataset``) as a ``(time, symbol, n_features)``
+    float32 array.
+
+    A feature that cannot be built (a field the data lacks, a parameter the kernel
+    refuses) raises :class:`BundleError` naming the bundle's ``metadata.json`` (a
+    ValueError naming ``features[i]`` without a bundle) and the feature; missing
+    fields are found before any kernel runs. To get the inputs a
+    :class:`~pitgrid.models.ModelStrategy` sees, pass :func:`model_inputs` as
+    ``fields``, or use :func:`pitgrid.models.training_frame`.
+
+    Example:
+        >>> import pitgrid as pg
+        >>> ds = pg.synthetic_prices(300, 20, seed=0)
+        >>> build_features([{"name": "r5", "kernel": "momentum", "params": {"window": 5},
+        ...                  "field": "close"}], ds).shape
+        (300, 20, 1)
+    """
+    specs = as_specs(features)
+    source = features.path / METADATA_FILE if hasattr(features, "path") else None
+
+    def fail(key: str, message: str) -> ValueError:
+        return BundleError(source, key, message) if source is not None else ValueError(
+            f"{key}: {message}")
+
+    for i, spec in enumerate(specs):
         for f in spec.fields:
             if f not in fields:
-                raise BundleError(source, f"features[{i}] ({spec.name!r}).field",
-                                  f"the data has no field {f!r}; it has {sorted(map(str, fields))}")
+                raise fail(f"features[{i}] ({spec.name!r}).field",
+                           f"the data has no field {f!r}; it has {sorted(map(str, fields))}")
     arrays: dict[str, np.ndarray] = {}
-    for f in dict.fromkeys(f for spec in bundle.features for f in spec.fields):
+    for f in dict.fromkeys(f for spec in specs for f in spec.fields):
         a = np.ascontiguousarray(np.asarray(fields[f], dtype=np.float64))
         if a.ndim != 2:
             raise ValueError(f"data field {f!r} must be (time, symbol), got shape {a.shape}")
@@ -131,12 +200,12 @@ def build_features(bundle: ModelBundle, fields: Mapping[str, Any]) -> np.ndarray
             raise ValueError(f"data field {f!r} has shape {a.shape}, other fields {first.shape}")
         arrays[f] = a
     shape = next(iter(arrays.values())).shape
-    out = np.empty((*shape, len(bundle.features)), dtype=np.float32)
-    for i, spec in enumerate(bundle.features):
+    out = np.empty((*shape, len(specs)), dtype=np.float32)
+    for i, spec in enumerate(specs):
         try:
             value = getattr(K, spec.kernel)(*(arrays[f] for f in spec.fields), **spec.params)
         except (ValueError, TypeError) as e:
-            raise BundleError(source, f"features[{i}] ({spec.name!r}).params",
-                              f"{spec.kernel} refused {dict(spec.params)}: {e}") from e
+            raise fail(f"features[{i}] ({spec.name!r}).params",
+                       f"{spec.kernel} refused {dict(spec.params)}: {e}") from e
         out[:, :, i] = getattr(value, spec.output) if spec.output else value
     return out

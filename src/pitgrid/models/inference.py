@@ -27,18 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pitgrid.models.status import STATUS_ERROR, STATUS_MISSING, STATUS_NAMES, STATUS_OK
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from pitgrid.models.bundle import ModelBundle
+    from pitgrid.models.bundle import ModelBundle, Normalization
 
-#: Status codes, int8 per (time, symbol) row.
-STATUS_OK, STATUS_MISSING, STATUS_ERROR = 0, 1, 2
-STATUS_NAMES: tuple[str, ...] = ("ok", "missing_features", "inference_error")
 
 #: Rows per forward pass in the batch path. Small enough that a chunk's activations stay in
 #: cache (measured: 16k rows beat 128k by ~20% for a 16-64-3 MLP on 2 cores).
 DEFAULT_CHUNK_ROWS = 1 << 14
+#: A batch inference of at least this many chunks shows a progress bar (on a terminal).
+PROGRESS_CHUNKS = 16
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,39 @@ def _history(features: np.ndarray, t0: int, t1: int, lookback: int) -> np.ndarra
     return np.concatenate([pad, np.asarray(features[:t1], dtype=np.float32)])
 
 
+def normalize(block: Any, normalization: Normalization | None) -> np.ndarray:
+    """Raw features -> the model's inputs: float32 ``(x - mean) / std`` per feature (as is
+    without a normalisation), always a fresh array, so torch may borrow it.
+
+    Example:
+        >>> from pitgrid.models.bundle import Normalization
+        >>> norm = Normalization(np.float32([1.0]), np.float32([2.0]))
+        >>> normalize(np.ones((1, 1, 1)) * 5, norm).ravel().tolist()
+        [2.0]
+    """
+    if normalization is None:
+        return np.array(block, dtype=np.float32)
+    return (np.asarray(block, dtype=np.float32) - normalization.mean) / normalization.std
+
+
+def window_rows(block: np.ndarray, lookback: int) -> np.ndarray:
+    """``block (n + lookback - 1, symbol, feature)`` -> the model's input rows
+    ``(n * symbol, lookback, feature)``, ordered (t, symbol), each window's decision row last.
+
+    Inference and :meth:`pitgrid.models.TrainingFrame.samples` both cut windows here, so a
+    model is trained on exactly the shape and order it is later fed.
+
+    Example:
+        >>> window_rows(np.arange(6, dtype=np.float32).reshape(3, 1, 2), 2)[:, :, 0].tolist()
+        [[0.0, 2.0], [2.0, 4.0]]
+    """
+    n, n_sym = block.shape[0] - lookback + 1, block.shape[1]
+    # may be a view of ``block`` (lookback 1): writable when it is, so torch can borrow it
+    windows = np.lib.stride_tricks.sliding_window_view(block, lookback, axis=0,
+                                                       writeable=block.flags.writeable)
+    return np.ascontiguousarray(np.moveaxis(windows, -1, 2)).reshape(n * n_sym, lookback, -1)
+
+
 def _forward(module: torch.nn.Module, x: np.ndarray, n_classes: int) -> np.ndarray:
     import torch
 
@@ -97,17 +131,8 @@ def _predict_block(bundle: ModelBundle,
                    block: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
     """``block (n + lookback - 1, symbol, feature)`` raw features -> probabilities
     ``(n, symbol, class)``, status ``(n, symbol)`` and the forward pass's error, if any."""
-    lookback, n_sym = bundle.lookback, block.shape[1]
-    n = block.shape[0] - lookback + 1
-    # always a fresh array: torch gets a writable buffer that is ours, never the caller's
-    if bundle.normalization is None:
-        x = np.array(block, dtype=np.float32)
-    else:
-        norm = bundle.normalization
-        x = (np.asarray(block, dtype=np.float32) - norm.mean) / norm.std
-    # (n, symbol, feature, lookback) view -> (n * symbol, lookback, feature), rows in (t, symbol)
-    windows = np.lib.stride_tricks.sliding_window_view(x, lookback, axis=0, writeable=True)
-    windows = np.ascontiguousarray(np.moveaxis(windows, -1, 2)).reshape(n * n_sym, lookback, -1)
+    n, n_sym = block.shape[0] - bundle.lookback + 1, block.shape[1]
+    windows = window_rows(normalize(block, bundle.normalization), bundle.lookback)
     ok = np.isfinite(windows).all(axis=(1, 2))
     probs = np.full((n * n_sym, bundle.n_classes), np.nan, dtype=np.float32)
     status = np.where(ok, STATUS_OK, STATUS_MISSING).astype(np.int8)
@@ -185,7 +210,7 @@ def _write_cache(files: tuple[Path, Path], pred: Prediction) -> None:
 
 def predict_proba(bundle: ModelBundle, features: Any, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                   threads: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                  fingerprint: str | None = None) -> Prediction:
+                  fingerprint: str | None = None, progress: bool | None = None) -> Prediction:
     """Class probabilities for every (time, symbol) row of ``features (time, symbol, feature)``
     (as built by :func:`~pitgrid.models.features.build_features`).
 
@@ -193,7 +218,8 @@ def predict_proba(bundle: ModelBundle, features: Any, *, chunk_rows: int = DEFAU
     ``threads`` torch threads (None: leave torch's setting). With ``cache_dir`` and
     ``fingerprint`` (a string identifying the data), the result is stored as .npy
     keyed by the model's weights, its metadata and the fingerprint, and read back
-    on the next call; a result with inference errors is not cached.
+    on the next call; a result with inference errors is not cached. ``progress``: a bar
+    over the chunks (``None``: on a terminal, for at least ``PROGRESS_CHUNKS`` chunks).
 
     Example:
         >>> features = build_features(bundle, ds)              # doctest: +SKIP
@@ -201,6 +227,8 @@ def predict_proba(bundle: ModelBundle, features: Any, *, chunk_rows: int = DEFAU
         >>> probs.shape, status.shape                          # doctest: +SKIP
         ((2520, 500, 3), (2520, 500))
     """
+    from tqdm.auto import tqdm
+
     f = _check_features(bundle, features, time_axis=True)
     if (cache_dir is None) != (fingerprint is None):
         raise ValueError("the cache needs both cache_dir and fingerprint")
@@ -216,13 +244,17 @@ def predict_proba(bundle: ModelBundle, features: Any, *, chunk_rows: int = DEFAU
     status = np.empty((n_time, n_sym), dtype=np.int8)
     errors = []
     step = max(1, chunk_rows // max(n_sym, 1))
-    with _torch_threads(threads):
-        for t0 in range(0, n_time, step):
+    starts = range(0, n_time, step)
+    show = (len(starts) >= PROGRESS_CHUNKS and None) if progress is None else progress
+    with _torch_threads(threads), tqdm(total=len(starts), desc="inference", unit="chunk",
+                                       disable=None if show is None else not show) as bar:
+        for t0 in starts:
             t1 = min(t0 + step, n_time)
             p, s, err = _predict_block(bundle, _history(f, t0, t1, bundle.lookback))
             probs[t0:t1], status[t0:t1] = p, s
             if err is not None:
                 errors.append(f"rows t={t0}..{t1 - 1}: {err}")
+            bar.update()
     pred = Prediction(probs, status, tuple(errors))
     if files is not None and not errors:
         _write_cache(files, pred)

@@ -16,15 +16,25 @@ import polars as pl
 
 from pitgrid.cycle.data import FeatureData
 from pitgrid.cycle.strategy import Intents, Strategy
+from pitgrid.models.bundle import WEIGHTS_FILE, ModelBundle
+from pitgrid.models.decision import BUY, SELL, reason_names
+from pitgrid.models.features import build_features, model_inputs
+from pitgrid.models.inference import predict_proba
+from pitgrid.models.stream import ModelStream
 
-_BUNDLES: dict[tuple[str, float], Any] = {}
+_BUNDLES: dict[tuple[str, float], ModelBundle] = {}
 
 
-def _load(path: str) -> Any:
-    from pitgrid.models.bundle import ModelBundle
+def load_bundle(path: str | Path) -> ModelBundle:
+    """The bundle at ``path``, loaded once per process (again when ``model.pt`` changes).
 
+    Example:
+        >>> load_bundle("models/mlp").weights_sha256[:8]         # doctest: +SKIP
+        '3f9a0c1e'
+    """
     p = Path(path)
-    key = (str(p.resolve()), (p / "model.pt").stat().st_mtime if (p / "model.pt").exists() else 0.0)
+    weights = p / WEIGHTS_FILE
+    key = (str(p.resolve()), weights.stat().st_mtime if weights.exists() else 0.0)
     if key not in _BUNDLES:
         _BUNDLES[key] = ModelBundle.load(p)
     return _BUNDLES[key]
@@ -52,39 +62,32 @@ class ModelStrategy(Strategy):
 
     intent_rows: ClassVar[int | None] = 1  # the decision reads this bar's probabilities
 
-    def _fields(self, b: Any) -> list[str]:
-        return list(dict.fromkeys(name for spec in b.features for name in spec.fields))
-
     def features(self, data: FeatureData) -> dict[str, np.ndarray]:
-        from pitgrid.models.features import build_features
-        from pitgrid.models.inference import predict_proba
-
-        b = _load(self.bundle)
-        fields = {name: data.adjusted(name) if name != "valid" else data.raw(name)
-                  for name in self._fields(b)}
-        probs, status = predict_proba(b, build_features(b, fields), threads=self.threads)
+        b = load_bundle(self.bundle)
+        probs, status = predict_proba(b, build_features(b, model_inputs(data, b.features)),
+                                      threads=self.threads)
         return {"probs": probs, "status": status}
 
     def feature_stream(self, symbols: np.ndarray) -> Any:
         """The bundle's features as kernel streams and a window of ``lookback`` rows, through
         one forward pass of every symbol per bar (:func:`pitgrid.models.predict_step`)."""
-        from pitgrid.models.stream import ModelStream
-
-        return ModelStream(_load(self.bundle), len(symbols), self.threads)
+        return ModelStream(load_bundle(self.bundle), len(symbols), self.threads)
 
     def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
-        entries, exits = _load(self.bundle).decision.raw_signals(f["probs"])
+        entries, exits = load_bundle(self.bundle).decision.raw_signals(f["probs"])
         return Intents(entries=entries, exits=exits)
 
+    def describe(self) -> dict[str, Any]:
+        """Name and parameters, plus ``model_sha256``: the SHA-256 of the bundle's ``model.pt``."""
+        return {**super().describe(), "model_sha256": load_bundle(self.bundle).weights_sha256}
+
     def settings(self) -> dict[str, Any]:
-        d = _load(self.bundle).decision
+        d = load_bundle(self.bundle).decision
         return {"size": "percent", "size_value": self.weight, "min_bars_between": d.min_bars_between}
 
     def annotations(self, data: FeatureData, f: dict[str, np.ndarray]) -> dict[str, pl.DataFrame]:
         """Every row the model left at HOLD, with its reason (low confidence, missing features...)."""
-        from pitgrid.models.decision import BUY, SELL, reason_names
-
-        codes = _load(self.bundle).decision.model_reasons(f["probs"], f["status"])
+        codes = load_bundle(self.bundle).decision.model_reasons(f["probs"], f["status"])
         t, s = np.nonzero((codes != BUY) & (codes != SELL))
         return {"holds": pl.DataFrame({"time": data.time[t], "symbol": data.symbols[s].astype(str),
                                        "reason": reason_names(codes[t, s])})}

@@ -14,15 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pitgrid.kernels import Stream
+from pitgrid.models.features import field_sources
 from pitgrid.models.inference import predict_step
 
 if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.models.bundle import ModelBundle
-
-
-def _source(field: str) -> tuple[str, str]:
-    # the same fields ModelStrategy.features reads: split-adjusted, validity as traded
-    return ("raw", field) if field == "valid" else ("adjusted", field)
 
 
 class ModelStream:
@@ -39,13 +35,14 @@ class ModelStream:
         self.threads = threads
         self.specs = bundle.features
         self.streams = [Stream(spec.kernel, n_symbols, **spec.params) for spec in self.specs]
-        self.sources = list(dict.fromkeys(_source(f) for spec in self.specs for f in spec.fields))
+        self.sources = field_sources(self.specs)
+        self._source_of = {field: (kind, field) for kind, field in self.sources}
         self.window = np.full((bundle.lookback, n_symbols, len(self.specs)), np.nan, dtype=np.float32)
 
     def update(self, rows: dict[Any, np.ndarray]) -> dict[str, np.ndarray]:
         self.window[:-1] = self.window[1:]
         for i, (spec, stream) in enumerate(zip(self.specs, self.streams)):
-            value = stream.update(*(rows[_source(f)] for f in spec.fields))
+            value = stream.update(*(rows[self._source_of[f]] for f in spec.fields))
             self.window[-1, :, i] = getattr(value, spec.output) if spec.output else value
         pred = predict_step(self.bundle, self.window, threads=self.threads)
         return {"probs": pred.probs, "status": pred.status}

@@ -1,4 +1,5 @@
-"""The results database: exact round trips, crash atomicity, concurrent readers, migrations."""
+"""The results database: exact round trips, SQL a person can write, crash atomicity,
+concurrent readers, migrations (schema 1 databases included)."""
 import dataclasses
 import os
 import shutil
@@ -19,9 +20,9 @@ import pitgrid as pg
 from pitgrid.results import db as rdb
 from pitgrid.results.db import MIGRATIONS, Migration, ResultsDB, migrate
 from pitgrid.results.sql import Connection, Location
-from results_helpers import run_being_written, sma_run
+from results_helpers import run_being_written, sma_run, write_v1_run
 
-TABLES = ("backtest_runs", "backtest_trades", "backtest_daily_equity", "grid_metrics")
+TABLES = ("backtest_runs", "backtest_trades", "backtest_daily_equity", "backtest_metrics")
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +222,7 @@ def test_failed_write_rolls_back_rows_and_arrays(tmp_path, result, monkeypatch):
     def broken(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(rdb, "_insert_grid", broken)
+    monkeypatch.setattr(rdb, "_insert_metrics", broken)
     with ResultsDB(tmp_path / "runs.db") as db:
         with pytest.raises(OSError, match="disk full"):
             db.save_run(result, strategy="s", data_fingerprint="fp")
@@ -244,25 +245,29 @@ def test_schema_version_and_idempotent_migrations(tmp_path):
     path = tmp_path / "runs.db"
     ResultsDB(path).close()
     ResultsDB(path).close()
-    assert _versions(path) == [1]
+    n = len(MIGRATIONS)
+    assert _versions(path) == list(range(1, n + 1))
     conn = Connection(Location.parse(path))
-    assert migrate(conn) == 1
+    assert migrate(conn) == n
 
     # a later step is applied once; re-running would fail on CREATE TABLE
-    step2 = Migration(2, "run notes", ("CREATE TABLE run_notes (run_id TEXT NOT NULL, note TEXT)",))
-    assert migrate(conn, MIGRATIONS + (step2,)) == 2
-    assert migrate(conn, MIGRATIONS + (step2,)) == 2
-    assert _versions(path) == [1, 2]
+    later = Migration(n + 1, "run notes", ("CREATE TABLE run_notes (run_id TEXT NOT NULL, note TEXT)",))
+    assert migrate(conn, MIGRATIONS + (later,)) == n + 1
+    assert migrate(conn, MIGRATIONS + (later,)) == n + 1
+    assert _versions(path) == list(range(1, n + 2))
 
-    # a failing step leaves no half-applied schema
-    step3 = Migration(3, "broken", ("CREATE TABLE half (a TEXT)", "THIS IS NOT SQL"))
+    # a failing step leaves no half-applied schema, Python steps included
+    def moved(c):
+        c.execute("CREATE TABLE half (a TEXT)")
+
+    broken = Migration(n + 2, "broken", (moved, "THIS IS NOT SQL"))
     with pytest.raises(sqlite3.OperationalError):
-        migrate(conn, MIGRATIONS + (step2, step3))
-    assert _versions(path) == [1, 2]
+        migrate(conn, MIGRATIONS + (later, broken))
+    assert _versions(path) == list(range(1, n + 2))
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
 
     with pytest.raises(ValueError, match="numbered"):
-        migrate(conn, (step2,))
+        migrate(conn, (later,))
     conn.close()
     with pytest.raises(RuntimeError, match="newer than this pitgrid"):
         ResultsDB(path)

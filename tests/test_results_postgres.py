@@ -1,26 +1,34 @@
 """The same results schema and statements on PostgreSQL (a throwaway server from pgserver)."""
+import dataclasses
 import os
 
 import numpy as np
+import polars as pl
 import pytest
 import xarray as xr
 from polars.testing import assert_frame_equal
 
 from pitgrid.results import db as rdb
 from pitgrid.results.db import ResultsDB
-from results_helpers import run_being_written, sma_run
+from pitgrid.results.sql import Connection, Location
+from results_helpers import run_being_written, sma_run, write_v1_run
 
 
 @pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory):
+def server(tmp_path_factory):
     # pgserver keeps runtime files under XDG_RUNTIME_DIR; a CI shell may not set it
     os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
     import pgserver
 
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    server.psql("CREATE DATABASE pitgrid_results;")
-    yield server.get_uri("pitgrid_results")
+    yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def postgres_url(server):
+    server.psql("CREATE DATABASE pitgrid_results;")
+    return server.get_uri("pitgrid_results")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +58,7 @@ def test_failed_write_leaves_nothing_on_postgres(postgres_url, result, tmp_path,
     def broken(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(rdb, "_insert_grid", broken)
+    monkeypatch.setattr(rdb, "_insert_metrics", broken)
     with ResultsDB(postgres_url, arrays=tmp_path / "arrays") as db:
         before = db.list_runs().height
         with pytest.raises(OSError, match="disk full"):
@@ -92,3 +100,34 @@ def test_a_writer_that_times_out_on_the_lock_leaves_a_usable_connection(postgres
         holder._conn.rollback()
         waiter._conn.begin_write()  # and takes the lock once it is free
         waiter._conn.rollback()
+
+
+def test_metrics_are_columns_and_nan_is_null_on_postgres(postgres_url, result, tmp_path):
+    res = dataclasses.replace(result, metrics=result.metrics.with_columns(
+        pl.lit(float("nan")).alias("sortino")))
+    with ResultsDB(postgres_url, arrays=tmp_path / "arrays") as db:
+        run_id = db.save_run(res, strategy="nan", data_fingerprint="fp")
+        assert_frame_equal(db.load_run(run_id).metrics, res.metrics, check_exact=True)
+        row = db._conn.execute("SELECT sharpe, sortino FROM backtest_metrics WHERE run_id = ?",
+                               (run_id,)).fetchone()
+        (start,) = db._conn.execute("SELECT start_time FROM backtest_runs WHERE run_id = ?",
+                                    (run_id,)).fetchone()
+    assert row == (res.metrics["sharpe"][0], None)
+    assert start == str(result.equity["time"].values[0])[:10]
+
+
+def test_a_schema_1_database_is_migrated_on_postgres(server, result, tmp_path):
+    server.psql("CREATE DATABASE pitgrid_v1;")
+    url = server.get_uri("pitgrid_v1")
+    conn = Connection(Location.parse(url))
+    rdb.migrate(conn, rdb.MIGRATIONS[:1])
+    write_v1_run(conn, "0" * 32, result, strategy="old", params=[{"fast": 5}])
+    conn.close()
+    with ResultsDB(url, arrays=tmp_path / "arrays") as db:
+        assert db.schema_version() == len(rdb.MIGRATIONS)
+        run = db.load_run("0" * 32)
+        (sharpe,) = db._conn.execute("SELECT sharpe FROM backtest_metrics").fetchone()
+    assert_frame_equal(run.metrics, result.metrics, check_exact=True)
+    assert_frame_equal(run.trades, result.trades, check_exact=True)
+    xr.testing.assert_identical(run.equity, result.equity)
+    assert run.params == [{"fast": 5}] and sharpe == result.metrics["sharpe"][0]

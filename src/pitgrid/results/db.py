@@ -1,28 +1,36 @@
-"""The results database: runs, fills, daily equity and grid metrics in SQL, positions as zarr.
+"""The results database: runs, fills, daily equity and metrics in SQL a person can query,
+positions as zarr.
 
 An embedded SQLite file by default (WAL mode, so readers never wait for a writer),
 or a PostgreSQL database by URL (``pip install 'pitgrid[postgres]'``). The DDL uses
 portable types only (TEXT, BIGINT, INTEGER, DOUBLE PRECISION, BOOLEAN; JSON kept
 as TEXT), so one schema and one set of statements serve both (``results/sql.py``
-holds the few differences).
+holds the few differences). docs/database.md shows the tables and SQL to read them.
 
-Each run is written in one transaction. Times are stored as ISO-8601 text with
-nanoseconds ("2010-01-04T00:00:00.000000000"): exact for datetime64[ns], sortable
-as text and readable in ad-hoc SQL. JSON texts write non-finite floats as
-``{"$float": "nan"}`` so they stay strict JSON (PostgreSQL rejects bare NaN).
+Each run is written in one transaction. What a person meets in SQL:
+
+- metrics are columns of ``backtest_metrics``, one row per run and parameter set
+  (``SELECT sharpe FROM backtest_metrics``); a metric without a column of its own
+  (added after this schema) is in that row's ``extra_metrics`` JSON;
+- a missing number (NaN) is NULL;
+- times are ISO-8601 text: the date alone (``2021-04-19``) when every time of the
+  run is a midnight (daily bars), else date and time at the finest unit the run
+  needs (``2021-04-19T09:30:00``); exact for datetime64[ns] and sortable as text;
+- daily equity rows are written for the parameter sets whose curve was kept;
+- JSON texts (config, params, decisions) are strict JSON: NaN is ``null`` and an
+  infinity ``1e999`` (json.loads and SQLite read it back as infinity).
 """
 from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import re
 import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +40,14 @@ import xarray as xr
 import zarr
 
 from pitgrid.engine.result import SimResult
+from pitgrid.results.encoding import (
+    METRIC_COLUMNS, METRICS_INSERT, equity_insert, equity_rows, iso_times, metric_rows,
+    metrics_frame, metrics_schema, number, parse_times, time_unit, to_json)
+from pitgrid.results.migrations import MIGRATIONS, Migration, current_version, migrate, now
 from pitgrid.results.sql import Connection, Location
 
-__all__ = ["MIGRATIONS", "Migration", "ResultsDB", "StoredRun", "code_version", "drawdown",
-           "initial_capital", "migrate"]
+__all__ = ["METRIC_COLUMNS", "MIGRATIONS", "Migration", "ResultsDB", "StoredRun", "code_version",
+           "drawdown", "initial_capital", "migrate"]
 
 STATUS_COMPLETE = "complete"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -43,81 +55,8 @@ _TRADE_COLUMNS = ("time", "param", "symbol", "side", "shares", "price", "fees",
                   "slippage_cost", "reason")
 _TRADE_OPTIONAL = ("regime", "decision")
 _TRADE_FLOATS = ("shares", "price", "fees", "slippage_cost")
-_METRIC_DTYPES = {str(d): d for d in (pl.Int64, pl.Int32, pl.UInt32, pl.UInt64, pl.Float64,
-                                      pl.Float32, pl.Boolean, pl.String)}
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step; ``statements`` run in one transaction with its version row."""
-
-    version: int
-    description: str
-    statements: tuple[str, ...]
-
-
-# Append new steps; never edit a released one (databases in the field have run it).
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "runs, trades, daily equity, grid metrics", (
-        """CREATE TABLE backtest_runs (
-            run_id TEXT PRIMARY KEY,
-            strategy TEXT NOT NULL,
-            config TEXT NOT NULL,
-            code_version TEXT NOT NULL,
-            data_fingerprint TEXT NOT NULL,
-            start_time TEXT,
-            end_time TEXT,
-            universe_id TEXT,
-            metrics TEXT NOT NULL,
-            status TEXT NOT NULL,
-            optimistic BOOLEAN NOT NULL,
-            n_params INTEGER NOT NULL,
-            param_axis BOOLEAN NOT NULL,
-            created_at TEXT NOT NULL
-        )""",
-        "CREATE INDEX ix_backtest_runs_strategy ON backtest_runs (strategy, created_at)",
-        # The child tables' primary keys lead with run_id: they are the run_id indexes.
-        """CREATE TABLE backtest_trades (
-            run_id TEXT NOT NULL REFERENCES backtest_runs (run_id),
-            trade_id BIGINT NOT NULL,
-            time TEXT NOT NULL,
-            param BIGINT NOT NULL,
-            symbol TEXT NOT NULL,
-            side TEXT NOT NULL,
-            shares DOUBLE PRECISION,
-            price DOUBLE PRECISION,
-            fees DOUBLE PRECISION,
-            slippage_cost DOUBLE PRECISION,
-            reason TEXT,
-            regime TEXT,
-            universe_id TEXT,
-            decision TEXT,
-            PRIMARY KEY (run_id, trade_id)
-        )""",
-        """CREATE TABLE backtest_daily_equity (
-            run_id TEXT NOT NULL REFERENCES backtest_runs (run_id),
-            param BIGINT NOT NULL,
-            time TEXT NOT NULL,
-            equity DOUBLE PRECISION,
-            drawdown DOUBLE PRECISION,
-            exposures TEXT NOT NULL,
-            PRIMARY KEY (run_id, param, time)
-        )""",
-        """CREATE TABLE grid_metrics (
-            run_id TEXT NOT NULL REFERENCES backtest_runs (run_id),
-            param BIGINT NOT NULL,
-            params TEXT NOT NULL,
-            metrics TEXT NOT NULL,
-            PRIMARY KEY (run_id, param)
-        )""",
-    )),
-)
-
-_SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (
-    version INTEGER PRIMARY KEY,
-    description TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-)"""
+# what list_runs shows of the set a run is known by
+_LISTED_METRICS = ("total_return", "annual_return", "sharpe", "max_drawdown", "trades")
 
 
 @dataclass
@@ -125,9 +64,12 @@ class StoredRun:
     """A run read back from a :class:`ResultsDB`; numbers are exactly those written.
 
     ``equity``, ``drawdown``, ``long_exposure`` and ``short_exposure`` have the
-    dims of the saved result (``time`` or ``param, time``); ``positions`` is None
-    when the run kept none or its zarr store is gone. ``params`` has one dict per
-    parameter set. A ``decision`` trade column comes back as JSON text.
+    dims of the saved result (``time`` or ``param, time``), NaN for the sets of a
+    grid whose curve was not kept; ``positions`` is None when the run kept none or
+    its zarr store is gone. ``params`` has one dict per parameter set;
+    ``best_param`` is the set a grid ranked best (0 for a single run);
+    ``model_sha256`` the weights hash of a model run (else None). A ``decision``
+    trade column comes back as JSON text.
 
     Example:
         >>> run = db.load_run(run_id)                      # doctest: +SKIP
@@ -151,6 +93,8 @@ class StoredRun:
     universe_id: str | None
     status: str
     created_at: datetime
+    best_param: int = 0
+    model_sha256: str | None = None
 
     def grid_table(self) -> pl.DataFrame:
         """Parameter values beside the metrics, one row per parameter set.
@@ -217,6 +161,7 @@ class ResultsDB:
         params: list[dict[str, Any]] | None = None,
         code_version: str | None = None,
         run_id: str | None = None,
+        model_sha256: str | None = None,
     ) -> str:
         """Store a simulation result in one transaction; return its run id (uuid4 hex).
 
@@ -225,6 +170,10 @@ class ResultsDB:
 
         ``params`` labels each parameter set (default: the result's coordinates on
         its ``param`` axis). ``code_version`` defaults to :func:`code_version`.
+        ``model_sha256`` (the weights hash of a model run) defaults to the
+        result's ``extra["model_sha256"]``, else its ``config["model_sha256"]``.
+        The set a grid ranked best is read from ``config["run"]["grid"]["best_param"]``
+        (how run configs record it), else 0.
         Positions, when the result kept them, go to the run's zarr store, which is
         in place before the commit and removed again if the transaction fails.
 
@@ -238,19 +187,20 @@ class ResultsDB:
         # Rows are built before taking the write lock, so it is held only for the inserts.
         rows = _RunRows.build(run_id, result, strategy=strategy, data_fingerprint=data_fingerprint,
                               universe_id=universe_id, params=params,
-                              code_version=code_version or _code_version())
+                              code_version=code_version or _code_version(),
+                              model_sha256=model_sha256)
         conn = self._conn
         conn.begin_write()
         try:
             if replace:
-                for table in ("backtest_trades", "backtest_daily_equity", "grid_metrics",
+                for table in ("backtest_trades", "backtest_daily_equity", "backtest_metrics",
                               "backtest_runs"):
                     conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
                 self._arrays.remove(run_id)
             _insert_run(conn, run_id, rows.run)
             _insert_trades(conn, run_id, rows.trades)
             _insert_equity(conn, run_id, rows.equity)
-            _insert_grid(conn, run_id, rows.grid)
+            _insert_metrics(conn, run_id, rows.metrics)
             if result.positions is not None:
                 self._arrays.publish(run_id, result.positions)
             conn.commit()
@@ -272,7 +222,7 @@ class ResultsDB:
         conn = self._conn
         conn.begin_write()
         try:
-            for table in ("backtest_trades", "backtest_daily_equity", "grid_metrics"):
+            for table in ("backtest_trades", "backtest_daily_equity", "backtest_metrics"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             found = conn.execute("DELETE FROM backtest_runs WHERE run_id = ?", (run_id,)).rowcount
             if not found:
@@ -295,65 +245,68 @@ class ResultsDB:
         """
         _check_run_id(run_id)
         head = self._conn.execute(
-            "SELECT strategy, config, code_version, data_fingerprint, universe_id, metrics, status,"
-            " optimistic, n_params, param_axis, created_at FROM backtest_runs WHERE run_id = ?",
-            (run_id,)).fetchone()
+            "SELECT strategy, config, code_version, data_fingerprint, universe_id, status,"
+            " optimistic, n_params, param_axis, created_at, best_param, model_sha256, metrics_schema"
+            " FROM backtest_runs WHERE run_id = ?", (run_id,)).fetchone()
         if head is None:
             raise KeyError(f"no run {run_id!r} in {self.location}")
-        (strategy, config, version, fingerprint, universe_id, metrics, status, optimistic,
-         n_params, param_axis) = head[:10]
-        params = [_from_json(p) for (p,) in self._conn.execute(
-            "SELECT params FROM grid_metrics WHERE run_id = ? ORDER BY param", (run_id,))]
+        (strategy, config, version, fingerprint, universe_id, status, optimistic, n_params,
+         param_axis, created_at, best_param, model_sha256, schema) = head
+        params, metrics = _load_metrics(self._conn, run_id, json.loads(schema))
         coords = _param_coords(params) if param_axis else None
         series = _load_equity(self._conn, run_id, n_params, coords)
         return StoredRun(
-            run_id=run_id, strategy=strategy, config=_from_json(config),
-            metrics=_frame_from_json(_from_json(metrics)),
+            run_id=run_id, strategy=strategy, config=json.loads(config), metrics=metrics,
             trades=_load_trades(self._conn, run_id),
             equity=series["equity"], drawdown=series["drawdown"],
             long_exposure=series["long"], short_exposure=series["short"],
             positions=self._arrays.load(run_id, coords),
             params=params, optimistic=bool(optimistic), data_fingerprint=fingerprint,
             code_version=version, universe_id=universe_id, status=status,
-            created_at=datetime.fromisoformat(head[10]),
+            created_at=datetime.fromisoformat(created_at), best_param=int(best_param),
+            model_sha256=model_sha256,
         )
 
     def list_runs(self, strategy: str | None = None, status: str | None = None,
                   limit: int | None = None) -> pl.DataFrame:
-        """Runs, newest first, one row each (no metrics: see :meth:`load_run`).
+        """Runs, newest first, one row each, with the parameters (``params``, JSON text) and
+        the key metrics of the set each run is known by (a grid's best set).
 
         Example:
-            >>> db.list_runs(strategy="sma20", limit=5)["run_id"].to_list()  # doctest: +SKIP
+            >>> db.list_runs(strategy="sma20", limit=5)["sharpe"].to_list()  # doctest: +SKIP
         """
-        sql = ("SELECT run_id, strategy, status, created_at, start_time, end_time, universe_id,"
-               " data_fingerprint, code_version, optimistic, n_params FROM backtest_runs")
+        heads = ("run_id", "strategy", "status", "created_at", "start_time", "end_time",
+                 "universe_id", "data_fingerprint", "code_version", "optimistic", "n_params",
+                 "best_param", "model_sha256")
+        sql = (f"SELECT {', '.join('r.' + c for c in heads)}, m.params,"
+               f" {', '.join('m.' + c for c in _LISTED_METRICS)} FROM backtest_runs r"
+               " LEFT JOIN backtest_metrics m ON m.run_id = r.run_id AND m.param = r.best_param")
         where, args = [], []
         for column, value in (("strategy", strategy), ("status", status)):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f"r.{column} = ?")
                 args.append(value)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, run_id"
+        sql += " ORDER BY r.created_at DESC, r.run_id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
         rows = self._conn.execute(sql, args).fetchall()
-        cols = [list(c) for c in zip(*rows)] if rows else [[] for _ in range(11)]
-        return pl.DataFrame({
-            "run_id": pl.Series(cols[0], dtype=pl.String),
-            "strategy": pl.Series(cols[1], dtype=pl.String),
-            "status": pl.Series(cols[2], dtype=pl.String),
-            "created_at": pl.Series([datetime.fromisoformat(c) for c in cols[3]],
+        names = (*heads, "params", *_LISTED_METRICS)
+        cols = dict(zip(names, [list(c) for c in zip(*rows)] if rows else [[] for _ in names]))
+        frame = {
+            "created_at": pl.Series([datetime.fromisoformat(c) for c in cols["created_at"]],
                                     dtype=pl.Datetime("us", "UTC")),
-            "start_time": pl.Series(_parse_times(cols[4])),
-            "end_time": pl.Series(_parse_times(cols[5])),
-            "universe_id": pl.Series(cols[6], dtype=pl.String),
-            "data_fingerprint": pl.Series(cols[7], dtype=pl.String),
-            "code_version": pl.Series(cols[8], dtype=pl.String),
-            "optimistic": pl.Series([bool(o) for o in cols[9]], dtype=pl.Boolean),
-            "n_params": pl.Series(cols[10], dtype=pl.Int64),
-        })
+            "start_time": pl.Series(parse_times(cols["start_time"])),
+            "end_time": pl.Series(parse_times(cols["end_time"])),
+            "optimistic": pl.Series([bool(o) for o in cols["optimistic"]], dtype=pl.Boolean),
+            "n_params": pl.Series(cols["n_params"], dtype=pl.Int64),
+            "best_param": pl.Series(cols["best_param"], dtype=pl.Int64),
+            **{m: pl.Series(np.array(cols[m], dtype=np.float64)) for m in _LISTED_METRICS},
+        }
+        return pl.DataFrame({n: frame[n] if n in frame else pl.Series(cols[n], dtype=pl.String)
+                             for n in names})
 
     def schema_version(self) -> int:
         """The schema version this database is at.
@@ -362,7 +315,7 @@ class ResultsDB:
             >>> ResultsDB(tmp / "r.db").schema_version()   # doctest: +SKIP
             1
         """
-        return _current_version(self._conn)
+        return current_version(self._conn)
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
@@ -394,49 +347,6 @@ class ResultsDB:
         return {r for (r,) in self._conn.execute("SELECT run_id FROM backtest_runs")}
 
 
-# ---------------------------------------------------------------------- schema
-def migrate(conn: Connection, migrations: tuple[Migration, ...] | None = None) -> int:
-    """Apply the steps newer than the database's version, all in one transaction.
-
-    Idempotent: an up-to-date database is only read, so opening one never waits
-    for a writer. Returns the version reached.
-
-    Example:
-        >>> migrate(Connection(Location.parse("runs.db")))  # doctest: +SKIP
-        1
-    """
-    steps = MIGRATIONS if migrations is None else migrations
-    if [m.version for m in steps] != list(range(1, len(steps) + 1)):
-        raise ValueError("migrations must be numbered 1, 2, 3, ... in order")
-    latest = len(steps)
-    if _current_version(conn) == latest:
-        return latest
-    conn.begin_write()
-    try:
-        conn.execute(_SCHEMA_VERSION_DDL)
-        current = _current_version(conn)  # again under the lock: another process may have won
-        if current > latest:
-            raise RuntimeError(f"results database schema is version {current}, newer than this "
-                               f"pitgrid knows ({latest}): upgrade pitgrid to open it")
-        for step in steps[current:]:
-            for statement in step.statements:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version, description, applied_at)"
-                         " VALUES (?, ?, ?)", (step.version, step.description, _now()))
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    return latest
-
-
-def _current_version(conn: Connection) -> int:
-    if not conn.has_table("schema_version"):
-        return 0
-    (version,) = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-    return version or 0
-
-
 # ---------------------------------------------------------------------- rows
 @dataclass
 class _RunRows:
@@ -445,12 +355,12 @@ class _RunRows:
     run: tuple
     trades: list[tuple]
     equity: list[tuple]
-    grid: list[tuple]
+    metrics: list[tuple]
 
     @classmethod
     def build(cls, run_id: str, result: SimResult, *, strategy: str, data_fingerprint: str,
               universe_id: str | None, params: list[dict[str, Any]] | None,
-              code_version: str) -> _RunRows:
+              code_version: str, model_sha256: str | None) -> _RunRows:
         equity = _as_param_time(result.equity, "equity")
         long_ = _as_param_time(result.long_exposure, "long_exposure")
         short = _as_param_time(result.short_exposure, "short_exposure")
@@ -462,21 +372,20 @@ class _RunRows:
         params = _params_of(result.equity, P) if params is None else list(params)
         if len(params) != P or not all(isinstance(p, dict) for p in params):
             raise ValueError(f"params must be a list of {P} dicts, one per parameter set")
-        times = _iso(result.equity["time"].values)
+        trades = result.trades
+        unit = time_unit(result.equity["time"].values, trades["time"].to_numpy())
+        times = iso_times(result.equity["time"].values, unit)
+        best = result.config.get("run", {}).get("grid", {}).get("best_param", 0)
+        if model_sha256 is None:
+            model_sha256 = result.extra.get("model_sha256", result.config.get("model_sha256"))
+        run = (strategy, to_json(result.config), code_version, data_fingerprint,
+               times[0] if T else None, times[-1] if T else None, universe_id, STATUS_COMPLETE,
+               bool(result.optimistic), P, "param" in result.equity.dims, now(), int(best),
+               model_sha256, metrics_schema(result.metrics))
         dd = drawdown(equity, initial_capital(result))
-        run = (strategy, _to_json(result.config), code_version, data_fingerprint,
-               times[0] if T else None, times[-1] if T else None, universe_id,
-               _to_json(_frame_to_json(result.metrics)), STATUS_COMPLETE, bool(result.optimistic),
-               P, "param" in result.equity.dims, _now())
-        equity_rows = [
-            (p, times[t], e, d, _exposures_json(lo, sh))
-            for p in range(P)
-            for t, e, d, lo, sh in zip(range(T), equity[p].tolist(), dd[p].tolist(),
-                                       long_[p].tolist(), short[p].tolist())
-        ]
-        metric_rows = result.metrics.drop("param", strict=False).to_dicts()
-        grid = [(p, _to_json(params[p]), _to_json(metric_rows[p])) for p in range(P)]
-        return cls(run, _trade_rows(result.trades, universe_id), equity_rows, grid)
+        return cls(run, _trade_rows(trades, universe_id, unit),
+                   equity_rows(times, equity, dd, long_, short),
+                   metric_rows(result.metrics, params))
 
 
 def _as_param_time(da: xr.DataArray, name: str) -> np.ndarray:
@@ -502,16 +411,18 @@ def _param_coords(params: list[dict[str, Any]]) -> dict[str, Any]:
     return coords
 
 
-def _trade_rows(trades: pl.DataFrame, universe_id: str | None) -> list[tuple]:
+def _trade_rows(trades: pl.DataFrame, universe_id: str | None, unit: str) -> list[tuple]:
     missing = [c for c in _TRADE_COLUMNS if c not in trades.columns]
     unknown = [c for c in trades.columns if c not in _TRADE_COLUMNS + _TRADE_OPTIONAL]
     if missing or unknown:
         raise ValueError(f"trades columns do not match the backtest_trades table: missing "
                          f"{missing}, not stored {unknown}")
     n = trades.height
-    cols = [_iso(trades["time"].to_numpy())] + [trades[c].to_list() for c in _TRADE_COLUMNS[1:]]
+    cols = [iso_times(trades["time"].to_numpy(), unit),
+            *(trades[c].to_list() if c not in _TRADE_FLOATS else map(number, trades[c].to_list())
+              for c in _TRADE_COLUMNS[1:])]
     regime = trades["regime"].to_list() if "regime" in trades.columns else [None] * n
-    decision = ([None if d is None else _to_json(d) for d in trades["decision"].to_list()]
+    decision = ([None if d is None else to_json(d) for d in trades["decision"].to_list()]
                 if "decision" in trades.columns else [None] * n)
     return [(i, *row, universe_id, dec)
             for i, row, dec in zip(range(n), zip(*cols, regime), decision)]
@@ -557,8 +468,9 @@ def drawdown(equity: np.ndarray, initial: float | None = None) -> np.ndarray:
 def _insert_run(conn: Connection, run_id: str, row: tuple) -> None:
     conn.execute(
         "INSERT INTO backtest_runs (run_id, strategy, config, code_version, data_fingerprint,"
-        " start_time, end_time, universe_id, metrics, status, optimistic, n_params, param_axis,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (run_id, *row))
+        " start_time, end_time, universe_id, status, optimistic, n_params, param_axis,"
+        " created_at, best_param, model_sha256, metrics_schema)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (run_id, *row))
 
 
 def _insert_trades(conn: Connection, run_id: str, rows: list[tuple]) -> None:
@@ -569,14 +481,11 @@ def _insert_trades(conn: Connection, run_id: str, rows: list[tuple]) -> None:
 
 
 def _insert_equity(conn: Connection, run_id: str, rows: list[tuple]) -> None:
-    conn.executemany(
-        "INSERT INTO backtest_daily_equity (run_id, param, time, equity, drawdown, exposures)"
-        " VALUES (?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
+    conn.executemany(equity_insert(), ((run_id, *r) for r in rows))
 
 
-def _insert_grid(conn: Connection, run_id: str, rows: list[tuple]) -> None:
-    conn.executemany("INSERT INTO grid_metrics (run_id, param, params, metrics)"
-                     " VALUES (?, ?, ?, ?)", ((run_id, *r) for r in rows))
+def _insert_metrics(conn: Connection, run_id: str, rows: list[tuple]) -> None:
+    conn.executemany(METRICS_INSERT, ((run_id, *r) for r in rows))
 
 
 # ---------------------------------------------------------------------- loads
@@ -586,7 +495,7 @@ def _load_trades(conn: Connection, run_id: str) -> pl.DataFrame:
         " decision FROM backtest_trades WHERE run_id = ? ORDER BY trade_id", (run_id,)).fetchall()
     cols = dict(zip(_TRADE_COLUMNS + _TRADE_OPTIONAL,
                     [list(c) for c in zip(*rows)] if rows else [[] for _ in range(11)]))
-    frame = {"time": pl.Series(_parse_times(cols["time"])),
+    frame = {"time": pl.Series(parse_times(cols["time"])),
              "param": pl.Series(cols["param"], dtype=pl.Int64)}
     for name in ("symbol", "side"):
         frame[name] = pl.Series(cols[name], dtype=pl.String)
@@ -599,27 +508,35 @@ def _load_trades(conn: Connection, run_id: str) -> pl.DataFrame:
     return pl.DataFrame(frame)
 
 
+def _load_metrics(conn: Connection, run_id: str,
+                  schema: dict[str, str]) -> tuple[list[dict[str, Any]], pl.DataFrame]:
+    rows = conn.execute(
+        f"SELECT param, params, {', '.join(METRIC_COLUMNS)}, extra_metrics FROM backtest_metrics"
+        " WHERE run_id = ? ORDER BY param", (run_id,)).fetchall()
+    return metrics_frame(schema, rows)
+
+
 def _load_equity(conn: Connection, run_id: str, P: int,
                  coords: dict[str, Any] | None) -> dict[str, xr.DataArray]:
+    """The curves of every set; a set without rows (its curve was not kept) is NaN."""
     rows = conn.execute(
-        "SELECT time, equity, drawdown, exposures FROM backtest_daily_equity WHERE run_id = ?"
-        " ORDER BY param, time", (run_id,)).fetchall()
-    T = len(rows) // P
-    times, equity, dd, exposures = zip(*rows) if rows else ((), (), (), ())
-    parsed = [_from_json(e) for e in exposures]
-    arrays = {
-        "equity": np.array(equity, dtype=np.float64),
-        "drawdown": np.array(dd, dtype=np.float64),
-        "long": np.array([e["long"] for e in parsed], dtype=np.float64),
-        "short": np.array([e["short"] for e in parsed], dtype=np.float64),
-    }
-    time = _parse_times(times[:T])
+        "SELECT param, time, equity, drawdown, long_exposure, short_exposure"
+        " FROM backtest_daily_equity WHERE run_id = ? ORDER BY param, time", (run_id,)).fetchall()
+    first = rows[0][0] if rows else 0
+    time = parse_times([r[1] for r in rows if r[0] == first])
+    T = len(time)
+    arrays = {name: np.full((P, T), np.nan) for name in ("equity", "drawdown", "long", "short")}
+    if rows:
+        params, _, *values = zip(*rows)
+        index = np.asarray(params).reshape(-1, T)[:, 0]
+        for name, column in zip(arrays, values):
+            arrays[name][index] = np.array(column, dtype=np.float64).reshape(-1, T)
     out = {}
     for name, values in arrays.items():
         if coords is None:
-            out[name] = xr.DataArray(values, dims=("time",), coords={"time": time})
+            out[name] = xr.DataArray(values[0], dims=("time",), coords={"time": time})
         else:
-            out[name] = xr.DataArray(values.reshape(P, T), dims=("param", "time"),
+            out[name] = xr.DataArray(values, dims=("param", "time"),
                                      coords={"time": time, **coords})
     return out
 
@@ -709,72 +626,7 @@ def _fsync_tree(root: Path) -> None:
         _fsync(Path(folder))
 
 
-# ---------------------------------------------------------------------- encoding
-def _iso(times: np.ndarray) -> list[str]:
-    return np.datetime_as_string(np.asarray(times).astype("datetime64[ns]"), unit="ns").tolist()
-
-
-def _parse_times(texts: tuple | list) -> np.ndarray:
-    return np.array(texts, dtype="datetime64[ns]")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _to_json(obj: Any) -> str:
-    try:
-        return json.dumps(obj, allow_nan=False, separators=(",", ":"), default=_json_default)
-    except ValueError:  # a non-finite float somewhere: tag them and retry
-        return json.dumps(_tag_nonfinite(obj), allow_nan=False, separators=(",", ":"),
-                          default=_json_default)
-
-
-def _exposures_json(long_: float, short: float) -> str:
-    return _to_json({"long": long_, "short": short, "gross": long_ + short, "net": long_ - short})
-
-
-def _tag_nonfinite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return {"$float": str(float(obj))}
-    if isinstance(obj, dict):
-        return {k: _tag_nonfinite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_tag_nonfinite(v) for v in obj]
-    if isinstance(obj, (np.ndarray, np.generic)) and not isinstance(obj, np.datetime64):
-        return _tag_nonfinite(obj.tolist())
-    return obj
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.datetime64):
-        return str(np.datetime_as_string(obj, unit="ns"))
-    if isinstance(obj, (np.ndarray, np.generic)):
-        return obj.tolist()
-    raise TypeError(f"cannot store {type(obj).__name__} as JSON: {obj!r}")
-
-
-def _untag(obj: dict[str, Any]) -> Any:
-    return float(obj["$float"]) if obj.keys() == {"$float"} else obj
-
-
-def _from_json(text: str) -> Any:
-    return json.loads(text, object_hook=_untag)
-
-
-def _frame_to_json(frame: pl.DataFrame) -> dict[str, Any]:
-    schema = {name: str(dtype) for name, dtype in frame.schema.items()}
-    bad = {n: d for n, d in schema.items() if d not in _METRIC_DTYPES}
-    if bad:
-        raise TypeError(f"metrics columns must be numeric, boolean or text, got {bad}")
-    return {"schema": schema, "rows": frame.to_dicts()}
-
-
-def _frame_from_json(obj: dict[str, Any]) -> pl.DataFrame:
-    schema = {name: _METRIC_DTYPES[d] for name, d in obj["schema"].items()}
-    return pl.DataFrame(obj["rows"], schema=schema)
-
-
+# ---------------------------------------------------------------------- checks
 def _check_run_id(run_id: str) -> None:
     # Run ids name zarr folders: anything but 32 hex digits could point outside the store.
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):

@@ -83,7 +83,7 @@ class FeatureData:
     @cached_property
     def has_splits(self) -> bool:
         """Whether any symbol splits up to this view's last bar (else ``F`` is all ones)."""
-        if "split_ratio" not in self.market.fields:
+        if "split_ratio" not in self.market.fields or not self.market.facts["has_actions"]:
             return False
         return split_columns(self.raw("split_ratio")).size > 0
 
@@ -94,7 +94,9 @@ class FeatureData:
             values = self.raw(field)
             if self.has_splits:
                 values = values / self.split_factor if field == "volume" else values * self.split_factor
-            self._cache[key] = _readonly(np.where(self.valid, values, np.nan))
+            if not self.market.facts["gapless"]:  # recorded at ingest: no bar to blank
+                values = np.where(self.valid, values, np.nan)
+            self._cache[key] = _readonly(values)
         return self._cache[key]
 
     def universe(self, universe_id: str | None) -> np.ndarray:

@@ -14,6 +14,7 @@ open-ended). Its arrays are read-only.
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -135,6 +136,7 @@ class MarketData:
         fingerprint: str | None,
         store_path: Path | None = None,
         delist: np.ndarray | None = None,
+        facts: Mapping[str, bool] | None = None,
     ) -> None:
         self._ds = ds
         self._delist = delist
@@ -142,6 +144,8 @@ class MarketData:
         self._fingerprint = fingerprint
         self._masks: dict[str, np.ndarray] = {}
         self._store_path = store_path
+        self._facts = dict(facts) if facts is not None else None
+        self._token = f"memory:{uuid.uuid4().hex}"
 
     @classmethod
     def _from_parts(
@@ -151,10 +155,11 @@ class MarketData:
         fingerprint: str | None = None,
         store_path: Path | None = None,
         delist: np.ndarray | None = None,
+        facts: Mapping[str, bool] | None = None,
     ) -> MarketData:
         """Build from already-validated parts (a store, a truncation) without re-checking."""
         market = cls.__new__(cls)
-        market._init(ds, tables, fingerprint, store_path, delist)
+        market._init(ds, tables, fingerprint, store_path, delist, facts)
         return market
 
     # ------------------------------------------------------------------ data
@@ -230,7 +235,7 @@ class MarketData:
             return self
         return MarketData._from_parts(
             _frozen_dataset(self._ds.compute()), self._tables, self._fingerprint, self._store_path,
-            self._delist,
+            self._delist, self._facts,
         )
 
     # ------------------------------------------------------------------ point in time
@@ -281,7 +286,10 @@ class MarketData:
         when = to_datetime64(t)
         index = self.index_of(when)
         ds = self._ds.isel(time=slice(0, index + 1))
-        market = MarketData._from_parts(ds, known_tables(self._tables, when))
+        # a part of gapless data has no gap; a part of data with actions may have none
+        facts = {"gapless": True, "has_actions": True} if self._facts and self._facts["gapless"] else None
+        market = MarketData._from_parts(ds, known_tables(self._tables, when), facts=facts)
+        market._token = f"{self.cache_key()}:upto:{index}"  # the same cut of the same data
         # a delisting is a fact from the day the data end; a symbol merely in a gap at
         # ``t`` has not delisted, though its truncated data would look as if it had
         market.__dict__["delist_bar"] = known_delistings(self.delist_bar, index)
@@ -307,6 +315,34 @@ class MarketData:
             self._masks[universe_id], dims=_store.DIMS,
             coords={"time": self._ds["time"], "symbol": self._ds["symbol"]}, name=universe_id,
         )
+
+    @property
+    def facts(self) -> dict[str, bool]:
+        """What a run may take as known instead of checking every cell (``gapless``,
+        ``has_actions``; see :func:`pitgrid.data.store.data_facts`): read from the store's
+        manifest, where ingest recorded them, else worked out once on first use.
+
+        Example:
+            >>> import pitgrid as pg
+            >>> pg.MarketData(pg.synthetic_prices(10, 2)).facts["gapless"]
+            True
+        """
+        if self._facts is None:
+            self._facts = _store.data_facts(self.fields, lambda name: self._ds[name].values)
+        return self._facts
+
+    def cache_key(self) -> str:
+        """A key for caches of what is computed from this market's data: the fingerprint
+        when it is known (a store records it at ingest), else a token of this object, so
+        an in-memory market is never hashed to be cached.
+
+        Example:
+            >>> import pitgrid as pg
+            >>> m = pg.MarketData(pg.synthetic_prices(10, 2))
+            >>> m.cache_key() == m.cache_key(), m.cache_key().startswith("memory:")
+            (True, True)
+        """
+        return self._fingerprint or self._token
 
     def fingerprint(self) -> str:
         """Stable hex digest of the arrays, coordinates and reference tables (not attributes).
@@ -423,7 +459,8 @@ def open_market(store: str | Path, chunks: Any = None) -> MarketData:
     recorded = manifest.get("delistings")
     delist = None if recorded is None else recorded_delist_bars(
         recorded, ds.indexes["time"].values.astype("datetime64[ns]"), ds["symbol"].values)
-    return MarketData._from_parts(ds, tables, manifest.get("fingerprint"), path, delist)
+    return MarketData._from_parts(ds, tables, manifest.get("fingerprint"), path, delist,
+                                  manifest.get("facts"))
 
 
 def recorded_delist_bars(delistings: Mapping[str, str], time: np.ndarray, symbols: Any) -> np.ndarray:

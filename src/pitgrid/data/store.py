@@ -8,7 +8,8 @@ Layout of a store directory ``STORE/``::
                                  open high low close volume (float64, NaN = no bar),
                                  valid (bool), split_ratio (float64, 1 = none),
                                  dividend (float64, 0 = none), extra numeric fields (float64)
-    STORE/_pitgrid/manifest.json format and version, sources, counts, bar grid, fingerprint
+    STORE/_pitgrid/manifest.json format and version, sources, counts, bar grid, fingerprint,
+                                 facts (gapless, has_actions: what a run may skip checking)
     STORE/_pitgrid/<table>.parquet  reference tables written with polars:
         universes  universe_id, symbol, start, end (end null = still a member)
         actions    symbol, ex_date, split_ratio, cash_dividend
@@ -352,6 +353,30 @@ def data_fingerprint(
     return h.hexdigest()
 
 
+def data_facts(fields: Sequence[str], get: Callable[[str], np.ndarray]) -> dict[str, bool]:
+    """What runs on these arrays may take as known instead of checking every cell again.
+
+    ``gapless``: every symbol has a valid bar at every time, with finite prices in every
+    price field present (then a run's validity mask is all ones). ``has_actions``: some
+    bar has a split ratio other than 1 or a dividend other than 0 (NaN counts: it is
+    read as a possible action). Computed once where the data are written or first used.
+
+    Example:
+        >>> import numpy as np
+        >>> a = {"close": np.ones((2, 2)), "valid": np.ones((2, 2), bool)}
+        >>> data_facts(list(a), a.__getitem__)
+        {'gapless': True, 'has_actions': False}
+    """
+    names = set(fields)
+    gapless = "valid" not in names or bool(np.asarray(get("valid"), dtype=bool).all())
+    for name in ("open", "high", "low", "close"):
+        if gapless and name in names:
+            gapless = bool(np.isfinite(np.asarray(get(name))).all())
+    has_actions = (("split_ratio" in names and bool((np.asarray(get("split_ratio")) != 1.0).any()))
+                   or ("dividend" in names and bool((np.asarray(get("dividend")) != 0.0).any())))
+    return {"gapless": gapless, "has_actions": has_actions}
+
+
 def write_store(target: Path, time: np.ndarray, symbols: Sequence[str],
                 arrays: Mapping[str, np.ndarray], tables: Mapping[str, pl.DataFrame],
                 manifest: Mapping[str, Any], *, symbol_block: int | None = None,
@@ -359,13 +384,15 @@ def write_store(target: Path, time: np.ndarray, symbols: Sequence[str],
                 attrs: Mapping[str, Any] | None = None,
                 on_block: Callable[[], None] = lambda: None) -> Path:
     """Write a whole store at ``target`` (staged, then moved in): the arrays, the tables and
-    the manifest, to which the counts, fields, chunking, delistings and fingerprint are
-    added here, the one place they are computed."""
+    the manifest, to which the counts, fields, chunking, delistings, fingerprint and facts
+    (``data_facts``) are added here, the one place they are computed: opening the store
+    reads them and never recomputes them."""
     from datetime import datetime, timezone
 
     block = symbol_block or default_symbol_block(len(time), len(symbols))
     delistings = dict(sorted((delistings or {}).items()))
     fingerprint = data_fingerprint(time, symbols, list(arrays), arrays.__getitem__, tables, delistings)
+    facts = data_facts(list(arrays), arrays.__getitem__)
     with staged(target, overwrite) as tmp, write_errors(target):
         group = create_group(tmp, time, symbols, attrs or {})
         for name in sorted(arrays):
@@ -378,7 +405,7 @@ def write_store(target: Path, time: np.ndarray, symbols: Sequence[str],
             if len(time) else [],
             "fields": sorted(arrays), "symbol_block": block,
             "tables": {name: len(t) for name, t in tables.items()},
-            "delistings": delistings, "fingerprint": fingerprint,
+            "delistings": delistings, "fingerprint": fingerprint, "facts": facts,
         })
     return target
 

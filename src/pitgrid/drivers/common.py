@@ -57,10 +57,11 @@ def clear_feature_cache() -> None:
 
 
 def features_for(market: MarketData, strategy: Strategy, data: FeatureData) -> dict[str, np.ndarray]:
-    """The strategy's features on ``data``; full-length ones cached by fingerprint and parameters."""
+    """The strategy's features on ``data``; full-length ones cached by the market's
+    ``cache_key()`` and parameters."""
     if data.upto != len(market.time) - 1:
         return strategy.features(data)
-    key = (market.fingerprint(), strategy.feature_key(), data.upto)
+    key = (market.cache_key(), strategy.feature_key(), data.upto)
     if key in _FEATURE_CACHE:
         _FEATURE_CACHE.move_to_end(key)
         return _FEATURE_CACHE[key]

@@ -14,7 +14,7 @@ import polars as pl
 import xarray as xr
 
 from pitgrid._core import Core
-from pitgrid.data.market import delist_bars
+from pitgrid.data.market import MarketData, delist_bars
 from pitgrid.engine.codes import (INTENT_CROSS, INTENT_SIGNALS, INTENT_WEIGHTS, KIND_FILL,
                                   KIND_FILTERED, KIND_UNFILLED, REASONS, SIZE_RULES)
 from pitgrid.engine.config import SimConfig
@@ -77,7 +77,7 @@ def simulate(
     check_simulate(prices, config, keep=keep, record_trades=record_trades, entries=entries,
                    exits=exits, weights=weights, cross=cross)
     ds, market_delist = _dataset(prices)
-    data = market_arrays(ds, config)
+    data = market_arrays(ds, config, prices.facts if isinstance(prices, MarketData) else None)
     T, S = data["close"].shape
     if delist_bar is None:
         delist_bar = market_delist if market_delist is not None else delist_bars(data["valid"].view(bool))
@@ -184,14 +184,21 @@ def _field(ds: xr.Dataset, name: str, why: str) -> np.ndarray:
     return np.ascontiguousarray(da.values, dtype=np.float64)
 
 
-def market_arrays(ds: xr.Dataset, config: SimConfig) -> dict[str, np.ndarray]:
-    """Contiguous float64 / uint8 arrays the core reads, with their defaults."""
+def market_arrays(ds: xr.Dataset, config: SimConfig, facts: dict[str, bool] | None = None
+                  ) -> dict[str, np.ndarray]:
+    """Contiguous float64 / uint8 arrays the core reads, with their defaults.
+
+    ``facts`` (a market's :attr:`~pitgrid.MarketData.facts`, recorded at ingest) spares
+    the passes over every cell that would find what they state: no gap, no action.
+    """
     close = _field(ds, "close", "every simulation")
     T, S = close.shape
-    valid = np.isfinite(close)
+    gapless = facts is not None and facts["gapless"]
+    valid = np.ones((T, S), dtype=bool) if gapless else np.isfinite(close)
     if config.fill == "next_open":
         open_ = _field(ds, "open", "fill='next_open'")
-        valid &= np.isfinite(open_)
+        if not gapless:
+            valid &= np.isfinite(open_)
     elif config.lot_size > 0 and "open" in ds.data_vars:
         # close fills never read the open, but cash in lieu after a split is paid at it
         open_ = _field(ds, "open", "")
@@ -203,10 +210,11 @@ def market_arrays(ds: xr.Dataset, config: SimConfig) -> dict[str, np.ndarray]:
         raise ValueError("prices has no 'volume' field, which max_participation or impact_k needs")
     else:
         volume = np.zeros((T, S))
-    if "valid" in ds.data_vars:
+    if "valid" in ds.data_vars and not gapless:
         valid &= np.asarray(ds["valid"].values, dtype=bool)
-    split = _field(ds, "split_ratio", "") if "split_ratio" in ds.data_vars else None
-    div = _field(ds, "dividend", "") if "dividend" in ds.data_vars else None
+    actions = facts is None or facts["has_actions"]
+    split = _field(ds, "split_ratio", "") if actions and "split_ratio" in ds.data_vars else None
+    div = _field(ds, "dividend", "") if actions and "dividend" in ds.data_vars else None
     # a raw value other than 1 (split) or 0 (dividend), NaN included, may be an action
     maybe = np.zeros(T, dtype=bool)
     if split is not None:

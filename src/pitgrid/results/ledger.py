@@ -1,0 +1,147 @@
+"""Profit and loss of each fill and each symbol, from a run's fills on an average-cost basis.
+
+A fill that adds to a position (or opens one) adds its notional and fees to the
+position's cost; a fill that reduces it realises ``(price - average cost) x shares
+closed - fees``; a fill that flips it does both. Share counts changed without a fill
+(a split, cash in lieu) are taken from the run's positions when it kept them, the
+cost staying the same, so the average cost per share follows the split. An open
+position is marked at the given closing prices. Per symbol, realised plus
+unrealised P&L is exactly the symbol's cash flows (sells - buys - fees) plus the
+value of what is still held; dividends and borrow costs go to the account's cash
+and are not in any symbol's P&L.
+
+Example:
+    >>> import polars as pl
+    >>> fills = pl.DataFrame({"time": [0, 1], "symbol": ["A", "A"], "side": ["buy", "sell"],
+    ...                       "shares": [10.0, 10.0], "price": [5.0, 6.0], "fees": [0.0, 1.0],
+    ...                       "reason": ["order", "order"]})
+    >>> fill_pnl(fills).realized_pnl.tolist()
+    [nan, 9.0]
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import xarray as xr
+
+_EPS = 1e-9
+
+
+@dataclass
+class Ledger:
+    """Per-fill realised P&L and what each symbol holds after the last fill.
+
+    ``realized_pnl`` is NaN for a fill that closes nothing; ``held`` and ``cost``
+    map a symbol to its shares (negative: short) and their cost after the run.
+    """
+
+    realized_pnl: np.ndarray
+    held: dict[str, float]
+    cost: dict[str, float]
+
+
+def fill_pnl(fills: pl.DataFrame, positions: xr.DataArray | None = None) -> Ledger:
+    """Average-cost ledger over ``fills`` (one parameter set, in the order they happened).
+
+    ``positions`` (``time, symbol`` shares after each bar), when given, supplies share
+    counts changed without a fill.
+    """
+    n = fills.height
+    realized = np.full(n, np.nan)
+    held: dict[str, float] = {}
+    cost: dict[str, float] = {}
+    if not n:
+        return Ledger(realized, held, cost)
+    symbols = fills["symbol"].to_list()
+    signed = np.where(fills["side"].to_numpy() == "buy", 1.0, -1.0) * fills["shares"].to_numpy()
+    price = fills["price"].to_numpy()
+    fee = fills["fees"].to_numpy()
+    before = _held_before_fills(fills, signed, positions)
+    for i, s in enumerate(symbols):
+        qty, basis = held.get(s, 0.0), cost.get(s, 0.0)
+        if before is not None and not np.isnan(before[i]) and abs(qty) > _EPS:
+            qty = before[i]  # a split moved the count; the money paid stays the cost
+        d = signed[i]
+        closing = 0.0 if qty == 0 or np.sign(d) == np.sign(qty) else np.sign(d) * min(abs(d), abs(qty))
+        opening = d - closing
+        if closing:
+            avg = basis / qty
+            share = abs(closing) / abs(d)
+            realized[i] = (price[i] - avg) * -closing - fee[i] * share
+            qty += closing
+            basis = avg * qty if abs(qty) > _EPS else 0.0
+            qty = qty if abs(qty) > _EPS else 0.0
+        if opening:
+            basis += opening * price[i] + fee[i] * abs(opening) / abs(d)
+            qty += opening
+        held[s], cost[s] = qty, basis
+    if positions is not None:  # splits after a symbol's last fill
+        last = positions.isel(time=-1)
+        for s in held:
+            if abs(held[s]) > _EPS:
+                held[s] = float(last.sel(symbol=s))
+    return Ledger(realized, held, cost)
+
+
+def _held_before_fills(fills: pl.DataFrame, signed: np.ndarray, positions: xr.DataArray | None
+                       ) -> np.ndarray | None:
+    """Shares of each fill's symbol just before the first fill of its bar (NaN after that)."""
+    if positions is None:
+        return None
+    times = positions["time"].values
+    at = np.searchsorted(times, fills["time"].to_numpy())
+    col = {s: j for j, s in enumerate(np.asarray(positions["symbol"].values).astype(str))}
+    sym = np.array([col.get(s, -1) for s in fills["symbol"].to_list()])
+    shares = np.asarray(positions.values, dtype=np.float64)
+    out = np.full(len(signed), np.nan)
+    key = pl.DataFrame({"t": at, "s": sym, "d": signed})
+    first = key.with_row_index("i").group_by("t", "s", maintain_order=True).agg(
+        pl.col("i").first(), pl.col("d").sum())
+    for i, t, s, d in zip(first["i"], first["t"], first["s"], first["d"]):
+        if s >= 0 and t < len(times):
+            out[i] = shares[t, s] - d
+    return out
+
+
+def symbol_pnl(fills: pl.DataFrame, ledger: Ledger, marks: Mapping[str, float] | None
+               ) -> pl.DataFrame:
+    """One row per traded symbol: fills, closing fills, fees, realised, unrealised and total P&L.
+
+    ``marks`` (symbol -> last close) values open positions; without it their
+    unrealised P&L is null.
+    """
+    if not fills.height:
+        return pl.DataFrame(schema={"symbol": pl.String, "fills": pl.Int64})
+    per = (fills.with_columns(pl.Series("realized", ledger.realized_pnl))
+           .group_by("symbol").agg(
+               pl.len().alias("fills"), pl.col("realized").is_not_nan().sum().alias("closing fills"),
+               pl.col("fees").sum(), pl.col("realized").fill_nan(0.0).sum().alias("realized P&L")))
+    syms = per["symbol"].to_list()
+    held = [ledger.held.get(s, 0.0) for s in syms]
+    unreal = [0.0 if abs(h) <= _EPS else
+              (h * marks[s] - ledger.cost[s] if marks is not None and s in marks else None)
+              for s, h in zip(syms, held)]
+    out = per.with_columns(pl.Series("held", held),
+                           pl.Series("unrealized P&L", unreal, dtype=pl.Float64))
+    out = out.with_columns((pl.col("realized P&L") + pl.col("unrealized P&L")).alias("total P&L"))
+    return out.sort(pl.coalesce("total P&L", "realized P&L"), descending=True)
+
+
+def exits_by_reason(fills: pl.DataFrame, ledger: Ledger) -> pl.DataFrame:
+    """Closing fills grouped by their ``reason``: how many, how many won, and their P&L.
+
+    Any reason the engine writes appears as its own row, so new exit kinds need no change here.
+    """
+    closing = (fills.with_columns(pl.Series("pnl", ledger.realized_pnl))
+               .filter(pl.col("pnl").is_not_nan()))
+    if not closing.height:
+        return pl.DataFrame(schema={"reason": pl.String, "closing fills": pl.Int64})
+    return (closing.group_by("reason")
+            .agg(pl.len().alias("closing fills"), (pl.col("pnl") > 0).sum().alias("wins"),
+                 (pl.col("shares") * pl.col("price")).sum().alias("notional"),
+                 pl.col("pnl").sum().alias("realized P&L"), pl.col("pnl").mean().alias("avg P&L"))
+            .with_columns((pl.col("wins") / pl.col("closing fills")).alias("win_rate"))
+            .sort("closing fills", descending=True))

@@ -55,7 +55,7 @@ def saved(tmp_path_factory):
 def test_run_and_grid_save_report_and_print(saved):
     assert saved["single"] in saved["out_single"] and "sharpe" in saved["out_single"]
     assert "grid report:" in saved["out_grid"] and "top 4 of 4 sets by sharpe" in saved["out_grid"]
-    reports = sorted(p.name for p in (saved["tmp"] / "out" / "reports").iterdir())
+    reports = sorted(p.name for p in (saved["tmp"] / "out" / "reports").glob("*.html"))
     assert reports == sorted([f"MovingAverageCross-{saved['single'][:8]}.html",
                               f"MovingAverageCross-grid-{saved['grid'][:8]}.html",
                               f"MovingAverageCross-best-{saved['grid'][:8]}.html"])

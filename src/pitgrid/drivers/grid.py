@@ -56,6 +56,19 @@ class GridResult:
     def best(self, metric: str = "sharpe", n: int = 5) -> pl.DataFrame:
         return self.table.sort(metric, descending=True, nulls_last=True).head(n)
 
+    def plot(self, kind: str = "heatmap", *, metric: str = "sharpe",
+             axes: Sequence[str] | None = None) -> Any:
+        """A plotly figure: ``kind`` "heatmap" (``metric`` over two ``axes``, the other
+        parameters in a dropdown), "equity" or "drawdown" (the kept curves)."""
+        from pitgrid.results.display import plot_grid
+
+        return plot_grid(self, kind, metric=metric, axes=axes)
+
+    def _repr_html_(self) -> str:
+        from pitgrid.results.display import grid_html
+
+        return grid_html(self)
+
 
 def expand_params(params: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
                   ) -> tuple[list[dict[str, Any]], dict[str, list[Any]] | None]:

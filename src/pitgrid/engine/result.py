@@ -95,6 +95,19 @@ class SimResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> pl.DataFrame:
-        """Metrics with the fill assumption spelled out."""
-        label = "close (optimistic)" if self.optimistic else self.config.get("fill", "")
-        return self.metrics.with_columns(pl.lit(label).alias("fill"))
+        """Key metrics, one row per parameter set, with the fill assumption spelled out
+        (every metric is in ``metrics``)."""
+        from pitgrid.results.display import summary
+
+        return summary(self)
+
+    def plot(self, kind: str = "equity", *, param: int | list[int] | None = None) -> Any:
+        """A plotly figure: ``kind`` "equity" or "drawdown"; ``param`` picks parameter sets."""
+        from pitgrid.results.display import plot
+
+        return plot(self, kind, param=param)
+
+    def _repr_html_(self) -> str:
+        from pitgrid.results.display import result_html
+
+        return result_html(self)

@@ -106,6 +106,17 @@ class StoredRun:
         values = pl.DataFrame(self.params) if any(self.params) else pl.DataFrame()
         return pl.concat([values, self.metrics], how="horizontal")
 
+    def plot(self, kind: str = "equity", *, param: int | list[int] | None = None) -> Any:
+        """A plotly figure: ``kind`` "equity" or "drawdown"; ``param`` picks parameter sets."""
+        from pitgrid.results.display import plot
+
+        return plot(self, kind, param=param)
+
+    def _repr_html_(self) -> str:
+        from pitgrid.results.display import stored_run_html
+
+        return stored_run_html(self)
+
 
 class ResultsDB:
     """Backtest runs in SQL, with positions as zarr stores beside the database file.

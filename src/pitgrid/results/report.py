@@ -19,7 +19,8 @@ from pitgrid.results import charts
 from pitgrid.results import report_sections as sections
 from pitgrid.results.grid_heatmap import grid_figure
 from pitgrid.results.ledger import fill_pnl
-from pitgrid.results.report_page import figure_html, frame_table, note, table, write_page
+from pitgrid.results.report_page import (figure_html, frame_table, note, table, write_csv,
+                                          write_page)
 from pitgrid.results.run_view import RunView, align_benchmark, closes, marks
 
 __all__ = ["write_grid_report", "write_report"]
@@ -67,6 +68,8 @@ def write_report(
     last = marks(market, view) if market is not None else None
     ledger = fill_pnl(view.trades, view.positions)
     out = Path(path)
+    csv = out.with_name(out.stem + ".trades.csv")
+    fills = sections.trade_list(view, ledger)
     figures = [charts.equity_figure(view.times, {"equity": view.equity}, bench),
                charts.drawdown_figure(view.times, {"drawdown": view.drawdown}),
                charts.monthly_figure(view), charts.rolling_sharpe_figure(view),
@@ -88,11 +91,12 @@ def write_report(
         *sections.holdings_html(view, ledger, last),
         *sections.symbol_pnl_html(view, ledger, last),
         *sections.exits_html(view, ledger),
-        *sections.trade_list_html(view, ledger, out.with_name(out.stem + ".trades.csv")),
+        *sections.trade_list_html(fills, csv.name),
         *sections.walkforward_html(view.config.get("walkforward")),
         *sections.sleeves_html(view.config.get("sleeves")),
         sections.shown_config(view.config),
     ]
+    write_csv(csv, fills)
     return write_page(out, title, body)
 
 

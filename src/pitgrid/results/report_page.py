@@ -92,6 +92,12 @@ def write_page(path: str | os.PathLike[str], title: str, body: list[str], *,
     return out
 
 
+def write_csv(path: Path, frame: pl.DataFrame) -> None:
+    """A table beside a page, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, frame.write_csv())
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,23 +39,24 @@ def metric_table(metrics: Mapping[str, Any], names: Sequence[str]) -> str:
     return table((label(n), fmt(n, metrics.get(n))) for n in names)
 
 
-def trade_list_html(view: RunView, ledger: Ledger, csv_path: Path) -> list[str]:
-    """The fills with each closing fill's P&L; the page shows the latest TRADE_ROWS, the CSV all."""
+def trade_list(view: RunView, ledger: Ledger) -> pl.DataFrame:
+    """Every fill with its notional and, for a closing fill, its realised P&L."""
     t = view.trades
-    if not t.height:
-        return ["<h2>Trades</h2>", note("No fills.")]
-    listed = pl.DataFrame({
+    return pl.DataFrame({
         "time": axis_times(t["time"].to_numpy()), "symbol": t["symbol"], "side": t["side"],
         "shares": t["shares"], "price": t["price"], "notional": t["shares"] * t["price"],
         "fees": t["fees"], "reason": t["reason"],
-        "realized P&L": pl.Series(ledger.realized_pnl).fill_nan(None)})
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    listed.write_csv(tmp)
-    tmp.replace(csv_path)
+        "realized P&L": pl.Series(ledger.realized_pnl, dtype=pl.Float64).fill_nan(None)})
+
+
+def trade_list_html(listed: pl.DataFrame, csv_name: str) -> list[str]:
+    """The latest TRADE_ROWS fills, newest first, and a link to the CSV of all of them."""
+    if not listed.height:
+        return ["<h2>Trades</h2>", note("No fills.")]
     shown = listed.tail(TRADE_ROWS).reverse()
-    link = f'<a href="{html.escape(csv_path.name)}">{html.escape(csv_path.name)}</a>'
-    caption = (f"{t.height:,} fills, latest first" if shown.height == t.height else
-               f"the latest {shown.height:,} of {t.height:,} fills")
+    link = f'<a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a>'
+    caption = (f"{listed.height:,} fills, latest first" if shown.height == listed.height else
+               f"the latest {shown.height:,} of {listed.height:,} fills")
     return ["<h2>Trades</h2>",
             f'<p class="note">{html.escape(caption)}; every fill in {link}. P&amp;L of a '
             "closing fill: (price - average cost) x shares closed - fees.</p>",

@@ -130,6 +130,11 @@ class Strategy:
 
 def apply_universe(intents: Intents, member: np.ndarray) -> Intents:
     """Universe stage: no entries outside the universe; holdings that leave it are exited."""
+    signals = (intents.entries, intents.exits)
+    whole = intents.weights is not None or all(isinstance(a, np.ndarray) and a.dtype == bool
+                                               for a in signals)
+    if whole and member.all():  # everyone is a member (no universe given): nothing to mask
+        return intents
     if intents.weights is not None:
         return Intents(weights=np.where(member, intents.weights, 0.0))
     entries = intents.entries if intents.entries is not None else np.zeros_like(member)

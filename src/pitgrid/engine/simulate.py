@@ -398,6 +398,8 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
     def label(arr: np.ndarray, dims: tuple[str, ...], last: np.ndarray | None = None) -> xr.DataArray:
         if not has_param:
             arr, dims = arr[0], dims[1:]
+            if dims == ("time",):  # the common case, a coordinates object: half the cost
+                return xr.DataArray(arr, dims=dims, coords=ds["time"].coords)
         c: dict[str, Any] = {d: axis[d] for d in dims if d in axis}
         if has_param:
             c.update(param_coords)

@@ -54,22 +54,18 @@ def test_paths_are_read_from_the_config_folder_and_universe_is_checked(tmp_path)
     csv = write_long_csv(40, 3, 0, tmp_path / "prices.csv")
     pg.ingest(csv, tmp_path / "store", progress=False)
     (tmp_path / "configs").mkdir()
-    (tmp_path / "bundle").mkdir()
     path = write(tmp_path / "configs", """
         [data]
         store = "../store"
         [strategy]
         name = "MovingAverageCross"
         params = { fast = 2, slow = [5, 10] }
-        [model]
-        bundle = "../bundle"
         [outputs]
         db = "../out/runs.db"
         reports = "../out/html"
     """)
     cfg = load_run_config(path)
     assert cfg.store == (tmp_path / "store").resolve()
-    assert cfg.model_bundle == (tmp_path / "bundle").resolve()
     assert cfg.db == str((tmp_path / "out" / "runs.db").resolve())
     assert cfg.reports == (tmp_path / "out" / "html").resolve()
     assert cfg.open_market().symbols.tolist() == ["S0000", "S0001", "S0002"]

@@ -77,13 +77,13 @@ def test_reports_in_one_folder_share_one_plotly(tmp_path, market, result):
 
 
 def test_long_report_stays_small_and_uses_a_log_axis(tmp_path):
-    ds = pg.synthetic_prices(252 * 21, 40, seed=3, mu=0.15)
+    ds = pg.synthetic_prices(252 * 21, 300, seed=3, mu=0.15)
     c = ds["close"]
     fast, slow = c.rolling(time=10).mean(), c.rolling(time=50).mean()
     res = pg.simulate(ds, entries=fast > slow, exits=fast < slow, fees_bps=5, keep="full",
-                      size="percent", size_value=0.05)
+                      size="percent", size_value=0.01)
     assert res.trades.height > TRADE_ROWS  # the page lists part, the CSV all
-    path = write_report(res, tmp_path / "long.html", market=ds)
+    path = write_report(res, tmp_path / "long.html", market=ds, benchmark=c.mean("symbol"))
     page = path.read_text(encoding="utf-8")
     assert path.stat().st_size < MAX_REPORT_BYTES
     assert '"type":"log"' in page and "log scale" in page

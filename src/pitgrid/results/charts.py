@@ -29,8 +29,9 @@ ROLLING_SHARPE_BARS = 126
 CURRENCY = "account currency"
 #: the holdings chart shows the largest positions by average weight, the rest as "other"
 TOP_HOLDINGS = 10
-#: charts of many series are thinned to about this many bars (every k-th bar)
-MAX_POINTS = 1000
+#: charts other than equity and drawdown are thinned to about this many points (every k-th
+#: bar; turnover summed over the k bars) and drawn from 32-bit floats: the page stays small
+MAX_POINTS = 600
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
@@ -42,6 +43,15 @@ def axis_times(times: np.ndarray) -> list[str]:
     days = t.astype("datetime64[D]")
     unit = "D" if (t == days).all() else "m"
     return np.datetime_as_string(t, unit=unit).tolist()
+
+
+def thin_step(n: int) -> int:
+    """Every how many bars a thinned chart draws a point."""
+    return max(1, math.ceil(n / MAX_POINTS))
+
+
+def _f4(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
 
 
 def layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
@@ -112,8 +122,9 @@ def rolling_sharpe_figure(view: RunView) -> go.Figure:
         with np.errstate(invalid="ignore", divide="ignore"):
             out[n - 1:] = (windows.mean(axis=1) / windows.std(axis=1, ddof=1)
                            * math.sqrt(float(view.config.get("bars_per_year", 252.0))))
-    fig = go.Figure(go.Scatter(x=axis_times(view.times), y=out, name="rolling Sharpe",
-                               line={"color": "#6a3d9a"}))
+    k = thin_step(len(r))
+    fig = go.Figure(go.Scatter(x=axis_times(view.times[::k]), y=_f4(out[::k]),
+                               name="rolling Sharpe", line={"color": "#6a3d9a"}))
     fig.add_hline(y=0, line={"color": "#999", "width": 1})
     fig.update_yaxes(title="Sharpe ratio (annualised)")
     fig.update_xaxes(title="date")
@@ -121,17 +132,21 @@ def rolling_sharpe_figure(view: RunView) -> go.Figure:
 
 
 def exposure_figure(view: RunView) -> go.Figure:
+    k = thin_step(len(view.times))
     with np.errstate(invalid="ignore", divide="ignore"):
         long_, short = view.long / view.equity, view.short / view.equity
-        turnover = traded_notional(view) / view.equity
-    x = axis_times(view.times)
+        turnover = np.add.reduceat(np.nan_to_num(traded_notional(view) / view.equity),
+                                   np.arange(0, len(view.times), k))
+    x = axis_times(view.times[::k])
+    per = "bar" if k == 1 else f"{k} bars"
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         row_heights=[0.65, 0.35],
-                        subplot_titles=("Exposure (% of equity)", "Turnover per bar (% of equity)"))
+                        subplot_titles=("Exposure (% of equity)", f"Turnover per {per} (% of equity)"))
     for name, y, color in (("long", long_, "#2e7d32"), ("short", short, "#c62828"),
                            ("gross", long_ + short, "#333")):
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, line={"color": color}), row=1, col=1)
-    fig.add_trace(go.Bar(x=x, y=turnover, name="turnover", marker={"color": "#1f77b4"}),
+        fig.add_trace(go.Scatter(x=x, y=_f4(y[::k]), name=name, line={"color": color}),
+                      row=1, col=1)
+    fig.add_trace(go.Bar(x=x, y=_f4(turnover), name="turnover", marker={"color": "#1f77b4"}),
                   row=2, col=1)
     fig.update_yaxes(tickformat=".0%")
     fig.update_xaxes(title="date", row=2, col=1)
@@ -156,21 +171,20 @@ def holdings_figure(view: RunView, closes: xr.DataArray | None) -> go.Figure | N
     if view.positions is None:
         return None
     shares = np.asarray(view.positions.values, dtype=np.float64)
-    step = max(1, math.ceil(len(view.times) / MAX_POINTS))
+    step = thin_step(len(view.times))
     x = axis_times(view.times[::step])
     fig = go.Figure()
     if closes is None:
-        fig.add_trace(go.Scatter(x=x, y=(shares > 0).sum(axis=1)[::step], name="long",
-                                 line={"color": "#2e7d32"}))
-        fig.add_trace(go.Scatter(x=x, y=(shares < 0).sum(axis=1)[::step], name="short",
-                                 line={"color": "#c62828"}))
+        for name, held, color in (("long", shares > 0, "#2e7d32"), ("short", shares < 0, "#c62828")):
+            fig.add_trace(go.Scatter(x=x, y=held.sum(axis=1)[::step].astype(np.int32), name=name,
+                                     line={"color": color}))
         fig.update_yaxes(title="symbols held", rangemode="tozero")
         fig.update_xaxes(title="date")
         return layout(fig, "Holdings: how many symbols are held", 320)
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.nan_to_num(shares * np.asarray(closes.values, dtype=np.float64))
         weight = value / view.equity[:, None]
-    weight = np.nan_to_num(weight[::step])
+    weight = _f4(np.nan_to_num(weight[::step]))
     order = np.argsort(-np.abs(weight).mean(axis=0), kind="stable")
     top = [j for j in order[:TOP_HOLDINGS] if np.abs(weight[:, j]).max() > 0]
     names = np.asarray(view.positions["symbol"].values).astype(str)

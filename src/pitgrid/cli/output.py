@@ -79,6 +79,14 @@ def day(value: Any) -> str:
     return "-" if value is None else str(np.datetime64(value, "D"))
 
 
+def iso(value: Any) -> str | None:
+    """A time as the database writes it: the date alone at midnight, else date and time."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text.removesuffix("T00:00:00")
+
+
 # ---------------------------------------------------------------------- tables
 @dataclass(frozen=True)
 class Column:
@@ -107,7 +115,9 @@ def fitted_table(columns: Sequence[Column], rows: Sequence[Mapping[str, Any]], *
         for row in rows:
             table.add_row(*(row[c.key] if isinstance(row[c.key], Text) else Text(str(row[c.key]))
                             for c in shown))
-        if not drop or Measurement.get(out, out.options, table).maximum <= out.width:
+        # measured without the console's limit, which would clamp the table's width to it
+        natural = Measurement.get(out, out.options.update_width(10**6), table).maximum
+        if not drop or natural <= out.width:
             return table
         keep.remove(drop.pop())
 

@@ -21,7 +21,7 @@ from pitgrid.cli.database import (
     DB_OPTION, chosen_db, check_param, grid_axes, grid_by, grid_frame, is_grid, load_run, open_db)
 from pitgrid.cli.errors import usage_errors
 from pitgrid.cli.output import (
-    FORMAT_OPTION, SHORT, Column, Format, day, emit, emit_json, fitted_table, fmt, out, params_text,
+    FORMAT_OPTION, SHORT, Column, Format, day, emit, emit_json, fitted_table, fmt, iso, out, params_text,
     print_grid_table, print_pairs, print_paths, prob)
 from pitgrid.results.sql import mask_url
 
@@ -44,8 +44,9 @@ def runs(
     records = [{
         "run_id": r["run_id"], "created_at": r["created_at"], "strategy": r["strategy"],
         "params": json.loads(r["params"]) if r["params"] else {}, "sets": r["n_params"],
-        "best_param": r["best_param"], "start": r["start_time"], "end": r["end_time"],
-        "universe": r["universe_id"], "fill": "close (optimistic)" if r["optimistic"] else "next",
+        "best_param": r["best_param"], "start": iso(r["start_time"]), "end": iso(r["end_time"]),
+        "universe": r["universe_id"], "fill": "close" if r["optimistic"] else "next_open",
+        "optimistic": r["optimistic"],
         **{m: r[m] for m in _LISTED}, "model_sha256": r["model_sha256"],
     } for r in frame.iter_rows(named=True)]
     if form is not Format.table:
@@ -62,7 +63,7 @@ def runs(
     rows = [{"id": r["run_id"][:8], "run": _run_cell(r),
              **{m: fmt(m, r[m]) for m in _LISTED},
              "created": r["created_at"].strftime("%Y-%m-%d %H:%M"),
-             "period": f"{day(r['start'])}..{day(r['end'])}", "universe": r["universe"] or "-"}
+             "period": f"{r['start'][:10]}..{r['end'][:10]}", "universe": r["universe"] or "-"}
             for r in records]
     out.print(fitted_table(columns, rows, title=f"runs in {where} (ids: any unique prefix works)",
                            optional=["trades", "created", "period", "universe"]))
@@ -71,7 +72,7 @@ def runs(
 def _run_cell(record: dict[str, Any]) -> Text:
     """Strategy on the first line; the parameters (of the best set, for a grid) below, dim."""
     cell = Text(record["strategy"])
-    if record["fill"] != "next":
+    if record["optimistic"]:
         cell.append(" (close fills: optimistic)", style="bold red")
     shown = params_text(record["params"]) or "-"
     if record["sets"] > 1:
@@ -100,7 +101,7 @@ def show(
         "params": run.params[best] if run.params else {},
         "created_at": run.created_at, "start": day(run.equity["time"].values[0]),
         "end": day(run.equity["time"].values[-1]), "universe": run.universe_id,
-        "fill": "close (optimistic)" if run.optimistic else run.config.get("fill"),
+        "fill": run.config.get("fill"), "optimistic": run.optimistic,
         "settings": _settings(run.config), "config_file": source.get("source"),
         "data": source.get("data"), "data_fingerprint": run.data_fingerprint,
         "code_version": run.code_version, "model_sha256": run.model_sha256,
@@ -160,7 +161,7 @@ def compare(
     records = [{
         "run_id": r.run_id, "strategy": r.strategy,
         "params": r.params[r.best_param] if r.params else {},
-        "fill": "close (optimistic)" if r.optimistic else r.config.get("fill"),
+        "fill": r.config.get("fill"), "optimistic": r.optimistic,
         "start": day(r.equity["time"].values[0]), "end": day(r.equity["time"].values[-1]),
         **{k: v for k, v in r.metrics.row(r.best_param, named=True).items() if k != "param"},
     } for r in loaded]
@@ -169,12 +170,14 @@ def compare(
         return
     legend = [{"id": r["run_id"][:8], "strategy": r["strategy"],
                "params": params_text(r["params"]) or "-",
-               "period": f"{r['start']}..{r['end']}", "fill": str(r["fill"])} for r in records]
+               "period": f"{r['start']}..{r['end']}",
+               "fill": "close (OPTIMISTIC)" if r["optimistic"] else str(r["fill"])} for r in records]
     out.print(fitted_table([Column("id", "id"), Column("strategy", "strategy", wrap=True),
                             Column("params", "parameters", wrap=True),
                             Column("period", "period"), Column("fill", "fill", wrap=True)],
                            legend, title="compare", optional=["fill", "period"]))
-    names = [k for k in records[0] if k not in ("run_id", "strategy", "params", "fill", "start", "end")]
+    names = [k for k in records[0]
+             if k not in ("run_id", "strategy", "params", "fill", "optimistic", "start", "end")]
     # as many runs side by side as fit; the rest below, with the metric names again
     per_table = max(1, (out.width - 24) // 12)
     for first in range(0, len(records), per_table):

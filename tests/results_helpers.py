@@ -1,14 +1,19 @@
 """What the SQLite and PostgreSQL results tests share: a run to store, a run held inside
-its write transaction, and a run written as schema 1 wrote it (to migrate)."""
+its write transaction, a run written as schema 1 wrote it (to migrate), and the SQL of
+docs/database.md."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 import pitgrid as pg
 from pitgrid.results import db as rdb
@@ -118,3 +123,25 @@ def write_v1_run(conn, run_id: str, result, *, strategy: str, params: list[dict]
     conn.executemany("INSERT INTO grid_metrics (run_id, param, params, metrics) VALUES (?, ?, ?, ?)",
                      [(run_id, p, _v1_json(params[p]), _v1_json(rows[p])) for p in range(P)])
     conn.commit()
+
+
+# ---------------------------------------------------------------------- docs/database.md
+DOC = Path(__file__).resolve().parents[1] / "docs" / "database.md"
+
+
+def doc_queries(dialect: str = "") -> list[str]:
+    """The statements of the page's ```sql blocks (```sql postgresql for ``dialect``)."""
+    blocks = re.findall(r"```sql" + (f" {dialect}" if dialect else "") + r"\n(.*?)```",
+                        DOC.read_text(), flags=re.S)
+    return [q.strip() for block in blocks for q in block.split(";") if q.strip()]
+
+
+def grid_run() -> pg.SimResult:
+    ds = pg.synthetic_prices(300, 6, seed=2)
+    c = ds["close"]
+    sets = [(5, 20), (10, 20), (5, 40)]
+    entries = xr.concat([c.rolling(time=f).mean() > c.rolling(time=s).mean() for f, s in sets],
+                        dim="param").assign_coords(fast=("param", [f for f, _ in sets]),
+                                                   slow=("param", [s for _, s in sets]))
+    res = pg.simulate(ds, entries=entries, exits=~entries)
+    return dataclasses.replace(res, config={**res.config, "run": {"grid": {"best_param": 1}}})

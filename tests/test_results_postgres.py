@@ -11,7 +11,7 @@ from polars.testing import assert_frame_equal
 from pitgrid.results import db as rdb
 from pitgrid.results.db import ResultsDB
 from pitgrid.results.sql import Connection, Location
-from results_helpers import run_being_written, sma_run, write_v1_run
+from results_helpers import doc_queries, grid_run, run_being_written, sma_run, write_v1_run
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,12 @@ def test_a_schema_1_database_is_migrated_on_postgres(server, result, tmp_path):
     assert_frame_equal(run.trades, result.trades, check_exact=True)
     xr.testing.assert_identical(run.equity, result.equity)
     assert run.params == [{"fast": 5}] and sharpe == result.metrics["sharpe"][0]
+
+
+def test_the_database_pages_postgresql_queries_run(postgres_url, tmp_path):
+    queries = doc_queries("postgresql")
+    assert queries
+    with ResultsDB(postgres_url, arrays=tmp_path / "arrays") as db:
+        db.save_run(grid_run(), strategy="MovingAverageCross", data_fingerprint="fp")
+        for query in queries:
+            assert db._conn.execute(query).fetchall(), query

@@ -8,6 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import pitgrid as pg
@@ -165,3 +167,90 @@ def test_real_sample_ingest(shared_data, tmp_path):
     assert len(splits) == 473 and splits["symbol"].n_unique() == 271
     aig = splits.filter((pl.col("symbol") == "AIG") & (pl.col("ex_date") == pl.datetime(2009, 7, 1)))
     assert aig["split_ratio"].to_list() == [0.05]  # a 1-for-20 reverse split
+    # 2-for-1 splits the vendor left out are listed; the recorded reverse split is not
+    moves = manifest["suspicious_moves"]["moves"]
+    seen = {(m["symbol"], m["date"]) for m in moves}
+    assert {("TRMB", "2007-02-26"), ("WST", "2004-09-30")} <= seen and ("AIG", "2009-07-01") not in seen
+    rows = pl.read_csv(shared_data / "prices.csv.gz").with_row_index("line", offset=2)
+    for m in moves:  # every listed move is what its line and the symbol's line before say
+        before, here = rows.filter(pl.col("line").is_in([m["line"] - 1, m["line"]])).sort("line").rows(named=True)
+        assert (here["symbol"], here["time"]) == (m["symbol"], m["date"]) and before["symbol"] == m["symbol"]
+        expected = (here["close"] + here["dividend_amount"]) * here["split_coefficient"] / before["close"] - 1
+        assert m["move"] == pytest.approx(expected, abs=1e-4) and m["previous_close"] == before["close"]
+
+
+def reference_moves(close, valid, split, dividend, threshold):
+    """Symbol by symbol, bar by bar: the previous traded close, the move with the day's actions."""
+    found = []
+    for s in range(close.shape[1]):
+        prev = None
+        for t in range(close.shape[0]):
+            if not valid[t, s]:
+                continue
+            if prev is not None:
+                ratio = split[t, s] if np.isfinite(split[t, s]) else 1.0
+                cash = dividend[t, s] if np.isfinite(dividend[t, s]) else 0.0
+                move = (close[t, s] + cash) * ratio / prev - 1
+                if move < -threshold or move > 1 / (1 - threshold) - 1:
+                    found.append((t, s, prev, move))
+            prev = close[t, s]
+    return sorted(found)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), threshold=st.floats(0.05, 0.95))
+def test_suspicious_moves_match_a_bar_by_bar_reference(seed, threshold):
+    from pitgrid.data.validate import suspicious_moves
+
+    rng = np.random.default_rng(seed)
+    shape = (25, 4)
+    close = np.exp(rng.normal(0, 0.5, shape).cumsum(axis=0))
+    valid = rng.random(shape) > 0.2
+    close[~valid] = np.nan
+    split = np.where(rng.random(shape) < 0.1, rng.choice([0.5, 2.0, 3.0, np.nan], shape), 1.0)
+    dividend = np.where(rng.random(shape) < 0.1, rng.uniform(0, 2, shape), 0.0)
+    t, s, prev, move = suspicious_moves(close, valid, split, dividend, threshold)
+    got = sorted(zip(t.tolist(), s.tolist(), prev.tolist(), move.tolist()))
+    want = reference_moves(close, valid, split, dividend, threshold)
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    np.testing.assert_allclose([g[2:] for g in got], [w[2:] for w in want], rtol=1e-12)
+
+
+def test_ingest_lists_unexplained_moves_with_file_and_line(long_bars, write_csv, tmp_path):
+    frame = long_bars(n_time=30, n_symbols=3, gaps=0.0).with_columns(
+        split_coefficient=pl.lit(1.0), dividend_amount=pl.lit(0.0))
+    after = pl.col("time") >= "2010-01-20"
+    price = ("open", "high", "low", "close")
+    frame = frame.with_columns(
+        # S0000: a spin-off, prices fall 70 % with nothing recorded; S0001: a recorded 4:1 split
+        [pl.when(after & (pl.col("symbol") != "S0002")).then(
+            pl.col(c) * pl.when(pl.col("symbol") == "S0000").then(0.3).otherwise(0.25))
+         .otherwise(pl.col(c)) for c in price],
+        split_coefficient=pl.when((pl.col("symbol") == "S0001") & (pl.col("time") == "2010-01-20"))
+        .then(4.0).otherwise(pl.col("split_coefficient")))
+    first = write_csv(frame.filter(pl.col("symbol") != "S0002"), "a.csv")
+    second = write_csv(frame.filter(pl.col("symbol") == "S0002"), "b.csv")
+    store = pg.ingest([first, second], tmp_path / "s", progress=False)
+    listed = read_manifest(store)["suspicious_moves"]
+    assert listed["count"] == 1 and listed["threshold"] == pytest.approx(0.4)
+    (move,) = listed["moves"]
+    line = frame.filter(pl.col("symbol") != "S0002").with_row_index("i").filter(
+        (pl.col("symbol") == "S0000") & (pl.col("time") == "2010-01-20"))["i"][0] + 2
+    assert (move["file"], move["line"], move["symbol"], move["date"]) == (str(first), line, "S0000",
+                                                                          "2010-01-20")
+    assert move["move"] == pytest.approx(move["close"] / move["previous_close"] - 1, abs=1e-4)
+    assert -0.75 < move["move"] < -0.65
+
+    # an append adds its own moves to the list
+    later = long_bars(n_time=40, n_symbols=3, gaps=0.0).filter(pl.col("time") > "2010-02-12")
+    later = later.with_columns(close=pl.when((pl.col("symbol") == "S0002") & (pl.col("time") == "2010-02-22"))
+                               .then(pl.col("close") * 3).otherwise(pl.col("close")))
+    later = later.with_columns(high=pl.max_horizontal("high", "close"))
+    pg.ingest(write_csv(later, "c.csv"), store, append=True, progress=False)
+    listed = read_manifest(store)["suspicious_moves"]
+    assert listed["count"] >= 2 and ("S0002", "2010-02-22") in {(m["symbol"], m["date"])
+                                                              for m in listed["moves"]}
+
+    with pytest.raises(ValueError, match="suspicious_move must be in"):
+        pg.ingest(first, tmp_path / "t", suspicious_move=1.5, progress=False)
+    assert not (tmp_path / "t").exists()

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -49,6 +50,7 @@ from pitgrid.data import store as _store
 from pitgrid.data.market import MarketData, action_arrays, open_market
 from pitgrid.data.validate import (
     PRICE_FIELDS,
+    SUSPICIOUS_MOVE,
     IngestError,
     Source,
     check_bars,
@@ -60,6 +62,7 @@ from pitgrid.data.validate import (
     normalize_universes,
     parse_times,
     pick_column,
+    suspicious_moves,
     to_floats,
 )
 
@@ -88,6 +91,7 @@ def ingest(
     finished: bool | None = None,
     progress: bool = True,
     unknown_symbols: Literal["error", "drop"] = "error",
+    suspicious_move: float = SUSPICIOUS_MOVE,
 ) -> Path:
     """Validate long-format bar files and write them as a ``(time, symbol)`` zarr store.
 
@@ -109,6 +113,12 @@ def ingest(
     before the last bar are delisted there (default: True for an ingest, False for an
     append, where a symbol missing from the new bars is in a gap).
 
+    Moves that no recorded split or dividend explains (beyond ``suspicious_move``, see
+    :func:`pitgrid.data.validate.suspicious_moves`) are warnings, not errors: the
+    manifest's ``suspicious_moves`` lists them (``count``, and the ``MAX_LISTED_MOVES``
+    largest as ``file, line, symbol, date, previous_close, close, move``), for
+    ``pitgrid info`` and :func:`pitgrid.data.store.read_manifest` to show.
+
     Example:
         >>> import pitgrid as pg
         >>> pg.ingest("prices.csv.gz", "prices.pitgrid",                          # doctest: +SKIP
@@ -117,6 +127,8 @@ def ingest(
     """
     if unknown_symbols not in ("error", "drop"):
         raise ValueError(f"unknown_symbols must be 'error' or 'drop', got {unknown_symbols!r}")
+    if not 0 < suspicious_move < 1:
+        raise ValueError(f"suspicious_move must be in (0, 1), got {suspicious_move!r}")
     if symbol_block is not None and symbol_block < 1:
         raise IngestError(f"symbol_block must be >= 1 (symbols per chunk), got {symbol_block}")
     target = Path(store)
@@ -161,6 +173,7 @@ def ingest(
 
         bars = bars.drop("symbol", "time_raw")  # validated: codes and times are all that is left to use
         calendar, arrays = _pivot(bars, symbols, tables["actions"])
+        moves = _suspicious(bars, calendar, symbols, arrays, paths, suspicious_move)
         n_rows = len(bars)
         del bars
         recorded: dict[str, str] = {}
@@ -188,10 +201,46 @@ def ingest(
             "actions_from": actions_from,
             "dropped": {"lookahead_fields": sorted(dropped_fields), "unknown_symbol_rows": dropped_rows},
             "snapped_split_ratios": snapped,
+            "suspicious_moves": _listed(base_manifest.get("suspicious_moves"), moves, suspicious_move),
             "seconds": round(_time.perf_counter() - started, 3),
         }, symbol_block=block, delistings=recorded, overwrite=overwrite or append,
             attrs={"bar_grid": grid.describe()}, on_block=lambda: bar.advance(task))
     return target
+
+
+MAX_LISTED_MOVES = 500
+
+
+def _suspicious(bars: pl.DataFrame, calendar: np.ndarray, symbols: Sequence[str],
+                arrays: dict[str, np.ndarray], paths: Sequence[Path],
+                threshold: float) -> list[dict]:
+    """The new bars' suspicious moves, each with the file and line it was read from."""
+    t, s, prev, move = suspicious_moves(arrays["close"], arrays["valid"], arrays["split_ratio"],
+                                        arrays["dividend"], threshold)
+    if len(t) == 0:
+        return []
+    keys = pl.DataFrame({"code": s.astype(np.int64), "time": calendar[t].view(np.int64),
+                         "previous_close": prev, "close": arrays["close"][t, s], "move": move})
+    rows = keys.join(bars.select("code", pl.col("time").cast(pl.Int64), "_src", "_line"),
+                     on=["code", "time"], how="left")
+    return [{"file": str(paths[r["_src"]]), "line": r["_line"], "symbol": symbols[r["code"]],
+             "date": _day_or_time(r["time"]), "previous_close": r["previous_close"],
+             "close": r["close"], "move": round(r["move"], 4)} for r in rows.iter_rows(named=True)]
+
+
+def _day_or_time(ns: int) -> str:
+    stamp = pd.Timestamp(ns, unit="ns")
+    return stamp.date().isoformat() if stamp == stamp.normalize() else stamp.isoformat()
+
+
+def _listed(before: dict | None, moves: list[dict], threshold: float) -> dict:
+    """The manifest's entry: every move counted, the largest listed, in symbol and date order."""
+    every = [*(before or {}).get("moves", []), *moves]
+    count = (before or {}).get("count", 0) + len(moves)
+    if len(every) > MAX_LISTED_MOVES:
+        every = sorted(every, key=lambda m: -abs(np.log1p(m["move"])))[:MAX_LISTED_MOVES]
+    return {"threshold": threshold, "count": count,
+            "moves": sorted(every, key=lambda m: (m["symbol"], m["date"]))}
 
 
 def _grow_base(target: Path) -> tuple[MarketData, dict]:

@@ -34,6 +34,10 @@ lie closer together than the tolerance, so any ratio would match one of them:
 a spin-off factor such as 1.068833 is kept as it is. Ratios near 1 are never
 snapped to 1 (that would erase the action). ``normalize_actions`` returns each
 snapped ratio with its raw value.
+
+**Suspicious moves** are listed, not refused: a close-to-close move that no
+recorded split or dividend explains (an unrecorded split, a spin-off), see
+:func:`suspicious_moves`; ingest keeps the list in the store's manifest.
 """
 from __future__ import annotations
 
@@ -631,3 +635,44 @@ def normalize_regimes(df: pl.DataFrame, src: Source) -> pl.DataFrame:
         if i is not None:
             raise src.error(out["_line"][i], None, rule, f"time {out['time'][i]}")
     return out.select("time", "regime").sort("time")
+
+
+SUSPICIOUS_MOVE = 0.4
+
+
+def suspicious_moves(close: np.ndarray, valid: np.ndarray, split_ratio: np.ndarray,
+                     dividend: np.ndarray, threshold: float = SUSPICIOUS_MOVE,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bars whose close moved more than no corporate action on record explains: ``(t, s,
+    previous close, move)`` for each, ``move`` as a fraction (-0.7 for -70 %).
+
+    The move runs from the symbol's previous traded close (across gaps) to this bar's
+    close, with this bar's recorded split and cash dividend put back:
+    ``(close + dividend) * split_ratio / previous_close - 1``. A bar is listed when
+    the move falls below ``-threshold`` or rises above ``1 / (1 - threshold) - 1``
+    (the same distance in log terms: -40 % and +66.7 % by default), so an unrecorded
+    2-for-1 split (about -50 %) or a spin-off (-70 %) shows and a correctly recorded
+    one does not. These are warnings: such bars may be real (a crash, a buyout).
+
+    Example:
+        >>> close = np.array([[10.0], [3.0], [3.1]])
+        >>> ones, zeros = np.ones((3, 1)), np.zeros((3, 1))
+        >>> t, s, prev, move = suspicious_moves(close, np.ones((3, 1), bool), ones, zeros)
+        >>> t.tolist(), prev.tolist(), np.round(move, 2).tolist()
+        ([1], [10.0], [-0.7])
+    """
+    if not 0 < threshold < 1:
+        raise ValueError(f"the suspicious-move threshold must be in (0, 1), got {threshold!r}")
+    n_time = close.shape[0]
+    # the index of each symbol's latest traded bar up to t, -1 before its first
+    seen = np.maximum.accumulate(np.where(valid, np.arange(n_time)[:, None], -1), axis=0)
+    prev_row = np.vstack([np.full((1, close.shape[1]), -1), seen[:-1]])
+    has_prev = valid & (prev_row >= 0)
+    prev_close = np.take_along_axis(close, np.maximum(prev_row, 0), axis=0)
+    split = np.where(np.isfinite(split_ratio), split_ratio, 1.0)
+    paid = np.where(np.isfinite(dividend), dividend, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        move = (close + paid) * split / prev_close - 1.0
+    flag = has_prev & ((move < -threshold) | (move > 1.0 / (1.0 - threshold) - 1.0))
+    t, s = np.nonzero(flag)
+    return t, s, prev_close[t, s], move[t, s]

@@ -106,3 +106,24 @@ def test_a_postgresql_server_that_refuses_is_one_line_exit_2():
     line = _error_line(_run("runs", "--db", url, code=2))
     assert "cannot connect to the results database postgresql://me:***@127.0.0.1:1/runs" in line
     assert "secret" not in line and "refused" in line.lower()
+
+
+def test_ingest_and_info_list_suspicious_moves_within_80_columns(long_bars, write_csv, tmp_path):
+    frame = long_bars(n_time=30, n_symbols=3, gaps=0.0)
+    day = frame["time"].unique().sort()[12]
+    crash = (pl.col("symbol") == "S0001") & (pl.col("time") >= day)
+    frame = frame.with_columns(pl.when(crash).then(pl.col(c) * 0.3).otherwise(pl.col(c)).alias(c)
+                               for c in ("open", "high", "low", "close"))
+    closes = frame.filter(pl.col("symbol") == "S0001").sort("time")["close"]
+    move = closes[12] / closes[11] - 1
+    runner80 = CliRunner(env={"COLUMNS": "80"})
+    for args in (["ingest", write_csv(frame), "--store", tmp_path / "s", "--no-progress"],
+                 ["info", tmp_path / "s"]):
+        result = runner80.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        text = result.output
+        assert "warning: 1 close-to-close moves beyond" in " ".join(text.split())
+        row = next(line for line in text.splitlines() if "S0001" in line)
+        assert str(day)[:10] in row and f"{move:+.1%}" in row and "prices.csv line" in row
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    assert "S0001" not in runner80.invoke(app, ["info", str(tmp_path / "s"), "--moves", "0"]).output

@@ -7,6 +7,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +16,11 @@ import typer
 
 from pitgrid.cli.app import app
 from pitgrid.cli.errors import fail_usage, usage_errors
-from pitgrid.cli.output import print_pairs
+from pitgrid.cli.output import Column, fitted_table, out, print_pairs
+
+
+# suspicious moves listed after an ingest and by default in `info`
+_SHOWN_MOVES = 10
 
 
 @app.command(short_help="Validate bar files and write a store.")
@@ -69,16 +74,20 @@ def ingest(
 
 
 @app.command(short_help="Summarise a store.")
-def info(store: Annotated[Path, typer.Argument(help="A store written by `pitgrid ingest`.")]) -> None:
+def info(
+    store: Annotated[Path, typer.Argument(help="A store written by `pitgrid ingest`.")],
+    moves: Annotated[int, typer.Option(
+        help="How many suspicious moves to list (the largest first).", min=0)] = _SHOWN_MOVES,
+) -> None:
     """Summarise a store: shape, time range, bar grid, fields and reference tables."""
     from pitgrid.data.store import is_store, read_manifest
 
     if not is_store(store):
         fail_usage(f"{store} is not a pitgrid store")
-    _print_manifest(read_manifest(store), str(store))
+    _print_manifest(read_manifest(store), str(store), moves)
 
 
-def _print_manifest(manifest: dict, title: str) -> None:
+def _print_manifest(manifest: dict, title: str, moves: int = _SHOWN_MOVES) -> None:
     dropped = manifest["dropped"]
     rows = [
         ("rows", f"{manifest['rows']:,}"),
@@ -96,6 +105,24 @@ def _print_manifest(manifest: dict, title: str) -> None:
         ("fingerprint", manifest["fingerprint"][:16]),
     ]
     print_pairs(rows, title)
+    _print_moves(manifest.get("suspicious_moves") or {}, moves)
+
+
+def _print_moves(entry: dict[str, Any], shown: int) -> None:
+    """The largest suspicious moves (warnings, not errors): data worth a look before a run."""
+    listed = sorted(entry.get("moves", []), key=lambda m: -abs(math.log1p(m["move"])))[:shown]
+    if not entry.get("count") or not listed:
+        return
+    rows = [{"symbol": m["symbol"], "date": m["date"], "prev": f"{m['previous_close']:,.4g}",
+             "close": f"{m['close']:,.4g}", "move": f"{m['move']:+.1%}",
+             "where": f"{Path(m['file']).name} line {m['line']}"} for m in listed]
+    columns = [Column("symbol", "symbol", wrap=True), Column("date", "date"),
+               Column("prev", "prev close", numeric=True), Column("close", "close", numeric=True),
+               Column("move", "move", numeric=True), Column("where", "where", wrap=True)]
+    out.print(fitted_table(columns, rows, optional=["where"], title=(
+        f"warning: {entry['count']:,} close-to-close moves beyond {entry['threshold']:.0%} that no "
+        f"split or dividend explains (largest {len(listed)}; `pitgrid info STORE --moves N` "
+        "lists more)")))
 
 
 def _snapped_text(snapped: list[dict[str, Any]]) -> str:

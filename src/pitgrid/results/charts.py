@@ -166,20 +166,24 @@ def traded_notional(view: RunView) -> np.ndarray:
 
 
 def holdings_figure(view: RunView, closes: xr.DataArray | None) -> go.Figure | None:
-    """Holdings over time: the largest positions' share of equity when prices are known
-    (stacked, the rest as "other"), else how many symbols are held long and short."""
+    """Holdings over time: how many symbols are held long and short and, when prices are
+    known, the largest positions' share of equity above it (stacked, the rest as "other")."""
     if view.positions is None:
         return None
     shares = np.asarray(view.positions.values, dtype=np.float64)
     step = thin_step(len(view.times))
     x = axis_times(view.times[::step])
-    fig = go.Figure()
+    rows = 1 if closes is None else 2
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        row_heights=[1.0] if rows == 1 else [0.65, 0.35],
+                        subplot_titles=(None if rows == 1 else
+                                        ("Largest positions (% of equity)", "Symbols held")))
+    for name, held, color in (("long", shares > 0, "#2e7d32"), ("short", shares < 0, "#c62828")):
+        fig.add_trace(go.Scatter(x=x, y=held.sum(axis=1)[::step].astype(np.int32), name=name,
+                                 line={"color": color}), row=rows, col=1)
+    fig.update_yaxes(title="symbols", rangemode="tozero", row=rows, col=1)
+    fig.update_xaxes(title="date", row=rows, col=1)
     if closes is None:
-        for name, held, color in (("long", shares > 0, "#2e7d32"), ("short", shares < 0, "#c62828")):
-            fig.add_trace(go.Scatter(x=x, y=held.sum(axis=1)[::step].astype(np.int32), name=name,
-                                     line={"color": color}))
-        fig.update_yaxes(title="symbols held", rangemode="tozero")
-        fig.update_xaxes(title="date")
         return layout(fig, "Holdings: how many symbols are held", 320)
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.nan_to_num(shares * np.asarray(closes.values, dtype=np.float64))
@@ -190,12 +194,13 @@ def holdings_figure(view: RunView, closes: xr.DataArray | None) -> go.Figure | N
     names = np.asarray(view.positions["symbol"].values).astype(str)
     for k, j in enumerate(top):
         fig.add_trace(go.Scatter(x=x, y=weight[:, j], name=names[j], stackgroup="one",
-                                 line={"width": 0.5, "color": _COLORS[k % len(_COLORS)]}))
+                                 line={"width": 0.5, "color": _COLORS[k % len(_COLORS)]}),
+                      row=1, col=1)
     rest = np.delete(weight, top, axis=1).sum(axis=1)
     if np.abs(rest).max(initial=0.0) > 0:
         fig.add_trace(go.Scatter(x=x, y=rest, name="other", stackgroup="one",
-                                 line={"width": 0.5, "color": "#bbb"}))
-    fig.update_yaxes(tickformat=".0%", title="% of equity")
-    fig.update_xaxes(title="date")
-    layout(fig, f"Holdings over time (largest {len(top)}, % of equity)", 420)
-    return fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1})
+                                 line={"width": 0.5, "color": "#bbb"}), row=1, col=1)
+    fig.update_yaxes(tickformat=".0%", title="% of equity", row=1, col=1)
+    layout(fig, f"Holdings over time (the largest {len(top)} by average weight)", 560)
+    return fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1},
+                             margin={"t": 80})

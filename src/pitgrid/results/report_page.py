@@ -22,7 +22,7 @@ import plotly.io as pio
 import polars as pl
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
-from pitgrid.results.formatting import fmt
+from pitgrid.results.formatting import LABELS, fmt
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1150px; color: #222;
@@ -62,7 +62,7 @@ def table(rows: Iterable[tuple[Any, Any]]) -> str:
 
 def frame_table(frame: pl.DataFrame) -> str:
     """A frame as a table in a box that scrolls past 420 px, its header kept in view."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    head = "".join(f"<th>{html.escape(LABELS.get(c, c))}</th>" for c in frame.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c, v))}</td>"
                                     for c, v in zip(frame.columns, row)) + "</tr>"
                    for row in frame.iter_rows())

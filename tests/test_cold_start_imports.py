@@ -1,0 +1,58 @@
+"""What a fresh process pays for: no dask (nor scipy.sparse) for a run that never uses it,
+and dask still recognised the moment it is used."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pitgrid as pg
+
+
+def _run(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_a_backtest_on_a_store_never_imports_dask(tmp_path):
+    from pitgrid.data.store import write_market
+
+    store = write_market(pg.MarketData(pg.synthetic_prices(120, 4, seed=0)), tmp_path / "s")
+    out = _run(f"""
+        import sys
+        import pitgrid as pg
+        from pitgrid.strategies import MovingAverageCross
+        m = pg.open_market({str(store)!r})
+        res = pg.backtest(m, MovingAverageCross(fast=3, slow=10), {{"fill": "close"}})
+        print(float(res.equity[-1]) > 0, sorted(k for k in ("dask", "dask.array", "scipy.sparse", "torch")
+                                                if k in sys.modules))
+    """)
+    assert out.split("\n")[0] == "True []"
+
+
+def test_dask_arrays_are_still_dask_arrays_once_dask_is_used(tmp_path):
+    from pitgrid.data.store import write_market
+
+    store = write_market(pg.MarketData(pg.synthetic_prices(60, 5, seed=1)), tmp_path / "s")
+    out = _run(f"""
+        import sys
+        import numpy as np
+        import pitgrid as pg
+        import pitgrid.data  # where the deferral is installed
+        import xarray as xr
+        from xarray.namedarray.utils import is_duck_dask_array
+        plain = xr.DataArray(np.ones((4, 4)))
+        assert "dask.array" not in sys.modules
+        import dask.array as da
+        lazy = xr.DataArray(da.ones((4, 4), chunks=2))
+        assert lazy.chunks == ((2, 2), (2, 2)) and is_duck_dask_array(lazy.data)
+        assert not is_duck_dask_array(plain.data) and float(lazy.sum()) == 16.0
+        m = pg.open_market({str(store)!r}, chunks={{}})
+        eager = pg.open_market({str(store)!r})
+        assert is_duck_dask_array(m.ds["close"].data)
+        np.testing.assert_array_equal(m.ds["close"].values, eager.ds["close"].values)
+        print("ok")
+    """)
+    assert out.strip() == "ok"

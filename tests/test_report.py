@@ -21,6 +21,7 @@ from pitgrid.results.ledger import exits_by_reason, fill_pnl, symbol_pnl
 from pitgrid.results.report import OPTIMISTIC_LABEL
 from pitgrid.results.report_page import plotly_js_name
 from pitgrid.results.report_sections import TRADE_ROWS
+from pitgrid.results.run_view import RunView, dividends, marks
 
 CHROMIUM = Path("/usr/bin/chromium")
 # equity, drawdown, monthly returns, rolling Sharpe, exposure and turnover, holdings
@@ -162,6 +163,50 @@ def test_pnl_follows_a_split_through_the_positions():
     ledger = fill_pnl(res.trades, res.positions)
     last = c.isel(time=-1)
     per = symbol_pnl(res.trades, ledger, dict(zip(last["symbol"].values.astype(str), last.values)))
+    gain = float(res.equity[-1]) - res.config["init_cash"]
+    assert per["total P&L"].sum() == pytest.approx(gain, rel=1e-9)
+
+
+def pnl_of(res, market) -> pl.DataFrame:
+    """P&L by symbol as the report computes it (marks and dividends from the market)."""
+    view = RunView.of(res, None)
+    return symbol_pnl(view.trades, fill_pnl(view.trades, view.positions), marks(market, view),
+                      dividends(market, view))
+
+
+def test_pnl_counts_each_symbols_dividends_and_adds_up():
+    ds = pg.synthetic_prices(220, 4, seed=6)
+    times = ds["time"].values
+    actions = pl.DataFrame({"symbol": ["S0000", "S0002", "S0002"],
+                            "ex_date": pl.Series(times[[90, 100, 160]]),
+                            "split_ratio": [1.0, 2.0, 1.0], "cash_dividend": [1.5, 0.8, 0.4]})
+    market = pg.MarketData(ds, actions=actions)
+    res = pg.simulate(market, weights=market["close"] * 0 + 0.24, keep="full", fees_bps=4)
+    per = pnl_of(res, market)
+    paid = dict(zip(per["symbol"], per["dividends"]))
+    held = res.positions
+    assert paid["S0000"] == pytest.approx(float(held.sel(symbol="S0000")[89]) * 1.5)
+    # a split and a dividend on one bar: the dividend is paid on the split shares
+    assert paid["S0002"] == pytest.approx(float(held.sel(symbol="S0002")[99]) * 2 * 0.8
+                                          + float(held.sel(symbol="S0002")[159]) * 0.4)
+    gain = float(res.equity[-1]) - res.config["init_cash"]
+    assert per["total P&L"].sum() == pytest.approx(gain, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_real_sample_report_is_small_and_its_pnl_adds_up(real_market, tmp_path):
+    """21 years of 504 stocks with splits and dividends: the page stays small and the
+    P&L by symbol, dividends included, is the whole gain of the run."""
+    from pitgrid.strategies import CrossSectionalMomentum
+
+    res = pg.backtest(real_market, CrossSectionalMomentum(lookback=126, top=50, every=21,
+                                                         universe="sp500"),
+                      {"fees_bps": 5}, benchmark="AAPL")
+    path = write_report(res, tmp_path / "momentum.html", market=real_market)
+    assert path.stat().st_size < MAX_REPORT_BYTES
+    assert '"type":"log"' in path.read_text()
+    per = pnl_of(res, real_market)
+    assert per["dividends"].sum() > 10_000
     gain = float(res.equity[-1]) - res.config["init_cash"]
     assert per["total P&L"].sum() == pytest.approx(gain, rel=1e-9)
 

@@ -7,8 +7,9 @@ closed - fees``; a fill that flips it does both. Share counts changed without a 
 cost staying the same, so the average cost per share follows the split. An open
 position is marked at the given closing prices. Per symbol, realised plus
 unrealised P&L is exactly the symbol's cash flows (sells - buys - fees) plus the
-value of what is still held; dividends and borrow costs go to the account's cash
-and are not in any symbol's P&L.
+value of what is still held; its dividends (shares held on each ex-date times the
+dividend, paid by shorts) are a column of their own and count in its total. Borrow
+costs go to the account and are in no symbol's P&L.
 
 Example:
     >>> import polars as pl
@@ -106,12 +107,14 @@ def _held_before_fills(fills: pl.DataFrame, signed: np.ndarray, positions: xr.Da
     return out
 
 
-def symbol_pnl(fills: pl.DataFrame, ledger: Ledger, marks: Mapping[str, float] | None
-               ) -> pl.DataFrame:
-    """One row per traded symbol: fills, closing fills, fees, realised, unrealised and total P&L.
+def symbol_pnl(fills: pl.DataFrame, ledger: Ledger, marks: Mapping[str, float] | None,
+               dividends: Mapping[str, float] | None = None) -> pl.DataFrame:
+    """One row per traded symbol: fills, closing fills, fees, realised, dividends, unrealised
+    and total P&L.
 
     ``marks`` (symbol -> last close) values open positions; without it their
-    unrealised P&L is null.
+    unrealised P&L is null. ``dividends`` (symbol -> dividends received, from
+    :func:`dividends_received`); without it the column is left out.
     """
     if not fills.height:
         return pl.DataFrame(schema={"symbol": pl.String, "fills": pl.Int64})
@@ -126,8 +129,26 @@ def symbol_pnl(fills: pl.DataFrame, ledger: Ledger, marks: Mapping[str, float] |
               for s, h in zip(syms, held)]
     out = per.with_columns(pl.Series("held", held),
                            pl.Series("unrealized P&L", unreal, dtype=pl.Float64))
-    out = out.with_columns((pl.col("realized P&L") + pl.col("unrealized P&L")).alias("total P&L"))
+    total = pl.col("realized P&L") + pl.col("unrealized P&L")
+    if dividends is not None:
+        out = out.insert_column(out.columns.index("realized P&L") + 1, pl.Series(
+            "dividends", [dividends.get(s, 0.0) for s in syms], dtype=pl.Float64))
+        total = total + pl.col("dividends")
+    out = out.with_columns(total.alias("total P&L"))
     return out.sort(pl.coalesce("total P&L", "realized P&L"), descending=True)
+
+
+def dividends_received(positions: xr.DataArray, split_ratio: np.ndarray,
+                       dividend: np.ndarray) -> dict[str, float]:
+    """Each symbol's dividends: shares held into each ex-date (after that bar's split, as the
+    core credits them) times the dividend per share. Arrays are ``(time, symbol)`` on the
+    positions' bars."""
+    shares = np.asarray(positions.values, dtype=np.float64)
+    split = np.nan_to_num(np.asarray(split_ratio, dtype=np.float64)[1:], nan=1.0)
+    div = np.nan_to_num(np.asarray(dividend, dtype=np.float64)[1:])
+    paid = (shares[:-1] * split * div).sum(axis=0)
+    names = np.asarray(positions["symbol"].values).astype(str)
+    return {s: float(v) for s, v in zip(names, paid) if v != 0}
 
 
 def exits_by_reason(fills: pl.DataFrame, ledger: Ledger) -> pl.DataFrame:

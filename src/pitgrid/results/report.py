@@ -21,7 +21,7 @@ from pitgrid.results.grid_heatmap import grid_figure
 from pitgrid.results.ledger import fill_pnl
 from pitgrid.results.report_page import (figure_html, frame_table, note, table, write_csv,
                                           write_page)
-from pitgrid.results.run_view import RunView, align_benchmark, closes, marks
+from pitgrid.results.run_view import RunView, align_benchmark, closes, dividends, marks
 
 __all__ = ["write_grid_report", "write_report"]
 
@@ -50,8 +50,8 @@ def write_report(
     1000 fills in the page, every fill in ``<name>.trades.csv`` beside it), trade and
     tail statistics, the config and data fingerprint, and a red
     "OPTIMISTIC FILLS: same-bar close" banner when the fills were optimistic.
-    ``market`` (the MarketData or Dataset the run traded) values holdings and marks
-    open positions at their last close. A run with several parameter sets needs
+    ``market`` (the MarketData or Dataset the run traded) values holdings, marks
+    open positions at their last close and credits each symbol its dividends. A run with several parameter sets needs
     ``param``, the index of the one to show.
 
     Example:
@@ -66,6 +66,7 @@ def write_report(
         "benchmark (rescaled)", align_benchmark(benchmark, view))
     prices = closes(market, view) if market is not None else None
     last = marks(market, view) if market is not None else None
+    paid = dividends(market, view) if market is not None else None
     ledger = fill_pnl(view.trades, view.positions)
     out = Path(path)
     csv = out.with_name(out.stem + ".trades.csv")
@@ -89,7 +90,7 @@ def write_report(
         *([figure_html(holdings)] if holdings is not None else
           [note("The run kept no positions (keep=\"full\" keeps them).")]),
         *sections.holdings_html(view, ledger, last),
-        *sections.symbol_pnl_html(view, ledger, last),
+        *sections.symbol_pnl_html(view, ledger, last, paid),
         *sections.exits_html(view, ledger),
         *sections.trade_list_html(fills, csv.name),
         *sections.walkforward_html(view.config.get("walkforward")),

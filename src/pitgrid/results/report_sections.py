@@ -84,15 +84,19 @@ def holdings_html(view: RunView, ledger: Ledger, marks: Mapping[str, float] | No
     return [f"<h3>At the end ({len(syms)} positions)</h3>", frame_table(frame)]
 
 
-def symbol_pnl_html(view: RunView, ledger: Ledger, marks: Mapping[str, float] | None) -> list[str]:
-    frame = symbol_pnl(view.trades, ledger, marks)
+def symbol_pnl_html(view: RunView, ledger: Ledger, marks: Mapping[str, float] | None,
+                    dividends: Mapping[str, float] | None) -> list[str]:
+    frame = symbol_pnl(view.trades, ledger, marks, dividends)
     if not frame.height:
         return []
     explain = ("Realized: closing fills on an average-cost basis, fees included; unrealized: "
                "open positions at the last close")
     if marks is None:
         explain += " (n/a: pass market= to write_report to mark them)"
-    explain += ". Dividends and borrow costs go to the account, not to a symbol."
+    explain += ("; dividends: shares held on each ex-date times the dividend. Borrow costs go "
+                "to the account, not to a symbol." if dividends is not None else
+                ". Dividends (not shown: they need the market and the run's positions) and "
+                "borrow costs go to the account, not to a symbol.")
     return ["<h2>Profit and loss by symbol</h2>", note(explain), frame_table(frame)]
 
 

@@ -147,10 +147,25 @@ def align_benchmark(benchmark: Any, view: RunView) -> np.ndarray:
 
 def closes(market: Any, view: RunView) -> xr.DataArray:
     """The market's as-traded closes on the run's bars, carried over gaps (for marking holdings)."""
-    return market["close"].ffill("time").reindex(time=view.times)
+    close = market["close"].ffill("time").reindex(time=view.times)
+    return close if view.positions is None else close.reindex(symbol=view.positions["symbol"].values)
 
 
 def marks(market: Any, view: RunView) -> dict[str, float]:
     """Each symbol's last known close at the run's last bar."""
     last = closes(market, view).isel(time=-1)
     return {str(s): float(v) for s, v in zip(last["symbol"].values, last.values) if np.isfinite(v)}
+
+
+def dividends(market: Any, view: RunView) -> dict[str, float] | None:
+    """Dividends each symbol paid the run (None without positions or a dividend field)."""
+    from pitgrid.results.ledger import dividends_received
+
+    fields = market.fields if hasattr(market, "fields") else list(market.data_vars)
+    if view.positions is None or "dividend" not in fields:
+        return None
+    on_bars = {"time": view.times, "symbol": view.positions["symbol"].values}
+    div = market["dividend"].reindex(on_bars).fillna(0.0).values
+    split = (market["split_ratio"].reindex(on_bars).fillna(1.0).values
+             if "split_ratio" in fields else np.ones_like(div))
+    return dividends_received(view.positions, split, div)

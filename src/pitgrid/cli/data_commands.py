@@ -25,7 +25,8 @@ _SHOWN_MOVES = 10
 
 @app.command(short_help="Validate bar files and write a store.")
 def ingest(
-    sources: Annotated[list[Path], typer.Argument(help="Long-format bar files: CSV, CSV.gz or Parquet.")],
+    sources: Annotated[list[Path], typer.Argument(
+        help="Long-format bar files: CSV, CSV.gz or Parquet.")],
     store: Annotated[Path, typer.Option("--store", help="Store directory to create.")],
     actions: Annotated[
         Path | None, typer.Option(help="Corporate actions file (replaces split/dividend columns).")
@@ -34,11 +35,14 @@ def ingest(
         Path | None, typer.Option(help="Universe membership: intervals or snapshots.")
     ] = None,
     universe_id: Annotated[
-        str | None, typer.Option(help="Universe id for --membership (default: file name up to '_').")
+        str | None,
+        typer.Option(help="Universe id for --membership (default: file name up to '_').")
     ] = None,
-    events: Annotated[Path | None, typer.Option(help="Events: symbol, event_time, knowledge_time, field, value.")] = None,
+    events: Annotated[Path | None, typer.Option(
+        help="Events: symbol, event_time, knowledge_time, field, value.")] = None,
     regimes: Annotated[Path | None, typer.Option(help="Regimes: time, regime.")] = None,
-    symbol_block: Annotated[int | None, typer.Option(help="Symbols per chunk (default: ~8 MiB chunks).")] = None,
+    symbol_block: Annotated[int | None, typer.Option(
+        help="Symbols per chunk (default: ~8 MiB chunks).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
     append: Annotated[bool, typer.Option(
         help="Add the files' bars after the existing store's last bar (atomic).")] = False,
@@ -49,7 +53,8 @@ def ingest(
         help="The data end the history: symbols whose bars stop early are delisted "
              "(default: yes for an ingest, no for an append).")] = None,
     drop_unknown_symbols: Annotated[
-        bool, typer.Option(help="Drop reference rows naming symbols without prices instead of failing.")
+        bool,
+        typer.Option(help="Drop reference rows naming symbols without prices instead of failing.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:

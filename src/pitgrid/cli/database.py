@@ -145,6 +145,7 @@ def check_param(run: StoredRun, index: int) -> int:
     equity = run.equity.isel(param=index) if is_grid(run) else run.equity
     if bool(equity.isnull().all()):
         keep = grid_info(run).get("keep", "few")
-        raise ValueError(f"set {index}'s equity curve was not kept (the grid kept its best {keep}); "
+        raise ValueError(f"set {index}'s equity curve was not kept (the grid kept its best "
+                         f"{keep}); "
                          "its metrics are in the grid report, or run it alone with `pitgrid run`")
     return index

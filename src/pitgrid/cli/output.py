@@ -187,5 +187,5 @@ def print_grid_table(frame: Any, axes: Sequence[str], by: str, top: int) -> None
     columns = [*(Column(a, a, numeric=True, wrap=True) for a in axes),
                *(Column(m, SHORT.get(m, m), numeric=True) for m in metrics)]
     rows = [{c: fmt(c, row[c]) for c in [*axes, *metrics]} for row in ranked.iter_rows(named=True)]
-    out.print(fitted_table(columns, rows, title=f"top {ranked.height} of {frame.height} sets by {by}",
-                           optional=metrics[1:]))
+    title = f"top {ranked.height} of {frame.height} sets by {by}"
+    out.print(fitted_table(columns, rows, title=title, optional=metrics[1:]))

@@ -21,8 +21,8 @@ from pitgrid.cli.database import (
     DB_OPTION, chosen_db, check_param, grid_axes, grid_by, grid_frame, is_grid, load_run, open_db)
 from pitgrid.cli.errors import usage_errors
 from pitgrid.cli.output import (
-    FORMAT_OPTION, SHORT, Column, Format, day, emit, emit_json, fitted_table, fmt, iso, out, params_text,
-    print_grid_table, print_pairs, print_paths, prob)
+    FORMAT_OPTION, SHORT, Column, Format, day, emit, emit_json, fitted_table, fmt, iso, out,
+    params_text, print_grid_table, print_pairs, print_paths, prob)
 from pitgrid.results.sql import mask_url
 
 # the metrics `runs` shows of each run (a grid: of its best set)
@@ -110,7 +110,8 @@ def show(
     if form is Format.csv:
         import polars as pl
 
-        table = run.grid_table().insert_column(0, pl.Series("run_id", [run.run_id] * len(run.params)))
+        ids = pl.Series("run_id", [run.run_id] * len(run.params))
+        table = run.grid_table().insert_column(0, ids)
         emit(table.to_dicts(), form)
         return
     metrics = {k: v for k, v in run.metrics.row(best, named=True).items() if k != "param"}
@@ -138,7 +139,8 @@ def show(
         o = run.config.get("overfitting") or {}
         if o:
             pairs.insert(2, ("selection", f"deflated sharpe {prob(o.get('deflated_sharpe'))}, "
-                                          f"PBO {prob(o.get('pbo'))} (CSCV, {o.get('n_blocks')} blocks)"))
+                                          f"PBO {prob(o.get('pbo'))} "
+                                          f"(CSCV, {o.get('n_blocks')} blocks)"))
     print_pairs(pairs, f"run {run.run_id}")
     print_pairs([(name, fmt(name, value)) for name, value in metrics.items()], "metrics")
     if is_grid(run):
@@ -171,7 +173,8 @@ def compare(
     legend = [{"id": r["run_id"][:8], "strategy": r["strategy"],
                "params": params_text(r["params"]) or "-",
                "period": f"{r['start']}..{r['end']}",
-               "fill": "close (OPTIMISTIC)" if r["optimistic"] else str(r["fill"])} for r in records]
+               "fill": "close (OPTIMISTIC)" if r["optimistic"] else str(r["fill"])}
+              for r in records]
     out.print(fitted_table([Column("id", "id"), Column("strategy", "strategy", wrap=True),
                             Column("params", "parameters", wrap=True),
                             Column("period", "period"), Column("fill", "fill", wrap=True)],
@@ -195,7 +198,8 @@ def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.",
                                          dir_okay=False)],
     param: Annotated[int | None, typer.Option(
-        help="A grid run: report this parameter set alone (default: the grid report).", min=0)] = None,
+        help="A grid run: report this parameter set alone (default: the grid report).",
+        min=0)] = None,
     by: Annotated[str | None, typer.Option(help="A grid run: the metric of the surface "
                                            "(default: the one the grid ranked by).")] = None,
     db: Annotated[str | None, DB_OPTION] = None,

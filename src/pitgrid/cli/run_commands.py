@@ -217,10 +217,11 @@ def demo(
                     + (f" (best of {o.table.height})" if o.table is not None else "")
                     + f"\n{params_text(o.params)}",
              **{m: fmt(m, o.metrics.get(m)) for m in metrics}} for o in result.outcomes]
-    out.print(fitted_table(columns, rows,
-                           title=f"pitgrid demo: {len(result.outcomes)} runs in {result.seconds:.1f} s"))
+    title = f"pitgrid demo: {len(result.outcomes)} runs in {result.seconds:.1f} s"
+    out.print(fitted_table(columns, rows, title=title))
     grids = [o.grid_report for o in result.outcomes if o.grid_report is not None]
-    print_paths([("database", mask_url(result.db)), *(("report", o.report) for o in result.outcomes),
+    print_paths([("database", mask_url(result.db)),
+                 *(("report", o.report) for o in result.outcomes),
                  *(("grid report", p) for p in grids), ("configs", result.configs[0].parent)])
     out.print(escape(f"next: pitgrid runs --db {mask_url(result.db)}   |   open "
                      f"{result.outcomes[0].report}"), highlight=False, soft_wrap=True)
@@ -271,7 +272,8 @@ def _with_benchmark(cfg: RunConfig, market: Any, symbol: str | None) -> RunConfi
 def _print_outcome(outcome: RunOutcome) -> None:
     grid = outcome.table is not None
     if outcome.walkforward is not None:
-        title = f"{outcome.strategy} walk-forward, out of sample ({outcome.walkforward.height} windows)"
+        title = (f"{outcome.strategy} walk-forward, out of sample "
+                 f"({outcome.walkforward.height} windows)")
     elif grid:
         title = f"{outcome.strategy} grid: best of {outcome.table.height} sets"
     else:
@@ -286,7 +288,8 @@ def _print_outcome(outcome: RunOutcome) -> None:
         o = outcome.overfitting
         pairs += [("deflated sharpe", f"{prob(o.get('deflated_sharpe'))}  "
                                       f"(best of {o.get('n_trials')} sets)"),
-                  ("overfitting (PBO)", f"{prob(o.get('pbo'))}  (CSCV, {o.get('n_blocks')} blocks)")]
+                  ("overfitting (PBO)",
+                   f"{prob(o.get('pbo'))}  (CSCV, {o.get('n_blocks')} blocks)")]
     print_pairs(pairs, f"{title} ({outcome.seconds:.1f} s)")
     if grid:
         print_grid_table(outcome.table, [c for c in outcome.table.columns

@@ -257,8 +257,8 @@ class ResultsDB:
         _check_run_id(run_id)
         head = self._conn.execute(
             "SELECT strategy, config, code_version, data_fingerprint, universe_id, status,"
-            " optimistic, n_params, param_axis, created_at, best_param, model_sha256, metrics_schema"
-            " FROM backtest_runs WHERE run_id = ?", (run_id,)).fetchone()
+            " optimistic, n_params, param_axis, created_at, best_param, model_sha256,"
+            " metrics_schema FROM backtest_runs WHERE run_id = ?", (run_id,)).fetchone()
         if head is None:
             raise KeyError(f"no run {run_id!r} in {self.location}")
         (strategy, config, version, fingerprint, universe_id, status, optimistic, n_params,

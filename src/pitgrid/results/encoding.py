@@ -34,8 +34,9 @@ METRIC_DTYPES = {str(d): d for d in (pl.Int64, pl.Int32, pl.UInt32, pl.UInt64, p
                                      pl.Float32, pl.Boolean, pl.String)}
 _NUMERIC = {"Int64", "Int32", "UInt32", "UInt64", "Float64", "Float32"}
 
-METRICS_INSERT = (f"INSERT INTO backtest_metrics (run_id, param, params, {', '.join(METRIC_COLUMNS)},"
-                  f" extra_metrics) VALUES ({', '.join(['?'] * (len(METRIC_COLUMNS) + 4))})")
+METRICS_INSERT = (f"INSERT INTO backtest_metrics (run_id, param, params,"
+                  f" {', '.join(METRIC_COLUMNS)}, extra_metrics)"
+                  f" VALUES ({', '.join(['?'] * (len(METRIC_COLUMNS) + 4))})")
 EQUITY_COLUMNS = ("run_id", "param", "time", "equity", "drawdown", "long_exposure",
                   "short_exposure", "gross_exposure", "net_exposure")
 

@@ -184,3 +184,13 @@ def test_bad_arguments_are_one_line_errors(trained):
         training_frame(market, [{"name": "x", "kernel": "simple_returns", "field": "vwap"}])
     with pytest.raises(ValueError, match="lookback must be"):
         frame.samples(lookback=0)
+
+
+def test_a_backtest_carries_the_weights_hash(trained):
+    import hashlib
+    from pathlib import Path
+
+    market, _, strategy = trained
+    digest = hashlib.sha256((Path(strategy.bundle) / "model.pt").read_bytes()).hexdigest()
+    res = pg.backtest(market, strategy, {"fees_bps": 5})
+    assert res.extra["model_sha256"] == digest == res.extra["strategy"]["model_sha256"]

@@ -78,7 +78,7 @@ def run_demo(out: str | Path = "pitgrid_out", *, data: str | Path | None = None,
         cfg = load_run_config(path)
         log(f"running {path.name}: {cfg.strategy_name} {cfg.describe()['strategy']['params']}")
         outcome = (run_grid(cfg, market, progress=progress) if cfg.is_grid
-                   else run_backtest(cfg, market))
+                   else run_backtest(cfg, market, progress=progress))
         outcomes.append(outcome)
     return DemoResult(out=out, store=store, db=out / "pitgrid.db", outcomes=outcomes,
                       configs=configs, seconds=time.perf_counter() - started)

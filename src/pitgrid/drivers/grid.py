@@ -173,9 +173,16 @@ def grid(
             if ckpt:
                 ckpt.flush()
     partial = partial or len(done) < len(plan)
-    return _assemble(done, plan, settings, axes, names, keep, by, partial,
-                     {"chunks": len(plan), "seconds": time.monotonic() - started},
-                     _window_times(as_market(market).time, window))
+    from tqdm.auto import tqdm
+
+    # the table, curves and overfitting statistics take seconds for large grids: say so
+    with tqdm(total=1, desc="grid: table and overfitting", unit="step",
+              disable=None if progress else True) as tail:
+        result = _assemble(done, plan, settings, axes, names, keep, by, partial,
+                           {"chunks": len(plan), "seconds": time.monotonic() - started},
+                           _window_times(as_market(market).time, window))
+        tail.update()
+    return result
 
 
 def _window_times(times: np.ndarray, window: tuple[Any, Any]) -> np.ndarray:

@@ -82,7 +82,8 @@ def walkforward(market: MarketData | xr.Dataset, strategy: Strategy,
     settings = cfg.to_dict() | ({} if size_value is None else {"size_value": size_value})
     capital = float(cfg.init_cash)
     rows, runs, chosen, in_sample = [], [], [], []
-    for s in tqdm(range(train, T, test), desc="walk-forward", unit="window", disable=not progress):
+    for s in tqdm(range(train, T, test), desc="walk-forward", unit="window",
+                  disable=None if progress else True):  # None: shown on a terminal only
         e = min(s + test, T) - 1
         t0 = 0 if anchored else s - train
         g = grid(market, strategy, params, config=config, by=by, start=times[t0],

@@ -85,9 +85,12 @@ class ModelStrategy(Strategy):
         d = load_bundle(self.bundle).decision
         return {"size": "percent", "size_value": self.weight, "min_bars_between": d.min_bars_between}
 
-    def annotations(self, data: FeatureData, f: dict[str, np.ndarray]) -> dict[str, pl.DataFrame]:
-        """Every row the model left at HOLD, with its reason (low confidence, missing features...)."""
-        codes = load_bundle(self.bundle).decision.model_reasons(f["probs"], f["status"])
+    def annotations(self, data: FeatureData, f: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Every row the model left at HOLD, with its reason (low confidence, missing features...),
+        and ``model_sha256``, which the results database stores with the run."""
+        b = load_bundle(self.bundle)
+        codes = b.decision.model_reasons(f["probs"], f["status"])
         t, s = np.nonzero((codes != BUY) & (codes != SELL))
         return {"holds": pl.DataFrame({"time": data.time[t], "symbol": data.symbols[s].astype(str),
-                                       "reason": reason_names(codes[t, s])})}
+                                       "reason": reason_names(codes[t, s])}),
+                "model_sha256": b.weights_sha256}

@@ -15,7 +15,8 @@ import dataclasses
 import datetime
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,8 @@ from pitgrid.runconfig.combine import account_result, grid_as_result
 from pitgrid.runconfig.schema import DEFAULT_BY, RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pitgrid.results.db import ResultsDB
+    from pitgrid.engine.result import SimResult
+    from pitgrid.results.db import ResultsDB, StoredRun
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,11 @@ class RunOutcome:
     walkforward: pl.DataFrame | None = None
 
 
-def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome:
+def run_backtest(cfg: RunConfig, market: MarketData | None = None, *,
+                 progress: bool = True) -> RunOutcome:
     """Backtest a config without grid axes, save it to ``cfg.db`` and write its HTML report.
+
+    ``progress``: one line per phase after the backtest (saving, the report), on a terminal.
 
     Example:
         >>> outcome = run_backtest(load_run_config("examples/ma_cross.toml"))  # doctest: +SKIP
@@ -73,7 +78,7 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
     started = time.perf_counter()
     market = market if market is not None else cfg.open_market()
     if cfg.portfolio is not None:
-        return _run_portfolio(cfg, market, started)
+        return _run_portfolio(cfg, market, started, progress)
     strategy = cfg.strategy()
     res = pg.backtest(market, strategy, dict(cfg.settings), audit=cfg.audit, start=cfg.start,
                       end=cfg.end, benchmark=cfg.benchmark)
@@ -81,12 +86,10 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None) -> RunOutcome
     extra = {} if size_value is None else {"size_value": size_value}
     res = dataclasses.replace(res, config={**res.config, **extra, "run": cfg.describe(),
                                            **_provenance(strategy)})
-    with _results_db(cfg) as db:
-        run_id = db.save_run(res, strategy=strategy.name, data_fingerprint=market.fingerprint(),
-                             universe_id=cfg.universe, params=[stored_params(strategy)])
-        stored = db.load_run(run_id)
-    report = write_report(stored, _report_path(cfg, strategy.name, run_id),
-                          title=f"{strategy.name} {_short(strategy.params())}")
+    run_id, stored = _save(cfg, res, strategy.name, market, [stored_params(strategy)], progress)
+    with _phase(progress, "writing the report"):
+        report = write_report(stored, _report_path(cfg, strategy.name, run_id),
+                              title=f"{strategy.name} {_short(strategy.params())}")
     return RunOutcome(run_id=run_id, strategy=strategy.name, params=stored_params(strategy),
                       metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started)
@@ -121,23 +124,22 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
     scores = g.table[cfg.by].to_numpy().astype(np.float64)
     best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
     best_strategy = dataclasses.replace(base, **g.params[best])
-    single = pg.backtest(market, best_strategy, dict(cfg.settings), start=cfg.start, end=cfg.end,
-                         benchmark=cfg.benchmark)
+    with _phase(progress, "grid: the best set in full"):
+        single = pg.backtest(market, best_strategy, dict(cfg.settings), start=cfg.start,
+                             end=cfg.end, benchmark=cfg.benchmark)
     variants = [stored_params(dataclasses.replace(base, **p)) for p in g.params]
     stats = g.overfitting.to_dict() if g.overfitting is not None else None
     describe = {**cfg.describe(), "grid": {"axes": list(axes), "by": cfg.by, "keep": cfg.keep,
                                            "best_param": best}}
     res = grid_as_result(g, single, best, list(axes), {**single.config, "run": describe,
                                                        "overfitting": stats, **_provenance(base)})
-    with _results_db(cfg) as db:
-        run_id = db.save_run(res, strategy=base.name, data_fingerprint=market.fingerprint(),
-                             universe_id=cfg.universe, params=variants)
-        stored = db.load_run(run_id)
-    grid_report = write_grid_report(g.table, list(axes), cfg.by,
-                                    _report_path(cfg, base.name, run_id, "grid"),
-                                    title=f"{base.name} grid: {cfg.by}", overfitting=stats)
-    report = write_report(stored, _report_path(cfg, base.name, run_id, "best"), param=best,
-                          title=f"{base.name} best by {cfg.by}: {_short(g.params[best])}")
+    run_id, stored = _save(cfg, res, base.name, market, variants, progress)
+    with _phase(progress, "writing the reports"):
+        grid_report = write_grid_report(g.table, list(axes), cfg.by,
+                                        _report_path(cfg, base.name, run_id, "grid"),
+                                        title=f"{base.name} grid: {cfg.by}", overfitting=stats)
+        report = write_report(stored, _report_path(cfg, base.name, run_id, "best"), param=best,
+                              title=f"{base.name} best by {cfg.by}: {_short(g.params[best])}")
     return RunOutcome(run_id=run_id, strategy=base.name, params=variants[best],
                       metrics=single.metrics.row(0, named=True), optimistic=single.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started,
@@ -145,7 +147,8 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
                       overfitting=stats)
 
 
-def _run_portfolio(cfg: RunConfig, market: MarketData, started: float) -> RunOutcome:
+def _run_portfolio(cfg: RunConfig, market: MarketData, started: float,
+                   progress: bool) -> RunOutcome:
     """A ``[portfolio]`` of sleeves in one account: saved as one run, each sleeve in its config."""
     import pitgrid as pg
     from pitgrid.results import write_report
@@ -155,12 +158,10 @@ def _run_portfolio(cfg: RunConfig, market: MarketData, started: float) -> RunOut
     # each sleeve's model_sha256, if it has one, is in its description (config["sleeves"])
     res = account_result(book, {"run": cfg.describe()})
     label = {"sleeves": ", ".join(f"{n} {s:.0%}" for n, s in book.shares.items())}
-    with _results_db(cfg) as db:
-        run_id = db.save_run(res, strategy="portfolio", data_fingerprint=market.fingerprint(),
-                             universe_id=cfg.universe, params=[label])
-        stored = db.load_run(run_id)
-    report = write_report(stored, _report_path(cfg, "portfolio", run_id),
-                          title=f"portfolio: {label['sleeves']}")
+    run_id, stored = _save(cfg, res, "portfolio", market, [label], progress)
+    with _phase(progress, "writing the report"):
+        report = write_report(stored, _report_path(cfg, "portfolio", run_id),
+                              title=f"portfolio: {label['sleeves']}")
     return RunOutcome(run_id=run_id, strategy="portfolio", params=label,
                       metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started)
@@ -193,12 +194,10 @@ def run_walkforward(cfg: RunConfig, market: MarketData | None = None, *,
         "walkforward": {**cfg.walkforward, "by": cfg.by, "windows": windows,
                         "comparison": wf.comparison.to_dicts()}})
     label = {"walkforward": f"{len(windows)} windows"}
-    with _results_db(cfg) as db:
-        run_id = db.save_run(res, strategy=base.name, data_fingerprint=market.fingerprint(),
-                             universe_id=cfg.universe, params=[label])
-        stored = db.load_run(run_id)
-    report = write_report(stored, _report_path(cfg, base.name, run_id, "walkforward"),
-                          title=f"{base.name} walk-forward by {cfg.by}")
+    run_id, stored = _save(cfg, res, base.name, market, [label], progress)
+    with _phase(progress, "writing the report"):
+        report = write_report(stored, _report_path(cfg, base.name, run_id, "walkforward"),
+                              title=f"{base.name} walk-forward by {cfg.by}")
     return RunOutcome(run_id=run_id, strategy=base.name, params=label,
                       metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started,
@@ -208,6 +207,25 @@ def run_walkforward(cfg: RunConfig, market: MarketData | None = None, *,
 def stored_params(strategy: Strategy) -> dict[str, Any]:
     """The strategy's parameters without unset ones (a run's universe is a column of its own)."""
     return {k: v for k, v in strategy.params().items() if v is not None}
+
+
+def _save(cfg: RunConfig, res: SimResult, strategy: str, market: MarketData,
+          params: list[dict[str, Any]], progress: bool) -> tuple[str, StoredRun]:
+    """Save the run in one transaction and read it back as stored (what reports show)."""
+    with _phase(progress, "saving to the database"), _results_db(cfg) as db:
+        run_id = db.save_run(res, strategy=strategy, data_fingerprint=market.fingerprint(),
+                             universe_id=cfg.universe, params=params)
+        return run_id, db.load_run(run_id)
+
+
+@contextmanager
+def _phase(progress: bool, what: str) -> Iterator[None]:
+    """One step of a run's tail, shown (on a terminal) while it runs and with its time after."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=1, desc=what, unit="step", disable=None if progress else True) as bar:
+        yield
+        bar.update()
 
 
 def _results_db(cfg: RunConfig) -> ResultsDB:

@@ -128,6 +128,9 @@ def test_report_shows_the_benchmark_and_its_statistics(tmp_path):
     rows = dict(re.findall(r"<tr><td>(total return)</td><td>[^<]*</td><td>([^<]*)</td></tr>", page))
     assert rows["total return"] == f"{res.metrics['benchmark_return'][0]:.2%}"
     assert abs(res.metrics["benchmark_return"][0] - total) < 0.02  # close to buy and hold
+    with ResultsDB(tmp_path / "runs.db") as db:  # the stored run keeps its benchmark
+        run = db.load_run(db.save_run(res, strategy="ma", data_fingerprint="synthetic:2"))
+    assert "<h2>Against S0001</h2>" in write_report(run, tmp_path / "s.html").read_text()
 
 
 # ---------------------------------------------------------------------- P&L that adds up

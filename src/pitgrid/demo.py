@@ -7,6 +7,10 @@
    ``pitgrid run`` loads them: a moving-average crossover, a cross-sectional momentum
    strategy (inside the ``sp500`` universe when the data has it) and a small
    moving-average grid. Honest defaults: next-open fills, 10 bps fees, 5 bps slippage.
+   The moving-average runs give every symbol the same budget, ``1 / N`` of equity per
+   entry (``size = "percent"``, N the data's symbols), as a user sizes a per-symbol
+   trend rule; the engine's default (all cash split among the entries of a bar) would
+   put everything into the first bar's signals and leave later ones unfunded.
 3. Results: every run in ``OUT/pitgrid.db``, one HTML report per run in ``OUT/reports``.
 
 Example:
@@ -72,7 +76,7 @@ def run_demo(out: str | Path = "pitgrid_out", *, data: str | Path | None = None,
     market = pg.open_market(store)
     universe = "sp500" if "sp500" in market.universe_ids else None
 
-    configs = _write_configs(out / "configs", store, universe, quick)
+    configs = _write_configs(out / "configs", store, universe, len(market.symbols))
     outcomes = []
     for path in configs:
         cfg = load_run_config(path)
@@ -123,9 +127,12 @@ def write_long_csv(n_time: int, n_symbols: int, seed: int, path: Path) -> Path:
     return path
 
 
-def _write_configs(folder: Path, store: Path, universe: str | None, quick: bool) -> list[Path]:
+def _write_configs(folder: Path, store: Path, universe: str | None, n_symbols: int) -> list[Path]:
     """The demo's run configs as TOML files, rerunnable with ``pitgrid run`` / ``pitgrid grid``."""
     folder.mkdir(parents=True, exist_ok=True)
+    # a per-symbol rule: each symbol's entry gets the same share of equity
+    per_symbol = {"execution": {**_EXECUTION, "size": "percent",
+                                "size_value": float(f"{1 / n_symbols:.4g}")}}
     common: dict[str, dict[str, Any]] = {
         "costs": _COSTS, "execution": _EXECUTION,
         # relative to the config file, so the output folder can be moved as a whole
@@ -135,14 +142,15 @@ def _write_configs(folder: Path, store: Path, universe: str | None, quick: bool)
     data = {"data": {"store": f"../{store.name}"}, **({"universe": {"id": universe}} if universe else {})}
     runs = {
         "ma_cross.toml": {**data, "strategy": {"name": "ma_cross", "params": {"fast": 10, "slow": 50}},
-                          **common},
+                          **common, **per_symbol},
         "momentum.toml": {**data, "strategy": {"name": "momentum",
-                                       "params": {"lookback": 126, "top": 10 if quick else 50,
+                                       "params": {"lookback": 126, "top": min(50, max(10, n_symbols // 10)),
                                                   "every": 21}},
                           **common},
         "ma_grid.toml": {**data, "strategy": {"name": "ma_cross",
                                               "params": {"fast": [5, 10, 20], "slow": [50, 100]}},
-                         **common, "outputs": {**common["outputs"], "keep": 3, "by": "sharpe"}},
+                         **common, **per_symbol,
+                         "outputs": {**common["outputs"], "keep": 3, "by": "sharpe"}},
     }
     paths = []
     for name, sections in runs.items():

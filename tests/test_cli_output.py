@@ -204,3 +204,24 @@ def test_benchmark_from_the_command_line(tmp_path):
     assert math.isfinite(run.metrics["beta"][0]) and run.config["run"]["benchmark"] == "S0001"
     bad = invoke("run", config(tmp_path, "b", 5, 20), "--benchmark", "NOPE", code=2, columns=200)
     assert "--benchmark 'NOPE' is not a symbol" in bad and len(bad.strip().splitlines()) == 1
+
+
+def test_resultsdb_without_a_location_uses_the_same_default(tmp_path, monkeypatch):
+    from pitgrid.results.default_db import default_db
+
+    monkeypatch.delenv("PITGRID_DB", raising=False)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert default_db().source is None
+    with ResultsDB() as db:
+        assert db.path == tmp_path / "sub" / "pitgrid.db"
+    (tmp_path / "pyproject.toml").write_text("[tool.pitgrid]\ndb = 'shared/team.db'\n")
+    (tmp_path / "shared").mkdir()
+    with ResultsDB() as db:
+        assert db.path == tmp_path / "shared" / "team.db"
+    monkeypatch.setenv("PITGRID_DB", "sqlite:///env.db")
+    with ResultsDB() as db:
+        assert db.path == tmp_path / "sub" / "env.db"
+    monkeypatch.delenv("PITGRID_DB")
+    (tmp_path / "pyproject.toml").write_text("[tool.pitgrid]\ndb = 3\n")
+    assert "db must be a path" in " ".join(invoke("runs", code=2).split())

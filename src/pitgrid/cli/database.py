@@ -1,75 +1,39 @@
 """Which results database a command reads, and finding a run in it.
 
 The database is, in this order: ``--db``; for a run, its config's ``[outputs] db``;
-the ``PITGRID_DB`` environment variable; the nearest project file up from the working
-folder (a ``pitgrid.toml`` with ``db = "..."``, or a ``pyproject.toml`` with
-``[tool.pitgrid] db = "..."``; a relative path is read from the file's folder); else
-``pitgrid.db`` in the working folder.
+then :func:`pitgrid.results.default_db.default_db` (``PITGRID_DB``, the nearest project
+file, ``pitgrid.db``).
 
 Example:
-    >>> default_db()                                    # doctest: +SKIP
-    DefaultDB(location='/home/me/research/results.db', source='/home/me/research/pitgrid.toml')
+    >>> chosen_db(None)                                 # doctest: +SKIP
+    '/home/me/research/results/pitgrid.db'
 """
 from __future__ import annotations
 
-import os
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from pitgrid.cli.errors import usage_errors
+from pitgrid.results.default_db import ENV, DefaultDB
+from pitgrid.results.default_db import default_db as _default_db
 
 if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.results.db import ResultsDB, StoredRun
 
-ENV = "PITGRID_DB"
 DB_OPTION = typer.Option(
     "--db", help=f"Results database: a path, or a sqlite:/// or postgresql:// URL (default: "
                  f"${ENV}, else db in the nearest pitgrid.toml or [tool.pitgrid] of "
                  "pyproject.toml, else pitgrid.db).")
 
 
-@dataclass(frozen=True)
-class DefaultDB:
-    """A database location and where it was found (``None``: the built-in default)."""
-
-    location: str
-    source: str | None
-
-
-def default_db(start: Path | None = None) -> DefaultDB:
-    """The database a command uses when not told (see the module docs)."""
-    if os.environ.get(ENV):
-        return DefaultDB(_resolved(os.environ[ENV], Path.cwd()), ENV)
-    folder = (start or Path.cwd()).resolve()
-    for where in (folder, *folder.parents):
-        for name, keys in (("pitgrid.toml", ()), ("pyproject.toml", ("tool", "pitgrid"))):
-            found = _project_db(where / name, keys)
-            if found is not None:
-                return DefaultDB(_resolved(found, where), str(where / name))
-    return DefaultDB(str(Path("pitgrid.db").resolve()), None)
-
-
-def _project_db(path: Path, keys: tuple[str, ...]) -> str | None:
-    if not path.is_file():
-        return None
-    with usage_errors(ValueError, OSError):  # a TOMLDecodeError is a ValueError
-        table: Any = tomllib.loads(path.read_text())
-        for key in keys:
-            table = table.get(key, {}) if isinstance(table, dict) else {}
-        db = table.get("db") if isinstance(table, dict) else None
-        if db is not None and not isinstance(db, str):
-            raise ValueError(f"{path}: db must be a path or URL text, got {db!r}")
-    return db
-
-
-def _resolved(text: str, base: Path) -> str:
-    return text if "://" in text else str((base / Path(text).expanduser()).resolve())
+def default_db() -> DefaultDB:
+    """The default database; an unreadable project file is one error line."""
+    with usage_errors(ValueError):
+        return _default_db()
 
 
 def chosen_db(option: str | None) -> str:

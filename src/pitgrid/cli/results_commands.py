@@ -178,7 +178,10 @@ def compare(
     out.print(fitted_table([Column("id", "id"), Column("strategy", "strategy", wrap=True),
                             Column("params", "parameters", wrap=True),
                             Column("period", "period"), Column("fill", "fill", wrap=True)],
-                           legend, title="compare", optional=["fill", "period"]))
+                           legend, title="compare",
+                           # an optimistic fill rule stays in sight, whatever the width
+                           optional=["period"] if any(r["optimistic"] for r in records)
+                           else ["fill", "period"]))
     names = [k for k in records[0]
              if k not in ("run_id", "strategy", "params", "fill", "optimistic", "start", "end")]
     # as many runs side by side as fit; the rest below, with the metric names again

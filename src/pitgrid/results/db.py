@@ -123,7 +123,8 @@ class ResultsDB:
 
     ``url_or_path`` is a file path, a ``sqlite:///path`` URL (``sqlite:////abs``
     for an absolute path), a ``postgresql://user@host:5432/dbname`` URL, or None for
-    ``pitgrid.db`` in the working directory. Positions go to
+    the default database (``PITGRID_DB``, else the nearest project file's, else
+    ``pitgrid.db`` in the working directory; see ``results/default_db.py``). Positions go to
     ``<arrays>/<run_id>.zarr``: ``arrays``, else the ``PITGRID_ARRAYS`` environment
     variable (how the command line is pointed at them), else ``<db stem>_arrays``
     beside a SQLite file or ``pitgrid_arrays`` in the working directory for

@@ -37,15 +37,17 @@ class Location:
     def parse(cls, url_or_path: str | os.PathLike[str] | None) -> Location:
         """A file path, ``sqlite:///relative.db``, ``sqlite:////abs.db``, a PostgreSQL URL
         (``postgresql://user@host:5432/db``, also ``postgresql+psycopg://``), or None for
-        ``pitgrid.db`` in the working directory.
+        the default database (``PITGRID_DB``, a project file's, else ``pitgrid.db`` in the
+        working directory: see ``results/default_db.py``).
 
         Example:
             >>> Location.parse("postgresql+psycopg://me@db:5432/research").target
             'postgresql://me@db:5432/research'
         """
         if url_or_path is None:
-            path = Path("pitgrid.db").resolve()
-            return cls("sqlite", str(path), path.name)
+            from pitgrid.results.default_db import default_db
+
+            url_or_path = default_db().location
         text = os.fspath(url_or_path)
         scheme, sep, rest = text.partition("://")
         if sep:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import pitgrid as pg
 from pitgrid.results import ResultsDB, write_grid_report, write_report
+from pitgrid.results.formatting import fmt
 from pitgrid.results.grid_heatmap import grid_figure, heatmap_axes
 from pitgrid.results.ledger import exits_by_reason, fill_pnl, symbol_pnl
 from pitgrid.results.report import OPTIMISTIC_LABEL
@@ -128,6 +129,16 @@ def test_report_shows_the_benchmark_and_its_statistics(tmp_path):
     rows = dict(re.findall(r"<tr><td>(total return)</td><td>[^<]*</td><td>([^<]*)</td></tr>", page))
     assert rows["total return"] == f"{res.metrics['benchmark_return'][0]:.2%}"
     assert abs(res.metrics["benchmark_return"][0] - total) < 0.02  # close to buy and hold
+    # a symbol named when the report is written (the CLI's --benchmark) gives the same curve
+    plain = pg.backtest(market, MovingAverageCross(fast=5, slow=30), {"fill": "next_open"})
+    with pytest.raises(ValueError, match="pass market="):
+        write_report(plain, tmp_path / "n.html", benchmark="S0001")
+    later = write_report(plain, tmp_path / "n.html", benchmark="S0001", market=market).read_text()
+    assert later.count("<h2>Against S0001</h2>") == 1
+    for name in ("beta", "tracking error", "benchmark return"):
+        key = name.replace(" ", "_")
+        shown = re.search(f"<tr><td>{name}</td><td>([^<]*)</td></tr>", later).group(1)
+        assert shown == fmt(key, res.metrics[key][0])
     with ResultsDB(tmp_path / "runs.db") as db:  # the stored run keeps its benchmark
         run = db.load_run(db.save_run(res, strategy="ma", data_fingerprint="synthetic:2"))
     assert "<h2>Against S0001</h2>" in write_report(run, tmp_path / "s.html").read_text()

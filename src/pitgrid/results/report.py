@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from pitgrid.engine.result import SimResult
@@ -44,15 +45,16 @@ def write_report(
     the run was measured against (``backtest(benchmark=...)``, a config's
     ``[benchmark]``) or ``benchmark`` (a 1-D series: a DataArray over ``time`` is
     aligned by time, any other sequence must be as long as the equity; rescaled to
-    the run's starting equity) with both sets of statistics; drawdown, monthly
+    the run's starting equity; a symbol or a strategy with ``market``, as in
+    :func:`pitgrid.backtest`) with both sets of statistics; drawdown, monthly
     returns, rolling Sharpe, exposure and turnover, holdings over time and at the
     end, profit and loss by symbol, exits by reason, the trade list (the latest
     1000 fills in the page, every fill in ``<name>.trades.csv`` beside it), trade and
     tail statistics, the config and data fingerprint, and a red
     "OPTIMISTIC FILLS: same-bar close" banner when the fills were optimistic.
     ``market`` (the MarketData or Dataset the run traded) values holdings, marks
-    open positions at their last close and credits each symbol its dividends. A run with several parameter sets needs
-    ``param``, the index of the one to show.
+    open positions at their last close and credits each symbol its dividends. A run
+    with several parameter sets needs ``param``, the index of the one to show.
 
     Example:
         >>> import pitgrid as pg
@@ -62,8 +64,7 @@ def write_report(
         PosixPath('out/report.html')
     """
     view = RunView.of(run, param)
-    bench = view.stored_benchmark() if benchmark is None else (
-        "benchmark (rescaled)", align_benchmark(benchmark, view))
+    bench = view.stored_benchmark() if benchmark is None else _benchmark(benchmark, view, market)
     prices = closes(market, view) if market is not None else None
     last = marks(market, view) if market is not None else None
     paid = dividends(market, view) if market is not None else None
@@ -81,7 +82,7 @@ def write_report(
         "<h2>Run</h2>", table(view.facts.items()),
         "<h2>Performance</h2>", sections.metric_table(view.metrics, sections.HEADLINE),
         *map(figure_html, figures),
-        *sections.benchmark_html(view, bench),
+        *sections.benchmark_html(view, bench, measured=benchmark is None),
         '<h2>Statistics</h2><div class="tables">',
         "<div><h3>Trades</h3>", sections.metric_table(view.metrics, sections.TRADE_STATS),
         "</div>", "<div><h3>Tail</h3>", sections.metric_table(view.metrics, sections.TAIL_STATS),
@@ -142,6 +143,23 @@ def write_grid_report(
             *(sections.overfitting_html(overfitting) if overfitting else []),
             f"<h2>Parameter sets</h2><p>{html.escape(caption)}</p>", frame_table(shown)]
     return write_page(path, title or f"pitgrid grid: {metric}", body, plots=fig is not None)
+
+
+def _benchmark(benchmark: Any, view: RunView, market: Any) -> tuple[str, np.ndarray]:
+    """A symbol or strategy through the engine's benchmark (needs the market); a series
+    rescaled to the run's equity."""
+    from pitgrid.cycle.strategy import Strategy
+
+    if not isinstance(benchmark, (str, Strategy)):
+        return "benchmark (rescaled)", align_benchmark(benchmark, view)
+    if market is None:
+        raise ValueError(f"benchmark={benchmark!r} names a symbol or strategy: pass market= (the "
+                         "market the run traded) as well")
+    from pitgrid.drivers.common import as_market
+    from pitgrid.engine.benchmark import benchmark_equity
+
+    start = view.initial if view.initial is not None else float(view.equity[0])
+    return benchmark_equity(as_market(market), benchmark, view.times, start, view.config)
 
 
 def _banner(optimistic: bool) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pitgrid.engine.benchmark import RELATIVE_METRICS
+from pitgrid.engine.benchmark import RELATIVE_METRICS, relative_metrics, returns_of
 from pitgrid.engine.metrics import compute_metrics
 from pitgrid.results.charts import axis_times
 from pitgrid.results.formatting import fmt, label
@@ -109,21 +109,22 @@ def exits_html(view: RunView, ledger: Ledger) -> list[str]:
             frame_table(frame)]
 
 
-def benchmark_html(view: RunView, bench: tuple[str, np.ndarray] | None) -> list[str]:
-    """The run's statistics beside its benchmark's, then the relative metrics when measured."""
+def benchmark_html(view: RunView, bench: tuple[str, np.ndarray] | None, measured: bool) -> list[str]:
+    """The run's statistics beside its benchmark's, then the relative metrics: the run's own
+    when it was ``measured`` against this benchmark, else computed here from the two curves."""
     if bench is None:
         return []
     name, curve = bench
     initial = view.initial if view.initial is not None else curve[0]
-    theirs = compute_metrics(curve[None, :], np.array([initial]),
-                             bars_per_year=float(view.config.get("bars_per_year", 252.0))).row(0, named=True)
+    bpy = float(view.config.get("bars_per_year", 252.0))
+    theirs = compute_metrics(curve[None, :], np.array([initial]), bars_per_year=bpy).row(0, named=True)
     rows = pl.DataFrame({"statistic": [label(m) for m in _AGAINST],
                          "strategy": [fmt(m, view.metrics.get(m)) for m in _AGAINST],
                          name: [fmt(m, theirs.get(m)) for m in _AGAINST]})
-    out = [f"<h2>Against {html.escape(name)}</h2>", _text_table(rows)]
-    if view.metrics.get("beta") is not None:
-        out.append(metric_table(view.metrics, RELATIVE_METRICS))
-    return out
+    relative = (view.metrics if measured and view.metrics.get("beta") is not None else
+                relative_metrics(returns_of(view.equity, initial), returns_of(curve, initial), bpy))
+    return [f"<h2>Against {html.escape(name)}</h2>", _text_table(rows),
+            metric_table(relative, RELATIVE_METRICS)]
 
 
 def _text_table(frame: pl.DataFrame) -> str:

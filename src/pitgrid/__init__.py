@@ -72,6 +72,8 @@ _LAZY: dict[str, str] = {
     "predict_step": "pitgrid.models.inference",
     "build_features": "pitgrid.models.features",
     "ModelStrategy": "pitgrid.models.strategy",
+    "training_frame": "pitgrid.models.training",
+    "TrainingFrame": "pitgrid.models.training",
     "ResultsDB": "pitgrid.results.db",
     "StoredRun": "pitgrid.results.db",
     "write_report": "pitgrid.results.report",
@@ -118,6 +120,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pitgrid.models.features import build_features
     from pitgrid.models.inference import predict_proba, predict_step
     from pitgrid.models.strategy import ModelStrategy
+    from pitgrid.models.training import TrainingFrame, training_frame
     from pitgrid.results.db import ResultsDB, StoredRun
     from pitgrid.results.report import write_grid_report, write_report
     from pitgrid.engine.metrics import compute_metrics

@@ -225,3 +225,10 @@ def test_resultsdb_without_a_location_uses_the_same_default(tmp_path, monkeypatc
     monkeypatch.delenv("PITGRID_DB")
     (tmp_path / "pyproject.toml").write_text("[tool.pitgrid]\ndb = 3\n")
     assert "db must be a path" in " ".join(invoke("runs", code=2).split())
+
+
+def test_an_empty_listing_is_still_parseable(tmp_path):
+    ResultsDB(tmp_path / "empty.db").close()
+    assert json.loads(invoke("runs", "--db", tmp_path / "empty.db", "--format", "json")) == []
+    header = invoke("runs", "--db", tmp_path / "empty.db", "--format", "csv").splitlines()
+    assert header[0].startswith("run_id,created_at,strategy,params,") and len(header) == 1

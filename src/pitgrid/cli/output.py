@@ -2,7 +2,8 @@
 as a person reads them, and CSV or JSON for programs.
 
 Names that come from data, files or the database are printed as they are, never read
-as console markup (they go into ``Text``).
+as console markup (they go into ``Text``). Numbers read as in the reports
+(``results/formatting.py``).
 
 Example:
     >>> fmt("max_drawdown", 0.1234), fmt("sharpe", float("nan"))
@@ -28,14 +29,12 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+# one way to write a metric, shared with the reports and the notebook display
+from pitgrid.results.formatting import fmt
+
 out = Console()
 err = Console(stderr=True)
 
-# how metrics read: percentages, whole counts, money; everything else 3 decimals
-_PERCENT = {"total_return", "annual_return", "volatility", "max_drawdown", "win_rate", "exposure",
-            "benchmark_return", "alpha", "tracking_error", "var_95", "cvar_95", "var_99", "cvar_99"}
-_WHOLE = {"trades", "fills", "unfilled", "max_drawdown_duration"}
-_MONEY = {"avg_win", "avg_loss", "fees", "slippage"}
 #: short headers for narrow tables
 SHORT = {"total_return": "return", "annual_return": "CAGR", "max_drawdown": "max dd",
          "volatility": "vol", "win_rate": "win rate"}
@@ -50,21 +49,6 @@ class Format(str, Enum):
 
 
 FORMAT_OPTION = typer.Option("--format", help="table (for people), csv or json (for programs).")
-
-
-def fmt(name: str, value: Any) -> str:
-    """A metric value as a person reads it; n/a when missing."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if name in _PERCENT:
-        return f"{value:.2%}"
-    if name in _WHOLE or isinstance(value, int):
-        return f"{value:,.0f}"
-    if name in _MONEY:
-        return f"{value:,.2f}"
-    return f"{value:.3f}"
 
 
 def prob(value: Any) -> str:
@@ -135,14 +119,15 @@ def print_paths(rows: Sequence[tuple[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------------- csv and json
-def emit(records: Sequence[Mapping[str, Any]], form: Format) -> None:
-    """``records`` as CSV (one row each; nested values as JSON text, missing numbers empty)
-    or as a JSON list (missing numbers null)."""
+def emit(records: Sequence[Mapping[str, Any]], form: Format,
+         columns: Sequence[str] = ()) -> None:
+    """``records`` as CSV (one row each; nested values as JSON text, missing numbers empty;
+    the header has ``columns`` even without records) or as a JSON list (missing numbers null)."""
     clean = [{k: _plain(v) for k, v in r.items()} for r in records]
     if form is Format.json:
         typer.echo(json.dumps(clean, indent=2))
         return
-    names = list(dict.fromkeys(k for r in clean for k in r))
+    names = list(dict.fromkeys([*columns, *(k for r in clean for k in r)]))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()

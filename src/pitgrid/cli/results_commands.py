@@ -27,6 +27,9 @@ from pitgrid.results.sql import mask_url
 
 # the metrics `runs` shows of each run (a grid: of its best set)
 _LISTED = ("total_return", "annual_return", "sharpe", "max_drawdown", "trades")
+# `runs --format csv|json`: a record's fields, in order
+_RUN_FIELDS = ("run_id", "created_at", "strategy", "params", "sets", "best_param", "start", "end",
+               "universe", "fill", "optimistic", *_LISTED, "model_sha256")
 
 
 @app.command(short_help="List saved runs with parameters and metrics.")
@@ -50,7 +53,7 @@ def runs(
         **{m: r[m] for m in _LISTED}, "model_sha256": r["model_sha256"],
     } for r in frame.iter_rows(named=True)]
     if form is not Format.table:
-        emit(records, form)
+        emit(records, form, _RUN_FIELDS)
         return
     where = mask_url(chosen_db(db))
     if not records:

@@ -145,11 +145,15 @@ def test_the_model_weights_hash_is_stored_with_the_run(tmp_path, result):
                                  strategy="model", data_fingerprint="fp")
         given_ = db.save_run(result, strategy="model", data_fingerprint="fp", model_sha256="cd" * 32)
         plain = db.save_run(result, strategy="sma", data_fingerprint="fp")
+        # where run configs put it (runconfig: config["model_sha256"] of a model strategy)
+        from_config = db.save_run(dataclasses.replace(result, config={**result.config,
+                                                                      "model_sha256": "ef" * 32}),
+                                  strategy="model", data_fingerprint="fp")
         assert db.load_run(from_extra).model_sha256 == SHA
         assert db.load_run(plain).model_sha256 is None
         listed = dict(zip(*db.list_runs()[["run_id", "model_sha256"]]))
-    assert listed == {from_extra: SHA, given_: "cd" * 32, plain: None}
-    assert _sql(path, "SELECT COUNT(*) FROM backtest_runs WHERE model_sha256 IS NOT NULL") == [(2,)]
+    assert listed == {from_extra: SHA, given_: "cd" * 32, plain: None, from_config: "ef" * 32}
+    assert _sql(path, "SELECT COUNT(*) FROM backtest_runs WHERE model_sha256 IS NOT NULL") == [(3,)]
 
 
 # ---------------------------------------------------------------------- schema 1

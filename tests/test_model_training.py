@@ -194,3 +194,13 @@ def test_a_backtest_carries_the_weights_hash(trained):
     digest = hashlib.sha256((Path(strategy.bundle) / "model.pt").read_bytes()).hexdigest()
     res = pg.backtest(market, strategy, {"fees_bps": 5})
     assert res.extra["model_sha256"] == digest == res.extra["strategy"]["model_sha256"]
+
+
+@pytest.mark.parametrize("progress, shown", [(True, True), (False, False), (None, False)])  # None: a terminal only
+def test_batch_inference_shows_progress_only_when_asked(trained, capsys, progress, shown):
+    from pitgrid.models import predict_proba
+
+    _, frame, strategy = trained
+    bundle = pg.ModelBundle.load(strategy.bundle)
+    predict_proba(bundle, frame.features, chunk_rows=60, progress=progress)  # 24 chunks
+    assert ("inference" in capsys.readouterr().err) is shown

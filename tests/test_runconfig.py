@@ -159,3 +159,12 @@ def test_to_toml_round_trips_through_the_loader():
     assert tomllib.loads(to_toml(sections)) == sections
     cfg = run_config_from_dict(tomllib.loads(to_toml(sections)))
     assert cfg.axes() == {"window": [7, 14]} and cfg.params["low"] == 25.5
+
+
+def test_the_package_exports_what_the_cli_and_the_paper_driver_import():
+    import pitgrid.runconfig as rc
+
+    for name in ("ALIASES", "RunConfig", "RunConfigError", "RunOutcome", "SyntheticData",
+                 "load_run_config", "run_backtest", "run_config_from_dict", "run_grid",
+                 "run_walkforward", "stored_params"):
+        assert name in rc.__all__ and getattr(rc, name) is not None

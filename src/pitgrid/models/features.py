@@ -11,6 +11,11 @@ keyword arguments, and ``output`` picks one array of a multi-output kernel
 Because the kernels are causal, feature row t depends on data rows <= t only.
 Features come back raw: the bundle's normalisation is applied by inference, the
 one place that batch and step share.
+
+What a model reads is stated once, in :func:`field_sources`: prices and volume
+split-adjusted as of each bar, validity as traded. :func:`model_inputs` reads those
+arrays from a :class:`pitgrid.FeatureData`; the model strategy, its step-driver
+stream and :func:`pitgrid.models.training_frame` all go through it.
 """
 from __future__ import annotations
 

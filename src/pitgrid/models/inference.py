@@ -34,6 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from pitgrid.models.bundle import ModelBundle, Normalization
 
+# the status codes are re-exported: inference writes them, callers read them from here
+__all__ = ["DEFAULT_CHUNK_ROWS", "PROGRESS_CHUNKS", "STATUS_ERROR", "STATUS_MISSING", "STATUS_NAMES",
+           "STATUS_OK", "Prediction", "feature_window", "normalize", "predict_proba", "predict_step",
+           "window_rows"]
+
 
 #: Rows per forward pass in the batch path. Small enough that a chunk's activations stay in
 #: cache (measured: 16k rows beat 128k by ~20% for a 16-64-3 MLP on 2 cores).

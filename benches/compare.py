@@ -35,13 +35,29 @@ rate, profit factor), of total equity (W1, W3), per pair (W2), of the shared
 account (W4). pitgrid computes them inside ``simulate`` / ``grid``, so its metrics
 column reads "in sim"; compare the totals.
 
+Engines (``WORKLOADS`` lists which run each workload; add a workload there):
+
+* ``pitgrid``: signals or weights from the kernels, then ``pg.simulate`` (W2: ``pg.grid``);
+* ``pitgrid-backtest``: what a user calls, ``pg.backtest(market, strategy, settings)``
+  with every other setting at its default (``MovingAverageCross`` for W1 and W3,
+  ``CrossSectionalMomentum`` for W4) on a ``MarketData``, features rebuilt every pass;
+* ``vectorbt``: as above; W2 as one call on 50,000 columns (every pair at once);
+* ``vectorbt-loop``: W2 as a careful user runs it when the 50,000 columns do not fit:
+  each distinct average once, then one W1-sized ``from_signals`` and its metrics per
+  pair (``--loop-repeat`` passes, 2 by default: a pass is tens of seconds).
+
+The ratio rows divide each pitgrid engine by the better (faster) vectorbt form.
+
 W1 check: final value per symbol (1e-6 relative) and fills per symbol must agree
 between the engines; the parent prints the result and exits 1 when it fails.
 
 Cold start: W1 once in a fresh process per engine, with ``NUMBA_CACHE_DIR`` a new
-empty folder, then again with the folder the first process filled; the time runs
-from spawn to the end of the W1 pass (interpreter start, imports, data, signals,
-simulation, metrics). ``benches/cold_start.py`` splits pitgrid's side by phase.
+empty folder, then again with the folder the first process filled. Two times: spawn
+to the end of the W1 pass (interpreter start, imports, data, signals, simulation,
+metrics), and the whole process, exit included, as the parent sees it. pitgrid runs
+it twice: the simulate path on the same ``.npy`` data as vectorbt, and
+``pg.backtest`` on a stored market (``pg.open_market`` of a store written once).
+``benches/cold_start.py`` splits pitgrid's side by phase.
 
 ``--quick`` runs 1/4 of the symbols (W1, W2, W4: 125; W3: 1250) and 3 repeats.
 """
@@ -63,6 +79,14 @@ ROOT = HERE.parent.parent
 GIB = 1 << 30
 
 START = "2010-01-04"  # synthetic_prices' first bar; bars are business days
+
+# workload -> (bars, symbols) at full size, and the engines that run it, in table order
+WORKLOADS: dict[str, dict] = {
+    "W1": {"size": (2520, 500), "engines": ("pitgrid", "pitgrid-backtest", "vectorbt")},
+    "W2": {"size": (2520, 500), "engines": ("pitgrid", "vectorbt", "vectorbt-loop")},
+    "W3": {"size": (5040, 5000), "engines": ("pitgrid", "pitgrid-backtest", "vectorbt")},
+    "W4": {"size": (2520, 500), "engines": ("pitgrid", "pitgrid-backtest", "vectorbt")},
+}
 PHASES = ("prep", "signals", "sim", "metrics")
 THREAD_VARS = ("NUMBA_NUM_THREADS", "RAYON_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
@@ -146,6 +170,38 @@ def pitgrid_pass(job: dict, check: bool) -> tuple[dict, dict]:
                             minlength=len(symbols))
         np.savez(job["check"], final_value=full.account_equity.values[-1], fills=fills,
                  entries=prep.entries, exits=prep.exits)
+    return ph, info
+
+
+def _strategy(job: dict):
+    """The strategy ``pg.backtest`` runs for a workload, with the workload's own parameters."""
+    from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
+
+    if job["workload"] == "W4":
+        return CrossSectionalMomentum(**job["w4"])
+    return MovingAverageCross(**job["w1"])
+
+
+def pitgrid_backtest_pass(job: dict, check: bool) -> tuple[dict, dict]:
+    """The user's call: ``pg.backtest(market, strategy, settings)``, other settings at their
+    defaults; features, signals, simulation and metrics all inside the call."""
+    import pitgrid as pg
+    from benches import workloads as W
+
+    ph: dict = {}
+    t0 = _now()
+    market = pg.open_market(job["store"]) if job.get("store") else pg.MarketData(
+        _load_dataset(job, FIELDS))
+    ph["prep"] = _now() - t0
+    settings = W.W4_SETTINGS if job["workload"] == "W4" else W.W1_SETTINGS
+    pg.clear_feature_cache()  # features are part of every pass
+    t0 = _now()
+    res = pg.backtest(market, _strategy(job), settings)
+    ph["sim"] = _now() - t0
+    ph["signals"] = ph["metrics"] = None
+    m = res.metrics.row(0, named=True)
+    info = {k: float(m[k]) for k in ("total_return", "sharpe", "max_drawdown", "fills", "trades")}
+    info["final_value"] = float(res.equity.values[-1])
     return ph, info
 
 
@@ -236,6 +292,8 @@ def vectorbt_pass(job: dict, check: bool) -> tuple[dict, dict]:
                                        group_by=True, call_seq="auto", freq="1D")
         ph["sim"] = _now() - t0
         group_by = None
+    elif job["engine"] == "vectorbt-loop":
+        return _vbt_w2_loop(job, close, ph)
     else:
         t0 = _now()
         if w == "W2":
@@ -279,6 +337,33 @@ def vectorbt_pass(job: dict, check: bool) -> tuple[dict, dict]:
     return ph, info
 
 
+def _vbt_w2_loop(job: dict, close, ph: dict) -> tuple[dict, dict]:
+    """W2 one pair at a time: each distinct average once, then per pair its signals, a
+    W1-sized ``from_signals`` and its metrics; memory stays near one W1 run's."""
+    import numpy as np
+    import vectorbt as vbt
+
+    t0 = _now()
+    windows = sorted({w for pair in job["pairs"] for w in pair})
+    ma = {w: vbt.MA.run(close, window=w).ma.droplevel(0, axis=1) for w in windows}
+    ph["signals"], ph["sim"], ph["metrics"] = _now() - t0, 0.0, 0.0
+    sharpe = []
+    for f, s in job["pairs"]:
+        t0 = _now()
+        entries = ma[f].vbt.crossed_above(ma[s])
+        exits = ma[f].vbt.crossed_below(ma[s])
+        t1 = _now()
+        pf = vbt.Portfolio.from_signals(close, entries, exits, fees=job["fees"],
+                                        slippage=job["slippage"], init_cash=job["init_cash"],
+                                        size=np.inf, direction="longonly", freq="1D")
+        t2 = _now()
+        sharpe.append(float(_vbt_metrics(pf, True)["sharpe"]))
+        ph["signals"] += t1 - t0
+        ph["sim"] += t2 - t1
+        ph["metrics"] += _now() - t2
+    return ph, {"pairs": len(job["pairs"]), "best_sharpe": float(np.nanmax(sharpe))}
+
+
 # ----------------------------------------------------------------------------- the child
 def child(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
@@ -288,12 +373,12 @@ def child(job_path: str) -> int:
             cap = int(job["mem_limit_gib"] * GIB)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         t_imp = _now()
-        if job["engine"] == "pitgrid":
+        if job["engine"].startswith("pitgrid"):
             sys.path.insert(0, str(ROOT))
             import pitgrid  # noqa: F401
             from benches import workloads  # noqa: F401  (imports numba and the kernels)
 
-            run = pitgrid_pass
+            run = pitgrid_backtest_pass if job["engine"] == "pitgrid-backtest" else pitgrid_pass
             out["engine_detail"] = "pitgrid " + pitgrid.__version__
         else:
             out["engine_detail"] = _vbt_engine(job)
@@ -302,7 +387,7 @@ def child(job_path: str) -> int:
         out["rss_after_import_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         ph, info = run(job, check=False)
         out["first_run_wall_s"] = time.time() - job["spawn_time"]
-        if job["workload"] == "W1":
+        if job["workload"] == "W1" and job["engine"] in ("pitgrid", "vectorbt") and job["repeat"]:
             run(job, check=True)  # writes the W1 check file, outside every timing
         out["first_run"] = ph
         out["info"] = info
@@ -339,6 +424,18 @@ def make_data(tmp: Path, T: int, S: int) -> Path:
     return path
 
 
+def make_store(data: Path) -> Path:
+    """The same data as an ingested store (``write_market``), for ``pg.open_market``."""
+    path = data / "store"
+    if not path.exists():
+        code = ("import sys, numpy as np, xarray as xr; sys.path.insert(0, %r); import pitgrid as pg; "
+                "from benches import compare as C; from pitgrid.data.store import write_market; "
+                "write_market(pg.MarketData(C._load_dataset({'data': %r}, C.FIELDS)), %r)"
+                % (str(ROOT), str(data), str(path)))
+        subprocess.run([sys.executable, "-c", code], check=True)
+    return path
+
+
 def run_child(python: str, job: dict, tmp: Path, timeout: float) -> dict:
     name = f"{job['engine']}_{job['workload']}_{len(job.get('pairs') or [])}_{int(time.time() * 1e3)}"
     job = {**job, "out": str(tmp / f"{name}.out.json"), "check": str(tmp / f"{job['engine']}_check.npz")}
@@ -346,7 +443,7 @@ def run_child(python: str, job: dict, tmp: Path, timeout: float) -> dict:
     env = {**os.environ, **{v: "1" for v in THREAD_VARS}}
     if job.get("numba_cache"):
         env["NUMBA_CACHE_DIR"] = job["numba_cache"]
-    if job["engine"] == "pitgrid":  # for ``benches``; pitgrid itself is installed (editable)
+    if job["engine"].startswith("pitgrid"):  # for ``benches``; pitgrid itself is installed (editable)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     job["spawn_time"] = time.time()
     job_path.write_text(json.dumps(job))
@@ -375,30 +472,40 @@ def run_child(python: str, job: dict, tmp: Path, timeout: float) -> dict:
 
 def cold_start(pythons: dict[str, str], base: dict, tmp: Path, timeout: float) -> list[dict]:
     """W1 once in a fresh process per engine, numba's on-disk cache first empty, then filled
-    by that first process; ``first_run_wall_s`` runs from spawn to the end of the W1 pass."""
+    by that first process; ``first_run_wall_s`` runs from spawn to the end of the W1 pass,
+    ``process_wall_s`` (the parent's clock) to the end of the process, exit included."""
     rows = []
     for eng, python in pythons.items():
         cache = Path(tempfile.mkdtemp(prefix=f"numba-cache-{eng}-", dir=tmp))
         for state in ("empty", "filled"):
             print(f"[cold start] {eng}, numba cache {state} ...", file=sys.stderr, flush=True)
-            res = run_child(python, {**base, "engine": eng, "repeat": 0, "numba_cache": str(cache)},
-                            tmp, timeout)
+            job = {**base, "engine": eng, "repeat": 0, "numba_cache": str(cache)}
+            if eng == "pitgrid-backtest":
+                job["store"] = str(make_store(Path(base["data"])))
+            res = run_child(python, job, tmp, timeout)
             rows.append({**res, "workload": "cold start", "cache": state})
     return rows
 
 
+COLD_LABELS = {"pitgrid": "pitgrid (simulate, .npy)", "pitgrid-backtest": "pitgrid (pg.backtest, store)",
+               "vectorbt": "vectorbt (.npy)"}
+
+
 def print_cold_table(rows: list[dict]) -> str:
-    head = ["cold start (W1 once)", "numba cache", "imports", "spawn to W1 done", "peak RSS"]
-    body = [[r["engine"], r["cache"], _fmt_s(r["import_s"]), _fmt_s(r["first_run_wall_s"]),
-             f"{r['peak_rss_mib']:.0f} MiB"] if r.get("ok") else [r["engine"], r["cache"], "FAILED (below)",
-                                                                    "", ""] for r in rows]
+    head = ["cold start (W1 once)", "numba cache", "imports", "spawn to W1 done",
+            "whole process (exit included)", "peak RSS"]
+    body = [[COLD_LABELS[r["engine"]], r["cache"], _fmt_s(r["import_s"]), _fmt_s(r["first_run_wall_s"]),
+             _fmt_s(r["process_wall_s"]), f"{r['peak_rss_mib']:.0f} MiB"] if r.get("ok")
+            else [COLD_LABELS[r["engine"]], r["cache"], "FAILED (below)", "", "", ""] for r in rows]
     by = {(r["engine"], r["cache"]): r for r in rows if r.get("ok")}
-    for state in ("empty", "filled"):
-        a, v = by.get(("pitgrid", state)), by.get(("vectorbt", state))
-        if a and v:
-            body.append(["pitgrid / vectorbt", state, _ratio(a["import_s"], v["import_s"]),
-                         _ratio(a["first_run_wall_s"], v["first_run_wall_s"]),
-                         _ratio(a["peak_rss_mib"], v["peak_rss_mib"])])
+    for eng in ("pitgrid", "pitgrid-backtest"):
+        for state in ("empty", "filled"):
+            a, v = by.get((eng, state)), by.get(("vectorbt", state))
+            if a and v:
+                body.append([f"{COLD_LABELS[eng]} / vectorbt", state, _ratio(a["import_s"], v["import_s"]),
+                             _ratio(a["first_run_wall_s"], v["first_run_wall_s"]),
+                             _ratio(a["process_wall_s"], v["process_wall_s"]),
+                             _ratio(a["peak_rss_mib"], v["peak_rss_mib"])])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     lines = [" | ".join(str(x).ljust(n) for x, n in zip(head, widths)),
              "-+-".join("-" * n for n in widths)]
@@ -438,16 +545,27 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}x"
 
 
+ENGINE_LABELS = {"pitgrid": "pitgrid", "pitgrid-backtest": "pitgrid (pg.backtest)",
+                 "vectorbt": "vectorbt", "vectorbt-loop": "vectorbt, loop of W1 runs"}
+
+
+def _better_peer(pair: dict[str, dict], pairs: int | None) -> dict | None:
+    """The faster vectorbt form that ran the same number of pairs (None if none did)."""
+    ok = [r for e, r in pair.items() if e.startswith("vectorbt") and r.get("ok")
+          and r["info"].get("pairs") == pairs]
+    return min(ok, key=lambda r: r["best_total_s"]) if ok else None
+
+
 def print_table(results: list[dict], sizes: dict) -> str:
     head = ["workload", "engine", "prep", "signals", "sim", "metrics", "total (best)",
             "first run (proc)", "peak RSS"]
     rows = []
-    for w in ("W1", "W2", "W3", "W4"):
+    for w in sizes:
         pair = {r["engine"]: r for r in results if r["workload"] == w}
         if not pair:
             continue
         T, S = sizes[w]
-        for eng in ("pitgrid", "vectorbt"):
+        for eng in WORKLOADS[w]["engines"]:
             r = pair.get(eng)
             if r is None:
                 continue
@@ -455,27 +573,34 @@ def print_table(results: list[dict], sizes: dict) -> str:
             if w == "W2":
                 n = (r.get("info") or {}).get("pairs") or r.get("pairs_requested")
                 label += f" {n} pairs"
+            name = ENGINE_LABELS[eng]
+            if eng == "vectorbt" and r.get("ok"):
+                name += " (" + r["engine_detail"].split(" (")[0] + ")"
             if not r.get("ok"):
-                rows.append([label, eng, "FAILED (below)", "", "", "", "", "",
+                rows.append([label, name, "FAILED (below)", "", "", "", "", "",
                              f"{r.get('peak_rss_mib', float('nan')):.0f} MiB" if "peak_rss_mib" in r else "-"])
                 continue
             b = r["best"]
-            rows.append([label, eng + (" (" + r["engine_detail"].split(" (")[0] + ")" if eng == "vectorbt"
-                                       else ""),
-                         *(_fmt_s(b[p]) for p in PHASES), _fmt_s(r["best_total_s"]),
+            rows.append([label, name, *(_fmt_s(b[p]) for p in PHASES), _fmt_s(r["best_total_s"]),
                          _fmt_s(r["first_run_wall_s"]), f"{r['peak_rss_mib']:.0f} MiB"])
-        a, v = pair.get("pitgrid"), pair.get("vectorbt")
-        if a and v and a.get("ok") and v.get("ok"):
-            same = (a["info"].get("pairs"), v["info"].get("pairs"))
-            if same[0] == same[1]:
-                rows.append([w, "pitgrid / vectorbt",
+        for eng in (e for e in WORKLOADS[w]["engines"] if e.startswith("pitgrid")):
+            a = pair.get(eng)
+            if not (a and a.get("ok")):
+                continue
+            v = _better_peer(pair, a["info"].get("pairs"))
+            if v is not None:
+                rows.append([w, f"{ENGINE_LABELS[eng]} / {ENGINE_LABELS[v['engine']]}",
                              *(_ratio(a["best"][p], v["best"][p]) for p in PHASES),
                              _ratio(a["best_total_s"], v["best_total_s"]),
                              _ratio(a["first_run_wall_s"], v["first_run_wall_s"]),
                              _ratio(a["peak_rss_mib"], v["peak_rss_mib"])])
-            else:  # vectorbt ran a reduced grid: compare time per pair, nothing else
-                per = (same[1] or 1) / (same[0] or 1)
-                rows.append([w, f"pitgrid / vectorbt per pair ({same[0]} vs {same[1]} pairs)", "-", "-",
+                continue
+            v = _better_peer(pair, next((r["info"].get("pairs") for e, r in pair.items()
+                                         if e.startswith("vectorbt") and r.get("ok")), None))
+            if v is not None:  # vectorbt ran a reduced grid: compare time per pair, nothing else
+                per = (v["info"]["pairs"] or 1) / (a["info"]["pairs"] or 1)
+                rows.append([w, f"{ENGINE_LABELS[eng]} / {ENGINE_LABELS[v['engine']]} per pair "
+                             f"({a['info']['pairs']} vs {v['info']['pairs']} pairs)", "-", "-",
                              _ratio(a["best"]["sim"] * per, v["best"]["sim"]), "-",
                              _ratio(a["best_total_s"] * per, v["best_total_s"]), "-", "-"])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
@@ -507,12 +632,14 @@ def main() -> int:
     ap.add_argument("--peer-engine", default="auto", choices=("auto", "rust", "numba"),
                     help="vectorbt engine (auto = Rust where vectorbt-rust is installed and supports the call)")
     ap.add_argument("--repeat", type=int, default=None, help="timed warm repeats (default 5, quick 3)")
-    ap.add_argument("--only", default="W1,W2,W3,W4,cold", help="comma-separated workloads; "
+    ap.add_argument("--only", default=",".join([*WORKLOADS, "cold"]), help="comma-separated workloads; "
                     "cold = cold start (W1 once, numba cache empty then filled)")
     ap.add_argument("--mem-limit-gib", type=float, default=_default_cap_gib(),
                     help="RLIMIT_AS per child (default: 3/4 of physical memory, at most 18)")
     ap.add_argument("--w2-pairs-fallback", type=int, default=20,
                     help="pairs for vectorbt W2 when the full grid does not fit under the cap")
+    ap.add_argument("--loop-repeat", type=int, default=2,
+                    help="timed passes of vectorbt's W2 loop form (each runs the 100 pairs)")
     ap.add_argument("--timeout", type=float, default=1200.0, help="seconds per child")
     ap.add_argument("--json", help="write every child's result here")
     args = ap.parse_args()
@@ -521,8 +648,7 @@ def main() -> int:
 
     div = 4 if args.quick else 1
     repeat = args.repeat or (3 if args.quick else 5)
-    sizes = {"W1": (2520, 500 // div), "W2": (2520, 500 // div), "W3": (5040, 5000 // div),
-             "W4": (2520, 500 // div)}
+    sizes = {w: (spec["size"][0], spec["size"][1] // div) for w, spec in WORKLOADS.items()}
     sys.path.insert(0, str(ROOT))
     import pitgrid as pg
     from benches import workloads as W
@@ -542,9 +668,13 @@ def main() -> int:
         data = make_data(tmp, *sizes[w])
         base = {**settings, "workload": w, "data": str(data), "repeat": repeat, "peer_engine": args.peer_engine,
                 "mem_limit_gib": args.mem_limit_gib, "pairs": pairs if w == "W2" else None}
-        for eng, python in (("pitgrid", sys.executable), ("vectorbt", args.peer_python)):
+        for eng in WORKLOADS[w]["engines"]:
+            python = sys.executable if eng.startswith("pitgrid") else args.peer_python
             print(f"[{w}] {eng} ...", file=sys.stderr, flush=True)
-            res = run_child(python, {**base, "engine": eng}, tmp, args.timeout)
+            job = {**base, "engine": eng}
+            if eng == "vectorbt-loop":
+                job["repeat"] = min(repeat, args.loop_repeat)
+            res = run_child(python, job, tmp, args.timeout)
             res["pairs_requested"] = len(pairs) if w == "W2" else None
             if w in ("W2", "W3") and eng == "vectorbt" and not res.get("ok"):
                 cols = len(pairs) * sizes[w][1] if w == "W2" else sizes[w][1]
@@ -589,8 +719,8 @@ def main() -> int:
     if "COLD" in wanted:
         cold_base = {**settings, "workload": "W1", "data": str(make_data(tmp, *sizes["W1"])),
                      "peer_engine": args.peer_engine, "mem_limit_gib": args.mem_limit_gib, "pairs": None}
-        cold = cold_start({"pitgrid": sys.executable, "vectorbt": args.peer_python}, cold_base, tmp,
-                          args.timeout)
+        cold = cold_start({"pitgrid": sys.executable, "pitgrid-backtest": sys.executable,
+                           "vectorbt": args.peer_python}, cold_base, tmp, args.timeout)
         results += cold
     table = print_table([r for r in results if r.get("workload") in sizes], sizes)
     print(f"\npitgrid vs vectorbt ({'quick, ' if args.quick else ''}best of {repeat} warm passes "
@@ -612,12 +742,13 @@ def main() -> int:
             print("\nW1 check (final value per symbol to 1e-6 relative, fills per symbol): "
                   + ("PASS" if c.get("pass") else "FAIL") + "  " + json.dumps(c))
     finals = {(r["workload"], r["engine"]): r["info"] for r in results
-              if r.get("ok") and r.get("workload") in ("W1", "W3", "W4")}
-    for w in ("W1", "W3", "W4"):
-        if (w, "pitgrid") in finals and (w, "vectorbt") in finals:
-            a, b = finals[(w, "pitgrid")], finals[(w, "vectorbt")]
-            print(f"{w} total final value: pitgrid {a['final_value']:.2f}, vectorbt {b['final_value']:.2f} "
-                  f"(rel diff {abs(a['final_value'] - b['final_value']) / abs(b['final_value']):.1e}); "
+              if r.get("ok") and r.get("workload") in sizes and "final_value" in (r.get("info") or {})}
+    for (w, eng), a in finals.items():
+        b = finals.get((w, "vectorbt"))
+        if eng.startswith("pitgrid") and b is not None:
+            print(f"{w} total final value: {ENGINE_LABELS[eng]} {a['final_value']:.2f}, vectorbt "
+                  f"{b['final_value']:.2f} (rel diff "
+                  f"{abs(a['final_value'] - b['final_value']) / abs(b['final_value']):.1e}); "
                   f"fills {a['fills']:.0f} vs {b['fills']:.0f}")
     for n in notes:
         print("note: " + n)

@@ -204,3 +204,12 @@ def test_batch_inference_shows_progress_only_when_asked(trained, capsys, progres
     bundle = pg.ModelBundle.load(strategy.bundle)
     predict_proba(bundle, frame.features, chunk_rows=60, progress=progress)  # 24 chunks
     assert ("inference" in capsys.readouterr().err) is shown
+
+
+def test_normalization_is_fitted_on_the_sample_rows(trained):
+    market, frame, _ = trained
+    cut = market.time[150]
+    rows = frame.samples(end=cut).x[:, 0, :].astype(np.float64)
+    norm = frame.normalization(end=cut)
+    np.testing.assert_allclose(norm["mean"], rows.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(norm["std"], rows.std(axis=0), rtol=1e-10)

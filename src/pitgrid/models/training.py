@@ -83,15 +83,16 @@ class TrainingFrame:
         return cut - self.horizon
 
     def normalization(self, *, end: Any = None) -> dict[str, list[float]]:
-        """Mean and standard deviation of each feature over the rows :meth:`samples` would use
-        up to ``end``: fitted on the training rows only, as the design asks.
+        """Mean and standard deviation of each feature over the rows :meth:`samples` with
+        ``lookback=1`` would use up to ``end``: fitted on the training rows only, as the
+        design asks (a zero deviation becomes 1, so a constant feature stays finite).
 
         Example:
             >>> norm = frame.normalization(end="2015-12-31")           # doctest: +SKIP
         """
-        last = self._last_row(end)
-        rows = self.features[: max(last + 1, 0)].reshape(-1, len(self.specs)).astype(np.float64)
-        rows = rows[np.isfinite(rows).all(axis=1)]
+        n = max(self._last_row(end) + 1, 0)
+        rows = self.features[:n].reshape(-1, len(self.specs)).astype(np.float64)
+        rows = rows[np.isfinite(rows).all(axis=1) & np.isfinite(self.forward_return[:n].reshape(-1))]
         if len(rows) == 0:
             raise ValueError("no row with every feature finite before end: nothing to fit")
         std = rows.std(axis=0)

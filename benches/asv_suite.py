@@ -20,11 +20,41 @@ from benches import workloads as W
 
 class Kernels:
     def setup(self):
+        from benches.kernel_speed import plain_rolling_mean_nb
+
         self.close = np.ascontiguousarray(W.data()["close"].values)
+        self.out = np.empty_like(self.close)
+        self.plain = plain_rolling_mean_nb
         K.sma(self.close[:60], 10), K.rsi(self.close[:60], 14), K.cs_rank(self.close[:60])
+        K.wma(self.close[:60], 10), plain_rolling_mean_nb(self.close[:60], 10, self.out[:60])
 
     def time_sma(self):
         K.sma(self.close, 50)
+
+    def _over_plain(self, kernel) -> float:
+        """Best of 7 of ``kernel`` into a preallocated output over the plain rolling sum's."""
+        import time
+
+        def best(f):
+            ts = []
+            for _ in range(7):
+                t0 = time.perf_counter()
+                f()
+                ts.append(time.perf_counter() - t0)
+            return min(ts)
+
+        return best(lambda: kernel(self.close, 20, self.out)) / best(
+            lambda: self.plain(self.close, 20, self.out))
+
+    def track_sma_over_plain_rolling_sum(self):
+        return self._over_plain(K.sma_nb)
+
+    track_sma_over_plain_rolling_sum.unit = "ratio"
+
+    def track_wma_over_plain_rolling_sum(self):
+        return self._over_plain(K.wma_nb)
+
+    track_wma_over_plain_rolling_sum.unit = "ratio"
 
     def time_rsi(self):
         K.rsi(self.close, 14)
@@ -59,18 +89,35 @@ class Simulation:
     def time_w1_strategy_end_to_end(self):
         W.run_w1_strategy(self.market)
 
+    def time_w1_backtest_default(self):
+        W.run_backtest(self.market, "W1")
+
+    def time_first_backtest_on_a_new_market(self):
+        W.run_backtest(pg.MarketData(self.market.ds), "W1")
+
     def time_w4_simulate(self):
         W.run_w4(self.w4)
+
+    def time_w4_backtest_default(self):
+        W.run_backtest(self.market, "W4")
 
 
 class W3:
     timeout = 600
 
     def setup(self):
-        self.w3 = W.ma_signals(W.data(5040, 5000))
+        ds = W.data(5040, 5000)
+        self.w3 = W.ma_signals(ds)
+        self.market = pg.MarketData(ds)
 
     def time_w3_core(self):
         W.core_only(self.w3, W.W1_SETTINGS)
+
+    def time_w3_simulate(self):
+        W.run_w1(W.ma_signals(self.w3.ds))
+
+    def time_w3_backtest_default(self):
+        W.run_backtest(self.market, "W3")
 
 
 class Grid:
@@ -170,3 +217,23 @@ class ModelInference:
 class Import:
     def time_import_pitgrid(self):
         subprocess.run([sys.executable, "-c", "import pitgrid"], check=True)
+
+
+class ColdStart:
+    """A fresh process: import pitgrid, open a stored market, one pg.backtest, exit (the whole
+    process as the parent sees it, numba's cache filled by ``setup``)."""
+
+    timeout = 300
+
+    def setup(self):
+        from pitgrid.data.store import write_market
+
+        self.tmp = Path(tempfile.mkdtemp())
+        self.store = write_market(pg.MarketData(W.data()), self.tmp / "w1")
+        self.time_backtest_on_a_stored_market()  # fills numba's cache
+
+    def time_backtest_on_a_stored_market(self):
+        code = ("import pitgrid as pg; from pitgrid.strategies import MovingAverageCross; "
+                f"pg.backtest(pg.open_market({str(self.store)!r}), MovingAverageCross(fast=10, slow=50), "
+                "{'fees_bps': 10.0, 'slippage_bps': 5.0, 'fill': 'close'})")
+        subprocess.run([sys.executable, "-c", code], check=True)

@@ -75,6 +75,20 @@ def run_w1_strategy(market):
     return pg.backtest(market, MovingAverageCross(fast=10, slow=50), W1_SETTINGS, keep="equity")
 
 
+def run_backtest(market, workload: str = "W1"):
+    """The user's call, every setting not named by the workload at its default (``keep``
+    included): ``pg.backtest(market, MovingAverageCross(fast=10, slow=50), W1_SETTINGS)``
+    for W1 and W3, ``CrossSectionalMomentum(lookback=126, top=50, every=21)`` for W4.
+    Features are rebuilt (the cache is cleared first)."""
+    from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
+
+    pg.clear_feature_cache()
+    if workload == "W4":
+        return pg.backtest(market, CrossSectionalMomentum(lookback=126, top=50, every=21),
+                           W4_SETTINGS)
+    return pg.backtest(market, MovingAverageCross(fast=10, slow=50), W1_SETTINGS)
+
+
 def core_only(p: Prepared, settings: dict) -> float:
     """Seconds for the compiled pass alone (inputs already prepared), as the targets count it."""
     import time

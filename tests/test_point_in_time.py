@@ -145,3 +145,51 @@ def test_scrambling_changes_every_field_and_table_after_the_cutoff_only(market):
         assert after.sort(col, "symbol").equals(before.sort(col, "symbol")), name
     late = market.events.filter(pl.col("knowledge_time") > when)
     assert not other.events.filter(pl.col("knowledge_time") > when)["value"].equals(late["value"])
+
+
+def test_the_callers_own_state_cannot_hide_a_leak(market):
+    # the caller's module cache already holds the full-length average: a run forked from the
+    # caller would inherit it and both runs would agree; runs from the clean server do not
+    leak = ModuleCache(fast=5, slow=20)
+    pg.backtest(market, leak, {"fill": "close"})
+    assert _CACHE
+    report = pg.check_point_in_time(market, leak, {"fill": "close"})
+    assert not report.ok and "LEAK" in str(report)
+
+
+def test_the_simulation_check_catches_an_engine_that_reads_the_next_bar(market, monkeypatch):
+    from pitgrid.drivers import pit
+    from pitgrid.engine import simulate
+
+    honest = simulate.market_arrays
+
+    def peeking(ds, config):
+        data = honest(ds, config)
+        close = data["close"].copy()
+        close[:-1] = data["close"][1:]  # the close of t+1 at bar t
+        return {**data, "close": close}
+
+    strategy = MovingAverageCross(fast=5, slow=20)
+    res = pg.backtest(market, strategy, {"fill": "close"})
+    intents = {"entries": res.extra["intents"].entries, "exits": res.extra["intents"].exits}
+    cuts = [market.time[i] for i in (60, 100)]
+    assert pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0) is None
+    monkeypatch.setattr(simulate, "market_arrays", peeking)
+    found = pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0)
+    assert found is not None and found.how in ("truncated", "scrambled")
+    assert found.time <= found.cutoff and found.what in ("fill", "order", "equity")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dies(MovingAverageCross):
+    """Ends its own process: the check reports it instead of waiting forever."""
+
+    def features(self, data):
+        import os
+
+        os._exit(3)
+
+
+def test_a_run_whose_process_dies_is_reported(market):
+    with pytest.raises(RuntimeError, match="died"):
+        pg.check_point_in_time(market, Dies(fast=5, slow=20))

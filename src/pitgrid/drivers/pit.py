@@ -1,15 +1,17 @@
 """The point-in-time check: the step driver audits the batch run at every bar.
 
-:func:`check_point_in_time` runs the strategy twice, each time in a fresh process
-on a read-only store: once in the batch engine and once in the step driver, which
+:func:`check_point_in_time` runs the strategy twice, each time in a new process
+(forked from a clean server, :mod:`pitgrid.drivers.forked`) on market arrays the
+operating system maps read-only: once in the batch engine and once in the step driver, which
 hands the strategy only what is known at each bar (:mod:`pitgrid.cycle.view`). Any
 feature, intent or order that differs at any bar is a leak: the batch run read
 something the step run could not know. The two runs share no process, no module
 state and no market object, so a cache, a field written into the market or an
 array written in place cannot carry the future from one to the other. Then the
-simulation itself is checked: with the batch run's decisions, the data after a
-cutoff is truncated or scrambled (every field and every reference table) and
-nothing at or before the cutoff may change.
+simulation itself is checked: the batch run's decisions are replayed by the
+compiled core on the data truncated or scrambled after a cutoff (every field,
+every reference table, the delistings), and nothing at or before the cutoff may
+change; the batch run's process does this while the step driver still runs.
 
 ``every_bar=False`` is the quick sampled mode: truncate and scramble after a few
 cutoffs and rerun the whole strategy each time (each run in its own process). The
@@ -18,8 +20,6 @@ delistings and period ends.
 """
 from __future__ import annotations
 
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,9 @@ import xarray as xr
 
 from pitgrid.cycle.strategy import Strategy
 from pitgrid.data.market import MarketData, TimeLike
+from pitgrid.drivers import forked
 from pitgrid.drivers.common import as_market, resolve_settings
+from pitgrid.engine.codes import KIND_FILL, KIND_FILTERED, KIND_UNFILLED, REASONS
 from pitgrid.engine.config import SimConfig
 
 _TABLE_TIME = {"actions": "ex_date", "events": "knowledge_time", "universes": "start",
@@ -97,35 +99,37 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
         >>> pg.check_point_in_time(market, MovingAverageCross(fast=5, slow=20)).ok
         True
     """
+    forked.start_server()  # its start-up overlaps loading the market
     market = as_market(market).load()
-    with _read_only_store(market) as store:
-        blob = _dump(strategy)
-        settings = config.to_dict() if isinstance(config, SimConfig) else dict(config or {})
+    blob = _dump(strategy)
+    settings = config.to_dict() if isinstance(config, SimConfig) else dict(config or {})
+    with forked.scratch_folder("pitgrid-check-") as tmp:
+        folder = str(forked.export_market(market, Path(tmp) / "market"))
         if every_bar:
-            # both at once, one per core
-            children = [_Child(kind, str(store), blob, settings) for kind in ("batch", "step")]
-            batch, step = (c.result() for c in children)
-            cuts = _cutoffs(market, cutoffs, batch)
-            report = PointInTimeReport(cuts, every_bar=True)
-            diff = _audit(market, batch, step)
-            if diff is not None:
-                report.differences.append(diff)
-                return report
-            diff = _simulation_check(market, strategy, config, batch, cuts, seed)
+            # both at once, one per core; the batch run's process also checks the simulation
+            runs = [forked.submit(_run, kind, folder, blob, settings, cutoffs, seed)
+                    for kind in ("batch", "step")]
+            batch, step = (r.result() for r in runs)
+            _raise_child_error(batch)
+            report = PointInTimeReport(batch["cuts"], every_bar=True)
+            diff = _audit(market, batch, step) or batch["simulation"]
             if diff is not None:
                 report.differences.append(diff)
             return report
-        full = _Child("batch", str(store), blob, settings).result()
+        full = forked.submit(_run, "batch", folder, blob, settings, None, seed).result()
         _raise_child_error(full)
         cuts = _cutoffs(market, cutoffs, full)
         report = PointInTimeReport(cuts, every_bar=False)
         rng = np.random.default_rng(seed)
-        for c in cuts:
-            for how, other in (("truncated", market.truncate(c)), ("scrambled", scrambled(market, c, rng))):
-                with _read_only_store(other, always=True) as other_store:
-                    run = _Child("batch", str(other_store), blob, settings).result()
-                _raise_child_error(run)
-                diff = _first_difference(full, run, c, market)
+        for k, c in enumerate(cuts):
+            versions = (("truncated", market.truncate(c)), ("scrambled", scrambled(market, c, rng)))
+            runs = [forked.submit(_run, "whole", str(forked.export_market(other, Path(tmp) / f"{k}-{how}")),
+                                  blob, settings, None, seed)
+                    for how, other in versions]
+            for (how, _), run in zip(versions, runs):
+                result = run.result()
+                _raise_child_error(result)
+                diff = _first_difference(full, result, c, market)
                 if diff is not None:
                     report.differences.append(Difference(c, how, *diff))
                     return report
@@ -139,123 +143,52 @@ def _dump(strategy: Strategy) -> bytes:
     return cloudpickle.dumps(strategy)
 
 
-def _run(kind: str, store: str, blob: bytes, settings: dict[str, Any],
-         path: list[str]) -> dict[str, Any]:
-    """One run in a fresh process: decisions, features, orders and equity to compare.
-    ``path`` is the caller's ``sys.path``, so the strategy's module imports as it did there."""
-    import sys
+def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any,
+         seed: int) -> dict[str, Any]:
+    """One run in a process of its own (:mod:`pitgrid.drivers.forked`): decisions, features,
+    orders and equity to compare. ``kind`` "batch" also checks the simulation (every-bar
+    mode); "whole" is a batch run of the sampled mode."""
+    import warnings
 
     import cloudpickle
 
-    sys.path[:0] = [p for p in path if p not in sys.path]
     from pitgrid.cycle.data import FeatureData
-    from pitgrid.data.market import open_market
     from pitgrid.drivers.batch import backtest
     from pitgrid.drivers.common import features_for
-    from pitgrid.drivers.step import StepDriver
-
-    import warnings
-
-    from pitgrid.drivers.step import SlowPathWarning
+    from pitgrid.drivers.step import SlowPathWarning, StepDriver
 
     warnings.simplefilter("ignore", SlowPathWarning)  # the audit is about leaks, not speed
     strategy = cloudpickle.loads(blob)
-    market = open_market(store).load()
+    market = forked.import_market(folder)
     driver = None
     try:
-        if kind == "batch":
-            features = {} if strategy.has_hook else dict(features_for(market, strategy, FeatureData(market)))
-            res = backtest(market, strategy, settings)
-        else:
+        if kind == "step":
             driver = StepDriver(market, strategy, settings, keep_features=True)
             res = driver.run(progress=False)
             features = {} if strategy.has_hook else driver.features()
+        else:
+            features = {} if strategy.has_hook else dict(features_for(market, strategy, FeatureData(market)))
+            res = backtest(market, strategy, settings)
     except Exception as exc:  # the strategy failed on what it was handed: part of the finding
         bar = None if driver is None else driver.t
         return {"error": f"{type(exc).__name__}: {exc}", "bar": bar, "kind": kind}
     intents = res.extra["intents"]
-    return {
+    out = {
         "intents": {k: getattr(intents, k) for k in ("entries", "exits", "weights")
                     if getattr(intents, k) is not None},
         "features": {k: np.asarray(v) for k, v in features.items()},
         "trades": res.trades, "unfilled": res.unfilled, "filtered": res.filtered,
         "equity": np.asarray(res.equity.values),
     }
+    if kind == "batch":
+        out["cuts"] = cuts = _cutoffs(market, cutoffs, out, every_bar=True)
+        out["simulation"] = _simulation_check(market, strategy, settings, out["intents"], cuts, seed)
+    return out
 
 
 def _raise_child_error(run: dict[str, Any]) -> None:
     if "error" in run:
         raise RuntimeError(f"the {run['kind']} run failed: {run['error']}")
-
-
-class _Child:
-    """One run of :func:`_run` in a new interpreter (``python -c``): it starts with none of
-    the caller's module state and none of the other run's, and runs nothing of the caller's
-    main script. The caller's ``sys.path`` goes along, so the strategy's module imports as
-    it did there. ``result()`` waits for it."""
-
-    _CODE = "from pitgrid.drivers.pit import _child_main; _child_main()"
-
-    def __init__(self, *args: Any) -> None:
-        import pickle
-        import subprocess
-
-        # stderr to a file: a pipe nobody reads while stdout is read could fill and stall it
-        self.errors = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, "-c", self._CODE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.errors)
-        self.payload = pickle.dumps((*args, sys.path))
-        # feed the arguments now; the process reads them before it starts its run
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(self.payload)
-        self.proc.stdin.close()
-
-    def result(self) -> dict[str, Any]:
-        import pickle
-
-        assert self.proc.stdout is not None
-        out = self.proc.stdout.read()
-        code = self.proc.wait()
-        self.errors.seek(0)
-        err = self.errors.read().decode(errors="replace")
-        self.errors.close()
-        if code != 0:
-            tail = err.strip().splitlines()[-1:] or ["no message"]
-            raise RuntimeError(f"a check run's process failed (exit {code}): {tail[0]}")
-        return pickle.loads(out)
-
-
-def _child_main() -> None:
-    """The entry of a check run's process: arguments on stdin, the result on stdout."""
-    import pickle
-
-    args = pickle.loads(sys.stdin.buffer.read())
-    result = _run(*args)
-    sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-    sys.stdout.flush()
-
-
-class _read_only_store:
-    """The market's store, or a temporary one written for the check."""
-
-    def __init__(self, market: MarketData, always: bool = False) -> None:
-        self.market = market
-        self.always = always
-        self.tmp: tempfile.TemporaryDirectory | None = None
-
-    def __enter__(self) -> Path:
-        if self.market.store_path is not None and not self.always:
-            return self.market.store_path
-        from pitgrid.data.store import write_market
-
-        self.tmp = tempfile.TemporaryDirectory(prefix="pitgrid-check-")
-        path = Path(self.tmp.name) / "market"
-        write_market(self.market, path)
-        return path
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tmp is not None:
-            self.tmp.cleanup()
 
 
 # ---------------------------------------------------------------------- comparing
@@ -348,38 +281,94 @@ def _first_difference(full: dict[str, Any], other: dict[str, Any], c: np.datetim
     return None
 
 
-def _simulation_check(market: MarketData, strategy: Strategy, config: Any, batch: dict[str, Any],
-                      cuts: list[np.datetime64], seed: int) -> Difference | None:
-    """The batch run's decisions, simulated on data cut and scrambled after each cutoff."""
-    from pitgrid.engine.simulate import simulate
+def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
+                      intents: dict[str, np.ndarray], cuts: list[np.datetime64], seed: int
+                      ) -> Difference | None:
+    """The batch run's decisions replayed by the compiled core on the data truncated, then
+    scrambled, after each cutoff: nothing at or before the cutoff may change.
 
+    Each replay runs the core only up to the cutoff's bar, with the scrambled rows still
+    in its arrays, so a read of any later row shows; the tables and delistings it sees are
+    those of :func:`scrambled`."""
     cfg, size_value = resolve_settings(strategy, config)
-    intents = batch["intents"]
-
-    def run(m: MarketData) -> dict[str, Any]:
-        n = len(m.time)
-        res = simulate(m, **{k: np.asarray(v)[:n] for k, v in intents.items()},
-                       size_value=size_value, **cfg.to_dict())
-        return {"intents": {}, "trades": res.trades, "unfilled": res.unfilled,
-                "filtered": res.filtered, "equity": np.asarray(res.equity.values)}
-
-    full = run(market)
+    full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, len(market.time) - 1)
     rng = np.random.default_rng(seed)
     for c in cuts:
-        for how, other in (("truncated", market.truncate(c)), ("scrambled", scrambled(market, c, rng))):
-            diff = _first_difference(full, run(other), c, market)
+        i = market.index_of(c)
+        cut = market.truncate(c)
+        ds, _, delist = _scrambled_parts(market, i, rng)
+        for how, other in (
+                ("truncated", _replay(cut.ds, cut.delist_bar,
+                                      {k: np.asarray(v)[: i + 1] for k, v in intents.items()},
+                                      cfg, size_value, i)),
+                ("scrambled", _replay(ds, delist, intents, cfg, size_value, i))):
+            diff = _replay_difference(full, other, i, market)
             if diff is not None:
                 return Difference(c, how, *diff)
     return None
 
 
+def _replay(ds: xr.Dataset, delist: np.ndarray, intents: dict[str, np.ndarray], cfg: SimConfig,
+            size_value: Any, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The core's order log and equity over bars ``0..last`` of ``ds`` (which may hold more)."""
+    from pitgrid.engine.simulate import (_intents, allocate_outputs, make_core, market_arrays,
+                                         run_core, size_values)
+
+    data = market_arrays(ds, cfg)
+    T, S = data["close"].shape
+    mode, arrays, P, _, _ = _intents(ds, intents.get("entries"), intents.get("exits"),
+                                     intents.get("weights"), None, T, S)
+    core = make_core(cfg, P, S, mode, size_values(cfg, size_value, P))
+    out = allocate_outputs(P, T, S, core.A, False)
+    run_core(core, data, np.ascontiguousarray(delist, dtype=np.int64), arrays, out, 0, last + 1)
+    log_i, log_f = core.take_log()
+    return log_i, log_f, out["equity"][:, : last + 1]
+
+
+def _replay_difference(full: tuple, other: tuple, i: int, market: MarketData
+                       ) -> tuple[str, np.datetime64, str | None, str, str] | None:
+    (fi, ff, fe), (oi, of, oe) = full, other
+    keep = fi[:, 0] <= i
+    fi, ff, fe = fi[keep], ff[keep], fe[:, : i + 1]
+    rows = min(len(fi), len(oi))
+    bad = np.flatnonzero((fi[:rows] != oi[:rows]).any(axis=1)
+                         | ~((ff[:rows] == of[:rows]) | (np.isnan(ff[:rows]) & np.isnan(of[:rows]))).all(axis=1))
+    if bad.size or len(fi) != len(oi):
+        k = int(bad[0]) if bad.size else rows
+        t, _, s, kind = (fi[k] if k < len(fi) else oi[k])[:4]
+        what = "fill" if kind == KIND_FILL else "order"
+        return (what, market.time[t], str(market.symbols[s]),
+                f"{_describe(fi, ff, k)} -> {_describe(oi, of, k)}",
+                f"{'A fill' if what == 'fill' else 'An order'} at or before the cutoff depends on data "
+                "after it.")
+    same = (fe == oe) | (np.isnan(fe) & np.isnan(oe))
+    if not same.all():
+        t = int(np.argwhere(~same)[0][1])
+        return ("equity", market.time[t], None, f"{fe[:, t].tolist()} -> {oe[:, t].tolist()}",
+                "The accounting at or before the cutoff depends on data after it.")
+    return None
+
+
+def _describe(log_i: np.ndarray, log_f: np.ndarray, k: int) -> str:
+    if k >= len(log_i):
+        return "nothing"
+    kind = {KIND_FILL: "fill", KIND_UNFILLED: "unfilled", KIND_FILTERED: "refused"}[int(log_i[k, 3])]
+    price = "" if np.isnan(log_f[k, 1]) else f" at {log_f[k, 1]:.6g}"
+    return f"{kind} ({REASONS.get(int(log_i[k, 4]), 'none')}) of {log_f[k, 0]:+.6g} shares{price}"
+
+
 # ---------------------------------------------------------------------- cutoffs, scrambling
-def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any]) -> list[np.datetime64]:
+def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: bool = False
+             ) -> list[np.datetime64]:
+    """The given cutoffs, or ``cutoffs`` (a number) of them chosen where leaks show.
+
+    By default 8, or 4 when the step driver has already audited every bar and only the
+    simulation, replayed on the batch run's decisions, remains to check."""
     times = market.time
     T = len(times)
     if cutoffs is not None and not isinstance(cutoffs, int):
         return sorted({times[market.index_of(c)] for c in cutoffs})
-    n = 8 if cutoffs is None else int(cutoffs)
+    n = (4 if every_bar else 8) if cutoffs is None else int(cutoffs)
     picks: set[int] = set(np.linspace(T // 8, T - 2, max(n // 2, 1)).astype(int).tolist())
     # the end of the warm-up: the first bar with any decision
     firsts = [int(np.argmax(np.any(np.nan_to_num(np.asarray(a, dtype=float)) != 0, axis=1)))
@@ -406,15 +395,22 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any]) -> list[np.d
 def scrambled(market: MarketData, c: TimeLike, rng: np.random.Generator) -> MarketData:
     """``market`` with everything after ``c`` scrambled: every field's bars permuted, and the
     rows of every reference table dated after ``c`` given other values, symbols and times."""
-    i = market.index_of(c)
-    ds = market.ds.copy(deep=True)
+    ds, tables, _ = _scrambled_parts(market, market.index_of(c), rng)
+    # the arrays already hold the permuted actions; the table follows the arrays
+    return MarketData(ds, universes=tables["universes"], events=tables["events"],
+                      regimes=tables["regimes"])
+
+
+def _scrambled_parts(market: MarketData, i: int, rng: np.random.Generator
+                     ) -> tuple[xr.Dataset, dict[str, pl.DataFrame | None], np.ndarray]:
+    """The fields, reference tables and delistings of :func:`scrambled` after bar ``i``."""
     T = len(market.time)
-    if i + 1 < T:
-        order = np.concatenate([np.arange(i + 1), i + 1 + rng.permutation(T - i - 1)])
-        for name in ds.data_vars:
-            ds[name] = ds[name].copy(data=np.asarray(ds[name].values)[order])
+    order = np.concatenate([np.arange(i + 1), i + 1 + rng.permutation(max(T - i - 1, 0))])
+    src = market.ds
+    ds = xr.Dataset({name: (src[name].dims, np.asarray(src[name].values)[order]) for name in src.data_vars},
+                    coords=src.coords, attrs=src.attrs)
     when = np.datetime64(market.time[i], "ns")
-    tables = {}
+    tables: dict[str, pl.DataFrame | None] = {}
     for name, col in _TABLE_TIME.items():
         table = getattr(market, name)
         if not table.height:
@@ -426,9 +422,11 @@ def scrambled(market: MarketData, c: TimeLike, rng: np.random.Generator) -> Mark
         if late.any():
             table = _scramble_rows(table, late, rng, market.time[i + 1:] if i + 1 < T else None)
         tables[name] = table
-    # the arrays already hold the permuted actions; the table follows the arrays
-    return MarketData(ds, universes=tables["universes"], events=tables["events"],
-                      regimes=tables["regimes"])
+    delist = np.asarray(market.delist_bar).copy()
+    later = delist > i
+    # a delisting after the cutoff moves to another later bar, or away
+    delist[later] = rng.choice(np.append(np.arange(i + 1, T), -1), int(later.sum()))
+    return ds, tables, delist
 
 
 def _scramble_rows(table: pl.DataFrame, late: np.ndarray, rng: np.random.Generator,

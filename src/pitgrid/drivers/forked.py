@@ -1,0 +1,299 @@
+"""Runs in processes that share nothing with the caller or with each other, started in milliseconds.
+
+The point-in-time check compares runs that must share no process, no module state
+and no market object. A new interpreter per run gives that, but costs seconds
+(imports, numba's cache) each time. So each calling process starts one server: a
+new interpreter that imports pitgrid and loads its compiled kernels, and runs
+nothing else, none of the caller's code above all. It forks one child per run. Every child starts from
+that same clean state; a strategy's module is
+imported afresh in the child when its pickle is loaded, so no cache, global or
+market object carries over from the caller or from another run.
+
+A market goes to the children as files of raw arrays that they map read-only
+(:func:`export_market`): the operating system, not a flag a strategy could flip,
+keeps them from being written, and nothing is copied or decoded.
+
+Where ``fork`` is missing (Windows), each run gets a new interpreter instead.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+_HEADER = struct.Struct("<Q")
+_SERVE = "from pitgrid.drivers.forked import _serve; _serve()"
+_ONE = "from pitgrid.drivers.forked import _run_one; _run_one()"
+
+
+class Run:
+    """One submitted run; :meth:`result` waits for it and returns what its function returned."""
+
+    def __init__(self, server: _Server | None, rid: int, path: Path,
+                 proc: subprocess.Popen | None = None) -> None:
+        self._server, self._rid, self._path, self._proc = server, rid, path, proc
+
+    def result(self) -> Any:
+        code = self._proc.wait() if self._proc is not None else self._server.wait(self._rid)
+        try:
+            with open(self._path, "rb") as f:
+                status, value = pickle.load(f)
+        except FileNotFoundError:
+            how = f"signal {-code}" if code < 0 else f"exit {code}"
+            raise RuntimeError(f"a check run's process died ({how}) before it could report") from None
+        finally:
+            self._path.unlink(missing_ok=True)
+        if status == "error":
+            raise RuntimeError(f"a check run's process failed: {value}")
+        return value
+
+
+def submit(fn: Callable[..., Any], *args: Any) -> Run:
+    """Run ``fn(*args)`` in a new process forked from the clean server; ``fn`` must be a
+    module-level function (it is sent by name), ``args`` picklable.
+
+    Example:
+        >>> submit(max, 2, 3).result()  # doctest: +SKIP
+        3
+    """
+    request = pickle.dumps((fn.__module__, fn.__qualname__, args, list(sys.path)),
+                           protocol=pickle.HIGHEST_PROTOCOL)
+    fd, name = tempfile.mkstemp(prefix="pitgrid-run-", suffix=".pickle", dir=_scratch())
+    os.close(fd)
+    os.unlink(name)  # the child writes it when done: its absence means the child died
+    path = Path(name)
+    if not hasattr(os, "fork"):
+        proc = subprocess.Popen([sys.executable, "-c", _ONE], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None
+        proc.stdin.write(pickle.dumps((str(path), request)))
+        proc.stdin.close()
+        return Run(None, 0, path, proc)
+    server = _Server.get()
+    return Run(server, server.send(str(path), request), path)
+
+
+def start_server() -> None:
+    """Start the server now (it starts on first use otherwise): its start-up then overlaps
+    the caller's own work."""
+    if hasattr(os, "fork"):
+        _Server.get()
+
+
+class _Server:
+    _instance: _Server | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> _Server:
+        with cls._lock:
+            s = cls._instance
+            # a forked caller must not share its parent's pipes
+            if s is None or s.pid != os.getpid() or s.proc.poll() is not None:
+                cls._instance = s = cls()
+            return s
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.next_id = 0
+        self.done: dict[int, int] = {}
+        self.sending, self.reading = threading.Lock(), threading.Lock()
+        atexit.register(self.stop)
+
+    def send(self, path: str, request: bytes) -> int:
+        with self.sending:
+            rid = self.next_id
+            self.next_id += 1
+            _write(self.proc.stdin, (rid, path, request))
+            return rid
+
+    def wait(self, rid: int) -> int:
+        with self.reading:
+            while rid not in self.done:
+                msg = _read(self.proc.stdout.read)
+                if msg is None:
+                    raise RuntimeError("the check's process server died")
+                self.done[msg[0]] = msg[1]
+            return self.done.pop(rid)
+
+    def stop(self) -> None:
+        if self.pid == os.getpid() and self.proc.poll() is None:
+            self.proc.stdin.close()  # the server returns on end of input
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _write(stream: Any, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read(read: Callable[[int], bytes]) -> Any:
+    """One message, or None at end of input; ``read(n)`` returns at most n bytes."""
+    head = _exactly(read, _HEADER.size)
+    if head is None:
+        return None
+    body = _exactly(read, _HEADER.unpack(head)[0])
+    return None if body is None else pickle.loads(body)
+
+
+def _exactly(read: Callable[[int], bytes], n: int) -> bytes | None:
+    parts, got = [], 0
+    while got < n:
+        part = read(n - got)
+        if not part:
+            return None
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------------- the server's side
+def _serve() -> None:
+    """The server's loop: a request forks a child; a child's exit is reported by id."""
+    import select
+
+    _warm()
+    # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
+    inp, out = sys.stdin.fileno(), sys.stdout.buffer
+    children: dict[int, tuple[int, int | None]] = {}  # pid -> (request id, pidfd)
+    pidfd_open = getattr(os, "pidfd_open", None)
+    while True:
+        fds = [inp] + [fd for _, fd in children.values() if fd is not None]
+        # without pidfds, poll for exits every few milliseconds
+        ready, _, _ = select.select(fds, [], [], None if pidfd_open else 0.005)
+        for pid, (rid, fd) in list(children.items()):
+            if fd is not None and fd not in ready:
+                continue
+            done, status = os.waitpid(pid, 0 if fd is not None else os.WNOHANG)
+            if done:
+                if fd is not None:
+                    os.close(fd)
+                del children[pid]
+                _write(out, (rid, os.waitstatus_to_exitcode(status)))
+        if inp in ready:
+            msg = _read(lambda n: os.read(inp, n))
+            if msg is None:
+                return  # the caller is gone
+            rid, path, request = msg
+            pid = os.fork()
+            if pid == 0:
+                os.dup2(os.open(os.devnull, os.O_RDWR), 0)
+                os.dup2(2, 1)  # whatever the run prints must not reach the status pipe
+                _child(path, request)
+            children[pid] = (rid, pidfd_open(pid) if pidfd_open else None)
+
+
+def _child(path: str, request: bytes) -> None:
+    try:
+        module, name, args, caller_path = pickle.loads(request)
+        # the caller's sys.path, so the strategy's module imports as it did there
+        sys.path[:0] = [p for p in caller_path if p not in sys.path]
+        import importlib
+
+        fn = importlib.import_module(module)
+        for part in name.split("."):
+            fn = getattr(fn, part)
+        outcome = ("ok", fn(*args))
+    except BaseException as exc:  # reported to the caller, who raises it
+        outcome = ("error", f"{type(exc).__name__}: {exc}")
+    try:
+        data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        data = pickle.dumps(("error", f"its result could not be sent back: {exc}"))
+    with open(path + ".part", "wb") as f:
+        f.write(data)
+    os.replace(path + ".part", path)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _run_one() -> None:
+    """A single run in a new interpreter, where there is no fork."""
+    path, request = pickle.loads(sys.stdin.buffer.read())
+    _child(path, request)
+
+
+def _warm() -> None:
+    """Import what the runs use and load every kernel's compiled code from numba's cache,
+    batch and streaming, so that no child pays for it.
+
+    Nothing that starts a thread pool runs here (no polars query, no market): a pool that
+    exists before a fork is one the child would wait on forever."""
+    import cloudpickle  # noqa: F401
+
+    import pitgrid  # noqa: F401
+    from pitgrid import kernels
+    from pitgrid.drivers import batch, pit, step  # noqa: F401
+    from pitgrid.kernels.stream import _REQUIRED, _SPECS
+
+    x = np.linspace(1.0, 2.0, 8).reshape(4, 2)
+    for name, spec in _SPECS.items():
+        params = {p: 3 for p, default in spec.params if default is _REQUIRED}
+        rows = [1.5 if i == "y" else x[0] for i in spec.inputs]
+        batch_inputs = [x[:, 0] if i == "y" else x for i in spec.inputs]
+        try:
+            getattr(kernels, name)(*batch_inputs, **params)
+            kernels.Stream(name, 2, **params).update(*rows)
+        except Exception:  # noqa: BLE001 - a cache not warmed only costs a child its loading
+            continue
+
+
+# ---------------------------------------------------------------------- markets as files
+def export_market(market: Any, folder: Path) -> Path:
+    """Write ``market`` (in memory) as raw array files and one pickle of the rest; return
+    the folder. :func:`import_market` maps it back, read-only."""
+    folder.mkdir(parents=True, exist_ok=False)
+    ds = market.ds
+    for name in ds.data_vars:
+        np.save(folder / f"{name}.npy", np.asarray(ds[name].values), allow_pickle=False)
+    meta = {"fields": list(ds.data_vars), "time": market.time, "symbols": market.symbols,
+            "tables": {n: getattr(market, n) for n in ("universes", "actions", "events", "regimes")},
+            "delist": market._delist, "fingerprint": getattr(market, "_fingerprint", None),
+            "attrs": dict(ds.attrs)}
+    with open(folder / "meta.pickle", "wb") as f:
+        pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return folder
+
+
+def import_market(folder: str | Path) -> Any:
+    """The market of :func:`export_market`, its arrays mapped read-only from the files."""
+    import xarray as xr
+
+    from pitgrid.data.market import MarketData
+
+    folder = Path(folder)
+    with open(folder / "meta.pickle", "rb") as f:
+        meta = pickle.load(f)
+    fields = {n: (("time", "symbol"), np.load(folder / f"{n}.npy", mmap_mode="r"))
+              for n in meta["fields"]}
+    ds = xr.Dataset(fields, coords={"time": meta["time"], "symbol": meta["symbols"]},
+                    attrs=meta["attrs"])
+    return MarketData._from_parts(ds, meta["tables"], meta["fingerprint"], None, meta["delist"])
+
+
+def scratch_folder(prefix: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder in memory where the system has one (``/dev/shm``)."""
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=_scratch())
+
+
+def _scratch() -> str | None:
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 1 << 30:
+        return shm
+    return None

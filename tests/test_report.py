@@ -18,11 +18,12 @@ import pitgrid as pg
 from pitgrid.results import ResultsDB, write_grid_report, write_report
 from pitgrid.results.formatting import fmt
 from pitgrid.results.grid_heatmap import grid_figure, heatmap_axes
-from pitgrid.results.ledger import exits_by_reason, fill_pnl, symbol_pnl
+from pitgrid.results.ledger import (dividends_received, exits_by_reason, fill_pnl, symbol_pnl,
+                                   trips_with_dividends)
 from pitgrid.results.report import OPTIMISTIC_LABEL
 from pitgrid.results.report_page import plotly_js_name
 from pitgrid.results.report_sections import TRADE_ROWS
-from pitgrid.results.run_view import RunView, dividends, marks
+from pitgrid.results.run_view import RunView, dividend_cash, marks
 
 CHROMIUM = Path("/usr/bin/chromium")
 # equity, drawdown, monthly returns, rolling Sharpe, exposure and turnover, holdings
@@ -161,6 +162,8 @@ def test_pnl_by_symbol_adds_up_to_the_equity(market):
     per = symbol_pnl(one, ledger, marks)
     gain = float(res.equity[-1]) - res.config["init_cash"]
     assert per["total P&L"].sum() == pytest.approx(gain, rel=1e-9, abs=1e-6)
+    assert (ledger.trips["side"] == "short").sum() > 5
+    assert_trips_are_the_cores_trades(ledger.trips, res.metrics.row(0, named=True))
 
 
 def test_pnl_follows_a_split_through_the_positions():
@@ -181,11 +184,27 @@ def test_pnl_follows_a_split_through_the_positions():
     assert per["total P&L"].sum() == pytest.approx(gain, rel=1e-9)
 
 
-def pnl_of(res, market) -> pl.DataFrame:
-    """P&L by symbol as the report computes it (marks and dividends from the market)."""
+def pnl_of(res, market) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """P&L by symbol and round trips as the report computes them (marks and dividends from
+    the market)."""
     view = RunView.of(res, None)
-    return symbol_pnl(view.trades, fill_pnl(view.trades, view.positions), marks(market, view),
-                      dividends(market, view))
+    ledger = fill_pnl(view.trades, view.positions)
+    cash = dividend_cash(market, view)
+    names = view.positions["symbol"].values.astype(str)
+    per = symbol_pnl(view.trades, ledger, marks(market, view), dividends_received(cash, names))
+    return per, trips_with_dividends(ledger.trips, cash, view.times, names)
+
+
+def assert_trips_are_the_cores_trades(trips: pl.DataFrame, metrics: dict) -> None:
+    """Closed round trips and their P&L (dividends included) against the compiled core's
+    trade statistics."""
+    closed = trips.filter(pl.col("exit").is_not_null())
+    assert closed.height == metrics["trades"] > 0
+    wins = closed.filter(pl.col("P&L") > 0)
+    assert wins.height / closed.height == pytest.approx(metrics["win_rate"], rel=1e-12)
+    assert wins["P&L"].mean() == pytest.approx(metrics["avg_win"], rel=1e-9)
+    assert closed.filter(pl.col("P&L") <= 0)["P&L"].mean() == pytest.approx(metrics["avg_loss"],
+                                                                          rel=1e-9)
 
 
 def test_pnl_counts_each_symbols_dividends_and_adds_up():
@@ -195,8 +214,11 @@ def test_pnl_counts_each_symbols_dividends_and_adds_up():
                             "ex_date": pl.Series(times[[90, 100, 160]]),
                             "split_ratio": [1.0, 2.0, 1.0], "cash_dividend": [1.5, 0.8, 0.4]})
     market = pg.MarketData(ds, actions=actions)
-    res = pg.simulate(market, weights=market["close"] * 0 + 0.24, keep="full", fees_bps=4)
-    per = pnl_of(res, market)
+    on = (np.arange(len(times)) // 40) % 2 == 0  # held over the ex-dates, flat in between
+    weights = market["close"] * 0 + xr.DataArray(np.where(on, 0.24, 0.0), dims="time",
+                                                 coords={"time": times})
+    res = pg.simulate(market, weights=weights, keep="full", fees_bps=4)
+    per, trips = pnl_of(res, market)
     paid = dict(zip(per["symbol"], per["dividends"]))
     held = res.positions
     assert paid["S0000"] == pytest.approx(float(held.sel(symbol="S0000")[89]) * 1.5)
@@ -205,6 +227,7 @@ def test_pnl_counts_each_symbols_dividends_and_adds_up():
                                           + float(held.sel(symbol="S0002")[159]) * 0.4)
     gain = float(res.equity[-1]) - res.config["init_cash"]
     assert per["total P&L"].sum() == pytest.approx(gain, rel=1e-9)
+    assert_trips_are_the_cores_trades(trips, res.metrics.row(0, named=True))
 
 
 @pytest.mark.slow
@@ -219,10 +242,11 @@ def test_real_sample_report_is_small_and_its_pnl_adds_up(real_market, tmp_path):
     path = write_report(res, tmp_path / "momentum.html", market=real_market)
     assert path.stat().st_size < MAX_REPORT_BYTES
     assert '"type":"log"' in path.read_text()
-    per = pnl_of(res, real_market)
+    per, trips = pnl_of(res, real_market)
     assert per["dividends"].sum() > 10_000
     gain = float(res.equity[-1]) - res.config["init_cash"]
     assert per["total P&L"].sum() == pytest.approx(gain, rel=1e-9)
+    assert_trips_are_the_cores_trades(trips, res.metrics.row(0, named=True))
 
 
 def reference_pnl(fills: list[tuple[str, float, float, float]]) -> tuple[dict, dict]:

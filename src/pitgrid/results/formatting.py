@@ -21,7 +21,7 @@ PERCENT = frozenset({
 COUNTS = frozenset({"trades", "fills", "unfilled", "closing fills", "wins", "bars held"})
 MONEY = frozenset({"avg_win", "avg_loss", "fees", "slippage", "price", "notional", "value",
                    "realized P&L", "unrealized P&L", "total P&L", "avg P&L", "avg cost",
-                   "equity", "cash"})
+                   "equity", "cash", "entry price", "exit price", "invested", "dividends", "P&L"})
 BARS = frozenset({"max_drawdown_duration"})
 #: the metrics a person looks at first; the notebook summary and the run list show these
 KEY_METRICS = ("total_return", "annual_return", "sharpe", "max_drawdown", "trades", "exposure")

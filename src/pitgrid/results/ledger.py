@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -33,58 +34,118 @@ _EPS = 1e-9
 
 @dataclass
 class Ledger:
-    """Per-fill realised P&L and what each symbol holds after the last fill.
+    """Per-fill realised P&L, round trips, and what each symbol holds after the last fill.
 
     ``realized_pnl`` is NaN for a fill that closes nothing; ``held`` and ``cost``
     map a symbol to its shares (negative: short) and their cost after the run.
+    ``trips`` has one row per round trip (see :func:`fill_pnl`).
     """
 
     realized_pnl: np.ndarray
     held: dict[str, float]
     cost: dict[str, float]
+    trips: pl.DataFrame
+
+
+@dataclass
+class _Trip:
+    """A position from flat (or a flip) back to flat: what went in and what came out."""
+
+    symbol: str
+    entry: Any
+    side: str
+    shares: float = 0.0  # the largest holding
+    bought: float = 0.0  # shares and notional of opening fills
+    paid: float = 0.0
+    sold: float = 0.0  # shares and notional of closing fills
+    got: float = 0.0
+    cost: float = 0.0  # opening notional and fees: what the trip put at risk
+    pnl: float = 0.0
+
+    def row(self, exit_time: Any, reason: str | None) -> dict[str, Any]:
+        return {"symbol": self.symbol, "side": self.side, "entry": self.entry, "exit": exit_time,
+                "shares": self.shares,
+                "entry price": self.paid / self.bought if self.bought else None,
+                "exit price": self.got / self.sold if self.sold else None, "invested": self.cost,
+                "P&L": self.pnl if reason is not None else None,
+                "return": self.pnl / self.cost if reason is not None and self.cost else None,
+                "exit reason": reason}
+
+
+def _trip_schema(fills: pl.DataFrame) -> dict[str, Any]:
+    when = fills.schema["time"]
+    return {"symbol": pl.String, "side": pl.String, "entry": when, "exit": when,
+            "shares": pl.Float64, "entry price": pl.Float64, "exit price": pl.Float64,
+            "invested": pl.Float64, "P&L": pl.Float64, "return": pl.Float64, "exit reason": pl.String}
 
 
 def fill_pnl(fills: pl.DataFrame, positions: xr.DataArray | None = None) -> Ledger:
     """Average-cost ledger over ``fills`` (one parameter set, in the order they happened).
 
     ``positions`` (``time, symbol`` shares after each bar), when given, supplies share
-    counts changed without a fill.
+    counts changed without a fill. A round trip runs from a fill that opens a position
+    to the fill that takes it back to zero or through it (the rest opens the next
+    trip), as the core counts trades; its P&L is the realised P&L of its closing fills
+    (opening fees are in the cost), its return that over ``invested`` (the opening
+    notional and fees). Trips still open after the last fill have no exit, P&L or return.
     """
     n = fills.height
     realized = np.full(n, np.nan)
     held: dict[str, float] = {}
     cost: dict[str, float] = {}
     if not n:
-        return Ledger(realized, held, cost)
+        return Ledger(realized, held, cost, pl.DataFrame(schema=_trip_schema(fills)))
     symbols = fills["symbol"].to_list()
+    times = fills["time"].to_list()
+    reasons = fills["reason"].to_list()
     signed = np.where(fills["side"].to_numpy() == "buy", 1.0, -1.0) * fills["shares"].to_numpy()
     price = fills["price"].to_numpy()
     fee = fills["fees"].to_numpy()
     before = _held_before_fills(fills, signed, positions)
+    trips: list[dict[str, Any]] = []
+    open_trips: dict[str, _Trip] = {}
     for i, s in enumerate(symbols):
         qty, basis = held.get(s, 0.0), cost.get(s, 0.0)
         if before is not None and not np.isnan(before[i]) and abs(qty) > _EPS:
+            if abs(before[i]) <= _EPS:  # cut to nothing without a fill: cash in lieu
+                trips.append(open_trips.pop(s).row(times[i], "cash in lieu"))
+                basis = 0.0
             qty = before[i]  # a split moved the count; the money paid stays the cost
         d = signed[i]
-        closing = 0.0 if qty == 0 or np.sign(d) == np.sign(qty) else np.sign(d) * min(abs(d), abs(qty))
+        closing = 0.0 if abs(qty) <= _EPS or np.sign(d) == np.sign(qty) else np.sign(d) * min(abs(d), abs(qty))
         opening = d - closing
         if closing:
             avg = basis / qty
             share = abs(closing) / abs(d)
             realized[i] = (price[i] - avg) * -closing - fee[i] * share
+            trip = open_trips[s]
+            trip.sold += abs(closing)
+            trip.got += abs(closing) * price[i]
+            trip.pnl += realized[i]
             qty += closing
-            basis = avg * qty if abs(qty) > _EPS else 0.0
-            qty = qty if abs(qty) > _EPS else 0.0
+            if abs(qty) > _EPS:
+                basis = avg * qty
+            else:
+                qty, basis = 0.0, 0.0
+                trips.append(open_trips.pop(s).row(times[i], reasons[i]))
         if opening:
-            basis += opening * price[i] + fee[i] * abs(opening) / abs(d)
+            fee_part = fee[i] * abs(opening) / abs(d)
+            basis += opening * price[i] + fee_part
             qty += opening
+            trip = open_trips.setdefault(s, _Trip(s, times[i], "long" if opening > 0 else "short"))
+            trip.bought += abs(opening)
+            trip.paid += abs(opening) * price[i]
+            trip.cost += abs(opening) * price[i] + fee_part
+            trip.shares = max(trip.shares, abs(qty))
         held[s], cost[s] = qty, basis
     if positions is not None:  # splits after a symbol's last fill
         last = positions.isel(time=-1)
         for s in held:
             if abs(held[s]) > _EPS:
                 held[s] = float(last.sel(symbol=s))
-    return Ledger(realized, held, cost)
+    trips.extend(t.row(None, None) for t in open_trips.values())
+    table = pl.DataFrame(trips, schema=_trip_schema(fills)).sort("entry", "symbol", maintain_order=True)
+    return Ledger(realized, held, cost, table)
 
 
 def _held_before_fills(fills: pl.DataFrame, signed: np.ndarray, positions: xr.DataArray | None
@@ -138,17 +199,40 @@ def symbol_pnl(fills: pl.DataFrame, ledger: Ledger, marks: Mapping[str, float] |
     return out.sort(pl.coalesce("total P&L", "realized P&L"), descending=True)
 
 
-def dividends_received(positions: xr.DataArray, split_ratio: np.ndarray,
-                       dividend: np.ndarray) -> dict[str, float]:
-    """Each symbol's dividends: shares held into each ex-date (after that bar's split, as the
-    core credits them) times the dividend per share. Arrays are ``(time, symbol)`` on the
-    positions' bars."""
-    shares = np.asarray(positions.values, dtype=np.float64)
+def dividend_cash(shares: np.ndarray, split_ratio: np.ndarray, dividend: np.ndarray) -> np.ndarray:
+    """Dividends paid to each holding on each bar ``(time, symbol)``: shares held into the
+    ex-date (after that bar's split, as the core credits them) times the dividend per share;
+    shorts pay them."""
+    shares = np.asarray(shares, dtype=np.float64)
+    out = np.zeros_like(shares)
     split = np.nan_to_num(np.asarray(split_ratio, dtype=np.float64)[1:], nan=1.0)
-    div = np.nan_to_num(np.asarray(dividend, dtype=np.float64)[1:])
-    paid = (shares[:-1] * split * div).sum(axis=0)
-    names = np.asarray(positions["symbol"].values).astype(str)
-    return {s: float(v) for s, v in zip(names, paid) if v != 0}
+    out[1:] = shares[:-1] * split * np.nan_to_num(np.asarray(dividend, dtype=np.float64)[1:])
+    return out
+
+
+def dividends_received(cash: np.ndarray, symbols: np.ndarray) -> dict[str, float]:
+    """Each symbol's dividends over the run, from :func:`dividend_cash`."""
+    paid = cash.sum(axis=0)
+    return {str(s): float(v) for s, v in zip(symbols, paid) if v != 0}
+
+
+def trips_with_dividends(trips: pl.DataFrame, cash: np.ndarray, times: np.ndarray,
+                         symbols: np.ndarray) -> pl.DataFrame:
+    """Round trips with the dividends paid while they were open (bars after the entry up to
+    the exit) added to their P&L and return, as the core counts a trade's P&L."""
+    if not trips.height:
+        return trips.with_columns(pl.lit(None, dtype=pl.Float64).alias("dividends"))
+    cum = np.cumsum(cash, axis=0)
+    col = {str(s): j for j, s in enumerate(symbols)}
+    j = np.array([col[s] for s in trips["symbol"].to_list()])
+    entry = np.searchsorted(times, trips["entry"].to_numpy())
+    closed = trips["exit"].is_not_null().to_numpy()
+    exit_ = np.where(closed, np.searchsorted(times, trips["exit"].fill_null(trips["entry"]).to_numpy()),
+                     len(times) - 1)
+    paid = cum[exit_, j] - cum[entry, j]
+    return trips.with_columns(pl.Series("dividends", paid)).with_columns(
+        (pl.col("P&L") + pl.col("dividends")).alias("P&L")).with_columns(
+        (pl.col("P&L") / pl.col("invested")).alias("return"))
 
 
 def exits_by_reason(fills: pl.DataFrame, ledger: Ledger) -> pl.DataFrame:

@@ -19,10 +19,10 @@ from pitgrid.engine.result import SimResult
 from pitgrid.results import charts
 from pitgrid.results import report_sections as sections
 from pitgrid.results.grid_heatmap import grid_figure
-from pitgrid.results.ledger import fill_pnl
+from pitgrid.results.ledger import dividends_received, fill_pnl, trips_with_dividends
 from pitgrid.results.report_page import (figure_html, frame_table, note, table, write_csv,
                                           write_page)
-from pitgrid.results.run_view import RunView, align_benchmark, closes, dividends, marks
+from pitgrid.results.run_view import RunView, align_benchmark, closes, dividend_cash, marks
 
 __all__ = ["write_grid_report", "write_report"]
 
@@ -48,10 +48,11 @@ def write_report(
     the run's starting equity; a symbol or a strategy with ``market``, as in
     :func:`pitgrid.backtest`) with both sets of statistics; drawdown, monthly
     returns, rolling Sharpe, exposure and turnover, holdings over time and at the
-    end, profit and loss by symbol, exits by reason, the trade list (the latest
-    1000 fills in the page, every fill in ``<name>.trades.csv`` beside it), trade and
-    tail statistics, the config and data fingerprint, and a red
-    "OPTIMISTIC FILLS: same-bar close" banner when the fills were optimistic.
+    end, profit and loss by symbol, exits by reason, round trips and the fills (the
+    latest 500 of each in the page, all in ``<name>.round_trips.csv`` and
+    ``<name>.trades.csv`` beside it), trade and tail statistics, the config and
+    data fingerprint, and a red "OPTIMISTIC FILLS: same-bar close" banner when the
+    fills were optimistic.
     ``market`` (the MarketData or Dataset the run traded) values holdings, marks
     open positions at their last close and credits each symbol its dividends. A run
     with several parameter sets needs ``param``, the index of the one to show.
@@ -67,10 +68,16 @@ def write_report(
     bench = view.stored_benchmark() if benchmark is None else _benchmark(benchmark, view, market)
     prices = closes(market, view) if market is not None else None
     last = marks(market, view) if market is not None else None
-    paid = dividends(market, view) if market is not None else None
     ledger = fill_pnl(view.trades, view.positions)
+    cash = dividend_cash(market, view) if market is not None else None
+    paid, trips = None, ledger.trips
+    if cash is not None:
+        names = np.asarray(view.positions["symbol"].values).astype(str)
+        paid = dividends_received(cash, names)
+        trips = trips_with_dividends(trips, cash, view.times, names)
     out = Path(path)
     csv = out.with_name(out.stem + ".trades.csv")
+    trips_csv = out.with_name(out.stem + ".round_trips.csv")
     fills = sections.trade_list(view, ledger)
     figures = [charts.equity_figure(view.times, {"equity": view.equity}, bench),
                charts.drawdown_figure(view.times, {"drawdown": view.drawdown}),
@@ -93,12 +100,14 @@ def write_report(
         *sections.holdings_html(view, ledger, last),
         *sections.symbol_pnl_html(view, ledger, last, paid),
         *sections.exits_html(view, ledger),
+        *sections.round_trips_html(trips, trips_csv.name, cash is not None),
         *sections.trade_list_html(fills, csv.name),
         *sections.walkforward_html(view.config.get("walkforward")),
         *sections.sleeves_html(view.config.get("sleeves")),
         sections.shown_config(view.config),
     ]
     write_csv(csv, fills)
+    write_csv(trips_csv, trips)
     return write_page(out, title, body)
 
 

@@ -26,7 +26,7 @@ from pitgrid.results.report_page import frame_table, note, table
 from pitgrid.results.run_view import RunView
 
 #: fills listed in the page itself; the whole list goes to a CSV file beside it
-TRADE_ROWS = 1000
+TRADE_ROWS = 500
 HEADLINE = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar",
             "max_drawdown", "max_drawdown_duration")
 TRADE_STATS = ("trades", "win_rate", "avg_win", "avg_loss", "profit_factor", "turnover",
@@ -60,6 +60,25 @@ def trade_list_html(listed: pl.DataFrame, csv_name: str) -> list[str]:
     return ["<h2>Trades</h2>",
             f'<p class="note">{html.escape(caption)}; every fill in {link}. P&amp;L of a '
             "closing fill: (price - average cost) x shares closed - fees.</p>",
+            frame_table(shown)]
+
+
+def round_trips_html(trips: pl.DataFrame, csv_name: str, with_dividends: bool) -> list[str]:
+    """Round trips, latest entry first (TRADE_ROWS in the page, all in the CSV)."""
+    if not trips.height:
+        return []
+    shown = trips.tail(TRADE_ROWS).reverse().with_columns(
+        pl.Series("entry", axis_times(trips["entry"].tail(TRADE_ROWS).reverse().to_numpy())),
+        pl.col("exit").dt.strftime("%Y-%m-%d").fill_null("open"))
+    link = f'<a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a>'
+    closed = trips["exit"].is_not_null().sum()
+    caption = (f"{closed:,} closed and {trips.height - closed:,} open"
+               + ("" if shown.height == trips.height else f"; the {shown.height:,} latest shown"))
+    how = ("P&L: every cash flow of the position (fills, fees" + (", dividends" if with_dividends
+           else "; dividends need market=") + "); return: P&L over what was invested "
+           "(opening notional and fees).")
+    return ["<h2>Round trips</h2>",
+            f'<p class="note">{html.escape(caption)}; all in {link}. {html.escape(how)}</p>',
             frame_table(shown)]
 
 

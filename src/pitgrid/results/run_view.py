@@ -157,9 +157,9 @@ def marks(market: Any, view: RunView) -> dict[str, float]:
     return {str(s): float(v) for s, v in zip(last["symbol"].values, last.values) if np.isfinite(v)}
 
 
-def dividends(market: Any, view: RunView) -> dict[str, float] | None:
-    """Dividends each symbol paid the run (None without positions or a dividend field)."""
-    from pitgrid.results.ledger import dividends_received
+def dividend_cash(market: Any, view: RunView) -> np.ndarray | None:
+    """Dividends paid to each holding on each bar (None without positions or dividends)."""
+    from pitgrid.results import ledger
 
     fields = market.fields if hasattr(market, "fields") else list(market.data_vars)
     if view.positions is None or "dividend" not in fields:
@@ -168,4 +168,4 @@ def dividends(market: Any, view: RunView) -> dict[str, float] | None:
     div = market["dividend"].reindex(on_bars).fillna(0.0).values
     split = (market["split_ratio"].reindex(on_bars).fillna(1.0).values
              if "split_ratio" in fields else np.ones_like(div))
-    return dividends_received(view.positions, split, div)
+    return ledger.dividend_cash(view.positions.values, split, div)

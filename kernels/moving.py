@@ -261,6 +261,30 @@ def _wma_anchor(j, lo, w, ring, s, b, kk):
 
 
 @njit(cache=True, nogil=True)
+def _wma_anchor_all(t, w, ring, s, b, k):
+    """``_wma_anchor`` (newest value as the shift) for every symbol whose newest value is
+    present, in memory order: the same additions per symbol, a row of the ring at a time."""
+    n_sym = s.shape[0]
+    newest = ring[t % w]
+    a = np.zeros(n_sym)
+    ca = np.zeros(n_sym)
+    q = np.zeros(n_sym)
+    cq = np.zeros(n_sym)
+    lo = t - w + 1
+    for i in range(w):
+        row = ring[(lo + i) % w]
+        for j in range(n_sym):
+            d = row[j] - newest[j]
+            a[j], ca[j] = _nadd(a[j], ca[j], d)
+            q[j], cq[j] = _nadd(q[j], cq[j], (i + 1) * d)
+    for j in range(n_sym):
+        if np.isfinite(newest[j]):
+            k[j] = newest[j]
+            s[j] = a[j] + ca[j]
+            b[j] = q[j] + cq[j]
+
+
+@njit(cache=True, nogil=True)
 def wma_step_nb(t, x, window, ring, s, b, k, last_bad, due, out):
     """Advance :func:`wma_nb` by one row; sums as in :func:`sma_step_nb`."""
     w = window
@@ -282,16 +306,19 @@ def wma_step_nb(t, x, window, ring, s, b, k, last_bad, due, out):
         n_bad += not np.isfinite(v)
     if n_bad:
         _mark_missing(t, x, w, last_bad, due)
-    every = (t + 1) % (4 * w) == 0
-    if every or due[0] == t:
+    if (t + 1) % (4 * w) == 0:
+        _wma_anchor_all(t, w, ring, s, b, k)
         for j in range(x.shape[0]):
-            if (every and np.isfinite(x[j])) or last_bad[j] + w == t:
+            m = k[j] + b[j] / denom
+            out[j] = m if np.isfinite(m) else np.nan
+    if due[0] == t:
+        for j in range(x.shape[0]):
+            if last_bad[j] + w == t:  # anchoring again on an every-4w row changes nothing
                 k[j] = x[j]
                 _wma_anchor(j, t - w + 1, w, ring, s, b, k[j])
                 m = k[j] + b[j] / denom
                 out[j] = m if np.isfinite(m) else np.nan
-        if due[0] == t:
-            due[0] = _next_due(t, last_bad, w)
+        due[0] = _next_due(t, last_bad, w)
 
 
 @njit(cache=True, nogil=True)

@@ -165,6 +165,30 @@ def _moments_anchor(j, lo, w, ring, s1, s2, kk):
 
 
 @njit(cache=True, nogil=True)
+def _moments_anchor_all(t, w, ring, s1, s2, mag, k):
+    """``_moments_anchor`` (newest value as the shift) for every symbol whose newest value is
+    present, in memory order: the same additions per symbol, a row of the ring at a time."""
+    n_sym = s1.shape[0]
+    newest = ring[t % w]
+    a = np.zeros(n_sym)
+    ca = np.zeros(n_sym)
+    b = np.zeros(n_sym)
+    cb = np.zeros(n_sym)
+    for r in range(t - w + 1, t + 1):
+        row = ring[r % w]
+        for j in range(n_sym):
+            d = row[j] - newest[j]
+            a[j], ca[j] = _nadd(a[j], ca[j], d)
+            b[j], cb[j] = _nadd(b[j], cb[j], d * d)
+    for j in range(n_sym):
+        if np.isfinite(newest[j]):
+            k[j] = newest[j]
+            s1[j] = a[j] + ca[j]
+            s2[j] = b[j] + cb[j]
+            mag[j] = s2[j]
+
+
+@njit(cache=True, nogil=True)
 def _moments_step(t, x, w, ring, s1, s2, mag, k, same, last_bad, due, mean, m2):
     """Advance every symbol's window by row ``t``; write ``mean`` and ``m2`` of the window.
 
@@ -201,14 +225,18 @@ def _moments_step(t, x, w, ring, s1, s2, mag, k, same, last_bad, due, mean, m2):
                 last_bad[j] = t
         due[0] = min(due[0], t + w)
     every = (t + 1) % w == 0
+    if every:
+        _moments_anchor_all(t, w, ring, s1, s2, mag, k)
     if every or due[0] == t:
         nxt = np.iinfo(np.int64).max
         for j in range(n_sym):
             d = last_bad[j] + w
+            # a window complete again on this row has a present newest value
             if (every and np.isfinite(x[j])) or d == t:
-                k[j] = x[j]
-                _moments_anchor(j, t - w + 1, w, ring, s1, s2, k[j])
-                mag[j] = s2[j]
+                if not every:
+                    k[j] = x[j]
+                    _moments_anchor(j, t - w + 1, w, ring, s1, s2, k[j])
+                    mag[j] = s2[j]
                 _moment_out(j, x[j], k[j], s1[j], s2[j], same[j], w, mean, m2)
                 if same[j] < w and np.isfinite(m2[j]) and _rounding_shows(s1[j], m2[j], w, mag[j]):
                     mean[j], m2[j] = _moments_exact(j, t, w, ring)

@@ -71,7 +71,8 @@ def test_report_is_offline_small_and_labels_optimistic_fills(tmp_path, market, r
 
 def test_reports_in_one_folder_share_one_plotly(tmp_path, market, result):
     grid_table = pl.DataFrame({"a": [1, 2], "sharpe": [0.1, 0.2]})
-    pages = [write_report(result, tmp_path / "one.html"), write_report(result, tmp_path / "two.html"),
+    pages = [write_report(result, tmp_path / "one.html"),
+             write_report(result, tmp_path / "two.html"),
              write_grid_report(grid_table, ["a"], "sharpe", tmp_path / "grid.html")]
     assert sorted(p.name for p in tmp_path.glob("*.js")) == [plotly_js_name()]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
@@ -379,7 +380,8 @@ def test_grid_heatmap_cells_are_the_table(shape, seed, holes):
     assert np.isfinite(np.asarray(first.z, dtype=float)).sum() == len(best)
     if others:
         buttons = fig.layout.updatemenus[0].buttons
-        assert len(buttons) == len(fig.data) == 1 + int(np.prod([shape[names.index(o)] for o in others]))
+        combos = int(np.prod([shape[names.index(o)] for o in others]))
+        assert len(buttons) == len(fig.data) == 1 + combos
         for trace, button in zip(fig.data[1:], buttons[1:]):
             fixed = dict(part.split("=") for part in button.label.split(", "))
             sel = table.filter(pl.all_horizontal(pl.col(k) == int(v) for k, v in fixed.items()))

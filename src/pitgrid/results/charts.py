@@ -141,7 +141,8 @@ def exposure_figure(view: RunView) -> go.Figure:
     per = "bar" if k == 1 else f"{k} bars"
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         row_heights=[0.65, 0.35],
-                        subplot_titles=("Exposure (% of equity)", f"Turnover per {per} (% of equity)"))
+                        subplot_titles=("Exposure (% of equity)",
+                                        f"Turnover per {per} (% of equity)"))
     for name, y, color in (("long", long_, "#2e7d32"), ("short", short, "#c62828"),
                            ("gross", long_ + short, "#333")):
         fig.add_trace(go.Scatter(x=x, y=_f4(y[::k]), name=name, line={"color": color}),

@@ -80,13 +80,16 @@ def _box(title: str, facts: str, picture: str, table: str, warning: str = "") ->
 
 def _span(equity: Any) -> str:
     t = equity["time"].values
-    return f"{len(t)} bars, {np.datetime64(t[0], 'D')} to {np.datetime64(t[-1], 'D')}" if len(t) else "no bars"
+    if not len(t):
+        return "no bars"
+    return f"{len(t)} bars, {np.datetime64(t[0], 'D')} to {np.datetime64(t[-1], 'D')}"
 
 
 def result_html(res: Any) -> str:
     """A SimResult: bars and fills, a line per parameter set (up to 10) and its key metrics."""
     P = res.equity.sizes.get("param", 1)
-    facts = f"{_span(res.equity)}; {P} parameter set{'s' * (P > 1)}; fills: {summary(res)['fill'][0]}"
+    facts = (f"{_span(res.equity)}; {P} parameter set{'s' * (P > 1)}; "
+             f"fills: {summary(res)['fill'][0]}")
     picture = "".join(sparkline(c) for c in _curves(res.equity))
     shown = res.metrics.head(MAX_CURVES) if P > 1 else res.metrics
     more = f"<p>{P - MAX_CURVES} more parameter sets in .metrics</p>" if P > MAX_CURVES else ""
@@ -173,7 +176,8 @@ def _labelled(equity: Any, param: int | Sequence[int] | None) -> dict[str, np.nd
         return {"equity": np.asarray(equity.values, dtype=np.float64)}
     chosen = (list(range(min(equity.sizes["param"], MAX_CURVES))) if param is None else
               [param] if isinstance(param, int) else list(param))
-    extra = [c for c in equity.coords if c not in ("param", "time") and equity[c].dims == ("param",)]
+    extra = [c for c in equity.coords
+             if c not in ("param", "time") and equity[c].dims == ("param",)]
     out = {}
     for i in chosen:
         one = equity.isel(param=i)

@@ -76,7 +76,8 @@ def _trip_schema(fills: pl.DataFrame) -> dict[str, Any]:
     when = fills.schema["time"]
     return {"symbol": pl.String, "side": pl.String, "entry": when, "exit": when,
             "shares": pl.Float64, "entry price": pl.Float64, "exit price": pl.Float64,
-            "invested": pl.Float64, "P&L": pl.Float64, "return": pl.Float64, "exit reason": pl.String}
+            "invested": pl.Float64, "P&L": pl.Float64, "return": pl.Float64,
+            "exit reason": pl.String}
 
 
 def fill_pnl(fills: pl.DataFrame, positions: xr.DataArray | None = None) -> Ledger:
@@ -112,7 +113,8 @@ def fill_pnl(fills: pl.DataFrame, positions: xr.DataArray | None = None) -> Ledg
                 basis = 0.0
             qty = before[i]  # a split moved the count; the money paid stays the cost
         d = signed[i]
-        closing = 0.0 if abs(qty) <= _EPS or np.sign(d) == np.sign(qty) else np.sign(d) * min(abs(d), abs(qty))
+        same_way = abs(qty) <= _EPS or np.sign(d) == np.sign(qty)
+        closing = 0.0 if same_way else np.sign(d) * min(abs(d), abs(qty))
         opening = d - closing
         if closing:
             avg = basis / qty
@@ -144,7 +146,8 @@ def fill_pnl(fills: pl.DataFrame, positions: xr.DataArray | None = None) -> Ledg
             if abs(held[s]) > _EPS:
                 held[s] = float(last.sel(symbol=s))
     trips.extend(t.row(None, None) for t in open_trips.values())
-    table = pl.DataFrame(trips, schema=_trip_schema(fills)).sort("entry", "symbol", maintain_order=True)
+    table = pl.DataFrame(trips, schema=_trip_schema(fills)).sort("entry", "symbol",
+                                                                 maintain_order=True)
     return Ledger(realized, held, cost, table)
 
 
@@ -181,7 +184,8 @@ def symbol_pnl(fills: pl.DataFrame, ledger: Ledger, marks: Mapping[str, float] |
         return pl.DataFrame(schema={"symbol": pl.String, "fills": pl.Int64})
     per = (fills.with_columns(pl.Series("realized", ledger.realized_pnl))
            .group_by("symbol").agg(
-               pl.len().alias("fills"), pl.col("realized").is_not_nan().sum().alias("closing fills"),
+               pl.len().alias("fills"),
+               pl.col("realized").is_not_nan().sum().alias("closing fills"),
                pl.col("fees").sum(), pl.col("realized").fill_nan(0.0).sum().alias("realized P&L")))
     syms = per["symbol"].to_list()
     held = [ledger.held.get(s, 0.0) for s in syms]
@@ -227,8 +231,8 @@ def trips_with_dividends(trips: pl.DataFrame, cash: np.ndarray, times: np.ndarra
     j = np.array([col[s] for s in trips["symbol"].to_list()])
     entry = np.searchsorted(times, trips["entry"].to_numpy())
     closed = trips["exit"].is_not_null().to_numpy()
-    exit_ = np.where(closed, np.searchsorted(times, trips["exit"].fill_null(trips["entry"]).to_numpy()),
-                     len(times) - 1)
+    exits = trips["exit"].fill_null(trips["entry"]).to_numpy()
+    exit_ = np.where(closed, np.searchsorted(times, exits), len(times) - 1)
     paid = cum[exit_, j] - cum[entry, j]
     return trips.with_columns(pl.Series("dividends", paid)).with_columns(
         (pl.col("P&L") + pl.col("dividends")).alias("P&L")).with_columns(

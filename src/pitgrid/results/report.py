@@ -134,7 +134,8 @@ def write_grid_report(
 
     Example:
         >>> table = run.grid_table()                       # doctest: +SKIP
-        >>> write_grid_report(table, ["fast", "slow", "size"], "sharpe", "grid.html")  # doctest: +SKIP
+        >>> write_grid_report(table, ["fast", "slow", "size"], "sharpe",
+        ...                   "grid.html")                   # doctest: +SKIP
         PosixPath('grid.html')
     """
     names = list(param_names)

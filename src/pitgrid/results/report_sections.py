@@ -128,7 +128,8 @@ def exits_html(view: RunView, ledger: Ledger) -> list[str]:
             frame_table(frame)]
 
 
-def benchmark_html(view: RunView, bench: tuple[str, np.ndarray] | None, measured: bool) -> list[str]:
+def benchmark_html(view: RunView, bench: tuple[str, np.ndarray] | None,
+                   measured: bool) -> list[str]:
     """The run's statistics beside its benchmark's, then the relative metrics: the run's own
     when it was ``measured`` against this benchmark, else computed here from the two curves."""
     if bench is None:
@@ -136,7 +137,8 @@ def benchmark_html(view: RunView, bench: tuple[str, np.ndarray] | None, measured
     name, curve = bench
     initial = view.initial if view.initial is not None else curve[0]
     bpy = float(view.config.get("bars_per_year", 252.0))
-    theirs = compute_metrics(curve[None, :], np.array([initial]), bars_per_year=bpy).row(0, named=True)
+    theirs = compute_metrics(curve[None, :], np.array([initial]),
+                             bars_per_year=bpy).row(0, named=True)
     rows = pl.DataFrame({"statistic": [label(m) for m in _AGAINST],
                          "strategy": [fmt(m, view.metrics.get(m)) for m in _AGAINST],
                          name: [fmt(m, theirs.get(m)) for m in _AGAINST]})
@@ -183,7 +185,8 @@ def overfitting_html(stats: Mapping[str, Any]) -> list[str]:
             ("probability of backtest overfitting", num("pbo")),
             ("parameter sets tried", str(stats.get("n_trials"))),
             ("best per-bar Sharpe", num("sharpe")), ("luck alone (SR0, per bar)", num("sr0")),
-            ("CSCV blocks / combinations", f"{stats.get('n_blocks')} / {stats.get('n_combinations')}")]
+            ("CSCV blocks / combinations",
+             f"{stats.get('n_blocks')} / {stats.get('n_combinations')}")]
     text = ("The deflated Sharpe ratio is the probability that the best set's true Sharpe ratio "
             "beats what the best of this many sets reaches by luck (Bailey and Lopez de Prado, "
             "2014); the probability of backtest overfitting is the share of in-sample/out-of-"
@@ -200,7 +203,8 @@ def shown_config(config: Mapping[str, Any]) -> str:
     if isinstance(bench, Mapping):
         shown["benchmark"] = bench.get("name")
     if config.get("sleeves"):
-        shown["sleeves"] = [{k: v for k, v in s.items() if k != "metrics"} for s in config["sleeves"]]
+        shown["sleeves"] = [{k: v for k, v in s.items() if k != "metrics"}
+                            for s in config["sleeves"]]
     wf = config.get("walkforward")
     if isinstance(wf, Mapping):
         shown["walkforward"] = {k: v for k, v in wf.items() if k not in ("windows", "comparison")}

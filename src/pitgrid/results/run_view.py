@@ -107,7 +107,9 @@ class RunView:
         if not isinstance(stored, dict) or "equity" not in stored:
             return None
         curve = np.asarray(stored["equity"], dtype=np.float64)
-        return (str(stored.get("name", "benchmark")), curve) if curve.shape == self.equity.shape else None
+        if curve.shape != self.equity.shape:
+            return None
+        return str(stored.get("name", "benchmark")), curve
 
 
 def day(time: np.datetime64) -> str:
@@ -148,7 +150,9 @@ def align_benchmark(benchmark: Any, view: RunView) -> np.ndarray:
 def closes(market: Any, view: RunView) -> xr.DataArray:
     """The market's as-traded closes on the run's bars, carried over gaps (for marking holdings)."""
     close = market["close"].ffill("time").reindex(time=view.times)
-    return close if view.positions is None else close.reindex(symbol=view.positions["symbol"].values)
+    if view.positions is None:
+        return close
+    return close.reindex(symbol=view.positions["symbol"].values)
 
 
 def marks(market: Any, view: RunView) -> dict[str, float]:

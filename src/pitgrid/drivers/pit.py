@@ -360,35 +360,43 @@ def _describe(log_i: np.ndarray, log_f: np.ndarray, k: int) -> str:
 # ---------------------------------------------------------------------- cutoffs, scrambling
 def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: bool = False
              ) -> list[np.datetime64]:
-    """The given cutoffs, or ``cutoffs`` (a number) of them chosen where leaks show.
+    """The given cutoffs, or cutoffs chosen where leaks show.
 
-    By default 8, or 4 when the step driver has already audited every bar and only the
-    simulation, replayed on the batch run's decisions, remains to check."""
+    Always the warm-up's end (the first bar with a decision) and bars of each kind that
+    exists: corporate actions, listings, delistings, period ends (the last bar of a month),
+    spread over the data; ``cutoffs`` (a number, default 8) bounds how many of each kind,
+    and half as many evenly spaced bars join them. When the step driver has audited every
+    bar, only the simulation remains to check, on the batch run's decisions: one bar of
+    each kind, and no evenly spaced ones."""
     times = market.time
     T = len(times)
     if cutoffs is not None and not isinstance(cutoffs, int):
         return sorted({times[market.index_of(c)] for c in cutoffs})
-    n = (4 if every_bar else 8) if cutoffs is None else int(cutoffs)
-    picks: set[int] = set(np.linspace(T // 8, T - 2, max(n // 2, 1)).astype(int).tolist())
-    # the end of the warm-up: the first bar with any decision
+    n = 1 if every_bar and cutoffs is None else (8 if cutoffs is None else int(cutoffs))
+    picks: set[int] = set()
+    if not every_bar:
+        picks.update(np.linspace(T // 8, T - 2, max(n // 2, 1)).astype(int).tolist())
     firsts = [int(np.argmax(np.any(np.nan_to_num(np.asarray(a, dtype=float)) != 0, axis=1)))
               for a in run.get("intents", {}).values()]
     picks.update(f for f in firsts if 0 < f < T - 1)
-    special: list[int] = []
+    actions = np.zeros(T, dtype=bool)
     for name, none in (("split_ratio", 1.0), ("dividend", 0.0)):
         if name in market.fields:
-            rows = np.flatnonzero((np.asarray(market[name].values) != none).any(axis=1))
-            special.extend(rows.tolist())
+            actions |= (np.asarray(market[name].values) != none).any(axis=1)
     valid = np.asarray(market["valid"].values, dtype=bool)
     first_valid = np.argmax(valid, axis=0)
-    special.extend(first_valid[(first_valid > 0) & valid.any(axis=0)].tolist())
-    special.extend(b for b in market.delist_bar.tolist() if b > 0)
     period = np.asarray(times, "datetime64[M]")
-    special.extend(np.flatnonzero(period[1:] != period[:-1]).tolist())  # last bar of each month
-    special = sorted({s for s in special if 0 <= s < T - 1})
-    if special:
-        take = np.linspace(0, len(special) - 1, min(len(special), n)).round().astype(int)
-        picks.update(special[i] for i in take)
+    kinds = (np.flatnonzero(actions),
+             first_valid[(first_valid > 0) & valid.any(axis=0)],
+             market.delist_bar[market.delist_bar > 0],
+             np.flatnonzero(period[1:] != period[:-1]))
+    for bars in kinds:
+        bars = np.unique(bars[bars < T - 1])
+        if bars.size:
+            # the middle one when only one is taken: early and late bars are the rare ones
+            take = np.linspace(0, bars.size - 1, min(bars.size, n) + 2)[1:-1] if n < bars.size \
+                else np.arange(bars.size)
+            picks.update(int(bars[int(round(k))]) for k in take)
     return [times[i] for i in sorted(p for p in picks if 0 <= p < T - 1)]
 
 

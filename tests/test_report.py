@@ -355,17 +355,19 @@ def test_grid_report_rejects_ambiguous_parameters(tmp_path, grid_table):
 
 @settings(max_examples=40, deadline=None)
 @given(shape=st.lists(st.integers(1, 4), min_size=2, max_size=4), seed=st.integers(0, 2**16),
-       holes=st.floats(0.0, 0.4))
-def test_grid_heatmap_cells_are_the_table(shape, seed, holes):
-    """Every selector's heatmap holds exactly the table's values; the first the best of them."""
+       holes=st.floats(0.0, 0.4), metric=st.sampled_from(["sharpe", "max_drawdown"]))
+def test_grid_heatmap_cells_are_the_table(shape, seed, holes, metric):
+    """Every selector's heatmap holds exactly the table's values; the first the best of them
+    (the smallest drawdown, the largest Sharpe ratio)."""
     rng = np.random.default_rng(seed)
     names = [f"p{i}" for i in range(len(shape))]
     combos = np.stack(np.meshgrid(*[np.arange(n) * 10 for n in shape], indexing="ij"), -1)
     combos = combos.reshape(-1, len(shape))
     values = rng.normal(size=len(combos))
     values[rng.random(len(combos)) < holes] = np.nan
-    table = pl.DataFrame({**{n: combos[:, i] for i, n in enumerate(names)}, "sharpe": values})
-    fig = grid_figure(table, names, "sharpe")
+    table = pl.DataFrame({**{n: combos[:, i] for i, n in enumerate(names)}, metric: values})
+    fig = grid_figure(table, names, metric)
+    better = min if metric == "max_drawdown" else max
     rows_name, cols_name = heatmap_axes(table, names)
     others = [n for n in names if n not in (rows_name, cols_name)]
     r_at, c_at = names.index(rows_name), names.index(cols_name)
@@ -373,7 +375,7 @@ def test_grid_heatmap_cells_are_the_table(shape, seed, holes):
     for combo, v in zip(combos, values):
         key = (combo[r_at], combo[c_at])
         if np.isfinite(v):
-            best[key] = max(best.get(key, -np.inf), v)
+            best[key] = better(best.get(key, v), v)
     first = fig.data[0]
     for (r, c), v in best.items():
         assert first.z[list(first.y).index(str(r)), list(first.x).index(str(c))] == v
@@ -388,7 +390,7 @@ def test_grid_heatmap_cells_are_the_table(shape, seed, holes):
             for row in sel.iter_rows(named=True):
                 z = trace.z[list(trace.y).index(str(row[rows_name]))][
                     list(trace.x).index(str(row[cols_name]))]
-                assert (np.isnan(z) and np.isnan(row["sharpe"])) or z == row["sharpe"]
+                assert (np.isnan(z) and np.isnan(row[metric])) or z == row[metric]
     else:
         assert len(fig.data) == 1 and not fig.layout.updatemenus
     assert fig.data[0].texttemplate  # the values are printed in the cells

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pitgrid.results.formatting import KEY_METRICS, fmt, label
+from pitgrid.results.formatting import KEY_METRICS, LOWER_IS_BETTER, fmt, label
 
 #: parameter sets drawn in one notebook picture or plot before the rest are left out
 MAX_CURVES = 10
@@ -120,7 +120,8 @@ def grid_html(g: Any, by: str = "sharpe") -> str:
         facts += (f"; deflated Sharpe {fmt('x', stats.get('deflated_sharpe'))}, "
                   f"PBO {fmt('x', stats.get('pbo'))}")
     picture = "".join(sparkline(c) for c in _curves(g.equity)) if g.equity is not None else ""
-    best = g.best(by, 5) if by in g.table.columns else g.table.head(5)
+    best = (g.table.sort(pl.col(by).fill_nan(None), descending=by not in LOWER_IS_BETTER,
+                         nulls_last=True).head(5) if by in g.table.columns else g.table.head(5))
     return _box("GridResult", facts, picture, f"<p>best by {html.escape(by)}:</p>"
                 + _metrics_table(best, names))
 

@@ -23,6 +23,11 @@ MONEY = frozenset({"avg_win", "avg_loss", "fees", "slippage", "price", "notional
                    "realized P&L", "unrealized P&L", "total P&L", "avg P&L", "avg cost",
                    "equity", "cash", "entry price", "exit price", "invested", "dividends", "P&L"})
 BARS = frozenset({"max_drawdown_duration"})
+#: metrics where less is better: a grid's "best" value of these is its smallest
+LOWER_IS_BETTER = frozenset({
+    "volatility", "max_drawdown", "max_drawdown_duration", "var_95", "cvar_95", "var_99",
+    "cvar_99", "tracking_error", "fees", "slippage", "unfilled",
+})
 #: the metrics a person looks at first; the notebook summary and the run list show these
 KEY_METRICS = ("total_return", "annual_return", "sharpe", "max_drawdown", "trades", "exposure")
 LABELS = {

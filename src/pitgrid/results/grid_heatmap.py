@@ -2,7 +2,8 @@
 
 Two parameters (chosen, or by default the two with the most values) span a heatmap
 with the metric's value in each cell; every other parameter is a selector: a
-dropdown whose first entry shows the best value over the other parameters and whose
+dropdown whose first entry shows the best value over the other parameters (the
+smallest for metrics where less is better, such as max_drawdown) and whose
 next entries show each combination of their values. One parameter gives a line.
 
 Example:
@@ -23,7 +24,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from pitgrid.results.charts import layout
-from pitgrid.results.formatting import PERCENT, label
+from pitgrid.results.formatting import LOWER_IS_BETTER, PERCENT, label
 
 #: more combinations of the other parameters than this and only "best over them" is drawn
 MAX_SELECTOR = 120
@@ -56,8 +57,10 @@ def grid_figure(table: pl.DataFrame, names: Sequence[str], metric: str,
     rows_name, cols_name = heatmap_axes(table, names, axes)
     others = [n for n in names if n not in (rows_name, cols_name)]
     rows, cols = (_values(table, n) for n in (rows_name, cols_name))
+    values = pl.col(metric).fill_nan(None)
+    best = values.min() if metric in LOWER_IS_BETTER else values.max()
     views = [("best over " + ", ".join(others) if others else metric,
-              table.group_by(rows_name, cols_name).agg(pl.col(metric).fill_nan(None).max()))]
+              table.group_by(rows_name, cols_name).agg(best))]
     combos = list(itertools.product(*(_values(table, n) for n in others)))
     if others and len(combos) <= MAX_SELECTOR:
         for combo in combos:

@@ -18,6 +18,7 @@ import polars as pl
 from pitgrid.engine.result import SimResult
 from pitgrid.results import charts
 from pitgrid.results import report_sections as sections
+from pitgrid.results.formatting import LOWER_IS_BETTER
 from pitgrid.results.grid_heatmap import grid_figure
 from pitgrid.results.ledger import dividends_received, fill_pnl, trips_with_dividends
 from pitgrid.results.report_page import (figure_html, frame_table, note, table, write_csv,
@@ -145,10 +146,12 @@ def write_grid_report(
     if names and grid_table.select(names).is_duplicated().any():
         raise ValueError(f"{names} do not identify the rows of grid_table: some values repeat")
     fig = grid_figure(grid_table, names, metric, axes)
-    ranked = grid_table.sort(pl.col(metric).fill_nan(None), descending=True, nulls_last=True)
+    ranked = grid_table.sort(pl.col(metric).fill_nan(None), nulls_last=True,
+                             descending=metric not in LOWER_IS_BETTER)
     shown = ranked.head(_GRID_TABLE_ROWS).select([*names, metric] + [
         c for c in grid_table.columns if c not in (*names, metric)])
-    caption = f"{shown.height} of {grid_table.height} parameter sets, highest {metric} first"
+    caption = (f"{shown.height} of {grid_table.height} parameter sets, "
+               f"{'lowest' if metric in LOWER_IS_BETTER else 'highest'} {metric} first")
     body = [*([figure_html(fig)] if fig is not None else []),
             *(sections.overfitting_html(overfitting) if overfitting else []),
             f"<h2>Parameter sets</h2><p>{html.escape(caption)}</p>", frame_table(shown)]

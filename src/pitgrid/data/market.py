@@ -117,6 +117,9 @@ class MarketData:
             tables["events"] = normalize_events(_as_polars(events), Source("<events>"), symbols)[0]
         if regimes is not None:
             tables["regimes"] = normalize_regimes(_as_polars(regimes), Source("<regimes>"))
+        if "split_ratio" not in ds and "dividend" not in ds:
+            # both arrays from the table: the table is what they say, nothing to read back
+            tables.setdefault("actions", _empty("actions"))
         if "split_ratio" not in ds or "dividend" not in ds:
             ratio, cash = action_arrays(
                 tables.get("actions", _empty("actions")), ds["time"].values, symbols
@@ -581,7 +584,8 @@ def action_arrays(
 def _actions_from_arrays(ds: xr.Dataset) -> pl.DataFrame:
     ratio = np.asarray(ds["split_ratio"].values, dtype=float)
     cash = np.asarray(ds["dividend"].values, dtype=float)
-    rows, cols = np.nonzero((np.nan_to_num(ratio, nan=1.0) != 1.0) | (np.nan_to_num(cash) != 0.0))
+    # NaN (no bar) is no action; only the few action cells go through nan_to_num below
+    rows, cols = np.nonzero(((ratio != 1.0) & ~np.isnan(ratio)) | ((cash != 0.0) & ~np.isnan(cash)))
     symbols = _str_array(ds["symbol"].values)
     table = pl.DataFrame({
         "symbol": symbols[cols].tolist(),

@@ -53,7 +53,7 @@ def test_a_benchmark_as_symbol_series_or_strategy(market, tmp_path):
     plain = pg.backtest(market, EqualWeight(every=10), {"fees_bps": 5})
     np.testing.assert_allclose(ew.extra["benchmark"].values, plain.equity.values)
     page = pg.write_report(ew, tmp_path / "r.html").read_text()
-    assert "Against EqualWeight" in page and "benchmark (rescaled)" in page
+    assert "<h2>Against EqualWeight</h2>" in page and '"name":"EqualWeight"' in page  # the line
 
 
 def test_a_benchmark_from_a_config_reaches_the_cli_database_and_report(tmp_path):

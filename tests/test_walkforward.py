@@ -77,4 +77,4 @@ reports = "{tmp_path / 'rep'}"
         run = db.load_run(db.list_runs()["run_id"][0])
     assert len(run.config["walkforward"]["windows"]) == 3
     page = next((tmp_path / "rep").glob("*walkforward*.html")).read_text()
-    assert "Windows" in page and "out of sample" in page
+    assert "<h2>Walk-forward: windows</h2>" in page and "out of sample" in page

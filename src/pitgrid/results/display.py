@@ -24,7 +24,6 @@ from pitgrid.results.formatting import KEY_METRICS, LOWER_IS_BETTER, fmt, label
 
 #: parameter sets drawn in one notebook picture or plot before the rest are left out
 MAX_CURVES = 10
-_SUMMARY = ("total_return", "annual_return", "sharpe", "max_drawdown", "trades", "exposure")
 
 
 def summary(res: Any) -> pl.DataFrame:
@@ -34,7 +33,7 @@ def summary(res: Any) -> pl.DataFrame:
     exposure, ``fill``) so it prints whole; every metric is in ``res.metrics``.
     """
     fill = "close (optimistic)" if res.optimistic else str(res.config.get("fill", ""))
-    cols = [c for c in ("param", *_SUMMARY) if c in res.metrics.columns]
+    cols = [c for c in ("param", *KEY_METRICS) if c in res.metrics.columns]
     return res.metrics.select(cols).with_columns(pl.lit(fill).alias("fill"))
 
 
@@ -45,7 +44,7 @@ def sparkline(values: np.ndarray, width: int = 240, height: int = 48,
     ok = np.flatnonzero(np.isfinite(y))
     if len(ok) < 2:
         return f'<svg width="{width}" height="{height}"></svg>'
-    step = max(1, len(ok) // (2 * width))
+    step = max(1, len(ok) // width)  # about one point per pixel
     ok = ok[::step]
     lo, hi = y[ok].min(), y[ok].max()
     span = hi - lo if hi > lo else 1.0

@@ -155,3 +155,37 @@ def test_trade_tables_are_built_on_first_read_and_equal_the_log():
     assert res.trades.height > 0 and res.unfilled.height > 0
     # the log's rows, one table per kind, every row in exactly one of them
     assert sum(t.height for t in got) == len(log[0])
+
+
+def test_a_stored_market_reads_only_the_fields_a_run_uses_each_once(tmp_path, monkeypatch):
+    from pitgrid.data import read_once
+    from pitgrid.data.store import write_market
+
+    ds = pg.synthetic_prices(150, 6, seed=5)
+    store = write_market(pg.MarketData(ds), tmp_path / "s")
+    reads: list[tuple[int, ...]] = []
+    first_use = read_once.ReadOnce.get_duck_array
+
+    def counted(self):
+        if self._values is None:
+            reads.append(self.array.shape)
+        return first_use(self)
+
+    monkeypatch.setattr(read_once.ReadOnce, "get_duck_array", counted)
+    market = pg.open_market(store).load()
+    assert market.load() is market and reads == []
+    res = pg.backtest(market, MovingAverageCross(fast=3, slow=12), {"fill": "close", **COSTS})
+    used = {n for n in market.fields if market.ds[n].variable._data._values is not None}
+    assert used == {"close", "volume"} and len(reads) == 2  # no gap, no action: nothing else
+    want = pg.backtest(pg.MarketData(ds), MovingAverageCross(fast=3, slow=12), {"fill": "close", **COSTS})
+    np.testing.assert_array_equal(res.equity.values, want.equity.values)
+    assert res.trades.equals(want.trades)
+    # copies and slices share the one read; the values are read-only
+    close = market.ds["close"]
+    assert close.isel(time=slice(0, 5)).values.base is not None and len(reads) == 2
+    with pytest.raises(ValueError, match="read-only"):
+        close.values[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        market.ds["close"][0, 0] = 1.0
+    np.testing.assert_array_equal(market.as_of(market.time[40]).array("high"),
+                                  ds["high"].values[:41])

@@ -26,6 +26,7 @@ import polars as pl
 import xarray as xr
 
 from pitgrid.data import store as _store
+from pitgrid.data.read_once import read_on_first_use, settled
 from pitgrid.data.validate import (
     ACTIONS_SCHEMA,
     PRICE_FIELDS,
@@ -233,11 +234,20 @@ class MarketData:
         return _frozen(delist_bars(np.asarray(self._ds["valid"].values, dtype=bool)))
 
     def load(self) -> MarketData:
-        """This market with every array in memory (read-only); a lazy store is read once."""
-        if _in_memory(self._ds):
+        """This market with its arrays in memory (read-only). A store opened lazily is read
+        field by field on first use, each field once: a run that needs only the close
+        never reads the other fields.
+
+        Example:
+            >>> import pitgrid as pg
+            >>> m = pg.open_market("prices.pitgrid").load()       # doctest: +SKIP
+            >>> m["close"].values.flags.writeable                  # doctest: +SKIP
+            False
+        """
+        if settled(self._ds):
             return self
         return MarketData._from_parts(
-            _frozen_dataset(self._ds.compute()), self._tables, self._fingerprint, self._store_path,
+            _read_on_first_use(self._ds), self._tables, self._fingerprint, self._store_path,
             self._delist, self._facts,
         )
 
@@ -506,6 +516,13 @@ def _numpy_backed(var: xr.DataArray) -> bool:
 
 def _in_memory(ds: xr.Dataset) -> bool:
     return all(_numpy_backed(v) for v in ds.data_vars.values())
+
+
+def _read_on_first_use(ds: xr.Dataset) -> xr.Dataset:
+    """Fields of a lazily opened store read on first use, each once; anything else lazy
+    (dask) computed now; all read-only."""
+    ds, rest = read_on_first_use(ds)
+    return ds.assign(_frozen_dataset(ds[rest].compute()).data_vars) if rest else ds
 
 
 def _frozen_dataset(ds: xr.Dataset) -> xr.Dataset:

@@ -135,6 +135,25 @@ def test_cli_prints_a_missing_bundle_as_one_line(project):
     assert len(lines) == 1 and "model.bundle" in lines[0] and "Traceback" not in result.output
 
 
+def test_cli_prints_a_feature_the_data_lack_as_one_line(project, tmp_path):
+    from typer.testing import CliRunner
+
+    from pitgrid.cli import app
+
+    other = tmp_path / "vwap_bundle"
+    shutil.copytree(project / "mlp_bundle", other)
+    meta = json.loads((other / "metadata.json").read_text())
+    meta["features"][0]["field"] = "vwap"
+    (other / "metadata.json").write_text(json.dumps(meta))
+    path = example_config(project, model={"bundle": str(other)})
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["run", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "model.bundle: " in lines[0] and str(path) in lines[0]
+    assert f"{other / 'metadata.json'}: features[0] ('ret_1').field: the data has no field 'vwap'" in lines[0]
+
+
 def test_a_sleeve_bundle_is_read_from_the_config_folder(project, tmp_path):
     path = tmp_path / "book.toml"
     path.write_text(textwrap.dedent(f"""

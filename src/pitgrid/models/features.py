@@ -20,7 +20,7 @@ stream and :func:`pitgrid.models.training_frame` all go through it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -164,6 +164,29 @@ def model_inputs(data: FeatureData, specs: Sequence[FeatureSpec]) -> dict[str, n
     return {f: getattr(data, kind)(f) for kind, f in field_sources(specs) if f in have}
 
 
+def _error(features: Any, key: str, message: str) -> ValueError:
+    """A BundleError naming the bundle's metadata.json, or a ValueError without a bundle."""
+    if hasattr(features, "path"):
+        return BundleError(features.path / METADATA_FILE, key, message)
+    return ValueError(f"{key}: {message}")
+
+
+def check_fields(features: Any, have: Collection[Any]) -> None:
+    """Raise naming the first feature that reads a field not in ``have`` (the data's fields):
+    what :func:`build_features` checks before any kernel runs, and a config before a run.
+
+    Example:
+        >>> check_fields([{"name": "x", "kernel": "simple_returns", "field": "vwap"}], ["close"])
+        Traceback (most recent call last):
+        ValueError: features[0] ('x').field: the data has no field 'vwap'; it has ['close']
+    """
+    for i, spec in enumerate(as_specs(features)):
+        for f in spec.fields:
+            if f not in have:
+                raise _error(features, f"features[{i}] ({spec.name!r}).field",
+                             f"the data has no field {f!r}; it has {sorted(map(str, have))}")
+
+
 def build_features(features: Any, fields: Mapping[str, Any]) -> np.ndarray:
     """The features of a bundle (or a list of feature objects) over ``fields`` (``name ->
     (time, symbol)`` arrays, e.g. an ``xarray.Dataset``) as a ``(time, symbol, n_features)``
@@ -184,17 +207,7 @@ def build_features(features: Any, fields: Mapping[str, Any]) -> np.ndarray:
         (300, 20, 1)
     """
     specs = as_specs(features)
-    source = features.path / METADATA_FILE if hasattr(features, "path") else None
-
-    def fail(key: str, message: str) -> ValueError:
-        return BundleError(source, key, message) if source is not None else ValueError(
-            f"{key}: {message}")
-
-    for i, spec in enumerate(specs):
-        for f in spec.fields:
-            if f not in fields:
-                raise fail(f"features[{i}] ({spec.name!r}).field",
-                           f"the data has no field {f!r}; it has {sorted(map(str, fields))}")
+    check_fields(features, fields)
     arrays: dict[str, np.ndarray] = {}
     for f in dict.fromkeys(f for spec in specs for f in spec.fields):
         a = np.ascontiguousarray(np.asarray(fields[f], dtype=np.float64))
@@ -210,7 +223,7 @@ def build_features(features: Any, fields: Mapping[str, Any]) -> np.ndarray:
         try:
             value = getattr(K, spec.kernel)(*(arrays[f] for f in spec.fields), **spec.params)
         except (ValueError, TypeError) as e:
-            raise fail(f"features[{i}] ({spec.name!r}).params",
-                       f"{spec.kernel} refused {dict(spec.params)}: {e}") from e
+            raise _error(features, f"features[{i}] ({spec.name!r}).params",
+                         f"{spec.kernel} refused {dict(spec.params)}: {e}") from e
         out[:, :, i] = getattr(value, spec.output) if spec.output else value
     return out

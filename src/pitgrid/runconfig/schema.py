@@ -149,7 +149,8 @@ class RunConfig:
     def open_market(self) -> MarketData:
         """The run's market: the ingested store, or the synthetic universe.
 
-        Raises :class:`RunConfigError` when ``[universe] id`` is not in the data.
+        Raises :class:`RunConfigError` when ``[universe] id`` is not in the data, or when
+        the ``[model]`` bundle reads a field the data lack.
         """
         import pitgrid as pg
 
@@ -162,6 +163,14 @@ class RunConfig:
             have = ", ".join(market.universe_ids) or "none"
             raise RunConfigError(self.source, "universe.id",
                                  f"{self.universe!r} is not in the data; its universes: {have}")
+        if self.model_bundle is not None:
+            from pitgrid.models.features import check_fields
+            from pitgrid.models.strategy import load_bundle
+
+            try:
+                check_fields(load_bundle(self.model_bundle), market.fields)
+            except ValueError as exc:  # BundleError: names metadata.json and the feature
+                raise RunConfigError(self.source, "model.bundle", str(exc)) from None
         return market
 
     def describe(self) -> dict[str, Any]:

@@ -299,8 +299,8 @@ class MarketData:
         when = to_datetime64(t)
         index = self.index_of(when)
         ds = self._ds.isel(time=slice(0, index + 1))
-        # a part of gapless data has no gap; a part of data with actions may have none
-        facts = {"gapless": True, "has_actions": True} if self._facts and self._facts["gapless"] else None
+        # a part of gapless data has no gap, and no action where the whole has none
+        facts = dict(self.facts) if self.facts["gapless"] else None
         market = MarketData._from_parts(ds, known_tables(self._tables, when), facts=facts)
         market._token = f"{self.cache_key()}:upto:{index}"  # the same cut of the same data
         # a delisting is a fact from the day the data end; a symbol merely in a gap at

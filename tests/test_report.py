@@ -94,6 +94,9 @@ def test_long_report_stays_small_and_uses_a_log_axis(tmp_path):
     assert "account currency" in page and '"tickformat":".0%"' in page
     listed = pl.read_csv(tmp_path / "long.trades.csv")
     assert listed.height == res.trades.height
+    trips = pl.read_csv(tmp_path / "long.round_trips.csv", try_parse_dates=True)
+    assert trips.schema["entry"] == pl.Date and trips["exit"].null_count() > 0  # open ones
+    assert trips["exit"].drop_nulls().len() == res.metrics["trades"][0]
     assert f"the latest {TRADE_ROWS:,} of {res.trades.height:,} fills" in page
 
 

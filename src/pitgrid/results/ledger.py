@@ -29,9 +29,6 @@ import numpy as np
 import polars as pl
 import xarray as xr
 
-_EPS = 1e-9
-
-
 @dataclass
 class Ledger:
     """Per-fill realised P&L, round trips, and what each symbol holds after the last fill.
@@ -107,13 +104,14 @@ def fill_pnl(fills: pl.DataFrame, positions: xr.DataArray | None = None) -> Ledg
     open_trips: dict[str, _Trip] = {}
     for i, s in enumerate(symbols):
         qty, basis = held.get(s, 0.0), cost.get(s, 0.0)
-        if before is not None and not np.isnan(before[i]) and abs(qty) > _EPS:
-            if abs(before[i]) <= _EPS:  # cut to nothing without a fill: cash in lieu
+        # exact zeros, as the core counts positions: a dust fill of 1e-15 shares is a trade
+        if before is not None and not np.isnan(before[i]) and qty != 0:
+            if before[i] == 0:  # cut to nothing without a fill: cash in lieu
                 trips.append(open_trips.pop(s).row(times[i], "cash in lieu"))
                 basis = 0.0
             qty = before[i]  # a split moved the count; the money paid stays the cost
         d = signed[i]
-        same_way = abs(qty) <= _EPS or np.sign(d) == np.sign(qty)
+        same_way = qty == 0 or np.sign(d) == np.sign(qty)
         closing = 0.0 if same_way else np.sign(d) * min(abs(d), abs(qty))
         opening = d - closing
         if closing:
@@ -125,7 +123,7 @@ def fill_pnl(fills: pl.DataFrame, positions: xr.DataArray | None = None) -> Ledg
             trip.got += abs(closing) * price[i]
             trip.pnl += realized[i]
             qty += closing
-            if abs(qty) > _EPS:
+            if qty != 0:
                 basis = avg * qty
             else:
                 qty, basis = 0.0, 0.0
@@ -143,7 +141,7 @@ def fill_pnl(fills: pl.DataFrame, positions: xr.DataArray | None = None) -> Ledg
     if positions is not None:  # splits after a symbol's last fill
         last = positions.isel(time=-1)
         for s in held:
-            if abs(held[s]) > _EPS:
+            if held[s] != 0:
                 held[s] = float(last.sel(symbol=s))
     trips.extend(t.row(None, None) for t in open_trips.values())
     table = pl.DataFrame(trips, schema=_trip_schema(fills)).sort("entry", "symbol",
@@ -189,7 +187,7 @@ def symbol_pnl(fills: pl.DataFrame, ledger: Ledger, marks: Mapping[str, float] |
                pl.col("fees").sum(), pl.col("realized").fill_nan(0.0).sum().alias("realized P&L")))
     syms = per["symbol"].to_list()
     held = [ledger.held.get(s, 0.0) for s in syms]
-    unreal = [0.0 if abs(h) <= _EPS else
+    unreal = [0.0 if h == 0 else
               (h * marks[s] - ledger.cost[s] if marks is not None and s in marks else None)
               for s, h in zip(syms, held)]
     out = per.with_columns(pl.Series("held", held),

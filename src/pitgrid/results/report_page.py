@@ -94,9 +94,15 @@ def write_page(path: str | os.PathLike[str], title: str, body: list[str], *,
 
 
 def write_csv(path: Path, frame: pl.DataFrame) -> None:
-    """A table beside a page, written whole or not at all."""
+    """A table beside a page, written whole or not at all; times as ISO dates for daily bars
+    (``2021-04-19``), to the minute otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, frame.write_csv())
+    times = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
+    daily = all((frame[c].drop_nulls().dt.truncate("1d") == frame[c].drop_nulls()).all()
+                for c in times)
+    shown = frame.with_columns(pl.col(times).dt.date() if daily else
+                               pl.col(times).dt.strftime("%Y-%m-%dT%H:%M"))
+    _atomic_write(path, shown.write_csv())
 
 
 def _atomic_write(path: Path, text: str) -> None:

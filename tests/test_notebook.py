@@ -92,6 +92,14 @@ def test_plot_returns_figures_of_the_run(result):
         result.plot(kind="heatmap")
 
 
+def test_equity_plot_shows_the_benchmark_the_run_was_measured_against(market):
+    res = pg.backtest(market, MovingAverageCross(fast=5, slow=20), {"fill": "next_open"},
+                      benchmark="S0003")
+    fig = res.plot()
+    assert [t.name for t in fig.data] == ["equity", "S0003"]
+    np.testing.assert_array_equal(fig.data[1].y, res.extra["benchmark"].values)
+
+
 def test_plot_of_several_parameter_sets(market):
     c = market["close"]
     w = np.stack([(c * 0 + v).values for v in (0.1, 0.2, 0.3)])

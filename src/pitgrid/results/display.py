@@ -126,7 +126,8 @@ def grid_html(g: Any, by: str = "sharpe") -> str:
 
 
 def plot(res: Any, kind: str = "equity", *, param: int | Sequence[int] | None = None) -> Any:
-    """A plotly figure of a SimResult or stored run: ``kind`` is "equity" or "drawdown".
+    """A plotly figure of a SimResult or stored run: ``kind`` is "equity" (with the benchmark
+    the run was measured against, dotted) or "drawdown".
 
     ``param`` picks parameter sets (default: all, up to 10).
     """
@@ -135,7 +136,11 @@ def plot(res: Any, kind: str = "equity", *, param: int | Sequence[int] | None = 
 
     curves = _labelled(res.equity, param)
     if kind == "equity":
-        return charts.equity_figure(res.equity["time"].values, curves)
+        stored = res.config.get("benchmark")
+        bench = None
+        if isinstance(stored, dict) and len(stored.get("equity", ())) == res.equity.sizes["time"]:
+            bench = (str(stored["name"]), np.asarray(stored["equity"], dtype=np.float64))
+        return charts.equity_figure(res.equity["time"].values, curves, bench)
     if kind == "drawdown":
         initial = initial_capital(res)
         return charts.drawdown_figure(res.equity["time"].values,

@@ -255,12 +255,20 @@ def test_features_that_cannot_be_built_fail_before_the_run(tmp_path):
                                           r"the data has no field 'vwap'"):
         build_features(bundle, ds)
 
+    # a parameter the kernel refuses fails when the bundle is saved, naming the feature
     feats = [dict(FEATURES[0]),
              {"name": "m0", "kernel": "momentum", "params": {"window": 0}, "field": "close"}]
-    bundle, _ = make_bundle(tmp_path / "b", features=feats, normalization=False)
     with pytest.raises(BundleError,
                        match=r"metadata\.json: features\[1\] \('m0'\)\.params: momentum refused"):
-        build_features(bundle, ds)
+        make_bundle(tmp_path / "b", features=feats, normalization=False)
+    assert not (tmp_path / "b").exists()
+    # and when a bundle written elsewhere is loaded
+    make_bundle(tmp_path / "c", features=FEATURES[:2], normalization=False)
+    meta = json.loads((tmp_path / "c" / "metadata.json").read_text())
+    meta["features"][1]["params"]["window"] = 0
+    (tmp_path / "c" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"features\[1\] \('mom5'\)\.params: momentum refused"):
+        ModelBundle.load(tmp_path / "c")
 
 
 # ---------------------------------------------------------------------------- inference

@@ -84,7 +84,7 @@ import numpy as np
 
 from pitgrid.models.decision import DecisionFunction
 from pitgrid.models.errors import METADATA_FILE, WEIGHTS_FILE, BundleError
-from pitgrid.models.features import FeatureSpec, parse_feature
+from pitgrid.models.features import FeatureSpec, check_params, parse_feature
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -319,6 +319,10 @@ def _parse_metadata(raw: Any, file: Path) -> _Parsed:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise BundleError(file, "features", f"duplicate feature names {dupes}")
+    try:
+        check_params(specs)
+    except ValueError as e:  # names the feature and its parameters
+        raise BundleError(file, None, str(e)) from None
     with _field(file, "classes"):
         classes = raw["classes"]
         if not isinstance(classes, list) or len(classes) > MAX_CLASSES:

@@ -164,6 +164,26 @@ def model_inputs(data: FeatureData, specs: Sequence[FeatureSpec]) -> dict[str, n
     return {f: getattr(data, kind)(f) for kind, f in field_sources(specs) if f in have}
 
 
+def check_params(specs: Sequence[FeatureSpec]) -> None:
+    """Run every feature's kernel on two rows of ones, so that a parameter the kernel refuses
+    (``window = 0``, ``macd`` with ``fast >= slow``) fails when a bundle is saved or loaded,
+    naming the feature, instead of when a run starts.
+
+    Example:
+        >>> check_params(as_specs([{"name": "m0", "kernel": "momentum", "params": {"window": 0},
+        ...                         "field": "close"}]))          # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: features[0] ('m0').params: momentum refused {'window': 0}: ...
+    """
+    ones = np.ones((2, 1))
+    for i, spec in enumerate(specs):
+        try:
+            getattr(K, spec.kernel)(*(ones for _ in spec.fields), **spec.params)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"features[{i}] ({spec.name!r}).params: {spec.kernel} refused "
+                             f"{dict(spec.params)}: {e}") from None
+
+
 def _error(features: Any, key: str, message: str) -> ValueError:
     """A BundleError naming the bundle's metadata.json, or a ValueError without a bundle."""
     if hasattr(features, "path"):

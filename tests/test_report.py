@@ -97,6 +97,7 @@ def test_long_report_stays_small_and_uses_a_log_axis(tmp_path):
     trips = pl.read_csv(tmp_path / "long.round_trips.csv", try_parse_dates=True)
     assert trips.schema["entry"] == pl.Date and trips["exit"].null_count() > 0  # open ones
     assert trips["exit"].drop_nulls().len() == res.metrics["trades"][0]
+    assert "<h2>Round trips</h2>" in page and "<td>open</td>" in page
     assert f"the latest {TRADE_ROWS:,} of {res.trades.height:,} fills" in page
 
 

@@ -1,5 +1,5 @@
-"""The tables of a run report: trades, holdings, P&L by symbol, exits by reason, the benchmark,
-walk-forward windows, sleeves and how much of a grid's best result is selection.
+"""The tables of a run report: fills, round trips, holdings, P&L by symbol, exits by reason, the
+benchmark, walk-forward windows, sleeves and how much of a grid's best result is selection.
 
 Each function returns a list of HTML fragments (empty when the run has nothing to show).
 
@@ -67,9 +67,9 @@ def round_trips_html(trips: pl.DataFrame, csv_name: str, with_dividends: bool) -
     """Round trips, latest entry first (TRADE_ROWS in the page, all in the CSV)."""
     if not trips.height:
         return []
-    shown = trips.tail(TRADE_ROWS).reverse().with_columns(
-        pl.Series("entry", axis_times(trips["entry"].tail(TRADE_ROWS).reverse().to_numpy())),
-        pl.col("exit").dt.strftime("%Y-%m-%d").fill_null("open"))
+    shown = trips.tail(TRADE_ROWS).reverse()
+    shown = shown.with_columns(pl.Series("entry", axis_times(shown["entry"].to_numpy())),
+                               pl.Series("exit", _times_or(shown["exit"], "open")))
     link = f'<a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a>'
     closed = trips["exit"].is_not_null().sum()
     caption = (f"{closed:,} closed and {trips.height - closed:,} open"
@@ -80,6 +80,13 @@ def round_trips_html(trips: pl.DataFrame, csv_name: str, with_dividends: bool) -
     return ["<h2>Round trips</h2>",
             f'<p class="note">{html.escape(caption)}; all in {link}. {html.escape(how)}</p>',
             frame_table(shown)]
+
+
+def _times_or(times: pl.Series, missing: str) -> list[str]:
+    """Times as in the charts, ``missing`` for nulls."""
+    known = times.drop_nulls().to_numpy()
+    text = iter(axis_times(known) if len(known) else [])
+    return [missing if t is None else next(text) for t in times.to_list()]
 
 
 def holdings_html(view: RunView, ledger: Ledger, marks: Mapping[str, float] | None) -> list[str]:

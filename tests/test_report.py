@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import pitgrid as pg
 from pitgrid.results import ResultsDB, write_grid_report, write_report
 from pitgrid.results.formatting import fmt
-from pitgrid.results.grid_heatmap import grid_figure, heatmap_axes
+from pitgrid.results.grid_heatmap import MAX_SELECTOR, grid_figure, heatmap_axes
 from pitgrid.results.ledger import (dividends_received, exits_by_reason, fill_pnl, symbol_pnl,
                                    trips_with_dividends)
 from pitgrid.results.report import OPTIMISTIC_LABEL
@@ -398,6 +398,19 @@ def test_grid_heatmap_cells_are_the_table(shape, seed, holes, metric):
     else:
         assert len(fig.data) == 1 and not fig.layout.updatemenus
     assert fig.data[0].texttemplate  # the values are printed in the cells
+
+
+def test_a_grid_with_too_many_other_combinations_shows_the_best_over_them():
+    a, b, c = np.meshgrid([1, 2], [1, 2, 3], np.arange(MAX_SELECTOR + 1), indexing="ij")
+    table = pl.DataFrame({"a": a.ravel(), "b": b.ravel(), "c": c.ravel(),
+                          "sharpe": np.arange(a.size, dtype=float)})
+    fig = grid_figure(table, ["a", "b", "c"], "sharpe", axes=("a", "b"))
+    assert len(fig.data) == 1 and not fig.layout.updatemenus
+    assert f"best over c: {MAX_SELECTOR + 1} combinations" in fig.layout.title.text
+    best = table.group_by("a", "b").agg(pl.col("sharpe").max())
+    for row in best.iter_rows(named=True):
+        assert fig.data[0].z[list(fig.data[0].y).index(str(row["a"]))][
+            list(fig.data[0].x).index(str(row["b"]))] == row["sharpe"]
 
 
 # ---------------------------------------------------------------------- browser

@@ -88,7 +88,7 @@ def run_backtest(cfg: RunConfig, market: MarketData | None = None, *,
                                            **_provenance(strategy)})
     run_id, stored = _save(cfg, res, strategy.name, market, [stored_params(strategy)], progress)
     with _phase(progress, "writing the report"):
-        report = write_report(stored, _report_path(cfg, strategy.name, run_id),
+        report = write_report(stored, _report_path(cfg, strategy.name, run_id), market=market,
                               title=f"{strategy.name} {_short(strategy.params())}")
     return RunOutcome(run_id=run_id, strategy=strategy.name, params=stored_params(strategy),
                       metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
@@ -139,6 +139,7 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
                                         _report_path(cfg, base.name, run_id, "grid"),
                                         title=f"{base.name} grid: {cfg.by}", overfitting=stats)
         report = write_report(stored, _report_path(cfg, base.name, run_id, "best"), param=best,
+                              market=market,
                               title=f"{base.name} best by {cfg.by}: {_short(g.params[best])}")
     return RunOutcome(run_id=run_id, strategy=base.name, params=variants[best],
                       metrics=single.metrics.row(0, named=True), optimistic=single.optimistic,
@@ -160,7 +161,7 @@ def _run_portfolio(cfg: RunConfig, market: MarketData, started: float,
     label = {"sleeves": ", ".join(f"{n} {s:.0%}" for n, s in book.shares.items())}
     run_id, stored = _save(cfg, res, "portfolio", market, [label], progress)
     with _phase(progress, "writing the report"):
-        report = write_report(stored, _report_path(cfg, "portfolio", run_id),
+        report = write_report(stored, _report_path(cfg, "portfolio", run_id), market=market,
                               title=f"portfolio: {label['sleeves']}")
     return RunOutcome(run_id=run_id, strategy="portfolio", params=label,
                       metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
@@ -197,7 +198,7 @@ def run_walkforward(cfg: RunConfig, market: MarketData | None = None, *,
     run_id, stored = _save(cfg, res, base.name, market, [label], progress)
     with _phase(progress, "writing the report"):
         report = write_report(stored, _report_path(cfg, base.name, run_id, "walkforward"),
-                              title=f"{base.name} walk-forward by {cfg.by}")
+                              market=market, title=f"{base.name} walk-forward by {cfg.by}")
     return RunOutcome(run_id=run_id, strategy=base.name, params=label,
                       metrics=res.metrics.row(0, named=True), optimistic=res.optimistic,
                       db=cfg.db, report=report, seconds=time.perf_counter() - started,

@@ -73,6 +73,28 @@ def test_paths_are_read_from_the_config_folder_and_universe_is_checked(tmp_path)
         dataclasses.replace(cfg, universe="sp500").open_market()
 
 
+def test_without_outputs_db_a_config_uses_the_default_database_as_the_cli_does(tmp_path,
+                                                                               monkeypatch):
+    from pitgrid.results.default_db import default_db
+
+    (tmp_path / "project" / "configs").mkdir(parents=True)
+    path = write(tmp_path / "project" / "configs", minimal())
+    monkeypatch.delenv("PITGRID_DB", raising=False)
+    monkeypatch.chdir(tmp_path / "project")
+    assert load_run_config(path).db == str(tmp_path / "project" / "pitgrid.db")
+    (tmp_path / "project" / "pitgrid.toml").write_text('db = "results/team.db"\n')
+    assert load_run_config(path).db == str(tmp_path / "project" / "results" / "team.db")
+    monkeypatch.setenv("PITGRID_DB", str(tmp_path / "env.db"))
+    assert load_run_config(path).db == str(tmp_path / "env.db") == default_db().location
+    # a config that names its database keeps it, read from the config's folder
+    named = write(tmp_path / "project" / "configs", minimal(outputs='db = "own.db"'), "own.toml")
+    assert load_run_config(named).db == str(tmp_path / "project" / "configs" / "own.db")
+    monkeypatch.delenv("PITGRID_DB")
+    (tmp_path / "project" / "pitgrid.toml").write_text("db = 3\n")
+    with pytest.raises(RunConfigError, match=r"outputs\.db: .*db must be a path"):
+        load_run_config(path)
+
+
 def test_unknown_key_names_the_key_and_suggests_a_close_match(tmp_path):
     err = config_error(tmp_path, minimal(costs="fee_bps = 10"))
     assert err.key == "costs.fee_bps"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,7 +18,6 @@ from rich.markup import escape
 from rich.text import Text
 
 from pitgrid.cli.app import app
-from pitgrid.cli.database import default_db
 from pitgrid.cli.errors import fail_usage, run_failures, usage_errors
 from pitgrid.cli.output import (
     SHORT, Column, fitted_table, fmt, out, params_text, print_grid_table, print_pairs, print_paths,
@@ -229,27 +227,18 @@ def demo(
 
 # ---------------------------------------------------------------------- helpers
 def _load(config: Path, db: str | None, reports: Path | None) -> RunConfig:
-    """The config with the command line's overrides; without --db and without [outputs] db,
-    the default database (PITGRID_DB or the project file's) when there is one."""
+    """The config with the command line's overrides (a config without [outputs] db already
+    has the default database: PITGRID_DB, the project file's, ./pitgrid.db)."""
     from pitgrid.runconfig import load_run_config
 
     with usage_errors():
         cfg = load_run_config(config)
-    if db is None and "db" not in _raw_outputs(config):
-        found = default_db()
-        db = found.location if found.source is not None else None
     overrides: dict[str, Any] = {}
     if db is not None:
         overrides["db"] = db if "://" in db else str(Path(db).resolve())
     if reports is not None:
         overrides["reports"] = reports.resolve()
     return dataclasses.replace(cfg, **overrides)
-
-
-def _raw_outputs(config: Path) -> dict[str, Any]:
-    """The config's [outputs] table as written (load_run_config has already checked it)."""
-    outputs = tomllib.loads(config.read_text()).get("outputs", {})
-    return outputs if isinstance(outputs, dict) else {}
 
 
 def _open_market(cfg: RunConfig) -> Any:

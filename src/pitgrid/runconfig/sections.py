@@ -17,7 +17,7 @@ from typing import Any
 
 from pitgrid.cycle.strategy import Strategy
 from pitgrid.engine.config import SimConfig
-from pitgrid.runconfig.schema import DATA_KEYS, DEFAULT_DB, SYNTHETIC_KEYS, SyntheticData, settings_sections
+from pitgrid.runconfig.schema import DATA_KEYS, SYNTHETIC_KEYS, SyntheticData, settings_sections
 from pitgrid.runconfig.strategies import build, strategy_class, strategy_params
 from pitgrid.runconfig.values import Checker, matches, show, suggest
 
@@ -98,10 +98,17 @@ def settings(check: Checker, tables: dict[str, dict[str, Any]]) -> dict[str, Any
 
 
 def db(check: Checker, value: Any) -> str:
-    """``[outputs] db``: a path (from the config's folder) or a URL; the working directory's
-    ``pitgrid.db`` when not given."""
+    """``[outputs] db``: a path (from the config's folder) or a URL; when not given, the
+    default database, as for the command line: ``PITGRID_DB``, else the nearest project
+    file's, else ``pitgrid.db`` in the working directory
+    (:func:`pitgrid.results.default_db.default_db`)."""
     if value is None:
-        return str(Path.cwd() / DEFAULT_DB)
+        from pitgrid.results.default_db import default_db
+
+        try:
+            return default_db().location
+        except ValueError as exc:  # an unreadable project file, named in the message
+            raise check.fail("outputs.db", f"not given, and the default cannot be read: {exc}") from None
     text = check.typed(value, "outputs.db", str)
     # URLs (sqlite:///..., postgresql://...) go to ResultsDB as written
     return text if "://" in text else str(check.path(text))

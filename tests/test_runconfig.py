@@ -190,3 +190,41 @@ def test_the_package_exports_what_the_cli_and_the_paper_driver_import():
                  "load_run_config", "run_backtest", "run_config_from_dict", "run_grid",
                  "run_walkforward", "stored_params"):
         assert name in rc.__all__ and getattr(rc, name) is not None
+
+
+def test_a_portfolio_run_stores_one_weights_hash_for_its_model_sleeves(tmp_path):
+    import hashlib
+
+    from pitgrid.runconfig import run_backtest
+
+    (tmp_path / "hashed.py").write_text(textwrap.dedent("""
+        from dataclasses import dataclass
+        from pitgrid.strategies import MovingAverageCross
+
+        @dataclass(frozen=True, kw_only=True)
+        class Hashed(MovingAverageCross):
+            weights: str = ""
+
+            def describe(self):
+                # as ModelStrategy does: the weights' hash beside name and parameters
+                return {**super().describe(), **({"model_sha256": self.weights} if self.weights else {})}
+    """))
+    a, b = "a" * 64, "b" * 64
+
+    def stored(*weights: str) -> str | None:
+        sleeves = ",\n".join(
+            f'{{ strategy = "hashed:Hashed", params = {{ fast = {3 + i}, slow = 20, '
+            f'weights = "{w}" }}, share = {1 / len(weights)}, name = "s{i}" }}'
+            for i, w in enumerate(weights))
+        path = write(tmp_path, f'[data]\n{SYNTHETIC}\n[portfolio]\nsleeves = [\n{sleeves}\n]\n'
+                               f'[outputs]\ndb = "runs.db"\nreports = "out"\n', "book.toml")
+        outcome = run_backtest(load_run_config(path), progress=False)
+        with pg.ResultsDB(outcome.db) as rdb:
+            run = rdb.load_run(outcome.run_id)
+        assert [s.get("model_sha256") for s in run.config["sleeves"]] == [w or None for w in weights]
+        return run.model_sha256
+
+    assert stored("", "") is None
+    assert stored(a, "", a) == a
+    combined = hashlib.sha256(f"{a},{b}".encode()).hexdigest()
+    assert stored(b, a, "") == stored(a, "", b, a) == combined

@@ -156,8 +156,10 @@ def _run_portfolio(cfg: RunConfig, market: MarketData, started: float,
 
     book = pg.sleeves(market, list(cfg.portfolio["sleeves"]), config=dict(cfg.settings),
                       rebalance_every=cfg.portfolio["rebalance_every"])
-    # each sleeve's model_sha256, if it has one, is in its description (config["sleeves"])
     res = account_result(book, {"run": cfg.describe()})
+    digest = portfolio_model_sha256(res.config["sleeves"])
+    if digest is not None:
+        res = dataclasses.replace(res, config={**res.config, "model_sha256": digest})
     label = {"sleeves": ", ".join(f"{n} {s:.0%}" for n, s in book.shares.items())}
     run_id, stored = _save(cfg, res, "portfolio", market, [label], progress)
     with _phase(progress, "writing the report"):
@@ -246,6 +248,26 @@ def _report_path(cfg: RunConfig, strategy: str, run_id: str, kind: str = "") -> 
 
 def _short(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+
+def portfolio_model_sha256(sleeves: list[Mapping[str, Any]]) -> str | None:
+    """A portfolio's weights hash: None without model sleeves; the shared hash when every
+    model sleeve trades the same weights; else the SHA-256 of the distinct sleeve hashes,
+    sorted and joined by ``,`` (each sleeve's own stays in ``config["sleeves"]``).
+
+    Example:
+        >>> portfolio_model_sha256([{"model_sha256": "ab"}, {}, {"model_sha256": "ab"}])
+        'ab'
+        >>> portfolio_model_sha256([{"name": "trend"}]) is None
+        True
+    """
+    import hashlib
+
+    hashes = sorted({s["model_sha256"] for s in sleeves if s.get("model_sha256")})
+    if len(hashes) <= 1:
+        return hashes[0] if hashes else None
+    # sorted: the same models give the same hash whatever the sleeves' order
+    return hashlib.sha256(",".join(hashes).encode()).hexdigest()
 
 
 def _provenance(strategy: Strategy) -> dict[str, Any]:

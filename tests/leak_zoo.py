@@ -831,3 +831,71 @@ class CausalFftFilter(_OnScore):
         taps = np.full((8, 1), 1 / 8)
         smooth = fftconvolve(close, taps, axes=0)[: close.shape[0]]
         return {"score": close / smooth - 1.0}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChecksFieldsOnMarket(_OnScore):
+    """Clean: looks up which fields the market has (``data.market.fields``, metadata only)
+    to add dividends to a momentum score when there are any."""
+
+    def features(self, data):
+        close = data.adjusted("close")
+        bonus = data.raw("dividend") if "dividend" in data.market.fields else np.zeros(close.shape)
+        return {"score": K.momentum(close, 5) + bonus}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PandasVolTargetInRule(Strategy):
+    """Clean: volatility-targeted weights from a pandas 20-bar rolling std computed in the
+    rule, which declares the 25 rows it reads."""
+
+    intent_rows: ClassVar[int | None] = 25
+
+    def features(self, data):
+        return {"ret": K.simple_returns(data.adjusted("close"))}
+
+    def intents(self, data, f):
+        vol = pd.DataFrame(f["ret"]).rolling(20).std().to_numpy()
+        w = np.where(np.isfinite(vol), np.clip(0.002 / vol, 0, 0.2), 0.0)
+        return Intents(weights=np.where((data.bars % 5 == 0)[:, None], w, np.nan))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EwmVolInRuleShortWindow(Strategy):
+    """Causal, but declares fewer rows than it reads: an EWM volatility (infinite memory)
+    in the rule with ``intent_rows = 30``."""
+
+    intent_rows: ClassVar[int | None] = 30
+
+    def features(self, data):
+        return {"ret": K.simple_returns(data.adjusted("close"))}
+
+    def intents(self, data, f):
+        vol = pd.DataFrame(f["ret"]).ewm(span=10, min_periods=10).std().to_numpy()
+        w = np.where(np.isfinite(vol), np.clip(0.002 / vol, 0, 0.2), 0.0)
+        return Intents(weights=np.where((data.bars % 5 == 0)[:, None], w, np.nan))
+
+
+def with_vendor_adjusted_close(market: pg.MarketData) -> pg.MarketData:
+    """``market`` plus ``adj_close``: the close back-adjusted by every split and dividend in
+    the data, as a vendor delivers it (yfinance's "Adj Close"), built in memory."""
+    ds = market.ds
+    close = np.asarray(ds["close"].values, dtype=float)
+    split = np.asarray(ds["split_ratio"].values, dtype=float)
+    div = np.asarray(ds["dividend"].values, dtype=float)
+    prev = pd.DataFrame(close).ffill().shift(1).to_numpy()
+    step = np.where(div > 0, 1 - div / prev, 1.0) / split  # applies to the bars before
+    factor = np.cumprod(np.r_[step[1:], np.ones((1, close.shape[1]))][::-1], axis=0)[::-1]
+    ds = ds.assign(adj_close=(("time", "symbol"), close * factor))
+    return pg.MarketData(ds, universes=market.universes, events=market.events)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VendorAdjustedLevel(_OnScore):
+    """LEAK baked into the data: a minimum-price filter on the vendor's back-adjusted close,
+    whose early values are divided by a split that happens later."""
+
+    def features(self, data):
+        adj = data.raw("adj_close")
+        level = np.nanmedian(data.raw("close")[:5], axis=0)  # known at bar 4
+        return {"score": np.where(adj < 0.75 * level, 1.0, -1.0)}

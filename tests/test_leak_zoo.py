@@ -158,7 +158,7 @@ def test_data_read_from_outside_what_the_strategy_is_handed_is_caught(market, tm
     else:
         leak = Z.HookOnPrecomputedSignal(signal=Z.tomorrow_signal(market))
     n, hits = _next_bar_hit_rate(market, leak)
-    assert n >= 20 and hits > 0.9, (n, hits)  # it trades on tomorrow's close
+    assert n >= 10 and hits > 0.9, (n, hits)  # it trades on tomorrow's close (honest: ~1/2)
     _assert_caught(market, pg.check_point_in_time(market, leak, CONFIG))
 
 
@@ -240,3 +240,65 @@ def test_a_feature_that_needs_a_full_window_is_not_flagged(market):
     report = pg.check_point_in_time(market, Z.UnguardedSlidingSlope(), CONFIG)
     assert report.ok, str(report)
 
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "blind spot: a look-ahead baked into the data (a vendor's back-adjusted close built into "
+    "an in-memory Dataset) is the same in both runs; ingest drops adjusted_close, "
+    "MarketData(ds) does not; fix: MarketData refuses or drops the LOOKAHEAD_FIELDS as "
+    "ingest does (or the check names them)"))
+def test_a_vendor_back_adjusted_close_in_an_in_memory_market_is_caught(market):
+    vendor = Z.with_vendor_adjusted_close(market)
+    adj = np.asarray(vendor["adj_close"].values)
+    close = np.asarray(market["close"].values)
+    assert np.all(adj[:100, 1] < 0.55 * close[:100, 1])  # halved by the split of bar 106
+    # the same filter on the close as known at each bar (no split before 106) decides otherwise
+    level = np.nanmedian(close[:5], axis=0)
+    as_known = close[:100, 1] < 0.75 * level[1]
+    assert (_intents(vendor, Z.VendorAdjustedLevel())["entries"][:100, 1] != as_known).any()
+    _assert_caught(vendor, pg.check_point_in_time(vendor, Z.VendorAdjustedLevel(), CONFIG))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "false alarm: a rule that reads data.market.fields (metadata: which fields exist) fails "
+    "in the step driver, whose view has no market, and is reported as a LEAK; there is no "
+    "other way to ask which fields (or which regimes) the data has; fix: give FeatureData "
+    "and StepView `fields` (and a regimes accessor known at t)"))
+def test_a_rule_that_asks_which_fields_exist_is_not_flagged(market):
+    assert _changed_by_cut(market, Z.ChecksFieldsOnMarket) == [], "the reference finds a leak"
+    report = pg.check_point_in_time(market, Z.ChecksFieldsOnMarket(), CONFIG)
+    assert report.ok, str(report)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "false alarm: a rule with intent_rows computes a pandas rolling std on its window; "
+    "pandas' online sums then start at another row than in the batch run and the weights "
+    "differ in the last bit (0.1199789615868543 vs 0.11997896158685428), called a leak; "
+    "fix: compare float decisions with a relative tolerance of a few ulps, or say that "
+    "the rule is not reproducible on a window rather than that it reads after t"))
+def test_a_rolling_std_in_a_windowed_rule_is_not_flagged(market):
+    assert _changed_by_cut(market, Z.PandasVolTargetInRule) == [], "the reference finds a leak"
+    report = pg.check_point_in_time(market, Z.PandasVolTargetInRule(), CONFIG)
+    assert report.ok, str(report)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "misnamed finding (judgement for the lead): a causal rule that reads more rows than its "
+    "intent_rows (an EWM in the rule, intent_rows = 30) decides differently in the step "
+    "driver and is reported as a LEAK that 'reads rows after t'; fix: on a differing "
+    "decision, rerun the rule at that bar on the whole history; if it then agrees, report "
+    "'intent_rows too small' (a step/batch mismatch, not a leak)"))
+def test_a_rule_that_reads_more_rows_than_it_declares_is_not_called_a_leak(market):
+    assert _changed_by_cut(market, Z.EwmVolInRuleShortWindow) == [], "the reference finds a leak"
+    report = pg.check_point_in_time(market, Z.EwmVolInRuleShortWindow(), CONFIG)
+    assert report.ok or "LEAK" not in str(report), str(report)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "sampled mode (every_bar=False) misses leaks on bars no cutoff hits: the first bars "
+    "(the warm-up cutoff skips bar 0, where WarmupPeek's first decision is) and the bar "
+    "after a gap (BackfilledGaps); fix: include bar 0..the first decision and the first "
+    "bar after each missing bar among the cutoffs"))
+@pytest.mark.parametrize("cls", [Z.WarmupPeek, Z.BackfilledGaps], ids=lambda c: c.__name__)
+def test_the_sampled_mode_catches_leaks_in_the_first_bars_and_after_gaps(market, cls):
+    _assert_caught(market, pg.check_point_in_time(market, cls(), CONFIG, every_bar=False))

@@ -242,14 +242,17 @@ def _warm() -> None:
     from pitgrid.drivers import batch, pit, step  # noqa: F401
     from pitgrid.kernels.stream import _REQUIRED, _SPECS
 
-    x = np.linspace(1.0, 2.0, 8).reshape(4, 2)
+    writable = np.linspace(1.0, 2.0, 8).reshape(4, 2)
+    # a market's arrays are read-only, which numba compiles (and caches) apart
+    frozen = writable.copy()
+    frozen.setflags(write=False)
     for name, spec in _SPECS.items():
         params = {p: 3 for p, default in spec.params if default is _REQUIRED}
-        rows = [1.5 if i == "y" else x[0] for i in spec.inputs]
-        batch_inputs = [x[:, 0] if i == "y" else x for i in spec.inputs]
         try:
-            getattr(kernels, name)(*batch_inputs, **params)
-            kernels.Stream(name, 2, **params).update(*rows)
+            for x in (writable, frozen):
+                getattr(kernels, name)(*[x[:, 0] if i == "y" else x for i in spec.inputs], **params)
+            kernels.Stream(name, 2, **params).update(*[1.5 if i == "y" else writable[0]
+                                                      for i in spec.inputs])
         except Exception:  # noqa: BLE001 - a cache not warmed only costs a child its loading
             continue
 

@@ -415,7 +415,9 @@ def _scrambled_parts(market: MarketData, i: int, rng: np.random.Generator
     T = len(market.time)
     order = np.concatenate([np.arange(i + 1), i + 1 + rng.permutation(max(T - i - 1, 0))])
     src = market.ds
-    ds = xr.Dataset({name: (src[name].dims, np.asarray(src[name].values)[order]) for name in src.data_vars},
+    # np.take gathers whole rows several times faster than fancy indexing does
+    ds = xr.Dataset({name: (src[name].dims, np.take(np.asarray(src[name].values), order, axis=0))
+                     for name in src.data_vars},
                     coords=src.coords, attrs=src.attrs)
     when = np.datetime64(market.time[i], "ns")
     tables: dict[str, pl.DataFrame | None] = {}

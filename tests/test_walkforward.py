@@ -54,6 +54,28 @@ def test_anchored_windows_train_from_the_first_bar_and_nothing_later_is_read(mar
     np.testing.assert_array_equal(early.equity.values, wf.equity.values[:160])
 
 
+def test_a_benchmark_measures_the_stitched_run_and_changes_no_choice(market):
+    from pitgrid.engine.benchmark import benchmark_equity, relative_metrics, returns_of
+
+    plain = pg.walkforward(market, MovingAverageCross(), PARAMS, train=200, test=80,
+                           config=COSTS, progress=False)
+    wf = pg.walkforward(market, MovingAverageCross(), PARAMS, train=200, test=80, config=COSTS,
+                        progress=False, benchmark="S0001")
+    assert wf.params == plain.params and wf.windows.equals(plain.windows)
+    assert wf.comparison.equals(plain.comparison)
+    np.testing.assert_array_equal(wf.equity.values, plain.equity.values)
+    # the benchmark over the test windows' bars only, from the first window's capital
+    times = plain.equity["time"].values
+    name, curve = benchmark_equity(market, "S0001", times, 100_000.0)
+    want = relative_metrics(returns_of(plain.equity.values, 100_000.0),
+                            returns_of(curve, 100_000.0))
+    assert name == "S0001" and np.isfinite(want["beta"])
+    for key, value in want.items():
+        assert wf.result.metrics[key][0] == pytest.approx(value, rel=1e-12, nan_ok=True)
+    np.testing.assert_array_equal(wf.result.extra["benchmark"].values, curve)
+    assert "beta" not in plain.result.metrics.columns
+
+
 def test_pitgrid_walkforward_from_a_config(tmp_path):
     config = tmp_path / "wf.toml"
     config.write_text(f"""
@@ -78,3 +100,16 @@ reports = "{tmp_path / 'rep'}"
     assert len(run.config["walkforward"]["windows"]) == 3
     page = next((tmp_path / "rep").glob("*walkforward*.html")).read_text()
     assert "<h2>Walk-forward: windows</h2>" in page and "out of sample" in page
+    assert "beta" not in run.metrics.columns or run.metrics["beta"].null_count() == 1
+
+    out = CliRunner().invoke(app, ["walkforward", str(config), "--no-progress",
+                                   "--benchmark", "S0002"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "beta" in out.output and "benchmark_return" in out.output
+    with pg.ResultsDB(tmp_path / "r.db") as db:
+        run = db.load_run(db.list_runs()["run_id"][0])
+    assert run.config["run"]["benchmark"] == "S0002" and np.isfinite(run.metrics["beta"][0])
+    assert run.config["benchmark"]["name"] == "S0002"
+    bad = CliRunner().invoke(app, ["walkforward", str(config), "--no-progress",
+                                   "--benchmark", "NOPE"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2 and "--benchmark 'NOPE' is not a symbol" in bad.output

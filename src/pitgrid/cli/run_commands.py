@@ -97,13 +97,14 @@ def walkforward(
                                            "[walkforward].", exists=True, dir_okay=False)],
     db: Annotated[str | None, _DB] = None,
     reports: Annotated[Path | None, _REPORTS] = None,
+    benchmark: Annotated[str | None, _BENCHMARK] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Walk-forward optimisation: a grid on each train window, its winner on the next test window.
 
     [walkforward] train = 504, test = 126 (bars), anchored = false. The stitched out-of-sample
     run is saved to the database and reported, with its windows and the in-sample against
-    out-of-sample metrics.
+    out-of-sample metrics (and against the benchmark, when there is one).
     """
     from pitgrid.runconfig import run_walkforward
 
@@ -112,6 +113,7 @@ def walkforward(
         fail_usage(f"{config}: walk-forward needs a [walkforward] section (train, test) and grid "
                    "axes (list values in [strategy.params])")
     market = _open_market(cfg)
+    cfg = _with_benchmark(cfg, market, benchmark)
     with run_failures("walkforward"):
         outcome = run_walkforward(cfg, market, progress=progress)
     _print_outcome(outcome)

@@ -33,7 +33,7 @@ import xarray as xr
 
 from pitgrid.cycle.strategy import Strategy
 from pitgrid.data.market import MarketData
-from pitgrid.drivers.batch import backtest
+from pitgrid.drivers.batch import _against, backtest
 from pitgrid.drivers.common import as_market, resolve_settings
 from pitgrid.drivers.grid import grid
 from pitgrid.engine.config import SimConfig
@@ -64,10 +64,13 @@ def walkforward(market: MarketData | xr.Dataset, strategy: Strategy,
                 params: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]], *,
                 train: int, test: int, anchored: bool = False, by: str = "sharpe",
                 config: SimConfig | dict[str, Any] | None = None,
-                progress: bool = True) -> WalkForwardResult:
+                progress: bool = True, benchmark: Any = None) -> WalkForwardResult:
     """Walk-forward optimisation of ``strategy`` over ``params`` (see the module docs).
 
     ``train`` and ``test`` are numbers of bars; ``by`` a metric (higher is better).
+    ``benchmark`` (as in :func:`pitgrid.backtest`: a symbol, a series or a strategy)
+    measures the stitched out-of-sample run against it over the test windows' bars;
+    the choice in each window does not see it.
     """
     from tqdm.auto import tqdm
 
@@ -108,6 +111,8 @@ def walkforward(market: MarketData | xr.Dataset, strategy: Strategy,
     comparison = pl.concat([result.metrics.with_columns(pl.lit("out_of_sample").alias("sample")),
                             ins.with_columns(pl.lit("in_sample_mean").alias("sample"))],
                            how="vertical_relaxed").select("sample", *result.metrics.columns)
+    # after the comparison: the in-sample winners were not measured against the benchmark
+    result = _against(result, market, benchmark, config) if benchmark is not None else result
     return WalkForwardResult(pl.DataFrame(rows), result, comparison, by, chosen)
 
 

@@ -189,7 +189,8 @@ def run_walkforward(cfg: RunConfig, market: MarketData | None = None, *,
     base = cfg.strategy()
     wf = pg.walkforward(market, base, cfg.axes(), train=cfg.walkforward["train"],
                         test=cfg.walkforward["test"], anchored=cfg.walkforward["anchored"],
-                        by=cfg.by, config=dict(cfg.settings), progress=progress)
+                        by=cfg.by, config=dict(cfg.settings), progress=progress,
+                        benchmark=cfg.benchmark)
     windows = [{k: (str(v) if isinstance(v, (np.datetime64, datetime.datetime)) else v)
                 for k, v in row.items()} for row in wf.windows.iter_rows(named=True)]
     res = dataclasses.replace(wf.result, config={

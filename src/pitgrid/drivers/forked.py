@@ -267,11 +267,38 @@ def export_market(market: Any, folder: Path) -> Path:
         np.save(folder / f"{name}.npy", np.asarray(ds[name].values), allow_pickle=False)
     meta = {"fields": list(ds.data_vars), "time": market.time, "symbols": market.symbols,
             "tables": {n: getattr(market, n) for n in ("universes", "actions", "events", "regimes")},
-            "delist": market._delist, "fingerprint": getattr(market, "_fingerprint", None),
+            # what the market already knows of itself, so that no child recomputes it
+            "delist": market._delist, "fingerprint": market._fingerprint, "facts": market._facts,
             "attrs": dict(ds.attrs)}
     with open(folder / "meta.pickle", "wb") as f:
         pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)
     return folder
+
+
+class Exports:
+    """Markets exported for runs, kept for the life of the process (the last few, by
+    :meth:`MarketData.cache_key`), so that checking several strategies on one market
+    writes it once."""
+
+    _folder: tempfile.TemporaryDirectory | None = None
+    _kept: dict[str, Path] = {}
+    _lock = threading.Lock()
+    KEEP = 2
+
+    @classmethod
+    def folder_of(cls, market: Any) -> Path:
+        key = market.cache_key().replace(":", "-")
+        with cls._lock:
+            if cls._folder is None:
+                cls._folder = tempfile.TemporaryDirectory(prefix="pitgrid-markets-", dir=_scratch())
+            if key in cls._kept:
+                cls._kept[key] = cls._kept.pop(key)  # most recently used last
+                return cls._kept[key]
+            while len(cls._kept) >= cls.KEEP:
+                shutil.rmtree(cls._kept.pop(next(iter(cls._kept))), ignore_errors=True)
+            folder = export_market(market, Path(cls._folder.name) / key[:40])
+            cls._kept[key] = folder
+            return folder
 
 
 def import_market(folder: str | Path) -> Any:
@@ -287,7 +314,8 @@ def import_market(folder: str | Path) -> Any:
               for n in meta["fields"]}
     ds = xr.Dataset(fields, coords={"time": meta["time"], "symbol": meta["symbols"]},
                     attrs=meta["attrs"])
-    return MarketData._from_parts(ds, meta["tables"], meta["fingerprint"], None, meta["delist"])
+    return MarketData._from_parts(ds, meta["tables"], meta["fingerprint"], None, meta["delist"],
+                                  meta["facts"])
 
 
 def scratch_folder(prefix: str) -> tempfile.TemporaryDirectory:

@@ -103,8 +103,8 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
     market = as_market(market).load()
     blob = _dump(strategy)
     settings = config.to_dict() if isinstance(config, SimConfig) else dict(config or {})
+    folder = str(forked.Exports.folder_of(market))
     with forked.scratch_folder("pitgrid-check-") as tmp:
-        folder = str(forked.export_market(market, Path(tmp) / "market"))
         if every_bar:
             # both at once, one per core; the batch run's process also checks the simulation
             runs = [forked.submit(_run, kind, folder, blob, settings, cutoffs, seed)

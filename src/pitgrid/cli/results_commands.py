@@ -5,7 +5,8 @@ Example:
     $ pitgrid runs --limit 5
     $ pitgrid show 1a2b3c4d --format json
     $ pitgrid compare 1a2b3c4d 5e6f7a8b --format csv
-    $ pitgrid report 1a2b3c4d -o run.html
+    $ pitgrid report 1a2b3c4d -o run.html --benchmark SPY
+    $ pitgrid report 5e6f7a8b -o grid.html --axes fast,slow
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from rich.text import Text
 from pitgrid.cli.app import app
 from pitgrid.cli.database import (
     DB_OPTION, chosen_db, check_param, grid_axes, grid_by, grid_frame, is_grid, load_run, open_db)
-from pitgrid.cli.errors import usage_errors
+from pitgrid.cli.errors import fail_usage, usage_errors
 from pitgrid.cli.output import (
-    FORMAT_OPTION, SHORT, Column, Format, day, emit, emit_json, fitted_table, fmt, iso, out,
+    FORMAT_OPTION, SHORT, Column, Format, day, emit, emit_json, err, fitted_table, fmt, iso, out,
     params_text, print_grid_table, print_pairs, print_paths, prob)
 from pitgrid.results.sql import mask_url
 
@@ -208,31 +209,69 @@ def report(
         min=0)] = None,
     by: Annotated[str | None, typer.Option(help="A grid run: the metric of the surface "
                                            "(default: the one the grid ranked by).")] = None,
+    axes: Annotated[str | None, typer.Option(
+        help="A grid run: the two parameters of the heatmap, as a,b (default: the two with "
+             "the most values).")] = None,
+    benchmark: Annotated[str | None, typer.Option(
+        help="A symbol of the run's data to measure it against (default: the benchmark it "
+             "was run against, if any).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", "--store", help="The store the run traded (default: the one its config "
+                                  "recorded), to value holdings and credit dividends.",
+        file_okay=False)] = None,
     db: Annotated[str | None, DB_OPTION] = None,
 ) -> None:
-    """Write the HTML report of a saved run (a grid: its metric surface and table)."""
+    """Write the HTML report of a saved run (a grid: its metric surface and table).
+
+    A run's report values holdings, marks open positions and credits dividends with the
+    data it traded: the store or synthetic universe its config recorded, else --data.
+    """
+    from pitgrid.cli.run_market import run_market
     from pitgrid.results import write_grid_report, write_report
 
     with open_db(db) as rdb:
         run = load_run(rdb, run_id)
+    grid_page = is_grid(run) and param is None
+    if axes is not None and not grid_page:
+        fail_usage("--axes chooses a grid report's heatmap: give it for a grid run, without "
+                   "--param")
+    if benchmark is not None and grid_page:
+        fail_usage("--benchmark measures one parameter set: add --param N (the grid's best is "
+                   f"set {run.best_param})")
     output.parent.mkdir(parents=True, exist_ok=True)
     with usage_errors():
-        if is_grid(run) and param is None:
+        if grid_page:
             metric = by or grid_by(run)
             if metric not in run.metrics.columns:
                 raise ValueError(f"--by {metric!r} is not a metric; have: "
                                  f"{', '.join(c for c in run.metrics.columns if c != 'param')}")
+            chosen = None if axes is None else [a.strip() for a in axes.split(",")]
             path = write_grid_report(grid_frame(run), grid_axes(run), metric, output,
                                      title=f"{run.strategy} grid: {metric}",
-                                     overfitting=run.config.get("overfitting"))
+                                     overfitting=run.config.get("overfitting"), axes=chosen)
         else:
             index = check_param(run, param or 0)
+            market, note = run_market(run, data)
+            if note is not None:
+                err.print(Text(note), soft_wrap=True)
+            if benchmark is not None:
+                _check_benchmark(benchmark, market)
             path = write_report(run, output, param=index if is_grid(run) else None,
+                                market=market, benchmark=benchmark,
                                 title=f"{run.strategy} {params_text(run.params[index])}")
     print_paths([("report", path)])
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_benchmark(symbol: str, market: Any) -> None:
+    if market is None:
+        fail_usage(f"--benchmark {symbol} needs the run's data: pass --data STORE")
+    symbols = [str(s) for s in market.symbols]
+    if symbol not in symbols:
+        fail_usage(f"--benchmark {symbol!r} is not a symbol of the run's data "
+                   f"({len(symbols)} symbols, e.g. {', '.join(symbols[:3])})")
+
+
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
     """The simulation settings that differ from SimConfig's defaults (plus the fill rule)."""
     from pitgrid.engine.config import SimConfig

@@ -151,7 +151,8 @@ def test_axes_choose_the_heatmap_of_a_grid_report(saved, tmp_path):
     invoke("report", saved["grid"], "-o", chosen, "--db", saved["db"], "--axes", "slow,fast")
     flipped = tmp_path / "flipped.html"
     invoke("report", saved["grid"], "-o", flipped, "--db", saved["db"], "--axes", "fast, slow")
-    assert heatmap_titles(chosen) == ("fast", "slow") and heatmap_titles(flipped) == ("slow", "fast")
+    assert heatmap_titles(chosen) == ("fast", "slow")
+    assert heatmap_titles(flipped) == ("slow", "fast")
     bad = invoke("report", saved["grid"], "-o", chosen, "--db", saved["db"], "--axes",
                  "fast,nope", code=2)
     assert "axes must name two different parameters" in bad and len(bad.strip().splitlines()) == 1

@@ -207,7 +207,8 @@ def test_a_portfolio_run_stores_one_weights_hash_for_its_model_sleeves(tmp_path)
 
             def describe(self):
                 # as ModelStrategy does: the weights' hash beside name and parameters
-                return {**super().describe(), **({"model_sha256": self.weights} if self.weights else {})}
+                extra = {"model_sha256": self.weights} if self.weights else {}
+                return {**super().describe(), **extra}
     """))
     a, b = "a" * 64, "b" * 64
 
@@ -221,7 +222,8 @@ def test_a_portfolio_run_stores_one_weights_hash_for_its_model_sleeves(tmp_path)
         outcome = run_backtest(load_run_config(path), progress=False)
         with pg.ResultsDB(outcome.db) as rdb:
             run = rdb.load_run(outcome.run_id)
-        assert [s.get("model_sha256") for s in run.config["sleeves"]] == [w or None for w in weights]
+        hashes = [s.get("model_sha256") for s in run.config["sleeves"]]
+        assert hashes == [w or None for w in weights]
         return run.model_sha256
 
     assert stored("", "") is None

@@ -108,7 +108,8 @@ def db(check: Checker, value: Any) -> str:
         try:
             return default_db().location
         except ValueError as exc:  # an unreadable project file, named in the message
-            raise check.fail("outputs.db", f"not given, and the default cannot be read: {exc}") from None
+            raise check.fail("outputs.db",
+                             f"not given, and the default cannot be read: {exc}") from None
     text = check.typed(value, "outputs.db", str)
     # URLs (sqlite:///..., postgresql://...) go to ResultsDB as written
     return text if "://" in text else str(check.path(text))

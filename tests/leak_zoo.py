@@ -899,3 +899,54 @@ class VendorAdjustedLevel(_OnScore):
         adj = data.raw("adj_close")
         level = np.nanmedian(data.raw("close")[:5], axis=0)  # known at bar 4
         return {"score": np.where(adj < 0.75 * level, 1.0, -1.0)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExitBeforeDataEnds(_OnScore):
+    """LEAK: closes every position five bars before the data end (it knows where they end)."""
+
+    def features(self, data):
+        close = data.adjusted("close")
+        left = (data.n_time - 1 - np.arange(data.n_time))[:, None]
+        return {"score": np.where(left < 5, -1.0, K.momentum(close, 5))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookReadsDataMarket(Strategy):
+    """LEAK attempt inside a hook: vetoes entries whose next close (from ``data.market``) is
+    lower. Hooks run bar by bar on views without a market, so it fails in every driver."""
+
+    intent_rows: ClassVar[int | None] = 2
+
+    def features(self, data):
+        close = data.adjusted("close")
+        return {"fast": K.sma(close, 3), "slow": K.sma(close, 12)}
+
+    def intents(self, data, f):
+        return _cross(f["fast"], f["slow"])
+
+    def on_step(self, t, data, intents):
+        close = np.asarray(data.market["close"].values)
+        if t + 1 >= close.shape[0]:
+            return intents
+        return Intents(entries=intents.entries & (close[t + 1] > close[t]), exits=intents.exits)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArrayMethods(_OnScore):
+    """Clean: everyday ndarray methods on the data and on a kernel's output (``astype``,
+    ``clip``, ``copy``)."""
+
+    def features(self, data):
+        close = data.adjusted("close").astype(np.float64)
+        mom = K.momentum(close, 5).clip(-0.05, 0.05).copy()
+        return {"score": mom}
+
+
+def fortran_ordered(market: pg.MarketData) -> pg.MarketData:
+    """``market`` with every field in column-major (Fortran) order, as selecting symbols
+    from a larger Dataset (``ds.sel(symbol=[...])``) can leave it."""
+    ds = market.ds
+    ds = ds.assign({k: (ds[k].dims, np.asfortranarray(np.asarray(ds[k].values)))
+                    for k in ds.data_vars})
+    return pg.MarketData(ds, universes=market.universes, events=market.events)

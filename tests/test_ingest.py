@@ -177,13 +177,32 @@ def test_real_sample_ingest(shared_data, tmp_path):
         assert (here["symbol"], here["time"]) == (m["symbol"], m["date"]) and before["symbol"] == m["symbol"]
         expected = (here["close"] + here["dividend_amount"]) * here["split_coefficient"] / before["close"] - 1
         assert m["move"] == pytest.approx(expected, abs=1e-4) and m["previous_close"] == before["close"]
+        assert m["close"] == here["close"] and m["dividend"] == here["dividend_amount"]
+        assert m["raw_move"] == pytest.approx(here["close"] / before["close"] - 1, abs=1e-4)
+        assert m["split_ratio"] == pytest.approx(here["split_coefficient"], rel=1e-3)  # snapped
 
 
-def reference_moves(close, valid, split, dividend, threshold):
-    """Symbol by symbol, bar by bar: the previous traded close, the move with the day's actions."""
+def test_a_recorded_split_the_prices_do_not_show_is_listed_coherently(shared_data, tmp_path):
+    """GNRC's first days: the file records a 0.3036 split on 2010-02-12, the day after the
+    IPO, which its closes (12.84, 13.41) do not show; the listing says so."""
+    rows = pl.read_csv(shared_data / "prices.csv.gz").filter(pl.col("symbol") == "GNRC")
+    rows.head(40).write_csv(tmp_path / "gnrc.csv")
+    store = pg.ingest(tmp_path / "gnrc.csv", tmp_path / "s", progress=False)
+    (m,) = read_manifest(store)["suspicious_moves"]["moves"]
+    assert (m["symbol"], m["date"], m["line"]) == ("GNRC", "2010-02-12", 3)
+    assert (m["previous_close"], m["close"]) == (12.84, 13.41)
+    assert m["split_ratio"] == pytest.approx(0.303582270795, rel=1e-3) and m["dividend"] == 0
+    assert m["raw_move"] == pytest.approx(13.41 / 12.84 - 1, abs=1e-4)
+    assert m["move"] == pytest.approx(13.41 * m["split_ratio"] / 12.84 - 1, abs=1e-4)
+    assert m["cause"] == "recorded action not in the prices"
+
+
+def reference_moves(close, valid, split, dividend, threshold, before=None):
+    """Symbol by symbol, bar by bar: the previous traded close (at first: ``before``'s, if
+    any), the move with the day's actions."""
     found = []
     for s in range(close.shape[1]):
-        prev = None
+        prev = None if before is None or not np.isfinite(before[s]) else before[s]
         for t in range(close.shape[0]):
             if not valid[t, s]:
                 continue
@@ -198,8 +217,8 @@ def reference_moves(close, valid, split, dividend, threshold):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**31), threshold=st.floats(0.05, 0.95))
-def test_suspicious_moves_match_a_bar_by_bar_reference(seed, threshold):
+@given(seed=st.integers(0, 2**31), threshold=st.floats(0.05, 0.95), with_before=st.booleans())
+def test_suspicious_moves_match_a_bar_by_bar_reference(seed, threshold, with_before):
     from pitgrid.data.validate import suspicious_moves
 
     rng = np.random.default_rng(seed)
@@ -209,11 +228,26 @@ def test_suspicious_moves_match_a_bar_by_bar_reference(seed, threshold):
     close[~valid] = np.nan
     split = np.where(rng.random(shape) < 0.1, rng.choice([0.5, 2.0, 3.0, np.nan], shape), 1.0)
     dividend = np.where(rng.random(shape) < 0.1, rng.uniform(0, 2, shape), 0.0)
-    t, s, prev, move = suspicious_moves(close, valid, split, dividend, threshold)
+    # the last closes of a store an append grows; NaN for a symbol new to it
+    before = np.where(rng.random(4) < 0.3, np.nan, rng.uniform(0.2, 5, 4)) if with_before else None
+    t, s, prev, move = suspicious_moves(close, valid, split, dividend, threshold, before=before)
     got = sorted(zip(t.tolist(), s.tolist(), prev.tolist(), move.tolist()))
-    want = reference_moves(close, valid, split, dividend, threshold)
+    want = reference_moves(close, valid, split, dividend, threshold, before)
     assert [g[:2] for g in got] == [w[:2] for w in want]
     np.testing.assert_allclose([g[2:] for g in got], [w[2:] for w in want], rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), n_time=st.integers(1, 12))
+def test_last_closes_match_a_bar_by_bar_reference(seed, n_time):
+    from pitgrid.data.validate import last_closes
+
+    rng = np.random.default_rng(seed)
+    valid = rng.random((n_time, 5)) < 0.5
+    close = np.where(valid, rng.uniform(1, 9, (n_time, 5)), np.nan)
+    want = [next((close[t, s] for t in reversed(range(n_time)) if valid[t, s]), np.nan)
+            for s in range(5)]
+    np.testing.assert_array_equal(last_closes(close, valid), want)
 
 
 def test_ingest_lists_unexplained_moves_with_file_and_line(long_bars, write_csv, tmp_path):
@@ -226,30 +260,49 @@ def test_ingest_lists_unexplained_moves_with_file_and_line(long_bars, write_csv,
         [pl.when(after & (pl.col("symbol") != "S0002")).then(
             pl.col(c) * pl.when(pl.col("symbol") == "S0000").then(0.3).otherwise(0.25))
          .otherwise(pl.col(c)) for c in price],
+        # S0002: a 0.3 split recorded that its prices do not show
         split_coefficient=pl.when((pl.col("symbol") == "S0001") & (pl.col("time") == "2010-01-20"))
-        .then(4.0).otherwise(pl.col("split_coefficient")))
+        .then(4.0).when((pl.col("symbol") == "S0002") & (pl.col("time") == "2010-01-25"))
+        .then(0.3).otherwise(pl.col("split_coefficient")))
     first = write_csv(frame.filter(pl.col("symbol") != "S0002"), "a.csv")
     second = write_csv(frame.filter(pl.col("symbol") == "S0002"), "b.csv")
     store = pg.ingest([first, second], tmp_path / "s", progress=False)
     listed = read_manifest(store)["suspicious_moves"]
-    assert listed["count"] == 1 and listed["threshold"] == pytest.approx(0.4)
-    (move,) = listed["moves"]
+    assert listed["count"] == 2 and listed["threshold"] == pytest.approx(0.4)
+    move, recorded = listed["moves"]
+    assert (recorded["symbol"], recorded["date"], recorded["split_ratio"]) == ("S0002", "2010-01-25", 0.3)
+    assert recorded["cause"] == "recorded action not in the prices"
+    assert recorded["raw_move"] == pytest.approx(recorded["close"] / recorded["previous_close"] - 1,
+                                                 abs=1e-4)
+    assert recorded["move"] == pytest.approx((1 + recorded["raw_move"]) * 0.3 - 1, abs=1e-3)
+    assert abs(recorded["raw_move"]) < 0.2 and recorded["move"] < -0.6
     line = frame.filter(pl.col("symbol") != "S0002").with_row_index("i").filter(
         (pl.col("symbol") == "S0000") & (pl.col("time") == "2010-01-20"))["i"][0] + 2
     assert (move["file"], move["line"], move["symbol"], move["date"]) == (str(first), line, "S0000",
                                                                           "2010-01-20")
     assert move["move"] == pytest.approx(move["close"] / move["previous_close"] - 1, abs=1e-4)
-    assert -0.75 < move["move"] < -0.65
+    assert move["raw_move"] == move["move"] and move["cause"] == "no action recorded"
+    assert (move["split_ratio"], move["dividend"]) == (1.0, 0.0) and -0.75 < move["move"] < -0.65
 
-    # an append adds its own moves to the list
-    later = long_bars(n_time=40, n_symbols=3, gaps=0.0).filter(pl.col("time") > "2010-02-12")
-    later = later.with_columns(close=pl.when((pl.col("symbol") == "S0002") & (pl.col("time") == "2010-02-22"))
-                               .then(pl.col("close") * 3).otherwise(pl.col("close")))
-    later = later.with_columns(high=pl.max_horizontal("high", "close"))
+    # an append adds its own moves, its first bars checked against the store's last: S0000
+    # opens the append 70 % below its last stored close, S0002 triples for one day
+    stored = pg.open_market(store)
+    last = {str(sym): float(c) for sym, c in zip(stored.symbols, stored["close"].values[-1])}
+    days = ["2010-02-15", "2010-02-16", "2010-02-17", "2010-02-18"]
+    level = {("S0000", d): 0.3 for d in days} | {("S0002", "2010-02-17"): 3.0}
+    later = pl.DataFrame([{"time": d, "symbol": sym, **dict.fromkeys(price, last[sym] * level.get(
+        (sym, d), 1.0) * (1 + 0.01 * i)), "volume": 1000.0} for sym in last
+        for i, d in enumerate(days)])
     pg.ingest(write_csv(later, "c.csv"), store, append=True, progress=False)
     listed = read_manifest(store)["suspicious_moves"]
-    assert listed["count"] >= 2 and ("S0002", "2010-02-22") in {(m["symbol"], m["date"])
-                                                              for m in listed["moves"]}
+    found = {(m["symbol"], m["date"]): m for m in listed["moves"]}
+    assert listed["count"] == 5 and set(found) == {
+        ("S0000", "2010-01-20"), ("S0002", "2010-01-25"), ("S0000", "2010-02-15"),
+        ("S0002", "2010-02-17"), ("S0002", "2010-02-18")}
+    m = found[("S0000", "2010-02-15")]
+    assert m["previous_close"] == last["S0000"] and m["file"] == str(tmp_path / "c.csv")
+    assert m["line"] == 2 and m["move"] == pytest.approx(-0.7, abs=1e-4)
+    assert m["cause"] == "no action recorded"
 
     with pytest.raises(ValueError, match="suspicious_move must be in"):
         pg.ingest(first, tmp_path / "t", suspicious_move=1.5, progress=False)

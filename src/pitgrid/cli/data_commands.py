@@ -114,20 +114,39 @@ def _print_manifest(manifest: dict, title: str, moves: int = _SHOWN_MOVES) -> No
 
 
 def _print_moves(entry: dict[str, Any], shown: int) -> None:
-    """The largest suspicious moves (warnings, not errors): data worth a look before a run."""
+    """The largest suspicious moves (warnings, not errors): data worth a look before a run.
+    Closes as in the file; "move" has the day's recorded split and dividend put back (the
+    one checked); beside a recorded action, the raw closes' move, so that a recorded split
+    the prices do not show reads as one."""
     listed = sorted(entry.get("moves", []), key=lambda m: -abs(math.log1p(m["move"])))[:shown]
     if not entry.get("count") or not listed:
         return
     rows = [{"symbol": m["symbol"], "date": m["date"], "prev": f"{m['previous_close']:,.4g}",
-             "close": f"{m['close']:,.4g}", "move": f"{m['move']:+.1%}",
+             "close": f"{m['close']:,.4g}", "actions": _actions_text(m),
+             "move": f"{m['move']:+.1%}", "cause": m.get("cause", "-"),
              "where": f"{Path(m['file']).name} line {m['line']}"} for m in listed]
     columns = [Column("symbol", "symbol", wrap=True), Column("date", "date"),
-               Column("prev", "prev close", numeric=True), Column("close", "close", numeric=True),
-               Column("move", "move", numeric=True), Column("where", "where", wrap=True)]
-    out.print(fitted_table(columns, rows, optional=["where"], title=(
+               Column("prev", "prev", numeric=True), Column("close", "close", numeric=True),
+               Column("move", "move", numeric=True), Column("actions", "recorded", wrap=True),
+               Column("cause", "cause", wrap=True),
+               Column("where", "where", wrap=True)]
+    out.print(fitted_table(columns, rows, optional=["where", "cause"], title=(
         f"warning: {entry['count']:,} close-to-close moves beyond {entry['threshold']:.0%} that no "
-        f"split or dividend explains (largest {len(listed)}; `pitgrid info STORE --moves N` "
-        "lists more)")))
+        f"split or dividend explains (largest {len(listed)}; move: with the day's recorded "
+        "actions put back; `pitgrid info STORE --moves N` lists more)")))
+
+
+def _actions_text(move: dict[str, Any]) -> str:
+    """The day's recorded split and dividend, which the move put back, and the raw closes'
+    move ("-": none recorded, the raw move is the move)."""
+    parts = []
+    if move.get("split_ratio", 1.0) != 1.0:
+        parts.append(f"split {move['split_ratio']:.4g}")
+    if move.get("dividend", 0.0):
+        parts.append(f"div {move['dividend']:,.4g}")
+    if parts and "raw_move" in move:
+        parts.append(f"raw {move['raw_move']:+.1%}")
+    return "\n".join(parts) or "-"
 
 
 def _snapped_text(snapped: list[dict[str, Any]]) -> str:

@@ -62,6 +62,8 @@ from pitgrid.data.validate import (
     normalize_universes,
     parse_times,
     pick_column,
+    beyond,
+    last_closes,
     suspicious_moves,
     to_floats,
 )
@@ -116,8 +118,12 @@ def ingest(
     Moves that no recorded split or dividend explains (beyond ``suspicious_move``, see
     :func:`pitgrid.data.validate.suspicious_moves`) are warnings, not errors: the
     manifest's ``suspicious_moves`` lists them (``count``, and the ``MAX_LISTED_MOVES``
-    largest as ``file, line, symbol, date, previous_close, close, move``), for
-    ``pitgrid info`` and :func:`pitgrid.data.store.read_manifest` to show.
+    largest as ``file, line, symbol, date, previous_close, close, split_ratio,
+    dividend, raw_move, move, cause``: the closes as in the file, the day's recorded
+    actions, the move of the raw closes and the move with the actions put back, which
+    is the one checked), for ``pitgrid info`` and
+    :func:`pitgrid.data.store.read_manifest` to show. An append checks its first bars
+    against the store's last ones.
 
     Example:
         >>> import pitgrid as pg
@@ -173,7 +179,8 @@ def ingest(
 
         bars = bars.drop("symbol", "time_raw")  # validated: codes and times are all that is left to use
         calendar, arrays = _pivot(bars, symbols, tables["actions"])
-        moves = _suspicious(bars, calendar, symbols, arrays, paths, suspicious_move)
+        moves = _suspicious(bars, calendar, symbols, arrays, paths, suspicious_move,
+                            None if base is None else _closes_before(base, symbols))
         n_rows = len(bars)
         del bars
         recorded: dict[str, str] = {}
@@ -212,20 +219,39 @@ MAX_LISTED_MOVES = 500
 
 
 def _suspicious(bars: pl.DataFrame, calendar: np.ndarray, symbols: Sequence[str],
-                arrays: dict[str, np.ndarray], paths: Sequence[Path],
-                threshold: float) -> list[dict]:
-    """The new bars' suspicious moves, each with the file and line it was read from."""
+                arrays: dict[str, np.ndarray], paths: Sequence[Path], threshold: float,
+                before: np.ndarray | None) -> list[dict]:
+    """The new bars' suspicious moves, each with the file and line it was read from, the
+    day's recorded actions, the raw and the action-adjusted move, and what they suggest."""
     t, s, prev, move = suspicious_moves(arrays["close"], arrays["valid"], arrays["split_ratio"],
-                                        arrays["dividend"], threshold)
+                                        arrays["dividend"], threshold, before=before)
     if len(t) == 0:
         return []
+    close = arrays["close"][t, s]
+    split = np.nan_to_num(arrays["split_ratio"][t, s], nan=1.0)
+    paid = np.nan_to_num(arrays["dividend"][t, s], nan=0.0)
+    raw = close / prev - 1.0
+    recorded = (split != 1.0) | (paid != 0.0)
+    cause = np.where(~recorded, "no action recorded",
+                     np.where(beyond(raw, threshold), "recorded action does not explain it",
+                              "recorded action not in the prices"))
     keys = pl.DataFrame({"code": s.astype(np.int64), "time": calendar[t].view(np.int64),
-                         "previous_close": prev, "close": arrays["close"][t, s], "move": move})
+                         "previous_close": prev, "close": close, "split_ratio": split,
+                         "dividend": paid, "raw_move": raw, "move": move, "cause": cause})
     rows = keys.join(bars.select("code", pl.col("time").cast(pl.Int64), "_src", "_line"),
                      on=["code", "time"], how="left")
     return [{"file": str(paths[r["_src"]]), "line": r["_line"], "symbol": symbols[r["code"]],
              "date": _day_or_time(r["time"]), "previous_close": r["previous_close"],
-             "close": r["close"], "move": round(r["move"], 4)} for r in rows.iter_rows(named=True)]
+             "close": r["close"], "split_ratio": r["split_ratio"], "dividend": r["dividend"],
+             "raw_move": round(r["raw_move"], 4), "move": round(r["move"], 4),
+             "cause": r["cause"]} for r in rows.iter_rows(named=True)]
+
+
+def _closes_before(base: MarketData, symbols: Sequence[str]) -> np.ndarray:
+    """Each of ``symbols``' last close in the store an append grows (NaN: not in it)."""
+    last = dict(zip((str(x) for x in base.symbols),
+                    last_closes(np.asarray(base["close"].values), np.asarray(base["valid"].values))))
+    return np.array([last.get(sym, np.nan) for sym in symbols], dtype=np.float64)
 
 
 def _day_or_time(ns: int) -> str:

@@ -642,6 +642,7 @@ SUSPICIOUS_MOVE = 0.4
 
 def suspicious_moves(close: np.ndarray, valid: np.ndarray, split_ratio: np.ndarray,
                      dividend: np.ndarray, threshold: float = SUSPICIOUS_MOVE,
+                     before: np.ndarray | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Bars whose close moved more than no corporate action on record explains: ``(t, s,
     previous close, move)`` for each, ``move`` as a fraction (-0.7 for -70 %).
@@ -652,7 +653,13 @@ def suspicious_moves(close: np.ndarray, valid: np.ndarray, split_ratio: np.ndarr
     the move falls below ``-threshold`` or rises above ``1 / (1 - threshold) - 1``
     (the same distance in log terms: -40 % and +66.7 % by default), so an unrecorded
     2-for-1 split (about -50 %) or a spin-off (-70 %) shows and a correctly recorded
-    one does not. These are warnings: such bars may be real (a crash, a buyout).
+    one does not; so does a recorded split the prices do not show (the raw closes
+    barely move, the move with the split put back does). These are warnings: such
+    bars may be real (a crash, a buyout).
+
+    ``before`` (one value per symbol, NaN for none): each symbol's last traded close
+    before the first row, so that the first rows of an append are checked against
+    the store's last bars (:func:`last_closes`).
 
     Example:
         >>> close = np.array([[10.0], [3.0], [3.1]])
@@ -660,6 +667,9 @@ def suspicious_moves(close: np.ndarray, valid: np.ndarray, split_ratio: np.ndarr
         >>> t, s, prev, move = suspicious_moves(close, np.ones((3, 1), bool), ones, zeros)
         >>> t.tolist(), prev.tolist(), np.round(move, 2).tolist()
         ([1], [10.0], [-0.7])
+        >>> suspicious_moves(close[1:], np.ones((2, 1), bool), ones[1:], zeros[1:],
+        ...                  before=np.array([10.0]))[0].tolist()
+        [0]
     """
     if not 0 < threshold < 1:
         raise ValueError(f"the suspicious-move threshold must be in (0, 1), got {threshold!r}")
@@ -667,12 +677,32 @@ def suspicious_moves(close: np.ndarray, valid: np.ndarray, split_ratio: np.ndarr
     # the index of each symbol's latest traded bar up to t, -1 before its first
     seen = np.maximum.accumulate(np.where(valid, np.arange(n_time)[:, None], -1), axis=0)
     prev_row = np.vstack([np.full((1, close.shape[1]), -1), seen[:-1]])
-    has_prev = valid & (prev_row >= 0)
-    prev_close = np.take_along_axis(close, np.maximum(prev_row, 0), axis=0)
+    start = np.full(close.shape[1], np.nan) if before is None else np.asarray(before, np.float64)
+    prev_close = np.where(prev_row >= 0, np.take_along_axis(close, np.maximum(prev_row, 0), axis=0),
+                          start[None, :])
+    has_prev = valid & np.isfinite(prev_close)
     split = np.where(np.isfinite(split_ratio), split_ratio, 1.0)
     paid = np.where(np.isfinite(dividend), dividend, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         move = (close + paid) * split / prev_close - 1.0
-    flag = has_prev & ((move < -threshold) | (move > 1.0 / (1.0 - threshold) - 1.0))
+    flag = has_prev & beyond(move, threshold)
     t, s = np.nonzero(flag)
     return t, s, prev_close[t, s], move[t, s]
+
+
+def beyond(move: np.ndarray, threshold: float) -> np.ndarray:
+    """Moves outside ``(-threshold, 1 / (1 - threshold) - 1)``: the listing's band."""
+    return (move < -threshold) | (move > 1.0 / (1.0 - threshold) - 1.0)
+
+
+def last_closes(close: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each symbol's last traded close (NaN for a symbol that never traded).
+
+    Example:
+        >>> last_closes(np.array([[1.0, np.nan], [2.0, np.nan]]),
+        ...             np.array([[True, False], [True, False]])).tolist()
+        [2.0, nan]
+    """
+    last = np.where(valid.any(axis=0), close.shape[0] - 1 - np.argmax(valid[::-1], axis=0), -1)
+    picked = close[np.maximum(last, 0), np.arange(close.shape[1])]
+    return np.where(last >= 0, picked, np.nan)

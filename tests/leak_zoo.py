@@ -950,3 +950,14 @@ def fortran_ordered(market: pg.MarketData) -> pg.MarketData:
     ds = ds.assign({k: (ds[k].dims, np.asfortranarray(np.asarray(ds[k].values)))
                     for k in ds.data_vars})
     return pg.MarketData(ds, universes=market.universes, events=market.events)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MembershipEvePeek(_OnScore):
+    """LEAK on membership changes only: buys a symbol the bar before it joins the universe
+    and sells it the bar before it leaves (reads the next bar's membership)."""
+
+    def features(self, data):
+        member = data.universe("u")
+        nxt = np.r_[member[1:], member[-1:]]
+        return {"score": np.where(~member & nxt, 1.0, np.where(member & ~nxt, -1.0, 0.0))}

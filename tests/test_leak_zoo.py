@@ -22,10 +22,11 @@ from pitgrid.data.store import write_market
 import leak_zoo as Z
 from strategies_for_tests import market_with_everything
 
-# bars where leaks of each kind show on market_with_everything(): the warm-up, the gap
-# (40-42), the dividend (80), the universe exit (100), the split (106), the delisting
-# (130) and the late one-bar peek (137); quarter ends are added from the market's dates
-REFERENCE_CUTS = (3, 12, 41, 80, 100, 106, 129, 137, 150)
+# bars where leaks of each kind show on market_with_everything(): the warm-up, the eves
+# of the universe entry (30) and exit (100), the gap (40-42), the dividend (80), the split
+# (106), the delisting (130) and the late one-bar peek (137); quarter ends are added from
+# the market's dates
+REFERENCE_CUTS = (3, 12, 29, 41, 80, 99, 100, 106, 129, 137, 150)
 CONFIG = {"fill": "close", "fees_bps": 5}
 
 
@@ -86,7 +87,7 @@ LEAKS: list[tuple[type, dict[str, Any]]] = [
     (Z.ModuleLevelCache, {}), (Z.ClassAttributeMemo, {}), (Z.SelfMemo, {}),
     (Z.QuarterEndPeek, {}), (Z.OneBarPeek, {}), (Z.WarmupPeek, {}), (Z.TomorrowWeights, {}),
     (Z.LruCachedRange, {}), (Z.RngSeededFromData, {}), (Z.RegimeFromFutureVolatility, {}),
-    (Z.ExitBeforeDataEnds, {}),
+    (Z.ExitBeforeDataEnds, {}), (Z.MembershipEvePeek, {}),
 ]
 
 

@@ -5,7 +5,8 @@
 - ``results_commands``: ``runs``, ``show``, ``compare``, ``report``;
 
 with ``output`` (tables that fit the terminal, CSV and JSON), ``database`` (the
-default results database, runs by id prefix) and ``errors`` (how a command fails).
+default results database, runs by id prefix), ``run_market`` (the data a saved run
+traded, for its report) and ``errors`` (how a command fails).
 
 Exit codes: 0 ok, 1 a run failed, 2 bad usage, a bad config, unusable data or a
 results database that cannot be reached (the message is printed on one line, without
@@ -22,7 +23,7 @@ Example:
     $ pitgrid runs --limit 5
     $ pitgrid show 1a2b3c4d
     $ pitgrid compare 1a2b3c4d 5e6f7a8b --format csv
-    $ pitgrid report 1a2b3c4d -o run.html
+    $ pitgrid report 1a2b3c4d -o run.html --benchmark SPY
     $ pitgrid demo
 """
 from __future__ import annotations

@@ -223,12 +223,20 @@ def test_a_clean_strategy_of_the_zoo_is_not_flagged(market, cls, kwargs, fill):
     assert report.ok, str(report)
 
 
-def test_a_stateful_hook_run_before_the_check_is_not_flagged(market):
-    # its counts are full after the backtest; both runs of the check start from them
+@pytest.mark.xfail(strict=True, reason=(
+    "blind spot: a stateful hook (HookEntryBudget, clean on a fresh instance) run once in "
+    "the caller keeps its counts; a second run starts with entries counted over the whole "
+    "first run, so its early decisions depend on later bars; both of the check's runs "
+    "unpickle the same stale counts and agree; fix: check the strategy as rebuilt fresh "
+    "(fields with a default_factory made anew, no __dict__ extras) beside the instance "
+    "given, and name 'state left by an earlier run' when they decide differently"))
+def test_a_stateful_hook_reused_after_a_run_is_caught(market):
     strategy = Z.HookEntryBudget(budget=1)
     pg.backtest(market, strategy, CONFIG)
     assert strategy.counts
-    assert pg.check_point_in_time(market, strategy, CONFIG).ok
+    assert _changed_by_cut(market, lambda: Z.HookEntryBudget(budget=1), whole=strategy), \
+        "the reference finds no leak"
+    _assert_caught(market, pg.check_point_in_time(market, strategy, CONFIG))
 
 
 @pytest.mark.xfail(strict=True, reason=(

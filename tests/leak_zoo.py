@@ -112,6 +112,27 @@ class BackfilledGaps(_OnScore):
 
 
 @dataclass(frozen=True, kw_only=True)
+class InterpolatedGaps(_OnScore):
+    """LEAK: missing bars filled by linear interpolation, which reads the next present bar."""
+
+    def features(self, data):
+        close = pd.DataFrame(data.raw("close")).interpolate(limit_area="inside")
+        return {"score": close.pct_change(fill_method=None).to_numpy() + 0.002}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonthlyMeanVolume(_OnScore):
+    """LEAK: volume against its calendar month's mean (``groupby(month).transform``), which
+    takes in the days of the month still to come."""
+
+    def features(self, data):
+        volume = pd.DataFrame(data.adjusted("volume"))
+        month = pd.DatetimeIndex(data.time).to_period("M")
+        rel = volume / volume.groupby(month).transform("mean").to_numpy()
+        return {"score": rel.to_numpy() - 1.0}
+
+
+@dataclass(frozen=True, kw_only=True)
 class RankAcrossTime(_OnScore):
     """LEAK: each price ranked against the whole history of its symbol (``rank`` along time)."""
 

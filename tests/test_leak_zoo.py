@@ -93,7 +93,8 @@ LEAKS: list[tuple[type, dict[str, Any]]] = [
     (Z.ModuleLevelCache, {}), (Z.ClassAttributeMemo, {}), (Z.SelfMemo, {}),
     (Z.QuarterEndPeek, {}), (Z.OneBarPeek, {}), (Z.WarmupPeek, {}), (Z.TomorrowWeights, {}),
     (Z.LruCachedRange, {}), (Z.RngSeededFromData, {}), (Z.RegimeFromFutureVolatility, {}),
-    (Z.ExitBeforeDataEnds, {}), (Z.MembershipEvePeek, {}),
+    (Z.ExitBeforeDataEnds, {}), (Z.MembershipEvePeek, {}), (Z.InterpolatedGaps, {}),
+    (Z.MonthlyMeanVolume, {}),
 ]
 
 

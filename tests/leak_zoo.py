@@ -45,7 +45,7 @@ class _OnScore(Strategy):
         return {"size": "percent", "size_value": 0.15}
 
 
-# ====================================================================== leaks
+# =========================================================================================== leaks
 @dataclass(frozen=True, kw_only=True)
 class PandasShiftMinusOne(_OnScore):
     """LEAK: tomorrow's return with ``shift(-1)``, the classic off-by-one of pandas."""
@@ -191,6 +191,16 @@ class LastRowLevel(_OnScore):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExitBeforeDataEnds(_OnScore):
+    """LEAK: closes every position five bars before the data end (it knows where they end)."""
+
+    def features(self, data):
+        close = data.adjusted("close")
+        left = (data.n_time - 1 - np.arange(data.n_time))[:, None]
+        return {"score": np.where(left < 5, -1.0, K.momentum(close, 5))}
+
+
+@dataclass(frozen=True, kw_only=True)
 class BackAdjustedPennyFilter(_OnScore):
     """LEAK: history back-adjusted by every split in the data (a reverse cumulative product
     of the split ratios), then a fixed minimum-price filter on it."""
@@ -234,6 +244,17 @@ class FinalMembersRank(Strategy):
         rank = K.cs_rank(-f["mom"], pct=False, mask=np.ascontiguousarray(members))
         selected = np.isfinite(rank) & (rank <= 2)
         return Intents(weights=equal_weight(selected, rebalance=data.bars % 5 == 0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MembershipEvePeek(_OnScore):
+    """LEAK on membership changes only: buys a symbol the bar before it joins the universe
+    and sells it the bar before it leaves (reads the next bar's membership)."""
+
+    def features(self, data):
+        member = data.universe("u")
+        nxt = np.r_[member[1:], member[-1:]]
+        return {"score": np.where(~member & nxt, 1.0, np.where(member & ~nxt, -1.0, 0.0))}
 
 
 _MODULE_CACHE: dict[str, np.ndarray] = {}
@@ -414,6 +435,27 @@ class MarketRegimeVector(Strategy):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HookReadsDataMarket(Strategy):
+    """LEAK attempt inside a hook: vetoes entries whose next close (from ``data.market``) is
+    lower. Hooks run bar by bar on views without a market, so it fails in every driver."""
+
+    intent_rows: ClassVar[int | None] = 2
+
+    def features(self, data):
+        close = data.adjusted("close")
+        return {"fast": K.sma(close, 3), "slow": K.sma(close, 12)}
+
+    def intents(self, data, f):
+        return _cross(f["fast"], f["slow"])
+
+    def on_step(self, t, data, intents):
+        close = np.asarray(data.market["close"].values)
+        if t + 1 >= close.shape[0]:
+            return intents
+        return Intents(entries=intents.entries & (close[t + 1] > close[t]), exits=intents.exits)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReadsStoreFromDisk(_OnScore):
     """LEAK via the disk: opens the market's store by path and reads tomorrow's close there."""
 
@@ -506,6 +548,17 @@ def notebook_strategies(market: pg.MarketData) -> dict[str, Strategy]:
             "global_market": NotebookGlobalMarket()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class VendorAdjustedLevel(_OnScore):
+    """LEAK baked into the data: a minimum-price filter on the vendor's back-adjusted close,
+    whose early values are divided by a split that happens later."""
+
+    def features(self, data):
+        adj = data.raw("adj_close")
+        level = np.nanmedian(data.raw("close")[:5], axis=0)  # known at bar 4
+        return {"score": np.where(adj < 0.75 * level, 1.0, -1.0)}
+
+
 def reset_caches() -> None:
     """Empty the zoo's module and class caches (for the in-process reference runs)."""
     _MODULE_CACHE.clear()
@@ -514,7 +567,7 @@ def reset_caches() -> None:
     _LAST_CLOSE.clear()
 
 
-# ====================================================================== honest strategies
+# =============================================================================== honest strategies
 @dataclass(frozen=True, kw_only=True)
 class ExpandingZScore(_OnScore):
     """Clean: z-score against the expanding mean and std (pandas, min_periods)."""
@@ -594,6 +647,17 @@ class RowMeanMethod(_OnScore):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ArrayMethods(_OnScore):
+    """Clean: everyday ndarray methods on the data and on a kernel's output (``astype``,
+    ``clip``, ``copy``)."""
+
+    def features(self, data):
+        close = data.adjusted("close").astype(np.float64)
+        mom = K.momentum(close, 5).clip(-0.05, 0.05).copy()
+        return {"score": mom}
+
+
+@dataclass(frozen=True, kw_only=True)
 class MemberRankWeights(Strategy):
     """Clean: RSI ranked within each bar's members, top two in equal weights every 4 bars."""
 
@@ -653,6 +717,17 @@ class EventsNewReleaseCount(_OnScore):
         new = sig.ne(sig.shift(1)) & sig.notna()
         recent = new.astype(float).rolling(10, min_periods=1).sum()
         return {"score": np.where(recent.to_numpy() > 0, sig.to_numpy() - 0.3, np.nan)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChecksFieldsOnMarket(_OnScore):
+    """Clean: looks up which fields the market has (``data.market.fields``, metadata only)
+    to add dividends to a momentum score when there are any."""
+
+    def features(self, data):
+        close = data.adjusted("close")
+        bonus = data.raw("dividend") if "dividend" in data.market.fields else np.zeros(close.shape)
+        return {"score": K.momentum(close, 5) + bonus}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -805,6 +880,22 @@ class SlidingWindowSlope(_OnScore):
 
 
 @dataclass(frozen=True, kw_only=True)
+class UnguardedSlidingSlope(_OnScore):
+    """Clean but written for the whole history: a trailing 10-bar slope with
+    ``sliding_window_view`` and no guard for fewer than 10 rows."""
+
+    window: int = 10
+
+    def features(self, data):
+        close = np.log(data.adjusted("close"))
+        out = np.full(close.shape, np.nan)
+        win = np.lib.stride_tricks.sliding_window_view(close, self.window, axis=0)
+        x = np.arange(self.window) - (self.window - 1) / 2
+        out[self.window - 1:] = (win * x).sum(axis=-1) / (x * x).sum()
+        return {"score": out}
+
+
+@dataclass(frozen=True, kw_only=True)
 class FfillGapsThenReturns(_OnScore):
     """Clean: missing bars forward-filled (the last known price), then a 3-bar return."""
 
@@ -825,22 +916,6 @@ class FactorExposureMatmul(_OnScore):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UnguardedSlidingSlope(_OnScore):
-    """Clean but written for the whole history: a trailing 10-bar slope with
-    ``sliding_window_view`` and no guard for fewer than 10 rows."""
-
-    window: int = 10
-
-    def features(self, data):
-        close = np.log(data.adjusted("close"))
-        out = np.full(close.shape, np.nan)
-        win = np.lib.stride_tricks.sliding_window_view(close, self.window, axis=0)
-        x = np.arange(self.window) - (self.window - 1) / 2
-        out[self.window - 1:] = (win * x).sum(axis=-1) / (x * x).sum()
-        return {"score": out}
-
-
-@dataclass(frozen=True, kw_only=True)
 class CausalFftFilter(_OnScore):
     """Clean: a causal 8-tap moving average computed with ``scipy.signal.fftconvolve`` and
     cut to the first T rows (each row reads rows <= t; the FFT's rounding depends on T)."""
@@ -852,17 +927,6 @@ class CausalFftFilter(_OnScore):
         taps = np.full((8, 1), 1 / 8)
         smooth = fftconvolve(close, taps, axes=0)[: close.shape[0]]
         return {"score": close / smooth - 1.0}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChecksFieldsOnMarket(_OnScore):
-    """Clean: looks up which fields the market has (``data.market.fields``, metadata only)
-    to add dividends to a momentum score when there are any."""
-
-    def features(self, data):
-        close = data.adjusted("close")
-        bonus = data.raw("dividend") if "dividend" in data.market.fields else np.zeros(close.shape)
-        return {"score": K.momentum(close, 5) + bonus}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -897,6 +961,7 @@ class EwmVolInRuleShortWindow(Strategy):
         return Intents(weights=np.where((data.bars % 5 == 0)[:, None], w, np.nan))
 
 
+# ========================================================================================= markets
 def with_vendor_adjusted_close(market: pg.MarketData) -> pg.MarketData:
     """``market`` plus ``adj_close``: the close back-adjusted by every split and dividend in
     the data, as a vendor delivers it (yfinance's "Adj Close"), built in memory."""
@@ -911,59 +976,6 @@ def with_vendor_adjusted_close(market: pg.MarketData) -> pg.MarketData:
     return pg.MarketData(ds, universes=market.universes, events=market.events)
 
 
-@dataclass(frozen=True, kw_only=True)
-class VendorAdjustedLevel(_OnScore):
-    """LEAK baked into the data: a minimum-price filter on the vendor's back-adjusted close,
-    whose early values are divided by a split that happens later."""
-
-    def features(self, data):
-        adj = data.raw("adj_close")
-        level = np.nanmedian(data.raw("close")[:5], axis=0)  # known at bar 4
-        return {"score": np.where(adj < 0.75 * level, 1.0, -1.0)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExitBeforeDataEnds(_OnScore):
-    """LEAK: closes every position five bars before the data end (it knows where they end)."""
-
-    def features(self, data):
-        close = data.adjusted("close")
-        left = (data.n_time - 1 - np.arange(data.n_time))[:, None]
-        return {"score": np.where(left < 5, -1.0, K.momentum(close, 5))}
-
-
-@dataclass(frozen=True, kw_only=True)
-class HookReadsDataMarket(Strategy):
-    """LEAK attempt inside a hook: vetoes entries whose next close (from ``data.market``) is
-    lower. Hooks run bar by bar on views without a market, so it fails in every driver."""
-
-    intent_rows: ClassVar[int | None] = 2
-
-    def features(self, data):
-        close = data.adjusted("close")
-        return {"fast": K.sma(close, 3), "slow": K.sma(close, 12)}
-
-    def intents(self, data, f):
-        return _cross(f["fast"], f["slow"])
-
-    def on_step(self, t, data, intents):
-        close = np.asarray(data.market["close"].values)
-        if t + 1 >= close.shape[0]:
-            return intents
-        return Intents(entries=intents.entries & (close[t + 1] > close[t]), exits=intents.exits)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ArrayMethods(_OnScore):
-    """Clean: everyday ndarray methods on the data and on a kernel's output (``astype``,
-    ``clip``, ``copy``)."""
-
-    def features(self, data):
-        close = data.adjusted("close").astype(np.float64)
-        mom = K.momentum(close, 5).clip(-0.05, 0.05).copy()
-        return {"score": mom}
-
-
 def fortran_ordered(market: pg.MarketData) -> pg.MarketData:
     """``market`` with every field in column-major (Fortran) order, as selecting symbols
     from a larger Dataset (``ds.sel(symbol=[...])``) can leave it."""
@@ -971,14 +983,3 @@ def fortran_ordered(market: pg.MarketData) -> pg.MarketData:
     ds = ds.assign({k: (ds[k].dims, np.asfortranarray(np.asarray(ds[k].values)))
                     for k in ds.data_vars})
     return pg.MarketData(ds, universes=market.universes, events=market.events)
-
-
-@dataclass(frozen=True, kw_only=True)
-class MembershipEvePeek(_OnScore):
-    """LEAK on membership changes only: buys a symbol the bar before it joins the universe
-    and sells it the bar before it leaves (reads the next bar's membership)."""
-
-    def features(self, data):
-        member = data.universe("u")
-        nxt = np.r_[member[1:], member[-1:]]
-        return {"score": np.where(~member & nxt, 1.0, np.where(member & ~nxt, -1.0, 0.0))}

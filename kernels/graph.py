@@ -79,6 +79,13 @@ class Node(NDArrayOperatorsMixin):
     def __getitem__(self, item: Any) -> Any:
         raise NotStreamable(f"indexing a feature ([{item!r}]) reads rows by position")
 
+    def __getattr__(self, name: str) -> Any:
+        # an ndarray method (.astype, .clip, .mean ...): the feature code runs on arrays
+        # instead, bar by bar; Python's own probes for special names get what they expect
+        if name.startswith("__") or name in Node.__slots__:
+            raise AttributeError(name)
+        raise NotStreamable(f"feature code calls .{name}() on an array")
+
     def __iter__(self) -> Any:
         raise NotStreamable("iterating over a feature reads rows by position")
 

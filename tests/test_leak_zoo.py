@@ -80,7 +80,8 @@ def _assert_caught(market: pg.MarketData, report: pg.PointInTimeReport) -> None:
     d = report.differences[0]
     assert "LEAK" in str(report) and d.meaning in str(report)
     if d.what in ("feature", "decision"):
-        assert d.time in market.time and d.symbol in market.symbols
+        # a market-wide (time,) feature has no symbol to name
+        assert d.time in market.time and (d.symbol is None or d.symbol in market.symbols)
 
 
 # -------------------------------------------------------------------------- leaks the check catches
@@ -133,11 +134,6 @@ def test_a_clean_strategy_of_the_zoo_is_not_flagged(market, cls, kwargs, fill):
 
 
 # --------------------------------------------- blind spots: leaks that slip through (strict xfails)
-@pytest.mark.xfail(strict=True, reason=(
-    "blind spot: state a first run left on the instance (object.__setattr__ on a frozen "
-    "dataclass) is pickled with it, so both of the check's runs start from the same "
-    "full-history value and agree; fix: ship a fresh instance (type(s)(**params)) or refuse "
-    "instances whose __dict__ holds more than their fields"))
 def test_state_left_on_the_instance_by_an_earlier_run_is_caught(market):
     leak = Z.SelfMemo()
     pg.backtest(market, leak, CONFIG)
@@ -224,23 +220,12 @@ def test_a_vendor_back_adjusted_close_in_an_in_memory_market_is_caught(market):
     _assert_caught(vendor, pg.check_point_in_time(vendor, Z.VendorAdjustedLevel(), CONFIG))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sampled mode (every_bar=False) misses leaks on bars no cutoff hits: the first bars "
-    "(the warm-up cutoff skips bar 0, where WarmupPeek's first decision is) and the bar "
-    "after a gap (BackfilledGaps); fix: include bar 0..the first decision and the first "
-    "bar after each missing bar among the cutoffs"))
 @pytest.mark.parametrize("cls", [Z.WarmupPeek, Z.BackfilledGaps], ids=lambda c: c.__name__)
 def test_the_sampled_mode_catches_leaks_in_the_first_bars_and_after_gaps(market, cls):
     _assert_caught(market, pg.check_point_in_time(market, cls(), CONFIG, every_bar=False))
 
 
 # ----------------------------------- leaks reported as a crash instead of a finding (strict xfails)
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "blind spot: an in-place write after setflags(write=True) into a raw field works on an "
-    "in-memory market (its read-only view has a writeable base) but the check's batch run "
-    "maps the arrays read-only, fails, and check_point_in_time raises 'the batch run "
-    "failed' instead of reporting the leak; fix: report a batch run that fails writing "
-    "into its data as a Difference (what='error')"))
 def test_an_in_place_write_into_a_raw_field_is_reported_as_a_leak():
     market = market_with_everything()  # the leak writes into it
     leak = Z.WritesAfterSetflags()
@@ -251,22 +236,11 @@ def test_an_in_place_write_into_a_raw_field_is_reported_as_a_leak():
     _assert_caught(market, pg.check_point_in_time(market_with_everything(), leak, CONFIG))
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "crash: a feature of shape (time,) that differs makes _audit unpack one index into "
-    "(t, s) (ValueError) instead of reporting the leak; fix: treat 1-D features as one "
-    "column (symbol None)"))
 def test_a_leak_in_a_market_wide_one_dimensional_feature_is_reported(market):
     assert _changed_by_cut(market, Z.MarketRegimeVector), "the reference finds no leak"
     _assert_caught(market, pg.check_point_in_time(market, Z.MarketRegimeVector(), CONFIG))
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "reported as a crash, not a finding (judgement for the lead): a hook that reads "
-    "data.market fails in both runs (a strategy with a hook runs bar by bar in backtest "
-    "too), so check_point_in_time raises 'the batch run failed' instead of returning a "
-    "report; the backtest itself fails the same way, so no leaky result can exist; fix: "
-    "when both runs fail at the same bar with the same error, report it as the step "
-    "driver's finding (what='error') with the bar, or keep raising and document it"))
 def test_a_hook_that_reads_the_market_is_reported(market):
     with pytest.raises(AttributeError, match="market"):
         pg.backtest(market, Z.HookReadsDataMarket(), CONFIG)
@@ -274,12 +248,6 @@ def test_a_hook_that_reads_the_market_is_reported(market):
 
 
 # ------------------------------------------- false alarms: clean strategies flagged (strict xfails)
-@pytest.mark.xfail(strict=True, reason=(
-    "false alarm: ndarray methods (.astype, .clip, .copy, .mean...) on the data raise "
-    "AttributeError on the tracer's Node, which StepDriver._plan does not catch (it catches "
-    "NotStreamable only), so the step run fails and the check reports a LEAK 'at None'; "
-    "the same strategy with a hook cannot even be backtested; fix: Node.__getattr__ raises "
-    "NotStreamable naming the method (or _plan falls back to the slow path on any error)"))
 def test_array_methods_in_features_are_not_flagged(market):
     assert _changed_by_cut(market, Z.ArrayMethods) == [], "the reference finds a leak"
     report = pg.check_point_in_time(market, Z.ArrayMethods(), CONFIG)
@@ -322,22 +290,12 @@ def test_a_causal_fft_filter_is_not_flagged(market):
     assert report.ok, str(report)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "false alarm: a product with a loadings matrix (BLAS) over 50 symbols rounds row t "
-    "differently for T rows than for t+1 rows (last bit), called a leak; on 6 symbols it "
-    "passes; fix: a relative tolerance of a few ulps on user features (see the FFT case)"))
 def test_a_blas_product_over_many_symbols_is_not_flagged():
     wide = market_with_everything(n_symbols=50)
     report = pg.check_point_in_time(wide, Z.FactorExposureMatmul(), CONFIG)
     assert report.ok, str(report)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "false alarm: the batch run reads the market's arrays in their own memory order "
-    "(column-major after ds.sel(symbol=...), kept by np.save and the read-only map) while "
-    "the step view hands C-ordered copies; a reduction over a strided window then sums in "
-    "another order and the last bit differs; fix: FeatureData hands C-contiguous arrays "
-    "(or export_market writes them C-ordered) so both runs see one layout"))
 def test_a_column_major_market_gives_no_false_alarm():
     wide = Z.fortran_ordered(market_with_everything(n_symbols=50))
     assert np.asarray(wide["close"].values).flags["F_CONTIGUOUS"]
@@ -345,12 +303,6 @@ def test_a_column_major_market_gives_no_false_alarm():
     assert report.ok, str(report)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "false alarm: a rule with intent_rows computes a pandas rolling std on its window; "
-    "pandas' online sums then start at another row than in the batch run and the weights "
-    "differ in the last bit (0.1199789615868543 vs 0.11997896158685428), called a leak; "
-    "fix: compare float decisions with a relative tolerance of a few ulps, or say that "
-    "the rule is not reproducible on a window rather than that it reads after t"))
 def test_a_rolling_std_in_a_windowed_rule_is_not_flagged(market):
     assert _changed_by_cut(market, Z.PandasVolTargetInRule) == [], "the reference finds a leak"
     report = pg.check_point_in_time(market, Z.PandasVolTargetInRule(), CONFIG)

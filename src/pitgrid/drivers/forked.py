@@ -264,7 +264,8 @@ def export_market(market: Any, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=False)
     ds = market.ds
     for name in ds.data_vars:
-        np.save(folder / f"{name}.npy", np.asarray(ds[name].values), allow_pickle=False)
+        # C order, as the step driver's view hands rows: one layout, one rounding
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(ds[name].values), allow_pickle=False)
     meta = {"fields": list(ds.data_vars), "time": market.time, "symbols": market.symbols,
             "tables": {n: getattr(market, n) for n in ("universes", "actions", "events", "regimes")},
             # what the market already knows of itself, so that no child recomputes it

@@ -20,6 +20,7 @@ delistings and period ends.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ class Difference:
     """The first thing that differs: where, what, and what it means."""
 
     cutoff: np.datetime64 | None  # None: found by the step driver's audit, at any bar
-    how: str  # "step driver", "truncated" or "scrambled"
+    how: str  # "step driver", "batch run", "truncated" or "scrambled"
     what: str  # "feature", "decision", "order", "fill", "equity" or "error"
     time: np.datetime64 | None
     symbol: str | None
@@ -71,7 +72,11 @@ class PointInTimeReport:
             return f"point-in-time: ok {scope}"
         d = self.differences[0]
         where = f"at {d.time}" + (f" ({d.symbol})" if d.symbol else "")
-        if d.how == "step driver":
+        if d.how == "batch run":
+            head = ("point-in-time LEAK: the strategy writes into the market's arrays"
+                    if "writes into" in d.meaning else
+                    "point-in-time LEAK suspected: the batch run failed on the check's data")
+        elif d.how == "step driver":
             head = f"point-in-time LEAK {where}: the {d.what} differs between the batch run and the step driver"
         else:
             head = (f"point-in-time LEAK: with data {d.how} after {d.cutoff}, the {d.what} "
@@ -110,14 +115,14 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
             runs = [forked.submit(_run, kind, folder, blob, settings, cutoffs, seed)
                     for kind in ("batch", "step")]
             batch, step = (r.result() for r in runs)
-            _raise_child_error(batch)
-            report = PointInTimeReport(batch["cuts"], every_bar=True)
-            diff = _audit(market, batch, step) or batch["simulation"]
+            report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
+            diff = _audit(market, batch, step) or batch.get("simulation")
             if diff is not None:
                 report.differences.append(diff)
             return report
-        full = forked.submit(_run, "batch", folder, blob, settings, None, seed).result()
-        _raise_child_error(full)
+        full = forked.submit(_run, "whole", folder, blob, settings, None, seed).result()
+        if "error" in full:
+            return PointInTimeReport([], [_batch_failure(full)], every_bar=False)
         cuts = _cutoffs(market, cutoffs, full)
         report = PointInTimeReport(cuts, every_bar=False)
         rng = np.random.default_rng(seed)
@@ -138,8 +143,13 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
 
 # ---------------------------------------------------------------------- the runs
 def _dump(strategy: Strategy) -> bytes:
+    """The strategy as built from its parameters: state an earlier run left on the
+    instance (a counter of a hook, an attribute set on a frozen dataclass) stays behind,
+    or both of the check's runs would start from it and agree."""
     import cloudpickle
 
+    if dataclasses.is_dataclass(strategy):
+        strategy = dataclasses.replace(strategy)
     return cloudpickle.dumps(strategy)
 
 
@@ -196,7 +206,7 @@ def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any]) -> D
     """The first bar at which a feature, an intent or an order of the two runs differs."""
     times, symbols = market.time, market.symbols
     if "error" in batch:
-        raise RuntimeError(f"the batch run failed: {batch['error']}")
+        return _batch_failure(batch)
     if "error" in step:
         bar = step["bar"]
         return Difference(None, "step driver", "error", None if bar is None else times[min(bar, len(times) - 1)],
@@ -205,7 +215,7 @@ def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any]) -> D
                           "writes past it (a row after t, an attribute that is not there, an array "
                           "made writeable).")
     # (bar, features before decisions, kind, name, symbol) of each first difference
-    found: list[tuple[int, int, str, str, int]] = []
+    found: list[tuple[int, int, str, str, int | None]] = []
     for order, (kind, key) in enumerate((("feature", "features"), ("decision", "intents"))):
         for name, a in batch[key].items():
             if name not in step[key]:
@@ -214,19 +224,19 @@ def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any]) -> D
             if bad.ndim > 2:
                 bad = bad.reshape(*bad.shape[:2], -1).any(axis=-1)
             if bad.any():
-                t, s = np.argwhere(bad)[0]
-                found.append((int(t), order, kind, name, int(s)))
+                first = np.argwhere(bad)[0]
+                found.append((int(first[0]), order, kind, name, int(first[1]) if bad.ndim == 2 else None))
     if found:
-        t, _, kind, name, s = min(found)
+        t, _, kind, name, s = min(found, key=lambda f: f[:2])
         key = "features" if kind == "feature" else "intents"
-        source, other = batch[key][name], step[key][name]
+        at = (t,) if s is None else (t, s)
+        source, other = np.asarray(batch[key][name])[at], np.asarray(step[key][name])[at]
         meaning = ("This feature, computed on the bars up to t, differs from the batch run's row t: "
                    "it reads data after t." if kind == "feature" else
                    "The rule decides differently when it sees only what is known at t: it reads "
                    "rows after t, or state that outlives one run.")
-        return Difference(None, "step driver", kind, times[t], str(symbols[s]),
-                          f"{name} batch {np.asarray(source)[t, s]!r}, step {np.asarray(other)[t, s]!r}",
-                          meaning)
+        return Difference(None, "step driver", kind, times[t], None if s is None else str(symbols[s]),
+                          f"{name} batch {source!r}, step {other!r}", meaning)
     diff = _orders_difference(batch, step, times[-1])
     if diff is not None:
         return Difference(None, "step driver", *diff,
@@ -235,11 +245,33 @@ def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any]) -> D
     return None
 
 
+def _batch_failure(run: dict[str, Any]) -> Difference:
+    """A batch run that fails is a finding too: on data mapped read-only, a strategy that
+    writes into what it was handed fails; one that reaches for what a bar's view lacks
+    fails in both drivers."""
+    error = run["error"]
+    if "read-only" in error or "WRITEABLE" in error:
+        meaning = ("The strategy writes into the market's arrays (made writeable): a write "
+                   "that shifts later rows into earlier ones is a leak, and the check's "
+                   "read-only data refuse it.")
+    else:
+        meaning = ("The strategy fails in the batch run of the check (a fresh process on the "
+                   "market alone): it relies on something outside what it is handed, or it "
+                   "fails on its own.")
+    return Difference(None, "batch run", "error", None, None, error, meaning)
+
+
+# Rounding: user feature code on whole arrays (BLAS, FFT, pandas' online sums, another
+# memory order) may round row t differently for T rows than for t + 1 rows. A leak moves
+# a value by far more than this; the compiled kernels agree bit for bit anyway.
+_RTOL, _ATOL = 1e-9, 1e-12
+
+
 def _same(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if x.shape != y.shape:
         return np.zeros(x.shape[:2], dtype=bool)
-    if x.dtype.kind == "f":
-        return (x == y) | (np.isnan(x) & np.isnan(y))
+    if x.dtype.kind == "f" and y.dtype.kind == "f":
+        return np.isclose(x, y, rtol=_RTOL, atol=_ATOL, equal_nan=True)
     return x == y
 
 
@@ -249,13 +281,25 @@ def _orders_difference(a: dict[str, Any], b: dict[str, Any], c: np.datetime64
                          ("order", a["unfilled"], b["unfilled"])):
         ta = ta.filter(pl.col("time") <= c)
         tb = tb.filter(pl.col("time") <= c)
-        if not ta.equals(tb):
-            n = min(ta.height, tb.height)
-            k = next((j for j in range(n) if ta.row(j) != tb.row(j)), n)
+        k = _first_row_apart(ta, tb)
+        if k is not None:
             row = ta.row(k, named=True) if k < ta.height else tb.row(k, named=True)
             return (what, np.datetime64(row["time"]), row["symbol"],
                     f"{ta.row(k) if k < ta.height else None} -> {tb.row(k) if k < tb.height else None}")
     return None
+
+
+def _first_row_apart(a: pl.DataFrame, b: pl.DataFrame) -> int | None:
+    """The first row where two tables differ (numbers within the rounding of ``_same``)."""
+    n = min(a.height, b.height)
+    apart = np.zeros(n, dtype=bool)
+    for name in a.columns:
+        x, y = a[name][:n].to_numpy(), b[name][:n].to_numpy()
+        apart |= ~_same(x, y) if x.dtype.kind == "f" else (x != y)
+    rows = np.flatnonzero(apart)
+    if rows.size:
+        return int(rows[0])
+    return None if a.height == b.height else n
 
 
 def _first_difference(full: dict[str, Any], other: dict[str, Any], c: np.datetime64, market: MarketData
@@ -363,7 +407,8 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     """The given cutoffs, or cutoffs chosen where leaks show.
 
     Always the warm-up's end (the first bar with a decision) and bars of each kind that
-    exists: corporate actions, listings, delistings, period ends (the last bar of a month),
+    exists: corporate actions, listings and the edges of gaps, delistings, period ends
+    (the last bar of a month),
     spread over the data; ``cutoffs`` (a number, default 8) bounds how many of each kind,
     and half as many evenly spaced bars join them. When the step driver has audited every
     bar, only the simulation remains to check, on the batch run's decisions: one bar of
@@ -378,7 +423,7 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
         picks.update(np.linspace(T // 8, T - 2, max(n // 2, 1)).astype(int).tolist())
     firsts = [int(np.argmax(np.any(np.nan_to_num(np.asarray(a, dtype=float)) != 0, axis=1)))
               for a in run.get("intents", {}).values()]
-    picks.update(f for f in firsts if 0 < f < T - 1)
+    picks.update(f for f in firsts if 0 <= f < T - 1)
     actions = np.zeros(T, dtype=bool)
     for name, none in (("split_ratio", 1.0), ("dividend", 0.0)):
         if name in market.fields:
@@ -386,8 +431,10 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     valid = np.asarray(market["valid"].values, dtype=bool)
     first_valid = np.argmax(valid, axis=0)
     period = np.asarray(times, "datetime64[M]")
+    # listings, and the bars where a gap starts and ends: filling a gap reads across it
+    edges = np.flatnonzero((valid[1:] != valid[:-1]).any(axis=1)) + 1
     kinds = (np.flatnonzero(actions),
-             first_valid[(first_valid > 0) & valid.any(axis=0)],
+             np.concatenate([first_valid[(first_valid > 0) & valid.any(axis=0)], edges]),
              market.delist_bar[market.delist_bar > 0],
              np.flatnonzero(period[1:] != period[:-1]))
     for bars in kinds:

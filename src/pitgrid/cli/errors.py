@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -49,6 +49,14 @@ def run_failures(what: str) -> Iterator[None]:
         err.print(f"[bold red]{what} failed:[/] {type(exc).__name__}: {escape(str(exc))}",
                   highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def check_benchmark(symbol: str, market: Any, where: str) -> None:
+    """``--benchmark SYMBOL`` must name a symbol of ``market`` (``where``: its data, in words)."""
+    symbols = [str(s) for s in market.symbols]
+    if symbol not in symbols:
+        fail_usage(f"--benchmark {symbol!r} is not a symbol of {where} "
+                   f"({len(symbols)} symbols, e.g. {', '.join(symbols[:3])})")
 
 
 def fail_usage(message: str) -> NoReturn:

@@ -20,7 +20,7 @@ from rich.text import Text
 from pitgrid.cli.app import app
 from pitgrid.cli.database import (
     DB_OPTION, chosen_db, check_param, grid_axes, grid_by, grid_frame, is_grid, load_run, open_db)
-from pitgrid.cli.errors import fail_usage, usage_errors
+from pitgrid.cli.errors import check_benchmark, fail_usage, usage_errors
 from pitgrid.cli.output import (
     FORMAT_OPTION, SHORT, Column, Format, day, emit, emit_json, err, fitted_table, fmt, iso, out,
     params_text, print_grid_table, print_pairs, print_paths, prob)
@@ -255,7 +255,9 @@ def report(
             if note is not None:
                 err.print(Text(note), soft_wrap=True)
             if benchmark is not None:
-                _check_benchmark(benchmark, market)
+                if market is None:
+                    fail_usage(f"--benchmark {benchmark} needs the run's data: pass --data STORE")
+                check_benchmark(benchmark, market, "the run's data")
             path = write_report(run, output, param=index if is_grid(run) else None,
                                 market=market, benchmark=benchmark,
                                 title=f"{run.strategy} {params_text(run.params[index])}")
@@ -263,15 +265,6 @@ def report(
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_benchmark(symbol: str, market: Any) -> None:
-    if market is None:
-        fail_usage(f"--benchmark {symbol} needs the run's data: pass --data STORE")
-    symbols = [str(s) for s in market.symbols]
-    if symbol not in symbols:
-        fail_usage(f"--benchmark {symbol!r} is not a symbol of the run's data "
-                   f"({len(symbols)} symbols, e.g. {', '.join(symbols[:3])})")
-
-
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
     """The simulation settings that differ from SimConfig's defaults (plus the fill rule)."""
     from pitgrid.engine.config import SimConfig

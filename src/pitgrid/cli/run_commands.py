@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from pitgrid.cli.app import app
-from pitgrid.cli.errors import fail_usage, run_failures, usage_errors
+from pitgrid.cli.errors import check_benchmark, fail_usage, run_failures, usage_errors
 from pitgrid.cli.output import (
     SHORT, Column, fitted_table, fmt, out, params_text, print_grid_table, print_pairs, print_paths,
     prob)
@@ -253,10 +253,7 @@ def _open_market(cfg: RunConfig) -> Any:
 def _with_benchmark(cfg: RunConfig, market: Any, symbol: str | None) -> RunConfig:
     if symbol is None:
         return cfg
-    symbols = [str(s) for s in market.symbols]
-    if symbol not in symbols:
-        fail_usage(f"--benchmark {symbol!r} is not a symbol of {cfg.source}'s data "
-                   f"({len(symbols)} symbols, e.g. {', '.join(symbols[:3])})")
+    check_benchmark(symbol, market, f"{cfg.source}'s data")
     return dataclasses.replace(cfg, benchmark=symbol)
 
 

@@ -141,13 +141,6 @@ def test_state_left_on_the_instance_by_an_earlier_run_is_caught(market):
     _assert_caught(market, pg.check_point_in_time(market, leak, CONFIG))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "blind spot: a stateful hook (HookEntryBudget, clean on a fresh instance) run once in "
-    "the caller keeps its counts; a second run starts with entries counted over the whole "
-    "first run, so its early decisions depend on later bars; both of the check's runs "
-    "unpickle the same stale counts and agree; fix: check the strategy as rebuilt fresh "
-    "(fields with a default_factory made anew, no __dict__ extras) beside the instance "
-    "given, and name 'state left by an earlier run' when they decide differently"))
 def test_a_stateful_hook_reused_after_a_run_is_caught(market):
     strategy = Z.HookEntryBudget(budget=1)
     pg.backtest(market, strategy, CONFIG)

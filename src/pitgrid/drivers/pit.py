@@ -106,14 +106,16 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
     """
     forked.start_server()  # its start-up overlaps loading the market
     market = as_market(market).load()
-    blob = _dump(strategy)
+    # the batch run gets the strategy as given, the step driver one built afresh from its
+    # parameters: state an earlier run left on the instance makes them differ
+    blob, fresh = _dump(strategy), _dump(_fresh(strategy))
     settings = config.to_dict() if isinstance(config, SimConfig) else dict(config or {})
     folder = str(forked.Exports.folder_of(market))
     with forked.scratch_folder("pitgrid-check-") as tmp:
         if every_bar:
             # both at once, one per core; the batch run's process also checks the simulation
-            runs = [forked.submit(_run, kind, folder, blob, settings, cutoffs, seed)
-                    for kind in ("batch", "step")]
+            runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed)
+                    for kind, b in (("batch", blob), ("step", fresh))]
             batch, step = (r.result() for r in runs)
             report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
             diff = _audit(market, batch, step) or batch.get("simulation")
@@ -143,14 +145,20 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
 
 # ---------------------------------------------------------------------- the runs
 def _dump(strategy: Strategy) -> bytes:
-    """The strategy as built from its parameters: state an earlier run left on the
-    instance (a counter of a hook, an attribute set on a frozen dataclass) stays behind,
-    or both of the check's runs would start from it and agree."""
     import cloudpickle
 
-    if dataclasses.is_dataclass(strategy):
-        strategy = dataclasses.replace(strategy)
     return cloudpickle.dumps(strategy)
+
+
+def _fresh(strategy: Strategy) -> Strategy:
+    """The strategy as built from its parameters, without the state an earlier run may
+    have left on the instance (an attribute set on a frozen dataclass; a field that takes
+    no part in comparisons and has a factory for its default, such as a hook's counter)."""
+    if not dataclasses.is_dataclass(strategy):
+        return strategy
+    state = {f.name: f.default_factory() for f in dataclasses.fields(strategy)
+             if f.init and not f.compare and f.default_factory is not dataclasses.MISSING}
+    return dataclasses.replace(strategy, **state)
 
 
 def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any,

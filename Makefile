@@ -10,7 +10,7 @@ PEERS_STAMP := $(PEERS)/.peers-installed
 
 .PHONY: demo test test-all bench bench-smoke compare install browser clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
+$(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd cython_ext/*.pxi)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	# torch first and pinned, so that no dependency resolution pulls a CUDA build

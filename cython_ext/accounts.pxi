@@ -1,0 +1,137 @@
+cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
+    # the arrays are those of ``bind``
+    cdef int p, s, a, S = self.S, P = self.P
+    cdef int ti = <int>t
+    cdef double r, d, q, eq, v, lg, sh
+    cdef const unsigned char* vrow
+    cdef const double* crow
+    cdef double* mk
+    # A. corporate actions: marks once, holdings per parameter set
+    if self.b_has_action[t]:
+        for s in range(S):
+            r = self.b_split[t, s]
+            if r != 1.0:
+                self.mark[s] /= r
+        for p in range(P):
+            for s in range(S):
+                r = self.b_split[t, s]
+                if r != 1.0:
+                    self.shares[p, s] *= r
+                    self.pending[p, s] *= r
+                    if self.lot > 0.0:
+                        _split_to_lots(self, ti, p, s, self.b_open[t, s], self.b_valid[t, s])
+                d = self.b_div[t, s]
+                if d != 0.0 and self.shares[p, s] != 0.0:
+                    a = _acct(self, s)
+                    self.cash[p, a] += self.shares[p, s] * d
+                    self.flow[p, s] += self.shares[p, s] * d
+    for p in range(P):
+        # B. open fills: sells, then buys
+        if not self.fill_close:
+            for s in range(S):
+                q = self.pending[p, s]
+                if q < 0.0:
+                    self.pending[p, s] = 0.0
+                    q = _fill(self, ti, p, s, q, self.b_open[t, s], self.b_volume[t, s], self.b_valid[t, s], R_ORDER)
+                    if self.carry:
+                        self.pending[p, s] = q
+            for s in range(S):
+                q = self.pending[p, s]
+                if q > 0.0:
+                    self.pending[p, s] = 0.0
+                    q = _fill(self, ti, p, s, q, self.b_open[t, s], self.b_volume[t, s], self.b_valid[t, s], R_ORDER)
+                    if self.carry:
+                        self.pending[p, s] = q
+        # C. delisting close-out at the last valid close
+        if self.b_has_delist[t]:
+            for s in range(S):
+                if self.b_delist[s] == t:
+                    self.pending[p, s] = 0.0
+                    if self.shares[p, s] != 0.0:
+                        _fill(self, ti, p, s, -self.shares[p, s], self.mark[s], self.b_volume[t, s],
+                                   False, R_DELIST)
+    # D. marks, then equity before decisions
+    vrow = &self.b_valid[t, 0]
+    crow = &self.b_close[t, 0]
+    mk = &self.mark[0]
+    for s in range(S):
+        if vrow[s]:
+            mk[s] = crow[s]
+    for p in range(P):
+        if self.eref_read:
+            _mark(self, p, &lg, &sh)
+        # E. decisions (and close fills), after the drawdown stop
+        if self.dd_stop > 0.0:
+            _drawdown_stop(self, ti, p, self.b_close, self.b_volume, self.b_valid)
+        _start_decisions(self, p)
+        if self.intent_mode == WEIGHTS:
+            _decide_weights(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_bank, self.b_ia[p])
+        elif self.per_symbol:
+            # signals never go short, so there is no borrow (F), and step G's mark of
+            # each one-symbol account is taken right after its decision
+            _decide_signals_per_symbol(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
+                                            self.b_ia[p], self.b_ib[p], &eq, &lg, &sh)
+        else:
+            _decide_signals(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
+                                 self.b_ia[p], self.b_ib[p])
+        if self.intent_mode == WEIGHTS or not self.per_symbol:
+            # F. borrow on shorts
+            if self.borrow_per_bar > 0.0:
+                for s in range(S):
+                    if self.shares[p, s] < 0.0:
+                        self.cash[p, _acct(self, s)] -= (-self.shares[p, s]) * self.mark[s] * self.borrow_per_bar
+            # G. mark and record
+            eq = _mark(self, p, &lg, &sh)
+        self.b_eq[p, t] = eq
+        if self.daily_loss > 0.0:
+            for a in range(self.A):
+                self.prev_eq[p, a] = self.eref[p, a]
+        self.b_long[p, t] = lg
+        self.b_short[p, t] = sh
+        if self.b_keep:
+            for a in range(self.A):
+                self.b_cash[p, t, a] = self.cash[p, a]
+                self.b_aeq[p, t, a] = self.eref[p, a]
+            for s in range(S):
+                self.b_shares[p, t, s] = self.shares[p, s]
+
+
+cdef inline double _mark(Core self, int p, double* long_value, double* short_value) noexcept nogil:
+    """Account equity at the current marks, the long and short market values; returns the total."""
+    # raw row pointers: the writes to eref would otherwise make the compiler reload
+    # every memoryview's data pointer on each iteration
+    cdef double* sh = &self.shares[p, 0]
+    cdef double* mk = &self.mark[0]
+    cdef double* er = &self.eref[p, 0]
+    cdef double* ca = &self.cash[p, 0]
+    cdef int s
+    cdef double v, x, e, total = 0.0, lg = 0.0, sht = 0.0
+    if self.per_symbol:
+        for s in range(self.S):
+            v = sh[s]
+            e = ca[s]
+            if v != 0.0:
+                x = v * mk[s]
+                e += x
+                if v > 0.0:
+                    lg += x
+                else:
+                    sht -= x
+            er[s] = e
+            total += e
+    else:
+        e = ca[0]
+        for s in range(self.S):
+            v = sh[s]
+            if v != 0.0:
+                x = v * mk[s]
+                e += x
+                if v > 0.0:
+                    lg += x
+                else:
+                    sht -= x
+        er[0] = e
+        total = e
+    long_value[0] = lg
+    short_value[0] = sht
+    return total

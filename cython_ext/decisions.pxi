@@ -1,0 +1,178 @@
+cdef inline IntentRows _rows(Core self, Py_ssize_t t, const unsigned char[:, ::1] valid,
+                             const unsigned char[:, :, ::1] entries,
+                             const unsigned char[:, :, ::1] exits,
+                             const double[:, :, ::1] bank, long ia, long ib) noexcept nogil:
+    """Row pointers of bar ``t``'s intents for one parameter set."""
+    cdef IntentRows r
+    r.valid = &valid[t, 0]
+    r.entries = NULL
+    r.exits = NULL
+    r.fast = NULL
+    r.slow = NULL
+    r.fast_prev = NULL
+    r.slow_prev = NULL
+    if self.intent_mode == SIGNALS:
+        r.entries = &entries[ia, t, 0]
+        r.exits = &exits[ib, t, 0]
+    else:
+        r.fast = &bank[ia, t, 0]
+        r.slow = &bank[ib, t, 0]
+        if t > 0:
+            r.fast_prev = &bank[ia, t - 1, 0]
+            r.slow_prev = &bank[ib, t - 1, 0]
+    return r
+
+
+cdef inline int _signal(Core self, int p, double held, int s, const IntentRows* r) noexcept nogil:
+    """-1 exiting, +1 entering, 0 neither, from the holding before this bar's decisions."""
+    cdef bint ent, ext
+    if not r.valid[s] or held < 0.0 or (self.dd_stop > 0.0 and self.halted[p, _acct(self, s)] != 0.0):
+        return 0
+    if self.intent_mode == SIGNALS:
+        ent = r.entries[s] != 0
+        ext = r.exits[s] != 0
+    else:
+        if r.fast_prev == NULL:
+            return 0
+        ent = r.fast[s] > r.slow[s] and r.fast_prev[s] <= r.slow_prev[s]
+        ext = r.fast[s] < r.slow[s] and r.fast_prev[s] >= r.slow_prev[s]
+    if held > 0.0:
+        return -1 if ext else 0
+    return 1 if ent else 0
+
+
+cdef inline void _exit_order(Core self, int ti, int p, int s, double price, double vol) noexcept nogil:
+    cdef double q = -self.shares[p, s]
+    if not _placed(self, q, price) or not _admit(self, ti, p, s, q, False):
+        if not self.fill_close:
+            self.pending[p, s] = 0.0
+        return
+    if self.fill_close:
+        if _placed(self, q, price):
+            _fill(self, ti, p, s, q, price, vol, True, R_ORDER)
+    else:
+        self.pending[p, s] = q if _placed(self, q, price) else 0.0
+
+
+cdef inline void _entry_order(Core self, int ti, int p, int s, double price, double vol,
+                              double budget) noexcept nogil:
+    cdef int a = _acct(self, s)
+    cdef double q = _size_entry(self, p, s, price, budget, self.eref[p, a])
+    if not _placed(self, q, price) or not _admit(self, ti, p, s, q, True):
+        q = 0.0
+    if self.fill_close:
+        if q != 0.0:
+            _fill(self, ti, p, s, q, price, vol, True, R_ORDER)
+    else:
+        self.pending[p, s] = q
+
+
+cdef void _decide_signals_per_symbol(
+        Core self, Py_ssize_t t, int p, const double[:, ::1] close, const double[:, ::1] volume,
+        const unsigned char[:, ::1] valid, const unsigned char[:, :, ::1] entries,
+        const unsigned char[:, :, ::1] exits, const double[:, :, ::1] bank, long ia, long ib,
+        double* total, double* long_value, double* short_value) noexcept nogil:
+    """Signals with one account per symbol: decide, fill, and mark (step G) in one pass.
+
+    Each account holds one symbol, so the order of symbols changes nothing and the
+    sums come out as ``_mark`` makes them.
+    """
+    cdef int s, sig, ti = <int>t
+    cdef double v, e, eq = 0.0, lg = 0.0
+    cdef IntentRows r = _rows(self, t, valid, entries, exits, bank, ia, ib)
+    cdef double* held = &self.shares[p, 0]
+    cdef double* ca = &self.cash[p, 0]
+    cdef double* er = &self.eref[p, 0]
+    cdef double* mk = &self.mark[0]
+    for s in range(self.S):
+        sig = _signal(self, p, held[s], s, &r)
+        if sig < 0:
+            _exit_order(self, ti, p, s, close[t, s], volume[t, s])
+        elif sig > 0:
+            _entry_order(self, ti, p, s, close[t, s], volume[t, s], ca[s])
+        v = held[s]
+        e = ca[s]
+        if v != 0.0:
+            e += v * mk[s]
+            lg += v * mk[s]
+        er[s] = e
+        eq += e
+    total[0] = eq
+    long_value[0] = lg
+    short_value[0] = 0.0
+
+
+cdef void _decide_signals(Core self, Py_ssize_t t, int p, const double[:, ::1] close,
+                          const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+                          const unsigned char[:, :, ::1] entries,
+                          const unsigned char[:, :, ::1] exits,
+                          const double[:, :, ::1] bank, long ia, long ib) noexcept nogil:
+    cdef int s, sig, ti = <int>t
+    cdef double budget
+    cdef Py_ssize_t k = 0
+    cdef IntentRows r = _rows(self, t, valid, entries, exits, bank, ia, ib)
+    cdef double* held = &self.shares[p, 0]
+    # shared cash: classify first, then exits (whose close-fill proceeds fund
+    # this bar's entries), then entries sized on the cash left
+    for s in range(self.S):
+        sig = _signal(self, p, held[s], s, &r)
+        self.sig[s] = sig
+        if sig > 0:
+            k += 1
+    for s in range(self.S):
+        if self.sig[s] < 0:
+            _exit_order(self, ti, p, s, close[t, s], volume[t, s])
+    for s in range(self.S):
+        if self.sig[s] > 0:
+            if self.size_mode != SIZE_ALL:
+                budget = self.cash[p, 0]
+            elif self.fill_close:
+                # each entry fills before the next is sized: split what is left
+                budget = self.cash[p, 0] / k
+                k -= 1
+            else:
+                # nothing fills until the open: every entry gets an equal share
+                budget = self.cash[p, 0] / k
+            _entry_order(self, ti, p, s, close[t, s], volume[t, s], budget)
+
+
+cdef void _decide_weights(Core self, Py_ssize_t t, int p, const double[:, ::1] close,
+                          const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+                          const double[:, :, ::1] bank, long ia) noexcept nogil:
+    cdef int s, side, ti = <int>t
+    cdef double w, q, target, held
+    # every order is decided from the holdings before this bar's fills; then sells
+    # are placed (and with close fills, filled), then buys
+    for s in range(self.S):
+        self.qbuf[s] = NAN
+        self.tbuf[s] = 0.0
+        if not valid[t, s] or (self.dd_stop > 0.0 and self.halted[p, _acct(self, s)] != 0.0):
+            continue
+        w = bank[ia, t, s]
+        if not isfinite(w):
+            continue
+        if w < 0.0 and not self.allow_short:
+            w = 0.0
+        held = self.shares[p, s]
+        target = _lot(w * self.eref[p, _acct(self, s)] / close[t, s], self.lot)
+        q = target - held
+        if not _placed(self, q, close[t, s]):
+            q = 0.0
+        self.qbuf[s] = q
+        # opening: the order adds exposure
+        self.tbuf[s] = 1.0 if (fabs(target) > fabs(held) or target * held < 0.0) else 0.0
+        if q == 0.0 and not self.fill_close:
+            self.pending[p, s] = 0.0
+    for side in range(2):
+        for s in range(self.S):
+            q = self.qbuf[s]
+            if not ((side == 0 and q < 0.0) or (side == 1 and q > 0.0)):
+                continue
+            if not _admit(self, ti, p, s, q, self.tbuf[s] != 0.0):
+                if not self.fill_close:
+                    self.pending[p, s] = 0.0
+                continue
+            if self.fill_close:
+                _fill(self, ti, p, s, q, close[t, s], volume[t, s], True, R_ORDER)
+            else:
+                self.pending[p, s] = q

@@ -18,6 +18,8 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                 if r != 1.0:
                     self.shares[p, s] *= r
                     self.pending[p, s] *= r
+                    if self.orders_on:
+                        _split_levels(self, p, s, r)
                     if self.lot > 0.0:
                         _split_to_lots(self, ti, p, s, self.b_open[t, s], self.b_valid[t, s])
                 d = self.b_div[t, s]
@@ -26,27 +28,31 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                     self.cash[p, a] += self.shares[p, s] * d
                     self.flow[p, s] += self.shares[p, s] * d
     for p in range(P):
-        # B. open fills: sells, then buys
+        # B. open fills of market orders: sells, then buys (limit and stop orders wait for B2)
         if not self.fill_close:
             for s in range(S):
                 q = self.pending[p, s]
-                if q < 0.0:
+                if q < 0.0 and self.ord_kind[p, s] == ORD_MARKET:
                     self.pending[p, s] = 0.0
                     q = _fill(self, ti, p, s, q, self.b_open[t, s], self.b_volume[t, s], self.b_valid[t, s], R_ORDER)
                     if self.carry:
                         self.pending[p, s] = q
             for s in range(S):
                 q = self.pending[p, s]
-                if q > 0.0:
+                if q > 0.0 and self.ord_kind[p, s] == ORD_MARKET:
                     self.pending[p, s] = 0.0
                     q = _fill(self, ti, p, s, q, self.b_open[t, s], self.b_volume[t, s], self.b_valid[t, s], R_ORDER)
                     if self.carry:
                         self.pending[p, s] = q
+        # B2. inside the bar: per-position exits, then limit and stop orders
+        if self.orders_on:
+            _intrabar(self, ti, p)
         # C. delisting close-out at the last valid close
         if self.b_has_delist[t]:
             for s in range(S):
                 if self.b_delist[s] == t:
                     self.pending[p, s] = 0.0
+                    self.ord_kind[p, s] = ORD_MARKET
                     if self.shares[p, s] != 0.0:
                         _fill(self, ti, p, s, -self.shares[p, s], self.mark[s], self.b_volume[t, s],
                                    False, R_DELIST)
@@ -66,15 +72,15 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
         _start_decisions(self, p)
         if self.intent_mode == WEIGHTS:
             _decide_weights(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_bank, self.b_ia[p])
-        elif self.per_symbol:
-            # signals never go short, so there is no borrow (F), and step G's mark of
-            # each one-symbol account is taken right after its decision
+        elif self.per_symbol and not self.shorts:
+            # long-only signals never go short, so there is no borrow (F), and step G's
+            # mark of each one-symbol account is taken right after its decision
             _decide_signals_per_symbol(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
                                             self.b_ia[p], self.b_ib[p], &eq, &lg, &sh)
         else:
             _decide_signals(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
                                  self.b_ia[p], self.b_ib[p])
-        if self.intent_mode == WEIGHTS or not self.per_symbol:
+        if self.intent_mode == WEIGHTS or not self.per_symbol or self.shorts:
             # F. borrow on shorts
             if self.borrow_per_bar > 0.0:
                 for s in range(S):

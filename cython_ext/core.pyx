@@ -1,12 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The compiled step core: execution, costs, partial fills and accounting.
+"""The compiled step core: execution, costs, partial fills, per-position exits and accounting.
 
 One implementation for both drivers. ``Core.run(t0, t1, ...)`` advances the whole
 universe and every parameter set over bars ``[t0, t1)``; the batch engine calls it
 once for all bars, the step driver once per bar. docs/simulation.md is the
 contract, bar step by bar step (the letters A to G below are its sections).
 
-Everything inside ``run`` is nogil over typed memoryviews: no Python objects.
+Everything inside ``run`` is nogil over typed memoryviews: no Python objects. The
+nogil parts live by concern in the included files: fills and costs (fills.pxi), risk
+gates (gates.pxi), the bar loop and accounts (accounts.pxi), decisions
+(decisions.pxi), and intrabar exits and limit/stop orders (exits.pxi).
 """
 import numpy as np
 
@@ -39,6 +42,13 @@ DEF R_MAX_TRADES = 9
 DEF R_DAILY_LOSS = 10
 DEF R_DRAWDOWN = 11
 DEF R_COOLDOWN = 12
+DEF R_STOP_LOSS = 13
+DEF R_TAKE_PROFIT = 14
+DEF R_TRAILING = 15
+DEF R_TIME_STOP = 16
+DEF R_LIMIT = 17
+DEF R_STOP = 18
+DEF R_EXPIRED = 19
 DEF R_NONE = -1
 DEF KIND_FILTERED = 3
 
@@ -54,6 +64,17 @@ DEF ST_FEES = 7
 DEF ST_SLIPPAGE = 8
 DEF N_STATS = 9
 
+# signal classes of a symbol on a bar (decisions.pxi)
+DEF SIG_EXIT = -1     # sell a long position
+DEF SIG_ENTER = 1     # buy into a new long position
+DEF SIG_SHORT = -2    # sell into a new short position
+DEF SIG_COVER = 2     # buy back a short position
+
+# kinds of a pending order (exits.pxi): at the open, or at a price level inside a bar
+DEF ORD_MARKET = 0
+DEF ORD_LIMIT = 1
+DEF ORD_STOP = 2
+
 # the relative slack under which a buy still fits its budget: sizing and the
 # cash check evaluate the same bound in a different order of operations
 DEF FIT_EPS = 1e-12
@@ -67,6 +88,8 @@ cdef struct IntentRows:
     const unsigned char* valid
     const unsigned char* entries
     const unsigned char* exits
+    const unsigned char* short_entries
+    const unsigned char* short_exits
     const double* fast
     const double* slow
     const double* fast_prev
@@ -115,6 +138,14 @@ cdef class Core:
     cdef double[:, ::1] cash, shares, pending, eref, flow, stats, last_order
     cdef double[:, ::1] peak, prev_eq, halted, losses, cool_until
     cdef double[::1] mark
+    # per position (exits.pxi): entry price and bar, stop and target levels, the
+    # trailing distance and the extreme it trails, the bar of the time stop; per
+    # pending order: its kind, level and last live bar
+    cdef double[:, ::1] entry_px, entry_bar, sl_lvl, tp_lvl, tr_k, tr_ext, ts_bar
+    cdef double[:, ::1] ord_kind, ord_px, ord_until
+    # orders beyond the market: stops, targets, limit/stop orders, short signals
+    cdef public bint orders_on, shorts, stop_first, unit_mode
+    cdef public int order_ttl
     # per-bar scratch
     cdef signed char[::1] sig
     cdef double[::1] qbuf, tbuf
@@ -137,7 +168,13 @@ cdef class Core:
     cdef const double[:, :, ::1] b_bank
     cdef double[:, ::1] b_eq, b_long, b_short
     cdef double[:, :, ::1] b_cash, b_aeq, b_shares
-    cdef bint b_keep, bound
+    cdef bint b_keep, bound, bound_orders
+    # arrays of ``bind_orders``: bar ranges, short signals, stop settings and order
+    # levels, each (param or 1, time or 1, symbol or 1), read with broadcasting
+    cdef const double[:, ::1] b_high, b_low
+    cdef const unsigned char[:, :, ::1] b_sent, b_sext
+    cdef const double[:, :, ::1] b_sl, b_tp, b_tr, b_ts, b_unit
+    cdef const double[:, :, ::1] b_elim, b_estop, b_xlim, b_xstop
 
     def __init__(self, int P, int S, *, bint per_symbol, bint fill_close, int intent_mode,
                  int size_mode, size_value, double init_cash, double fees_bps=0.0,
@@ -148,6 +185,8 @@ cdef class Core:
                  double borrow_bps=0.0, double bars_per_year=252.0, int min_bars_between=0,
                  int max_positions=0, int max_trades_per_bar=0, double daily_loss_stop=0.0,
                  double max_drawdown_stop=0.0, int cooldown_losses=0, int cooldown_bars=0,
+                 bint orders=False, bint shorts=False, bint stop_first=True,
+                 bint stop_unit=False, int order_ttl=1,
                  bint record_log=True, Py_ssize_t log_capacity=4096):
         self.record_log = record_log
         self.P = P
@@ -178,6 +217,11 @@ cdef class Core:
         self.dd_stop = max_drawdown_stop
         self.cool_losses = cooldown_losses
         self.cool_bars = cooldown_bars
+        self.orders_on = orders
+        self.shorts = shorts
+        self.stop_first = stop_first
+        self.unit_mode = stop_unit
+        self.order_ttl = order_ttl
         self.eref_read = (intent_mode == WEIGHTS or size_mode == SIZE_PERCENT
                           or max_leverage != 1.0 or allow_short or daily_loss_stop > 0.0
                           or max_drawdown_stop > 0.0)
@@ -199,8 +243,18 @@ cdef class Core:
         self._alloc_log(log_capacity)
 
     def set_state(self, state):
-        """Install the state arrays (copied), e.g. from a checkpoint; see ``get_state``."""
+        """Install the state arrays (copied), e.g. from a checkpoint; see ``get_state``.
+
+        The per-position exit state may be missing (a checkpoint from before it
+        existed): it then starts as "no position levels, no level orders".
+        """
         st = {k: np.array(v, dtype=np.float64, order="C") for k, v in state.items()}
+        shape = st["shares"].shape
+        for k, v in (("entry_px", NAN), ("entry_bar", INFINITY), ("sl_lvl", NAN), ("tp_lvl", NAN),
+                     ("tr_k", NAN), ("tr_ext", NAN), ("ts_bar", INFINITY), ("ord_kind", 0.0),
+                     ("ord_px", NAN), ("ord_until", -INFINITY)):
+            if k not in st:
+                st[k] = np.full(shape, v)
         self.state = st
         self.cash = st["cash"]
         self.shares = st["shares"]
@@ -215,6 +269,16 @@ cdef class Core:
         self.losses = st["losses"]
         self.cool_until = st["cool_until"]
         self.mark = st["mark"]
+        self.entry_px = st["entry_px"]
+        self.entry_bar = st["entry_bar"]
+        self.sl_lvl = st["sl_lvl"]
+        self.tp_lvl = st["tp_lvl"]
+        self.tr_k = st["tr_k"]
+        self.tr_ext = st["tr_ext"]
+        self.ts_bar = st["ts_bar"]
+        self.ord_kind = st["ord_kind"]
+        self.ord_px = st["ord_px"]
+        self.ord_until = st["ord_until"]
 
     def get_state(self):
         """Copies of every state array by name: all a run needs to continue."""
@@ -251,12 +315,6 @@ cdef class Core:
         self.log_i_arr, self.log_f_arr = li, lf
         self.log_i = li
         self.log_f = lf
-
-    # ------------------------------------------------------------------ logging
-
-
-    # ------------------------------------------------------------------ fill rule
-
 
     # ------------------------------------------------------------------ the loop
     def run(self, Py_ssize_t t0, Py_ssize_t t1, *arrays):
@@ -296,11 +354,40 @@ cdef class Core:
         self.b_cash, self.b_aeq, self.b_shares = cash_out, equity_out, shares_out
         self.bound = True
 
+    def bind_orders(self, const double[:, ::1] high, const double[:, ::1] low,
+                    const unsigned char[:, :, ::1] short_entries,
+                    const unsigned char[:, :, ::1] short_exits,
+                    const double[:, :, ::1] sl_stop, const double[:, :, ::1] tp_stop,
+                    const double[:, :, ::1] sl_trail, const double[:, :, ::1] time_stop,
+                    const double[:, :, ::1] stop_unit,
+                    const double[:, :, ::1] entry_limit, const double[:, :, ::1] entry_stop,
+                    const double[:, :, ::1] exit_limit, const double[:, :, ::1] exit_stop):
+        """Hold the arrays of orders beyond the market (with ``orders=True`` or ``shorts=True``).
+
+        ``high``/``low`` are ``(time, symbol)``; every other array is ``(param or 1, time
+        or 1, symbol or 1)`` and is read with broadcasting, so a grid over stop levels
+        passes ``(param, 1, 1)``. NaN (or 0 for the stops) means "none" at that cell.
+        The caller checks the shapes (``pitgrid.engine.simulate`` does).
+        """
+        self.b_high, self.b_low = high, low
+        self.b_sent, self.b_sext = short_entries, short_exits
+        self.b_sl, self.b_tp, self.b_tr, self.b_ts, self.b_unit = sl_stop, tp_stop, sl_trail, time_stop, stop_unit
+        self.b_elim, self.b_estop, self.b_xlim, self.b_xstop = entry_limit, entry_stop, exit_limit, exit_stop
+        self.bound_orders = True
+
+    @property
+    def log_rows_per_bar(self):
+        """The most log rows one bar can write: the room ``run_bound`` keeps free."""
+        per_symbol = 6 if (self.orders_on or self.shorts) else 3
+        return per_symbol * self.P * self.S + 1 if self.record_log else 0
+
     def run_bound(self, Py_ssize_t t0, Py_ssize_t t1):
         """:meth:`run` on the arrays of :meth:`bind`; returns the first bar not run."""
         if not self.bound:
             raise RuntimeError("run_bound before bind")
-        cdef Py_ssize_t t, need = 3 * <Py_ssize_t>self.P * self.S + 1 if self.record_log else 0
+        if (self.orders_on or self.shorts) and not self.bound_orders:
+            raise RuntimeError("run_bound before bind_orders, which orders beyond the market need")
+        cdef Py_ssize_t t, need = self.log_rows_per_bar
         with nogil:
             t = t0
             while t < t1:
@@ -314,3 +401,4 @@ include "fills.pxi"
 include "gates.pxi"
 include "accounts.pxi"
 include "decisions.pxi"
+include "exits.pxi"

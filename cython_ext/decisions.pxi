@@ -1,4 +1,4 @@
-cdef inline IntentRows _rows(Core self, Py_ssize_t t, const unsigned char[:, ::1] valid,
+cdef inline IntentRows _rows(Core self, Py_ssize_t t, int p, const unsigned char[:, ::1] valid,
                              const unsigned char[:, :, ::1] entries,
                              const unsigned char[:, :, ::1] exits,
                              const double[:, :, ::1] bank, long ia, long ib) noexcept nogil:
@@ -11,6 +11,11 @@ cdef inline IntentRows _rows(Core self, Py_ssize_t t, const unsigned char[:, ::1
     r.slow = NULL
     r.fast_prev = NULL
     r.slow_prev = NULL
+    r.short_entries = NULL
+    r.short_exits = NULL
+    if self.shorts:
+        r.short_entries = &self.b_sent[p if self.b_sent.shape[0] > 1 else 0, t, 0]
+        r.short_exits = &self.b_sext[p if self.b_sext.shape[0] > 1 else 0, t, 0]
     if self.intent_mode == SIGNALS:
         r.entries = &entries[ia, t, 0]
         r.exits = &exits[ib, t, 0]
@@ -24,10 +29,16 @@ cdef inline IntentRows _rows(Core self, Py_ssize_t t, const unsigned char[:, ::1
 
 
 cdef inline int _signal(Core self, int p, double held, int s, const IntentRows* r) noexcept nogil:
-    """-1 exiting, +1 entering, 0 neither, from the holding before this bar's decisions."""
-    cdef bint ent, ext
-    if not r.valid[s] or held < 0.0 or (self.dd_stop > 0.0 and self.halted[p, _acct(self, s)] != 0.0):
+    """The symbol's signal class (SIG_*), or 0, from the holding before this bar's decisions.
+
+    Entries act on a flat symbol only, exits on a long, short exits on a short; a long
+    and a short entry on one bar cancel out.
+    """
+    cdef bint ent, ext, sent = False
+    if not r.valid[s] or (self.dd_stop > 0.0 and self.halted[p, _acct(self, s)] != 0.0):
         return 0
+    if held < 0.0:
+        return SIG_COVER if (r.short_exits != NULL and r.short_exits[s] != 0) else 0
     if self.intent_mode == SIGNALS:
         ent = r.entries[s] != 0
         ext = r.exits[s] != 0
@@ -37,17 +48,27 @@ cdef inline int _signal(Core self, int p, double held, int s, const IntentRows* 
         ent = r.fast[s] > r.slow[s] and r.fast_prev[s] <= r.slow_prev[s]
         ext = r.fast[s] < r.slow[s] and r.fast_prev[s] >= r.slow_prev[s]
     if held > 0.0:
-        return -1 if ext else 0
-    return 1 if ent else 0
+        return SIG_EXIT if ext else 0
+    if r.short_entries != NULL:
+        sent = r.short_entries[s] != 0
+    if ent and sent:
+        return 0
+    return SIG_ENTER if ent else (SIG_SHORT if sent else 0)
 
 
 cdef inline void _exit_order(Core self, int ti, int p, int s, double price, double vol) noexcept nogil:
-    cdef double q = -self.shares[p, s]
+    cdef double q = -self.shares[p, s], level
+    cdef int kind = ORD_MARKET
+    if self.orders_on:
+        _cancel(self, p, s)
+        kind = _level_of(self, p, ti, s, False, &level)
     if not _placed(self, q, price) or not _admit(self, ti, p, s, q, False):
         if not self.fill_close:
             self.pending[p, s] = 0.0
         return
-    if self.fill_close:
+    if kind != ORD_MARKET:
+        _place_level(self, ti, p, s, q, kind, level)
+    elif self.fill_close:
         if _placed(self, q, price):
             _fill(self, ti, p, s, q, price, vol, True, R_ORDER)
     else:
@@ -55,12 +76,19 @@ cdef inline void _exit_order(Core self, int ti, int p, int s, double price, doub
 
 
 cdef inline void _entry_order(Core self, int ti, int p, int s, double price, double vol,
-                              double budget) noexcept nogil:
-    cdef int a = _acct(self, s)
-    cdef double q = _size_entry(self, p, s, price, budget, self.eref[p, a])
+                              double budget, double side) noexcept nogil:
+    """An entry of ``side`` +1 (long) or -1 (short), sized as a buy of the same value."""
+    cdef int a = _acct(self, s), kind = ORD_MARKET
+    cdef double q = side * _size_entry(self, p, s, price, budget, self.eref[p, a]), level
+    if self.orders_on:
+        _cancel(self, p, s)
+        kind = _level_of(self, p, ti, s, True, &level)
     if not _placed(self, q, price) or not _admit(self, ti, p, s, q, True):
         q = 0.0
-    if self.fill_close:
+    if kind != ORD_MARKET:
+        if q != 0.0:
+            _place_level(self, ti, p, s, q, kind, level)
+    elif self.fill_close:
         if q != 0.0:
             _fill(self, ti, p, s, q, price, vol, True, R_ORDER)
     else:
@@ -79,17 +107,17 @@ cdef void _decide_signals_per_symbol(
     """
     cdef int s, sig, ti = <int>t
     cdef double v, e, eq = 0.0, lg = 0.0
-    cdef IntentRows r = _rows(self, t, valid, entries, exits, bank, ia, ib)
+    cdef IntentRows r = _rows(self, t, p, valid, entries, exits, bank, ia, ib)
     cdef double* held = &self.shares[p, 0]
     cdef double* ca = &self.cash[p, 0]
     cdef double* er = &self.eref[p, 0]
     cdef double* mk = &self.mark[0]
     for s in range(self.S):
         sig = _signal(self, p, held[s], s, &r)
-        if sig < 0:
+        if sig == SIG_EXIT:
             _exit_order(self, ti, p, s, close[t, s], volume[t, s])
-        elif sig > 0:
-            _entry_order(self, ti, p, s, close[t, s], volume[t, s], ca[s])
+        elif sig == SIG_ENTER:
+            _entry_order(self, ti, p, s, close[t, s], volume[t, s], ca[s], 1.0)
         v = held[s]
         e = ca[s]
         if v != 0.0:
@@ -110,21 +138,24 @@ cdef void _decide_signals(Core self, Py_ssize_t t, int p, const double[:, ::1] c
     cdef int s, sig, ti = <int>t
     cdef double budget
     cdef Py_ssize_t k = 0
-    cdef IntentRows r = _rows(self, t, valid, entries, exits, bank, ia, ib)
+    cdef IntentRows r = _rows(self, t, p, valid, entries, exits, bank, ia, ib)
     cdef double* held = &self.shares[p, 0]
     # shared cash: classify first, then exits (whose close-fill proceeds fund
     # this bar's entries), then entries sized on the cash left
     for s in range(self.S):
         sig = _signal(self, p, held[s], s, &r)
         self.sig[s] = sig
-        if sig > 0:
+        if sig == SIG_ENTER or sig == SIG_SHORT:
             k += 1
     for s in range(self.S):
-        if self.sig[s] < 0:
+        if self.sig[s] == SIG_EXIT or self.sig[s] == SIG_COVER:
             _exit_order(self, ti, p, s, close[t, s], volume[t, s])
     for s in range(self.S):
-        if self.sig[s] > 0:
-            if self.size_mode != SIZE_ALL:
+        if self.sig[s] == SIG_ENTER or self.sig[s] == SIG_SHORT:
+            if self.per_symbol:
+                # (short signals) each symbol is its own account: all of its cash
+                budget = self.cash[p, s]
+            elif self.size_mode != SIZE_ALL:
                 budget = self.cash[p, 0]
             elif self.fill_close:
                 # each entry fills before the next is sized: split what is left
@@ -133,7 +164,8 @@ cdef void _decide_signals(Core self, Py_ssize_t t, int p, const double[:, ::1] c
             else:
                 # nothing fills until the open: every entry gets an equal share
                 budget = self.cash[p, 0] / k
-            _entry_order(self, ti, p, s, close[t, s], volume[t, s], budget)
+            _entry_order(self, ti, p, s, close[t, s], volume[t, s], budget,
+                         1.0 if self.sig[s] == SIG_ENTER else -1.0)
 
 
 cdef void _decide_weights(Core self, Py_ssize_t t, int p, const double[:, ::1] close,

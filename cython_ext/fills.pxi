@@ -99,6 +99,8 @@ cdef double _fill(Core self, int t, int p, int s, double q, double pref, double 
         cash_flow = -q * px - fee
     self.cash[p, a] += cash_flow
     self.shares[p, s] = held + q
+    if self.orders_on:
+        _track(self, t, p, s, held, held + q, pref)
     _round_trip(self, t, p, s, held, held + q, cash_flow)
     self.stats[p, ST_NOTIONAL] += fabs(q) * px
     self.stats[p, ST_FILLS] += 1.0
@@ -128,6 +130,8 @@ cdef inline void _split_to_lots(Core self, int t, int p, int s, double open_px,
     cash_flow = (held - kept) * px
     self.cash[p, _acct(self, s)] += cash_flow
     self.shares[p, s] = kept
+    if self.orders_on:
+        _track(self, t, p, s, held, kept, px)
     _round_trip(self, t, p, s, held, kept, cash_flow)
 
 

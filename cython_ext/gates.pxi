@@ -59,6 +59,9 @@ cdef void _drawdown_stop(Core self, int t, int p, const double[:, ::1] close,
     for s in range(self.S):
         if self.halted[p, _acct(self, s)] != 0.0 and valid[t, s]:
             q = -self.shares[p, s]
+            if self.orders_on:
+                # a halted account's limit and stop orders are cancelled with the rest
+                _cancel(self, p, s)
             if self.fill_close:
                 if q != 0.0:
                     _fill(self, t, p, s, q, close[t, s], volume[t, s], True, R_DRAWDOWN)

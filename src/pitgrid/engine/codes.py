@@ -7,6 +7,9 @@ KIND_FILL, KIND_UNFILLED, KIND_FILTERED = 1, 2, 3
 REASONS = {
     0: "order", 1: "delist", 2: "invalid_bar", 3: "volume", 4: "cash", 5: "short", 6: "leverage",
     7: "min_bars", 8: "max_positions", 9: "max_trades", 10: "daily_loss_stop",
-    11: "drawdown_stop", 12: "cooldown",
+    11: "drawdown_stop", 12: "cooldown", 13: "stop_loss", 14: "take_profit", 15: "trailing_stop",
+    16: "time_stop", 17: "limit", 18: "stop", 19: "expired",
 }
+# the fill reasons of exits and orders beyond the market (docs/simulation.md, step B2)
+EXIT_REASONS = ("stop_loss", "take_profit", "trailing_stop", "time_stop", "limit", "stop")
 STATS = ("closed", "wins", "gross_win", "gross_loss", "notional", "fills", "unfilled", "fees", "slippage")

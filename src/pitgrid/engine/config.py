@@ -31,6 +31,15 @@ class SimConfig:
     ``cooldown_losses``/``cooldown_bars`` no new risk for that many bars after that
     many losing round trips in a row.
 
+    Per-position exits (0 = off; docs/simulation.md, step B2): ``sl_stop``,
+    ``tp_stop`` and ``sl_trail`` are fractions of the entry price (or multiples of
+    the ``stop_unit`` array given to :func:`pitgrid.simulate`, e.g. an ATR);
+    ``time_stop`` exits at the open after that many bars held. ``stop_first``: when
+    a stop and the target both lie inside one bar, the stop fills (False: the target).
+    ``order_ttl``: the bars a limit or stop order stays live. These scalars apply to
+    every position; :func:`pitgrid.simulate` also takes them per ``(time, symbol)``
+    or per parameter set.
+
     Example:
         >>> cfg = SimConfig(fees_bps=10, slippage_bps=5, fill="close")
         >>> cfg.optimistic
@@ -62,6 +71,12 @@ class SimConfig:
     max_drawdown_stop: float = 0.0
     cooldown_losses: int = 0
     cooldown_bars: int = 0
+    sl_stop: float = 0.0
+    tp_stop: float = 0.0
+    sl_trail: float = 0.0
+    time_stop: int = 0
+    stop_first: bool = True
+    order_ttl: int = 1
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -82,8 +97,14 @@ class SimConfig:
             raise ValueError(f"init_cash={self.init_cash!r} must be a finite number > 0")
         if not (math.isfinite(self.bars_per_year) and self.bars_per_year > 0):
             raise ValueError(f"bars_per_year={self.bars_per_year!r} must be a finite number > 0")
+        for name in ("sl_stop", "tp_stop", "sl_trail"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}={value!r} must be a finite number >= 0 (0 = off)")
+        if isinstance(self.order_ttl, bool) or int(self.order_ttl) != self.order_ttl or self.order_ttl < 1:
+            raise ValueError(f"order_ttl={self.order_ttl!r} must be a whole number of bars >= 1")
         for name in ("min_bars_between", "max_positions", "max_trades_per_bar", "cooldown_losses",
-                     "cooldown_bars"):
+                     "cooldown_bars", "time_stop"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 0:
                 raise ValueError(f"{name}={value!r} must be a whole number >= 0 (0 = off)")

@@ -30,6 +30,8 @@ def simulate(
     *,
     entries: Any = None,
     exits: Any = None,
+    short_entries: Any = None,
+    short_exits: Any = None,
     weights: Any = None,
     cross: tuple[Any, Any, Any] | None = None,
     size_value: Any = None,
@@ -39,6 +41,15 @@ def simulate(
     record_trades: bool = True,
     start: Any = None,
     end: Any = None,
+    sl_stop: Any = None,
+    tp_stop: Any = None,
+    sl_trail: Any = None,
+    time_stop: Any = None,
+    stop_unit: Any = None,
+    entry_limit: Any = None,
+    entry_stop: Any = None,
+    exit_limit: Any = None,
+    exit_stop: Any = None,
     **settings: Any,
 ) -> SimResult:
     """Simulate order intents on a universe with the compiled core.
@@ -54,6 +65,19 @@ def simulate(
 
     ``record_trades=False`` counts fills and refusals in the metrics without
     listing them (the tables come back empty): what a grid needs.
+
+    ``short_entries``/``short_exits`` (bool, with ``allow_short=True``) open and
+    close short positions beside ``entries``/``exits``. Per-position exits
+    ``sl_stop``, ``tp_stop``, ``sl_trail`` (fractions of the entry price, or multiples
+    of ``stop_unit``, e.g. an ATR array) and ``time_stop`` (bars held) are each a
+    scalar, a ``(time, symbol)`` array read at the bar the entry was decided, a
+    ``(param,)`` vector (a grid over stop levels, one compiled pass) or a ``(param,
+    time, symbol)`` array; 0 or NaN is off. ``entry_limit``/``entry_stop`` and
+    ``exit_limit``/``exit_stop`` (price levels per ``(time, symbol)``, NaN = market)
+    turn that bar's signal into a limit or stop order, live from the next bar for
+    ``order_ttl`` bars. Fills inside a bar follow docs/simulation.md step B2; their
+    reasons in ``trades`` are "stop_loss", "take_profit", "trailing_stop",
+    "time_stop", "limit" and "stop".
 
     ``start`` and ``end`` (times, inclusive) bound the run: nothing trades before
     ``start`` (intents there may still read the bars before it, as features warming
@@ -73,11 +97,22 @@ def simulate(
         >>> res.equity.dims
         ('time',)
     """
+    given = {"sl_stop": sl_stop, "tp_stop": tp_stop, "sl_trail": sl_trail, "time_stop": time_stop,
+             "stop_unit": stop_unit, "entry_limit": entry_limit, "entry_stop": entry_stop,
+             "exit_limit": exit_limit, "exit_stop": exit_stop,
+             "short_entries": short_entries, "short_exits": short_exits}
+    # a scalar stop is a setting of the run; an array of them is an input beside the intents
+    for name in STOP_SETTINGS:
+        if given[name] is not None and np.ndim(given[name]) == 0:
+            v = float(given.pop(name))
+            settings[name] = (int(v) if name == "time_stop" else v) if np.isfinite(v) else 0
     config = SimConfig(**settings)
     check_simulate(prices, config, keep=keep, record_trades=record_trades, entries=entries,
                    exits=exits, weights=weights, cross=cross)
     ds, market_delist = _dataset(prices)
-    data = market_arrays(ds, config, prices.facts if isinstance(prices, MarketData) else None)
+    arrays = {k: v for k, v in given.items() if v is not None}
+    data = market_arrays(ds, config, prices.facts if isinstance(prices, MarketData) else None,
+                         orders=orders_needed(config, arrays))
     T, S = data["close"].shape
     if delist_bar is None:
         delist_bar = market_delist if market_delist is not None else delist_bars(data["valid"].view(bool))
@@ -86,20 +121,25 @@ def simulate(
         raise ValueError(f"delist_bar must have one entry per symbol ({S}), got shape {delist_bar.shape}")
 
     mode, intents, P, has_param, coords = _intents(ds, entries, exits, weights, cross, T, S)
+    orders, P, has_param = order_arrays(config, arrays, mode, P, T, S, has_param)
+    if P > 1 and len(intents[3]) == 1:
+        intents = (*intents[:3], np.zeros(P, np.int64), np.zeros(P, np.int64))
     if param_coords is not None:
         coords = param_coords
     first, last = bar_window(ds["time"].values, start, end)
     if last < T - 1:
         ds, data, intents, delist_bar = _until(ds, data, intents, delist_bar, last)
+        orders = {k: np.ascontiguousarray(v[:, : last + 1]) if v.ndim == 3 and v.shape[1] > 1 else v
+                  for k, v in orders.items()}
         T = last + 1
     sv = size_values(config, size_value, P)
     keep_full = keep == "full" or (keep == "auto" and P == 1)
     if keep not in ("auto", "full", "equity"):
         raise ValueError(f"keep={keep!r} is not one of 'auto', 'full', 'equity'")
 
-    core = make_core(config, P, S, mode, sv, record_trades)
+    core = make_core(config, P, S, mode, sv, record_trades, orders=orders)
     out = allocate_outputs(P, T, S, core.A, keep_full)
-    run_core(core, data, delist_bar, intents, out, first, T)
+    run_core(core, data, delist_bar, intents, out, first, T, orders)
     li, lf = core.take_log()
     if first:
         ds, out, li = cut_from(ds, out, li, first, keep_full)
@@ -146,8 +186,11 @@ def cut_from(ds: xr.Dataset, out: dict[str, np.ndarray], log_i: np.ndarray, firs
 
 
 def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarray,
-              record_log: bool = True) -> Core:
-    """The compiled core for a configuration: the one place settings reach it."""
+              record_log: bool = True, orders: dict[str, np.ndarray] | None = None) -> Core:
+    """The compiled core for a configuration: the one place settings reach it.
+
+    ``orders`` (from :func:`order_arrays`) switches on what goes beyond market orders."""
+    orders = orders or {}
     return Core(
         P, S, per_symbol=config.accounts == "per_symbol", fill_close=config.fill == "close",
         intent_mode=mode, size_mode=SIZE_RULES[config.size], size_value=size_value,
@@ -162,6 +205,8 @@ def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarr
         max_trades_per_bar=config.max_trades_per_bar, daily_loss_stop=config.daily_loss_stop,
         max_drawdown_stop=config.max_drawdown_stop, cooldown_losses=config.cooldown_losses,
         cooldown_bars=config.cooldown_bars, record_log=record_log,
+        orders=bool(orders.get("on", False)), shorts="short_entries" in orders,
+        stop_first=config.stop_first, stop_unit="stop_unit" in orders, order_ttl=config.order_ttl,
     )
 
 
@@ -184,12 +229,15 @@ def _field(ds: xr.Dataset, name: str, why: str) -> np.ndarray:
     return np.ascontiguousarray(da.values, dtype=np.float64)
 
 
-def market_arrays(ds: xr.Dataset, config: SimConfig, facts: dict[str, bool] | None = None
-                  ) -> dict[str, np.ndarray]:
+def market_arrays(ds: xr.Dataset, config: SimConfig, facts: dict[str, bool] | None = None,
+                  orders: bool = False) -> dict[str, np.ndarray]:
     """Contiguous float64 / uint8 arrays the core reads, with their defaults.
 
     ``facts`` (a market's :attr:`~pitgrid.MarketData.facts`, recorded at ingest) spares
     the passes over every cell that would find what they state: no gap, no action.
+    ``orders``: stops or limit/stop orders are on, which read each bar's open, high and
+    low (a missing open is the close, a missing high or low the larger or smaller of
+    open and close).
     """
     close = _field(ds, "close", "every simulation")
     T, S = close.shape
@@ -199,7 +247,7 @@ def market_arrays(ds: xr.Dataset, config: SimConfig, facts: dict[str, bool] | No
         open_ = _field(ds, "open", "fill='next_open'")
         if not gapless:
             valid &= np.isfinite(open_)
-    elif config.lot_size > 0 and "open" in ds.data_vars:
+    elif (orders or config.lot_size > 0) and "open" in ds.data_vars:
         # close fills never read the open, but cash in lieu after a split is paid at it
         open_ = _field(ds, "open", "")
     else:
@@ -230,12 +278,19 @@ def market_arrays(ds: xr.Dataset, config: SimConfig, facts: dict[str, bool] | No
     else:
         # the core reads actions only on bars flagged in has_action, so placeholders do
         split, div, has_action = np.ones((1, 1)), np.zeros((1, 1)), np.zeros(T, dtype=bool)
-    return {
+    out = {
         "open": open_, "close": close, "volume": volume,
         "valid": np.ascontiguousarray(valid).view(np.uint8),
         "split": split, "dividend": div,
         "has_action": has_action.astype(np.uint8),
     }
+    if orders:
+        o = np.where(np.isfinite(open_), open_, close)
+        for name, pick in (("high", np.fmax), ("low", np.fmin)):
+            x = _field(ds, name, "") if name in ds.data_vars else np.full((T, S), np.nan)
+            out[name] = np.ascontiguousarray(np.where(np.isfinite(x), x, pick(o, close)))
+        out["open"] = np.ascontiguousarray(o)
+    return out
 
 
 def _as_array(name: str, x: Any, ds: xr.Dataset, T: int, S: int, dtype: Any
@@ -304,6 +359,78 @@ def _intents(ds, entries, exits, weights, cross, T, S):
     return INTENT_SIGNALS, (ent, ext, no_bank, ia, ib), P, has_param, coords_e or coords_x
 
 
+STOP_SETTINGS = ("sl_stop", "tp_stop", "sl_trail", "time_stop")
+_LEVELS = ("entry_limit", "entry_stop", "exit_limit", "exit_stop")
+
+
+def orders_needed(config: SimConfig, arrays: dict[str, Any]) -> bool:
+    """Whether a run reads bar ranges: a stop or a limit/stop order is given."""
+    return any(getattr(config, k) for k in STOP_SETTINGS) or any(
+        k in arrays for k in (*STOP_SETTINGS, *_LEVELS))
+
+
+def _order_array(name: str, x: Any, T: int, S: int, dtype: Any) -> np.ndarray:
+    """``x`` as (param or 1, time or 1, symbol or 1): a (param,) vector is one value per set."""
+    arr = x.transpose(*[d for d in ("param", "time", "symbol") if d in x.dims]).values \
+        if isinstance(x, xr.DataArray) else np.asarray(x)
+    if arr.ndim == 1:
+        arr = arr[:, None, None]
+    elif arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1] not in (1, T) or arr.shape[2] not in (1, S):
+        raise ValueError(f"{name} must be a scalar, (param,), (time, symbol) = {(T, S)} or "
+                         f"(param, time, symbol), got shape {np.shape(x)}")
+    if dtype is bool:
+        return np.ascontiguousarray(np.broadcast_to(arr.astype(bool), (arr.shape[0], T, S))).view(np.uint8)
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def order_arrays(config: SimConfig, arrays: dict[str, Any], mode: int, P: int, T: int, S: int,
+                 has_param: bool) -> tuple[dict[str, np.ndarray], int, bool]:
+    """The core's order inputs (see ``Core.bind_orders``), the number of parameter sets, and
+    whether there is a param axis. Empty when nothing goes beyond market orders."""
+    if not arrays and not any(getattr(config, k) for k in STOP_SETTINGS):
+        return {}, P, has_param
+    shorts = "short_entries" in arrays or "short_exits" in arrays
+    if shorts and mode != INTENT_SIGNALS:
+        raise ValueError("short_entries/short_exits go with entries/exits, not with weights or cross")
+    if shorts and not config.allow_short:
+        raise ValueError("short_entries/short_exits need allow_short=True")
+    if mode != INTENT_SIGNALS and any(k in arrays for k in _LEVELS):
+        raise ValueError(f"{', '.join(k for k in _LEVELS if k in arrays)}: limit and stop orders "
+                         "go with entries/exits signals")
+    out: dict[str, np.ndarray] = {}
+    for name, value in arrays.items():
+        out[name] = _order_array(name, value, T, S, bool if name.startswith("short_") else float)
+    for name in STOP_SETTINGS:
+        if name not in out:
+            out[name] = np.full((1, 1, 1), float(getattr(config, name)))
+        v = out[name]
+        if (v[np.isfinite(v)] < 0).any():
+            raise ValueError(f"{name} has a negative value; stops are >= 0 (0 or NaN = off)")
+    for entry, (lim, stp) in (("entry", _LEVELS[:2]), ("exit", _LEVELS[2:])):
+        if lim in out and stp in out and (np.isfinite(out[lim]) & np.isfinite(out[stp])).any():
+            raise ValueError(f"{lim} and {stp} are both set at one cell: a stop-limit {entry} "
+                             "order is not supported; give one level per cell")
+    for name in _LEVELS:
+        out.setdefault(name, np.full((1, 1, 1), np.nan))
+    if shorts:
+        for name in ("short_entries", "short_exits"):
+            out.setdefault(name, np.zeros((1, T, S), dtype=np.uint8))
+    sets = {v.shape[0] for v in out.values()} - {1}
+    if len(sets) > 1 or (sets and P > 1 and sets != {P}):
+        raise ValueError(f"order arrays have {sorted(sets)} parameter sets and the intents {P}; "
+                         "each must be 1 or the same number")
+    has_param = has_param or bool(sets) or any(
+        isinstance(v, xr.DataArray) and "param" in v.dims for v in arrays.values())
+    out["unit"] = out.pop("stop_unit", np.full((1, 1, 1), np.nan))
+    out["on"] = np.array(any(k in arrays for k in (*STOP_SETTINGS, *_LEVELS))
+                         or any(getattr(config, k) for k in STOP_SETTINGS))
+    if "stop_unit" in arrays:
+        out["stop_unit"] = out["unit"]
+    return out, max(P, *sets) if sets else P, has_param
+
+
 def _has_param(x: Any) -> bool:
     return x is not None and np.ndim(x) == 3
 
@@ -331,14 +458,29 @@ def allocate_outputs(P: int, T: int, S: int, A: int, keep_full: bool) -> dict[st
     }
 
 
+def bind_orders(core: Core, data: dict[str, np.ndarray], orders: dict[str, np.ndarray]) -> None:
+    """Hand the core the order arrays of :func:`order_arrays` (nothing when there are none)."""
+    if not orders:
+        return
+    none = np.zeros((1, 1, 1), dtype=np.uint8)
+    flat = np.zeros((1, 1))
+    core.bind_orders(data.get("high", flat), data.get("low", flat),
+                     orders.get("short_entries", none), orders.get("short_exits", none),
+                     orders["sl_stop"], orders["tp_stop"], orders["sl_trail"], orders["time_stop"],
+                     orders["unit"], orders["entry_limit"], orders["entry_stop"],
+                     orders["exit_limit"], orders["exit_stop"])
+
+
 def run_core(core: Core, data: dict[str, np.ndarray], delist_bar: np.ndarray,
-             intents: tuple, out: dict[str, np.ndarray], t0: int, t1: int) -> None:
+             intents: tuple, out: dict[str, np.ndarray], t0: int, t1: int,
+             orders: dict[str, np.ndarray] | None = None) -> None:
     """Run bars [t0, t1) in compiled code, growing the order log when it fills up."""
     ent, ext, bank, ia, ib = intents
     T = data["close"].shape[0]
     has_delist = np.zeros(T, dtype=np.uint8)
     has_delist[delist_bar[(delist_bar >= 0) & (delist_bar < T)]] = 1
-    need = 3 * core.P * core.S + 1 if core.record_log else 0
+    bind_orders(core, data, orders or {})
+    need = core.log_rows_per_bar
     t = t0
     while t < t1:
         core.ensure_log_room(need)

@@ -179,7 +179,10 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                        accounts="shared", size="all", size_value=float("nan"),
                        min_bars_between=0, max_positions=0, max_trades_per_bar=0,
                        daily_loss_stop=0.0, max_drawdown_stop=0.0, cooldown_losses=0,
-                       cooldown_bars=0) -> dict:
+                       cooldown_bars=0, high=None, low=None, short_entries=None,
+                       short_exits=None, sl_stop=0.0, tp_stop=0.0, sl_trail=0.0, time_stop=0,
+                       stop_unit=None, entry_limit=None, entry_stop=None, exit_limit=None,
+                       exit_stop=None, stop_first=True, order_ttl=1) -> dict:
     """Simulate one or more parameter sets, bar by bar, exactly as docs/simulation.md says.
 
     Market inputs are ``(T, S)`` arrays (``valid`` bool, may be None for the
@@ -218,17 +221,59 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
 
     ent = _as_ptS(entries, bool)
     ext = _as_ptS(exits, bool)
+    sent = _as_ptS(short_entries, bool)
+    sext = _as_ptS(short_exits, bool)
+
+    # ---- orders beyond the market (R27) ------------------------------------------------
+    def per_cell(x):
+        """A scalar, (P,), (T, S) or (P, T, S) setting as a function of (p, t, s)."""
+        if x is None:
+            return lambda p, t, s: math.nan
+        a = np.asarray(x, dtype=float)
+        if a.ndim == 0:
+            return lambda p, t, s: float(a)
+        if a.ndim == 1:
+            return lambda p, t, s: float(a[p])
+        if a.ndim == 2:
+            return lambda p, t, s: float(a[t, s])
+        return lambda p, t, s: float(a[p if a.shape[0] > 1 else 0, t, s])
+
+    levels_given = (entry_limit, entry_stop, exit_limit, exit_stop)
+    sl_at, tp_at, tr_at, ts_at = (per_cell(x) for x in (sl_stop, tp_stop, sl_trail, time_stop))
+    unit_mode = stop_unit is not None
+    unit_at = per_cell(stop_unit)
+    levels = {k: per_cell(v) for k, v in (("entry_limit", entry_limit), ("entry_stop", entry_stop),
+                                           ("exit_limit", exit_limit), ("exit_stop", exit_stop))}
+    orders_on = (any(x is not None and np.any(np.nan_to_num(np.asarray(x, float)) != 0)
+                     for x in (sl_stop, tp_stop, sl_trail, time_stop))
+                 or any(x is not None for x in (entry_limit, entry_stop, exit_limit, exit_stop)))
+    o_arr = np.asarray(open if open is not None else close_a, dtype=float)
+    o_eff = np.where(np.isfinite(o_arr), o_arr, close_a)
+    hi_arr = np.full((T, S), np.nan) if high is None else np.asarray(high, dtype=float)
+    lo_arr = np.full((T, S), np.nan) if low is None else np.asarray(low, dtype=float)
+    bar_open = o_eff.tolist()
+    bar_high = np.where(np.isfinite(hi_arr), hi_arr, np.fmax(o_eff, close_a)).tolist()
+    bar_low = np.where(np.isfinite(lo_arr), lo_arr, np.fmin(o_eff, close_a)).tolist()
+    stop_first, order_ttl = bool(stop_first), int(order_ttl)
     wts = _as_ptS(weights, float)
     use_weights = wts is not None
     if use_weights:
         assert ent is None and ext is None, "signals or weights, not both"
         P = wts.shape[0]
-        wts_l = wts.tolist()
     else:
         assert ent is not None or ext is not None, "no intents"
         P = (ent if ent is not None else ext).shape[0]
-        ent_l = (ent if ent is not None else np.zeros((P, T, S), bool)).tolist()
-        ext_l = (ext if ext is not None else np.zeros((P, T, S), bool)).tolist()
+    for x in (sl_stop, tp_stop, sl_trail, time_stop, stop_unit, sent, sext, *levels_given):
+        if x is not None and np.ndim(x) in (1, 3) and np.shape(x)[0] > 1:
+            P = max(P, np.shape(x)[0])   # a parameter set per stop setting (a grid)
+    if use_weights:
+        wts_l = np.broadcast_to(wts, (P, T, S)).tolist()
+    else:
+        def per_set(a):
+            a = a if a is not None else np.zeros((1, T, S), bool)
+            return np.broadcast_to(a, (P, T, S)).tolist()
+
+        ent_l, ext_l, sent_l, sext_l = (per_set(a) for a in (ent, ext, sent, sext))
 
     # ---- notation of the page ----------------------------------------------------------
     f = float(fees_bps) / 1e4
@@ -289,6 +334,138 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
     flows = [[0.0] * S for _ in range(P)]                # cash flows of the open position
     loss_streak = [[0] * A for _ in range(P)]            # losing round trips in a row
     cooldown_until = [[None] * A for _ in range(P)]      # opening orders refused while t < this
+    # per-position exits (R28) and the kind, level and last live bar of pending orders (R30)
+    no_position = {"entry": math.nan, "te": math.inf, "sl": math.nan, "tp": math.nan,
+                   "k": math.nan, "ext": math.nan, "ts": math.inf}
+    pos = [[dict(no_position) for _ in range(S)] for _ in range(P)]
+    order_kind = [["market"] * S for _ in range(P)]
+    order_level = [[math.nan] * S for _ in range(P)]
+    order_until = [[-math.inf] * S for _ in range(P)]
+
+    def cancel(p: int, s: int) -> None:
+        pending[p][s] = 0.0
+        order_kind[p][s] = "market"
+
+    def track(t: int, p: int, s: int, old: float, new: float, pref: float) -> None:
+        """R28: levels of a position opened (or flipped) by a fill; dropped when it is closed."""
+        if new == 0.0:
+            pos[p][s] = dict(no_position)
+            return
+        if old != 0.0 and (old > 0.0) == (new > 0.0):
+            return   # an increase keeps the levels
+        d = last_order_bar[p][s]
+        d = t if d is None else d
+        is_long = new > 0.0
+        u = unit_at(p, d, s) if unit_mode else pref
+        x, y, z, n = sl_at(p, d, s), tp_at(p, d, s), tr_at(p, d, s), ts_at(p, d, s)
+        st = dict(no_position, entry=pref, te=t)
+        if x > 0.0:
+            if unit_mode:
+                st["sl"] = pref - x * u if is_long else pref + x * u
+            else:
+                st["sl"] = pref * (1.0 - x) if is_long else pref * (1.0 + x)
+        if y > 0.0:
+            if unit_mode:
+                st["tp"] = pref + y * u if is_long else pref - y * u
+            else:
+                st["tp"] = pref * (1.0 + y) if is_long else pref * (1.0 - y)
+        if z > 0.0:
+            st["k"] = z * u if unit_mode else z
+            st["ext"] = pref
+        if n >= 1.0:
+            st["ts"] = t + math.trunc(n)
+        pos[p][s] = st
+
+    def stop_hit(t: int, p: int, s: int, held: float):
+        """R29: (reason, reference price) of the exit bar t triggers, or (None, None)."""
+        st = pos[p][s]
+        o, hi, lo = bar_open[t][s], bar_high[t][s], bar_low[t][s]
+        is_long = held > 0.0
+        stop, why = (st["sl"], "stop_loss") if math.isfinite(st["sl"]) else (math.nan, None)
+        if math.isfinite(st["k"]):
+            if is_long:
+                trail = st["ext"] - st["k"] if unit_mode else st["ext"] * (1.0 - st["k"])
+            else:
+                trail = st["ext"] + st["k"] if unit_mode else st["ext"] * (1.0 + st["k"])
+            if why is None or (trail > stop if is_long else trail < stop):
+                stop, why = trail, "trailing_stop"
+        tgt = st["tp"]
+        has_tgt = math.isfinite(tgt)
+        if is_long:
+            stop_open, tgt_open = why is not None and o <= stop, has_tgt and o >= tgt
+            stop_in, tgt_in = why is not None and lo <= stop, has_tgt and hi >= tgt
+        else:
+            stop_open, tgt_open = why is not None and o >= stop, has_tgt and o <= tgt
+            stop_in, tgt_in = why is not None and hi >= stop, has_tgt and lo <= tgt
+        if stop_open:
+            return why, o
+        if tgt_open:
+            return "take_profit", o
+        if t >= st["ts"]:
+            return "time_stop", o
+        if stop_in and (stop_first or not tgt_in):
+            return why, stop
+        if tgt_in:
+            return "take_profit", tgt
+        return None, None
+
+    def level_price(q: float, kind: str, level: float, t: int, s: int):
+        """R30: where a limit / stop order fills in bar t, or None."""
+        o, hi, lo = bar_open[t][s], bar_high[t][s], bar_low[t][s]
+        if (q > 0.0) == (kind == "limit"):     # buy limit, sell stop: at or below the level
+            return o if o <= level else (level if lo <= level else None)
+        return o if o >= level else (level if hi >= level else None)
+
+    def place_level(t: int, p: int, s: int, q: float, kind: str, level: float) -> None:
+        pending[p][s] = q
+        order_kind[p][s] = kind
+        order_level[p][s] = level
+        order_until[p][s] = t + order_ttl
+
+    def level_of(p: int, t: int, s: int, side: str):
+        """R31: ("limit" | "stop", level) for a signal of ``side`` ("entry" / "exit"), or None."""
+        lim, stp = levels[f"{side}_limit"](p, t, s), levels[f"{side}_stop"](p, t, s)
+        if math.isfinite(lim):
+            return "limit", lim
+        if math.isfinite(stp):
+            return "stop", stp
+        return None
+
+    def intrabar(t: int, p: int) -> None:
+        """B2 (R29, R30)."""
+        for s in range(S):
+            if not valid_l[t][s]:
+                continue
+            h = shares[p][s]
+            if h == 0.0 or pos[p][s]["te"] >= t:
+                continue
+            why, px = stop_hit(t, p, s, h)
+            if why is not None:
+                cancel(p, s)
+                rem = fill_rule(t, p, s, -h, px, why)
+                if unfilled == "carry" and fill == "next_open":
+                    pending[p][s] = rem
+            st = pos[p][s]
+            if shares[p][s] != 0.0 and math.isfinite(st["k"]):
+                if shares[p][s] > 0.0:
+                    st["ext"] = max(st["ext"], bar_high[t][s])
+                else:
+                    st["ext"] = min(st["ext"], bar_low[t][s])
+        for want_sell in (True, False):
+            for s in range(S):
+                q = pending[p][s]
+                if order_kind[p][s] == "market" or q == 0.0 or (q < 0.0) != want_sell:
+                    continue
+                if valid_l[t][s]:
+                    px = level_price(q, order_kind[p][s], order_level[p][s], t, s)
+                    if px is not None:
+                        rem = fill_rule(t, p, s, q, px, order_kind[p][s])
+                        pending[p][s] = rem if unfilled == "carry" else 0.0
+                if pending[p][s] != 0.0 and t >= order_until[p][s]:
+                    unfilled_out.append((t, p, s, pending[p][s], "expired"))
+                    pending[p][s] = 0.0
+                if pending[p][s] == 0.0:
+                    cancel(p, s)
 
     def equity(p: int, a: int) -> float:
         e = cash[p][a]   # R1: cash + s0 + s1 + ..., accumulated from the cash
@@ -302,7 +479,8 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
         """Fill an order of q_req shares of s at reference price pref; return the remainder.
 
         kind: "open" / "close" (reason "order"), "drawdown" (a close fill of the
-        drawdown stop, reason "drawdown_stop") or "delist" (reason "delist").
+        drawdown stop, reason "drawdown_stop"), "delist" (reason "delist"), or the
+        reason of a B2 fill ("stop_loss", ..., "limit", "stop").
         """
         a = acct[s]
         q = q_req
@@ -367,6 +545,8 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
             fee = fee_of(q)
             old = shares[p][s]
             shares[p][s] += q
+            if orders_on:
+                track(t, p, s, old, shares[p][s], pref)
             if q > 0.0:
                 cash[p][a] -= q * px + fee
                 flow = -(q * px + fee)
@@ -376,7 +556,8 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                 flow = abs(q) * px - fee
                 side = -1
             round_trip(t, p, s, old, shares[p][s], q, flow)
-            reason = "delist" if forced else ("drawdown_stop" if kind == "drawdown" else "order")
+            reason = ("delist" if forced else "drawdown_stop" if kind == "drawdown"
+                      else "order" if kind in ("open", "close") else kind)
             trades.append((t, p, s, side, abs(q), px, fee, abs(q) * abs(px - pref), reason))
         # 7. remainder: counted; the caller keeps it (carry, open fills) or drops it
         rem = q_req - q
@@ -459,6 +640,11 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                     shares[p][s] *= r
                     pending[p][s] *= r
                     mark[p][s] /= r
+                    if orders_on:                        # R32
+                        st = pos[p][s]
+                        for key in ("entry", "sl", "tp", "ext") + (("k",) if unit_mode else ()):
+                            st[key] /= r
+                        order_level[p][s] /= r
                     if lot_size > 0.0:                   # R2: cash in lieu
                         pending[p][s] = split_lot(pending[p][s])
                         held, kept = shares[p][s], split_lot(shares[p][s])
@@ -468,6 +654,8 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                             flow = (held - kept) * px
                             cash[p][acct[s]] += flow
                             shares[p][s] = kept
+                            if orders_on:
+                                track(t, p, s, held, kept, px)
                             round_trip(t, p, s, held, kept, kept - held, flow)
                 d = div_l[t][s]
                 if math.isfinite(d) and d != 0.0:
@@ -480,14 +668,20 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                     for want_sell in (True, False):
                         for s in members[a]:
                             q = pending[p][s]
+                            if order_kind[p][s] != "market":
+                                continue                 # limit and stop orders wait for B2
                             if (q < 0.0) if want_sell else (q > 0.0):
                                 rem = fill_rule(t, p, s, q, open_l[t][s], "open")
                                 pending[p][s] = rem if unfilled == "carry" else 0.0
 
+            # B2. Inside the bar: per-position exits, then limit and stop orders
+            if orders_on:
+                intrabar(t, p)
+
             # C. Delisting close-out at the mark, whole position (R12)
             for s in range(S):
                 if delist_l[s] == t:
-                    pending[p][s] = 0.0
+                    cancel(p, s)
                     if shares[p][s] != 0.0:
                         fill_rule(t, p, s, -shares[p][s], mark[p][s], "delist")
 
@@ -509,6 +703,8 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                     if halted[p][a]:
                         for s in members[a]:
                             if valid_l[t][s]:
+                                if orders_on:
+                                    cancel(p, s)
                                 q = -shares[p][s]
                                 if fill == "close":
                                     if q != 0.0:
@@ -558,28 +754,37 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                                 pending[p][s] = q
                 else:
                     exiting: list[int] = []
-                    entering: list[int] = []
+                    entering: list[tuple[int, float]] = []   # (symbol, +1 long / -1 short)
                     for s in members[a]:
                         if not valid_l[t][s]:
                             continue
                         h = shares[p][s]
-                        if ent_l[p][t][s] and h == 0.0:        # entering
-                            pending[p][s] = 0.0
-                            entering.append(s)
-                        elif ext_l[p][t][s] and h > 0.0:       # exiting
-                            pending[p][s] = 0.0
-                            exiting.append(s)
+                        if h > 0.0:
+                            if ext_l[p][t][s]:
+                                exiting.append(s)
+                        elif h < 0.0:
+                            if sext_l[p][t][s]:
+                                exiting.append(s)
+                        elif ent_l[p][t][s] and not sent_l[p][t][s]:
+                            entering.append((s, 1.0))
+                        elif sent_l[p][t][s] and not ent_l[p][t][s]:
+                            entering.append((s, -1.0))
+                    for s in exiting + [x[0] for x in entering]:
+                        cancel(p, s)                    # R4: the decision replaces the pending order
                     # exits first, then entries
                     for s in exiting:
                         pref = close_l[t][s]
                         q = -shares[p][s]
                         if place(q, pref) and admit(t, p, s, q, False, gate):
-                            if fill == "close":
+                            lvl = level_of(p, t, s, "exit") if orders_on else None
+                            if lvl is not None:
+                                place_level(t, p, s, q, *lvl)
+                            elif fill == "close":
                                 fill_rule(t, p, s, q, pref, "close")
                             else:
                                 pending[p][s] = q
                     k = len(entering)   # R5: all entering (next_open), or not yet sized (close)
-                    for s in entering:
+                    for s, side in entering:
                         pref = close_l[t][s]
                         if size == "all":
                             q = size_all(p, a, k, pref)   # close fills: sized just before it fills
@@ -587,8 +792,12 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                                 k -= 1
                         else:
                             q = size_other(p, a, pref)
+                        q = side * q
                         if place(q, pref) and admit(t, p, s, q, True, gate):
-                            if fill == "close":
+                            lvl = level_of(p, t, s, "entry") if orders_on else None
+                            if lvl is not None:
+                                place_level(t, p, s, q, *lvl)
+                            elif fill == "close":
                                 fill_rule(t, p, s, q, pref, "close")
                             else:
                                 pending[p][s] = q

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,9 @@ class Case:
     settings: dict
     param_dim: bool                  # intents carry a "param" dim
     as_xarray: bool                  # intents passed as DataArrays (else numpy)
+    # orders beyond the market (tests/test_orders_reference.py): "high"/"low" bars,
+    # short signals, stops and order levels, passed as numpy arrays or scalars
+    orders: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         """Compact: the settings that differ from the defaults, events as sparse lists."""
@@ -110,6 +113,8 @@ class Case:
         else:
             out.append(f"  entries (p, t, s)={where(self.entries)},")
             out.append(f"  exits (p, t, s)={where(self.exits)},")
+        for name, a in self.orders.items():
+            out.append(f"  {name}={np.asarray(a).tolist()},")
         out.append(")")
         return "\n".join(out)
 
@@ -126,8 +131,8 @@ class Case:
         dims = ("time", "symbol")
         data = {
             "open": (dims, self.open),
-            "high": (dims, np.fmax(self.open, self.close)),
-            "low": (dims, np.fmin(self.open, self.close)),
+            "high": (dims, self.orders.get("high", np.fmax(self.open, self.close))),
+            "low": (dims, self.orders.get("low", np.fmin(self.open, self.close))),
             "close": (dims, self.close),
             "volume": (dims, self.volume),
             "valid": (dims, self.valid),
@@ -160,13 +165,21 @@ class Case:
                     coords["param"] = np.arange(a.shape[0])
                 a = xr.DataArray(a, dims=dims, coords=coords)
             out[name] = a
+        for name, a in self.orders.items():
+            if name in ("high", "low"):
+                continue
+            if p is not None and np.ndim(a) == 3:
+                a = a[p]
+            elif p is not None and np.ndim(a) == 1:
+                a = a[p]
+            out[name] = a
         return out
 
     def reference(self) -> dict:
         return reference_simulate(self.open, self.close, self.volume, self.valid,
                                   self.split_ratio, self.dividend, self.delist_bar,
                                   entries=self.entries, exits=self.exits, weights=self.weights,
-                                  **self.settings)
+                                  **self.orders, **self.settings)
 
 
 # 1/3 and 1-for-20 leave fractions of a lot (cash in lieu) or land within rounding of one
@@ -533,7 +546,8 @@ def _reference_adapter(ds: xr.Dataset, *, entries=None, exits=None, weights=None
     get = lambda k: ds[k].values if k in ds else None  # noqa: E731
     ref = reference_simulate(get("open"), get("close"), get("volume"), get("valid"),
                              get("split_ratio"), get("dividend"), delist_bar,
-                             entries=e, exits=x, weights=w, **kw)
+                             entries=e, exits=x, weights=w, high=get("high"), low=get("low"),
+                             **kw)
     P, T, A = ref["equity"].shape
     time, symbol = ds.time.values, ds.symbol.values
     account = np.arange(A)

@@ -11,21 +11,44 @@ import numpy as np
 from pitgrid.cycle.data import FeatureData
 
 
+ORDER_FIELDS = ("sl_stop", "tp_stop", "sl_trail", "time_stop", "stop_unit", "entry_limit",
+                "entry_stop", "exit_limit", "exit_stop")
+
+
 @dataclass
 class Intents:
     """What a strategy wants, over ``(time, symbol)``: signals or target weights.
 
-    ``entries``/``exits`` (bool) open and close positions under the size rule;
+    ``entries``/``exits`` (bool) open and close positions under the size rule, and
+    ``short_entries``/``short_exits`` short ones (with ``allow_short``);
     ``weights`` (float, NaN = leave as is) are targets of account equity.
+    ``orders`` holds per-``(time, symbol)`` arrays of stops and order levels, by the
+    names of :func:`pitgrid.simulate` (``sl_stop``, ``tp_stop``, ``sl_trail``,
+    ``time_stop``, ``stop_unit``, ``entry_limit``, ``entry_stop``, ``exit_limit``,
+    ``exit_stop``); each replaces the run's scalar setting of that name.
+
+    Example:
+        >>> import numpy as np
+        >>> e = np.array([[True, False]])
+        >>> Intents(entries=e, orders={"sl_stop": np.full((1, 2), 0.05)}).kind
+        'signals'
     """
 
     entries: np.ndarray | None = None
     exits: np.ndarray | None = None
     weights: np.ndarray | None = None
+    short_entries: np.ndarray | None = None
+    short_exits: np.ndarray | None = None
+    orders: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
-        if (self.weights is None) == (self.entries is None and self.exits is None):
+        signals = not (self.entries is None and self.exits is None
+                       and self.short_entries is None and self.short_exits is None)
+        if (self.weights is None) != signals:
             raise ValueError("Intents needs weights, or entries/exits, not both")
+        unknown = sorted(set(self.orders or {}) - set(ORDER_FIELDS))
+        if unknown:
+            raise ValueError(f"Intents.orders has unknown key(s) {unknown}; allowed: {', '.join(ORDER_FIELDS)}")
 
     @property
     def kind(self) -> str:
@@ -33,7 +56,9 @@ class Intents:
 
     def rows(self, sl: slice) -> Intents:
         pick = (lambda a: None if a is None else a[sl])
-        return Intents(pick(self.entries), pick(self.exits), pick(self.weights))
+        return Intents(pick(self.entries), pick(self.exits), pick(self.weights),
+                       pick(self.short_entries), pick(self.short_exits),
+                       None if self.orders is None else {k: v[sl] for k, v in self.orders.items()})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,7 +161,15 @@ def apply_universe(intents: Intents, member: np.ndarray) -> Intents:
     if whole and member.all():  # everyone is a member (no universe given): nothing to mask
         return intents
     if intents.weights is not None:
-        return Intents(weights=np.where(member, intents.weights, 0.0))
+        return Intents(weights=np.where(member, intents.weights, 0.0), orders=intents.orders)
     entries = intents.entries if intents.entries is not None else np.zeros_like(member)
     exits = intents.exits if intents.exits is not None else np.zeros_like(member)
-    return Intents(entries=entries & member, exits=exits | ~member)
+    shorts = intents.short_entries is not None or intents.short_exits is not None
+    short_entries = short_exits = None
+    if shorts:
+        short_entries = (intents.short_entries if intents.short_entries is not None
+                         else np.zeros_like(member)) & member
+        short_exits = (intents.short_exits if intents.short_exits is not None
+                       else np.zeros_like(member)) | ~member
+    return Intents(entries=entries & member, exits=exits | ~member, short_entries=short_entries,
+                   short_exits=short_exits, orders=intents.orders)

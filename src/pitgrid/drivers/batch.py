@@ -63,7 +63,9 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
     notes: dict[str, Any] = {}
     intents = decide(market, strategy, FeatureData(market), notes)
     res = simulate(market, entries=intents.entries, exits=intents.exits, weights=intents.weights,
-                   size_value=size_value, keep=keep, start=start, **cfg.to_dict())
+                   short_entries=intents.short_entries, short_exits=intents.short_exits,
+                   size_value=size_value, keep=keep, start=start,
+                   **{**cfg.to_dict(), **(intents.orders or {})})
     res.extra.update(strategy=strategy.describe(), intents=intents, **notes)
     res = _against(res, market, benchmark, config) if benchmark is not None else res
     return _audited(res, market, strategy, config) if audit else res

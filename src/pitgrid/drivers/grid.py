@@ -24,7 +24,7 @@ from pitgrid.drivers.common import as_market, decide, resolve_settings
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.memory import check_grid
 from pitgrid.engine.overfitting import Overfitting, block_moments, overfitting
-from pitgrid.engine.simulate import bar_window, simulate
+from pitgrid.engine.simulate import STOP_SETTINGS, bar_window, simulate
 
 _CHECKPOINT_FORMAT = 2  # 2: chunks keep their sets' block moments (overfitting statistics)
 OVERFITTING_BLOCKS = 16
@@ -132,10 +132,16 @@ def grid(
     """
     settings, axes = expand_params(params)
     names = sorted({k for s in settings for k in s})
-    unknown = sorted(set(names) - {f.name for f in dataclasses.fields(strategy)})
+    fields = {f.name for f in dataclasses.fields(strategy)}
+    unknown = sorted(set(names) - fields - set(STOP_SETTINGS))
     if unknown:
-        raise ValueError(f"{strategy.name} has no parameter(s) {unknown}")
-    variants = [dataclasses.replace(strategy, **s) for s in settings]
+        raise ValueError(f"{strategy.name} has no parameter(s) {unknown} (nor are they stop "
+                         f"settings: {', '.join(STOP_SETTINGS)})")
+    variants = [dataclasses.replace(strategy, **{k: v for k, v in s.items() if k in fields})
+                for s in settings]
+    # stop levels that are not the strategy's own parameters ride on the parameter axis
+    stops = {i: {k: v for k, v in s.items() if k not in fields} for i, s in enumerate(settings)}
+    stops = {i: v for i, v in stops.items() if v} or None
     plan = _plan(variants, config, memory_budget_mb, len(as_market(market).time),
                  len(as_market(market).symbols))
     store = _resolve_store(market, client, n_workers, checkpoint)
@@ -153,10 +159,11 @@ def grid(
     with _progress(progress, len(variants), sum(len(plan[i]) for i in done)) as bar:
         try:
             if store is not None:
-                results = _run_dask(client, n_workers, store, plan, todo, config, keep, by, window)
+                results = _run_dask(client, n_workers, store, plan, todo, config, keep, by, window,
+                                    stops)
             else:
                 mk = as_market(market).load()
-                results = ((i, run_chunk(mk, plan[i], config, keep, by, window)) for i in todo)
+                results = ((i, run_chunk(mk, plan[i], config, keep, by, window, stops)) for i in todo)
             for i, chunk in results:
                 done[i] = chunk
                 bar(len(plan[i]))
@@ -200,8 +207,9 @@ def _plan(variants: list[Strategy], config: Any, budget_mb: float, T: int, S: in
         groups.setdefault(json.dumps(cfg.to_dict(), sort_keys=True, default=str), []).append((i, v))
     # per parameter set: equity and exposures (3 x T floats) plus state, plus its intents
     # when the strategy has no shared bank (two bool or one float array)
-    shared_bank = hasattr(variants[0], "grid_bank")
-    per_param = 3 * T * 8 + 8 * S * 8 + (0 if shared_bank else T * S * 8)
+    # one set of intents serves every set when only stop levels vary
+    shared_bank = hasattr(variants[0], "grid_bank") or all(v == variants[0] for v in variants)
+    per_param = 3 * T * 8 + 18 * S * 8 + (0 if shared_bank else T * S * 8)
     size = max(1, int(budget_mb * 2**20 // per_param))
     chunks = []
     for members in groups.values():
@@ -209,10 +217,23 @@ def _plan(variants: list[Strategy], config: Any, budget_mb: float, T: int, S: in
     return chunks
 
 
+def _stop_vectors(chunk: list[tuple[int, Strategy]], cfg: SimConfig,
+                  stops: dict[int, dict[str, Any]] | None) -> dict[str, np.ndarray]:
+    """Per-set stop levels of a chunk as ``(param,)`` vectors: the core's parameter axis."""
+    if not stops or not any(i in stops for i, _ in chunk):
+        return {}
+    sets = [stops.get(i, {}) for i, _ in chunk]
+    return {name: np.array([s.get(name, getattr(cfg, name)) for s in sets], dtype=np.float64)
+            for name in STOP_SETTINGS if any(name in s for s in sets)}
+
+
 def run_chunk(market: MarketData, chunk: list[tuple[int, Strategy]], config: Any, keep: int, by: str,
-              window: tuple[Any, Any] = (None, None)) -> dict[str, Any]:
+              window: tuple[Any, Any] = (None, None),
+              stops: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """One compiled pass over a chunk of parameter sets; metrics and the chunk's best curves.
-    ``window`` is ``(start, end)``: nothing after ``end`` is read, nothing before ``start`` trades."""
+    ``window`` is ``(start, end)``: nothing after ``end`` is read, nothing before ``start`` trades.
+    ``stops`` maps a set's index to its stop levels (``sl_stop``, ...), which ride on the
+    parameter axis; sets that differ only by them share one set of intents."""
     start, end = window
     if end is not None:
         market = market.truncate(end)
@@ -220,21 +241,30 @@ def run_chunk(market: MarketData, chunk: list[tuple[int, Strategy]], config: Any
     cfg, _ = resolve_settings(variants[0], config)
     size_value = [resolve_settings(v, config)[1] for v in variants]
     sv = None if cfg.size == "all" else np.array(size_value, dtype=np.float64)
+    run = {**cfg.to_dict(), **_stop_vectors(chunk, cfg, stops)}
     data = FeatureData(market)
     bank_fn = getattr(variants[0], "grid_bank", None)
     plan = bank_fn(data, variants) if bank_fn is not None else None
     if plan is not None:
         res = simulate(market, cross=plan, size_value=sv, keep="equity", record_trades=False,
-                       start=start, **cfg.to_dict())
+                       start=start, **run)
     else:
-        intents = [decide(market, v, data) for v in variants]
-        if intents[0].kind == "weights":
-            res = simulate(market, weights=np.stack([x.weights for x in intents]), size_value=sv,
-                           keep="equity", record_trades=False, start=start, **cfg.to_dict())
+        if all(v == variants[0] for v in variants):
+            intents = [decide(market, variants[0], data)]
         else:
-            res = simulate(market, entries=np.stack([x.entries for x in intents]),
-                           exits=np.stack([x.exits for x in intents]), size_value=sv,
-                           keep="equity", record_trades=False, start=start, **cfg.to_dict())
+            intents = [decide(market, v, data) for v in variants]
+
+        def stack(name: str) -> np.ndarray | None:
+            rows = [getattr(x, name) for x in intents]
+            return None if rows[0] is None else (rows[0] if len(rows) == 1 else np.stack(rows))
+
+        orders = intents[0].orders or {}
+        if len(intents) > 1 and orders:
+            orders = {k: np.stack([x.orders[k] for x in intents]) for k in orders}
+        res = simulate(market, entries=stack("entries"), exits=stack("exits"),
+                       weights=stack("weights"), short_entries=stack("short_entries"),
+                       short_exits=stack("short_exits"), size_value=sv, keep="equity",
+                       record_trades=False, start=start, **{**run, **orders})
     metrics = res.metrics.drop("param").with_columns(pl.Series("index", [i for i, _ in chunk]))
     equity = np.asarray(res.equity.values).reshape(len(chunk), -1)
     top = _top(metrics[by].to_numpy(), keep)
@@ -308,7 +338,7 @@ def _resolve_store(market: Any, client: Any, n_workers: int, checkpoint: Any) ->
 
 
 def _run_dask(client: Any, n_workers: int, store: str, plan: list, todo: list[int], config: Any,
-              keep: int, by: str, window: tuple[Any, Any]):
+              keep: int, by: str, window: tuple[Any, Any], stops: dict[int, dict[str, Any]] | None):
     """Yield (chunk index, result) as workers finish; a local cluster binds to loopback only."""
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -321,8 +351,8 @@ def _run_dask(client: Any, n_workers: int, store: str, plan: list, todo: list[in
     elif isinstance(client, str):
         client = Client(client)
         owned = [client]
-    futures = {client.submit(_chunk_task, store, plan[i], config, keep, by, window, pure=False): i
-               for i in todo}
+    futures = {client.submit(_chunk_task, store, plan[i], config, keep, by, window, stops,
+                             pure=False): i for i in todo}
     try:
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
@@ -337,12 +367,12 @@ _WORKER_MARKETS: dict[str, MarketData] = {}
 
 
 def _chunk_task(store: str, chunk: list, config: Any, keep: int, by: str,
-                window: tuple[Any, Any]) -> dict[str, Any]:
+                window: tuple[Any, Any], stops: dict[int, dict[str, Any]] | None) -> dict[str, Any]:
     from pitgrid.data.market import open_market
 
     if store not in _WORKER_MARKETS:
         _WORKER_MARKETS[store] = open_market(store).load()
-    return run_chunk(_WORKER_MARKETS[store], chunk, config, keep, by, window)
+    return run_chunk(_WORKER_MARKETS[store], chunk, config, keep, by, window, stops)
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -32,8 +32,9 @@ from pitgrid.engine.codes import INTENT_SIGNALS, INTENT_WEIGHTS
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.memory import check_step
 from pitgrid.engine.result import SimResult
-from pitgrid.engine.simulate import (allocate_outputs, bar_window, build_result, cut_from,
-                                     log_tables, make_core, market_arrays, size_values)
+from pitgrid.engine.simulate import (allocate_outputs, bar_window, bind_orders, build_result,
+                                     cut_from, log_tables, make_core, market_arrays, order_arrays,
+                                     orders_needed, size_values)
 from pitgrid.kernels.graph import Graph, Node, NotStreamable
 
 _FORMAT = 2
@@ -135,16 +136,28 @@ class StepDriver:
         self._history: dict[str, np.ndarray] = {}
         if self._traced:
             kind = "weights" if "weights" in self._traced else "signals"
+            shorts, order_names = [k for k in self._traced if k.startswith("short_")], []
         else:
             rows0 = self._decide_slow(0) if self._stream is None else None
-            kind = self._intents(0, None if rows0 is None else self._feature_window(0, rows0),
-                                 probe=True).kind
+            probe = self._intents(0, None if rows0 is None else self._feature_window(0, rows0),
+                                  probe=True)
+            kind = probe.kind
+            shorts = [k for k in ("short_entries", "short_exits") if getattr(probe, k) is not None]
+            order_names = list(probe.orders or {})
         self._mode = INTENT_WEIGHTS if kind == "weights" else INTENT_SIGNALS
         self._entries = np.zeros((1, T, S), dtype=np.uint8)
         self._exits = np.zeros((1, T, S), dtype=np.uint8)
         self._weights = np.full((1, T, S), np.nan)
+        # rows of the fields the strategy gave at its first bar, written bar by bar and
+        # held by the core (bind_orders), as the signals are
+        self._shorts = {k: np.zeros((1, T, S), dtype=np.uint8) for k in shorts}
+        self._order_rows = {k: np.full((1, T, S), np.nan) for k in order_names}
+        held = {**self._shorts, **self._order_rows}
+        self._orders = order_arrays(self.config, held, self._mode, 1, T, S, False)[0]
+        if orders_needed(self.config, held):
+            self._arrays = market_arrays(ds, self.config, orders=True)
         self.core = make_core(self.config, 1, S, self._mode,
-                              size_values(self.config, self._size_value, 1))
+                              size_values(self.config, self._size_value, 1), orders=self._orders)
         self._out = allocate_outputs(1, T, S, self.core.A, True)
         self._bind()
         self._log_i: list[np.ndarray] = []
@@ -263,7 +276,7 @@ class StepDriver:
         else:
             intents = self._intents(t, self._feature_window(t, rows))
         self._write_intents(t, intents)
-        self.core.ensure_log_room(3 * self.core.S + 1)
+        self.core.ensure_log_room(self.core.log_rows_per_bar)
         self.core.run_bound(t, t + 1)
         li, lf = self.core.take_log()
         self._log_i.append(li)
@@ -290,6 +303,7 @@ class StepDriver:
                        a["has_action"], self._delist, self._has_delist, self._entries,
                        self._exits, bank, _IDX, _IDX, out["equity"], out["long"], out["short"],
                        True, out["cash"], out["account_equity"], out["shares"])
+        bind_orders(self.core, a, self._orders)
 
     def run(self, until: TimeLike | None = None, *, triggers: Iterable[TimeLike] | None = None,
             progress: bool | None = None) -> SimResult:
@@ -325,7 +339,9 @@ class StepDriver:
         """The decisions of every bar run (later rows empty), shaped like a batch run's."""
         if self._mode == INTENT_WEIGHTS:
             return Intents(weights=self._weights[0].copy())
-        return Intents(entries=self._entries[0].astype(bool), exits=self._exits[0].astype(bool))
+        return Intents(entries=self._entries[0].astype(bool), exits=self._exits[0].astype(bool),
+                       **{k: v[0].astype(bool) for k, v in self._shorts.items()},
+                       orders={k: v[0].copy() for k, v in self._order_rows.items()} or None)
 
     def next_orders(self) -> pl.DataFrame:
         """The orders that execute at the next open: symbol, side, shares, reason.
@@ -387,6 +403,7 @@ class StepDriver:
                        prefix_digests(self.market, self.t, list(self.market.symbols)).items()})
         arrays.update(entries=self._entries, exits=self._exits, weights=self._weights,
                       log_i=li, log_f=lf)
+        arrays.update({f"rows_{k}": v for k, v in {**self._shorts, **self._order_rows}.items()})
         tmp = path / "state.tmp.npz"
         np.savez(tmp, **arrays)
         meta = {"format": _FORMAT, "t": self.t, "strategy": self.strategy.describe(),
@@ -443,8 +460,10 @@ class StepDriver:
                 a[:, :t][..., cols if a.shape[2] == self.n_symbols else slice(None)] = v[:, :t]
             elif a.ndim == 2:
                 a[:, :t] = v[:, :t]
-        for name, a in (("entries", self._entries), ("exits", self._exits), ("weights", self._weights)):
-            a[:, :t][..., cols] = state[name][:, :t]
+        for name, a in (("entries", self._entries), ("exits", self._exits), ("weights", self._weights),
+                        *{**self._shorts, **self._order_rows}.items()):
+            a[:, :t][..., cols] = state[name if name in ("entries", "exits", "weights")
+                                        else f"rows_{name}"][:, :t]
         li = state["log_i"].copy()
         li[:, 2] = cols[li[:, 2]]
         self._log_i, self._log_f = [li], [state["log_f"]]
@@ -491,6 +510,12 @@ class StepDriver:
             self._entries[0, t] = intents.entries[0]
         if intents.exits is not None:
             self._exits[0, t] = intents.exits[0]
+        for name, a in self._shorts.items():
+            if getattr(intents, name) is not None:
+                a[0, t] = getattr(intents, name)[0]
+        for name, a in self._order_rows.items():
+            if intents.orders and name in intents.orders:
+                a[0, t] = intents.orders[name][0]
 
     def _log(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._log_i:
@@ -506,14 +531,18 @@ def _trace_intents(strategy: Strategy, trace: TraceData, nodes: dict[str, Any]) 
         intents = strategy.intents(trace, nodes)
     except (NotStreamable, TypeError, AttributeError, ValueError, IndexError, KeyError):
         return {}
-    fields = {k: getattr(intents, k) for k in ("entries", "exits", "weights")
+    fields = {k: getattr(intents, k) for k in ("entries", "exits", "weights", "short_entries",
+                                                "short_exits")
               if getattr(intents, k, None) is not None}
-    if not fields or not all(isinstance(v, Node) for v in fields.values()):
+    # per-cell stops and order levels run on rows (the rule is not traced)
+    if not fields or getattr(intents, "orders", None) or not all(isinstance(v, Node) for v in fields.values()):
         return {}
     return fields
 
 
-_SYMBOL_STATE = frozenset({"shares", "pending", "flow", "last_order", "mark"})
+_SYMBOL_STATE = frozenset({"shares", "pending", "flow", "last_order", "mark", "entry_px",
+                           "entry_bar", "sl_lvl", "tp_lvl", "tr_k", "tr_ext", "ts_bar", "ord_kind",
+                           "ord_px", "ord_until"})
 _ACCOUNT_STATE = frozenset({"cash", "eref", "peak", "prev_eq", "halted", "losses", "cool_until"})
 
 

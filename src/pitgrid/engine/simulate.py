@@ -381,6 +381,8 @@ def _order_array(name: str, x: Any, T: int, S: int, dtype: Any) -> np.ndarray:
         raise ValueError(f"{name} must be a scalar, (param,), (time, symbol) = {(T, S)} or "
                          f"(param, time, symbol), got shape {np.shape(x)}")
     if dtype is bool:
+        if arr.dtype == np.uint8 and arr.shape[1:] == (T, S) and arr.flags.c_contiguous:
+            return arr   # held, not copied: a per-bar driver writes its rows in place
         return np.ascontiguousarray(np.broadcast_to(arr.astype(bool), (arr.shape[0], T, S))).view(np.uint8)
     return np.ascontiguousarray(arr, dtype=np.float64)
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pitgrid-installed
 PEERS ?= .venv-peers
 PEERS_STAMP := $(PEERS)/.peers-installed
 
-.PHONY: demo test test-all bench bench-smoke compare install browser clean
+.PHONY: demo test test-all test-peers bench bench-smoke compare install browser clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd cython_ext/*.pxi)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: $(STAMP) browser
 
 test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# parity with the peers (vectorbt, backtrader) in their own environment: pitgrid runs here,
+# each peer in $(PEERS) through a script that writes its fills for the test to compare
+test-peers: $(STAMP) $(PEERS_STAMP)
+	PITGRID_PEER_PYTHON=$(abspath $(PEERS))/bin/python $(BIN)/python -m pytest -m peers -q
 
 bench: $(STAMP)
 	$(BIN)/python benches/run_workloads.py

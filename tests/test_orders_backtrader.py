@@ -1,0 +1,111 @@
+"""Limit and stop orders against backtrader's ``Limit`` and ``Stop`` orders, next-bar semantics.
+
+backtrader runs in ``.venv-peers`` (``make test-peers``, which sets
+``PITGRID_PEER_PYTHON``); its side is ``tests/peers/backtrader_orders.py``. On 20
+real symbols (the first ones by name with every bar and no split, 2012-2020), MA
+cross signals turn into buy / sell orders of 100 shares placed at a bar's close and
+tried from the next bar on: market (next open), limit or stop at a level per bar,
+good till cancelled (``order_ttl`` longer than the data), a new signal replacing the
+live order. Fills (bar, side, shares, price, commission) must be the same to 1e-9.
+
+backtrader's ``StopTrail`` trails the closes; pitgrid's trailing stop trails the
+highs (as vectorbt does): a test shows the case (docs/simulation.md).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pitgrid as pg
+
+from test_orders_vectorbt import PEER, ROOT, dataset, one_symbol, real_data
+
+pytestmark = [pytest.mark.peers,
+              pytest.mark.skipif(PEER is None, reason="peer parity runs with `make test-peers` "
+                                 "(sets PITGRID_PEER_PYTHON to the peers environment)")]
+RTOL = 1e-9
+FEES = 0.001
+CASES = [
+    {"name": "limit", "kind": "limit", "entry": 0.99, "exit": 1.01},
+    {"name": "stop", "kind": "stop", "entry": 1.01, "exit": 0.99},
+    {"name": "market_limit", "kind": "limit", "entry": None, "exit": 1.02},
+    {"name": "stop_market", "kind": "stop", "entry": 1.005, "exit": None},
+]
+
+
+def run_peer(tmp: Path, data: dict[str, np.ndarray], cases: list[dict]) -> dict[str, np.ndarray]:
+    if not Path(PEER).exists():
+        pytest.fail(f"PITGRID_PEER_PYTHON={PEER} does not exist: build it with `make test-peers`")
+    np.savez(tmp / "in.npz", **data)
+    (tmp / "cases.json").write_text(json.dumps(cases))
+    done = subprocess.run([PEER, str(ROOT / "tests" / "peers" / "backtrader_orders.py"),
+                           str(tmp / "in.npz"), str(tmp / "cases.json"), str(tmp / "out.npz")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"the backtrader side failed:\n{done.stderr[-3000:]}"
+    return dict(np.load(tmp / "out.npz"))
+
+
+def levels(data: dict[str, np.ndarray], case: dict) -> dict[str, np.ndarray]:
+    close = data["close"]
+    none = np.full_like(close, np.nan)
+    return {f"{case['name']}/entry": none if case["entry"] is None else close * case["entry"],
+            f"{case['name']}/exit": none if case["exit"] is None else close * case["exit"]}
+
+
+def ours(data: dict[str, np.ndarray], case: dict, **extra) -> pg.SimResult:
+    lv = levels(data, case)
+    kind = case["kind"]
+    orders = {f"entry_{kind}": lv[f"{case['name']}/entry"], f"exit_{kind}": lv[f"{case['name']}/exit"]}
+    return pg.simulate(dataset(data), entries=data["entries"], exits=data["exits"], keep="full",
+                       fill="next_open", accounts="per_symbol", size="shares", size_value=100,
+                       fees_bps=FEES * 1e4, init_cash=1e9, order_ttl=len(data["close"]),
+                       **orders, **extra)
+
+
+def our_fills(res: pg.SimResult) -> np.ndarray:
+    times = {t: i for i, t in enumerate(res.equity["time"].values)}
+    names = {str(s): i for i, s in enumerate(res.positions["symbol"].values)}
+    rows = [(names[s], times[np.datetime64(t, "ns")], 1 if side == "buy" else -1, q, px, fee)
+            for s, t, side, q, px, fee in res.trades.select(
+                "symbol", "time", "side", "shares", "price", "fees").iter_rows()]
+    return np.array(sorted(rows), dtype=np.float64).reshape(-1, 6)
+
+
+def assert_same(a: np.ndarray, b: np.ndarray, name: str) -> None:
+    b = b[np.lexsort((b[:, 1], b[:, 0]))]
+    assert a.shape == b.shape, f"{name}: {len(a)} pitgrid fills, {len(b)} backtrader fills"
+    bad = ~(np.all(a[:, :3] == b[:, :3], axis=1) & np.all(np.isclose(a[:, 3:], b[:, 3:], rtol=RTOL,
+                                                                     atol=0), axis=1))
+    assert not bad.any(), f"{name}: first different fill: pitgrid {a[bad][0]}, backtrader {b[bad][0]}"
+
+
+@pytest.mark.slow
+def test_limit_and_stop_orders_match_backtrader_on_20_real_symbols(tmp_path):
+    data = real_data(20)
+    assert data["close"].shape[1] == 20
+    for case in CASES:
+        data.update(levels(data, case))
+    peer = run_peer(tmp_path, data, [{**c, "fees": FEES, "size": 100} for c in CASES])
+    for case in CASES:
+        res = ours(data, case)
+        reasons = set(res.trades["reason"].to_list())
+        assert reasons & {"limit", "stop"}, f"{case['name']}: no limit or stop order filled"
+        assert_same(our_fills(res), peer[case["name"]], case["name"])
+
+
+def test_differs_trailing_stop_trails_highs_not_closes(tmp_path):
+    """A high far above the close: pitgrid's trailing stop (like vectorbt's) moves up to
+    it and is hit on the next bar; backtrader's StopTrail follows the close and is not."""
+    data = one_symbol([(100, 100, 100, 100), (100, 100, 100, 100), (101, 120, 100, 101),
+                       (110, 111, 105, 108), (108, 108, 108, 108)], [0])
+    case = {"name": "trail", "kind": "stop", "entry": None, "exit": None}
+    data.update(levels(data, case))
+    peer = run_peer(tmp_path, data, [{**case, "fees": FEES, "size": 100, "trail": 0.1}])
+    res = ours(data, case, sl_trail=0.1)
+    assert res.trades["reason"].to_list() == ["order", "trailing_stop"]
+    assert res.trades["price"][1] == pytest.approx(108.0)   # 120 * 0.9, inside bar 3
+    assert len(peer["trail"]) == 1                           # backtrader: only the buy

@@ -1,4 +1,4 @@
-"""The asv suite: ingest, kernels, W1 to W4, the step driver, model inference, import time.
+"""The asv suite: ingest, kernels, W1 to W4, stops, the step driver, model inference, import time.
 
 Time (``time_*``) and peak memory (``peakmem_*``) for each. Run
 ``asv run --python=same --quick`` from the repository root.
@@ -100,6 +100,48 @@ class Simulation:
 
     def time_w4_backtest_default(self):
         W.run_backtest(self.market, "W4")
+
+
+# a 100-point (stop-loss, take-profit) grid: 10 stops x 10 targets
+STOP_GRID_SL = np.repeat(np.linspace(0.01, 0.10, 10), 10)
+STOP_GRID_TP = np.tile(np.linspace(0.02, 0.20, 10), 10)
+
+
+class Stops:
+    """W1 with a 5 % stop-loss and a 10 % take-profit; a 100-point (stop, target) grid in
+    one compiled pass (the parameter axis, memory flat in its size) against the same 100
+    runs one by one, and the largest difference of their equity curves (0: equal)."""
+
+    timeout = 900
+
+    def setup(self):
+        self.w1 = W.ma_signals(W.data())
+        self.time_w1_stops()
+
+    def _run(self, sl, tp, keep="equity"):
+        return pg.simulate(self.w1.ds, entries=self.w1.entries, exits=self.w1.exits, keep=keep,
+                           record_trades=np.ndim(sl) == 0, sl_stop=sl, tp_stop=tp, **W.W1_SETTINGS)
+
+    def time_w1_stops(self):
+        self._run(0.05, 0.10)
+
+    def time_grid_100_stops_one_pass(self):
+        self._run(STOP_GRID_SL, STOP_GRID_TP)
+
+    def peakmem_grid_100_stops_one_pass(self):
+        self._run(STOP_GRID_SL, STOP_GRID_TP)
+
+    def time_grid_100_stops_separate_runs(self):
+        for sl, tp in zip(STOP_GRID_SL, STOP_GRID_TP):
+            self._run(float(sl), float(tp))
+
+    def track_grid_one_pass_minus_separate(self):
+        together = np.asarray(self._run(STOP_GRID_SL, STOP_GRID_TP).equity.values)
+        alone = np.stack([np.asarray(self._run(float(a), float(b)).equity.values)
+                          for a, b in zip(STOP_GRID_SL, STOP_GRID_TP)])
+        return float(np.max(np.abs(together - alone)))
+
+    track_grid_one_pass_minus_separate.unit = "currency"
 
 
 class W3:

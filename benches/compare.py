@@ -1,7 +1,7 @@
-"""Peer comparison: W1 to W4 on pitgrid and on vectorbt, same data, costs and fill rule.
+"""Peer comparison: W1 to W4 (and W1S, W1 with stops) on pitgrid and on vectorbt, same data, costs and fill rule.
 
     python benches/compare.py [--quick] [--peer-python PATH] [--peer-engine auto|rust|numba]
-                              [--repeat N] [--only W1,W4,cold] [--mem-limit-gib 8] [--json FILE]
+                              [--repeat N] [--only W1,W1S,W4,cold] [--mem-limit-gib 8] [--json FILE]
 
 Run it with pitgrid's interpreter (``.venv/bin/python``). pitgrid always runs in
 that interpreter; vectorbt runs in ``--peer-python`` (default: this interpreter),
@@ -48,6 +48,13 @@ Engines (``WORKLOADS`` lists which run each workload; add a workload there):
 
 The ratio rows divide each pitgrid engine by the better (faster) vectorbt form.
 
+W1S is W1 with a 5 % stop-loss and a 10 % take-profit on every position, with the
+bars' open, high and low: pitgrid ``simulate(..., sl_stop=0.05, tp_stop=0.10)``,
+vectorbt ``from_signals(..., open=, high=, low=, sl_stop=0.05, tp_stop=0.10,
+stop_entry_price="price", stop_exit_price="stopmarket")`` (the mapping
+tests/test_orders_vectorbt.py holds fill by fill; the two engines differ only where
+the open gaps through the target while the low reaches the stop, docs/simulation.md).
+
 W1 check: final value per symbol (1e-6 relative) and fills per symbol must agree
 between the engines; the parent prints the result and exits 1 when it fails.
 
@@ -83,6 +90,7 @@ START = "2010-01-04"  # synthetic_prices' first bar; bars are business days
 # workload -> (bars, symbols) at full size, and the engines that run it, in table order
 WORKLOADS: dict[str, dict] = {
     "W1": {"size": (2520, 500), "engines": ("pitgrid", "pitgrid-backtest", "vectorbt")},
+    "W1S": {"size": (2520, 500), "engines": ("pitgrid", "vectorbt")},
     "W2": {"size": (2520, 500), "engines": ("pitgrid", "vectorbt", "vectorbt-loop")},
     "W3": {"size": (5040, 5000), "engines": ("pitgrid", "pitgrid-backtest", "vectorbt")},
     "W4": {"size": (2520, 500), "engines": ("pitgrid", "pitgrid-backtest", "vectorbt")},
@@ -98,6 +106,8 @@ def _now() -> float:
 
 
 FIELDS = ("open", "high", "low", "close", "volume")
+OHLC = ("open", "high", "low", "close")
+W1S_STOPS = {"sl_stop": 0.05, "tp_stop": 0.10}
 
 
 def _load_close(job: dict):
@@ -138,6 +148,8 @@ def pitgrid_pass(job: dict, check: bool) -> tuple[dict, dict]:
     if w == "W2":  # MarketData needs OHLCV; simulate needs only close
         ds = _load_dataset(job, FIELDS)
         market = pg.MarketData(ds)
+    elif w == "W1S":  # stops read each bar's range
+        ds = _load_dataset(job, OHLC)
     else:
         ds = _load_dataset(job)
     symbols = ds["symbol"].values
@@ -157,7 +169,11 @@ def pitgrid_pass(job: dict, check: bool) -> tuple[dict, dict]:
     prep = W.momentum_weights(ds, **job["w4"]) if w == "W4" else W.ma_signals(ds, **job["w1"])
     ph["signals"] = _now() - t0
     t0 = _now()
-    res = W.run_w4(prep) if w == "W4" else W.run_w1(prep)
+    if w == "W1S":
+        res = pg.simulate(ds, entries=prep.entries, exits=prep.exits, keep="equity",
+                          **W.W1_SETTINGS, **W1S_STOPS)
+    else:
+        res = W.run_w4(prep) if w == "W4" else W.run_w1(prep)
     ph["sim"] = _now() - t0
     t0 = _now()
     m = res.metrics.row(0, named=True)  # computed inside simulate
@@ -313,6 +329,10 @@ def vectorbt_pass(job: dict, check: bool) -> tuple[dict, dict]:
             # at most one fill per signal, and never more than one per bar
             per_col = int((entries.values.sum(axis=0) + exits.values.sum(axis=0)).max()) + 1
             kw = {"max_orders": per_col * entries.shape[1], "max_logs": 0}
+        if w == "W1S":
+            kw.update({f: pd.DataFrame(np.load(Path(job["data"]) / f"{f}.npy"), index=close.index,
+                                       columns=close.columns) for f in ("open", "high", "low")})
+            kw.update(W1S_STOPS, stop_entry_price="price", stop_exit_price="stopmarket")
         t0 = _now()
         pf = vbt.Portfolio.from_signals(close, entries, exits, fees=fees, slippage=slip,
                                         init_cash=init_cash, size=np.inf, direction="longonly",

@@ -99,3 +99,20 @@ def test_grid_over_stop_levels_is_one_pass_equal_to_separate_runs(market):
                                                "tp_stop": row["tp_stop"]})
         assert alone.metrics["total_return"][0] == row["total_return"]
         assert alone.metrics["fills"][0] == row["fills"]
+
+
+def test_hundred_point_stop_grid_in_one_call_equals_hundred_runs():
+    ds = pg.synthetic_prices(300, 8, seed=3)
+    close = np.ascontiguousarray(ds["close"].values)
+    fast, slow = K.sma(close, 5), K.sma(close, 20)
+    entries, exits = K.crossover(fast, slow), K.crossunder(fast, slow)
+    sl = np.repeat(np.linspace(0.01, 0.10, 10), 10)
+    tp = np.tile(np.linspace(0.02, 0.20, 10), 10)
+    kw = dict(entries=entries, exits=exits, fill="next_open", fees_bps=10, slippage_bps=5,
+              accounts="per_symbol")
+    together = pg.simulate(ds, sl_stop=sl, tp_stop=tp, keep="equity", record_trades=False, **kw)
+    assert together.equity.dims == ("param", "time")
+    for p in range(100):
+        alone = pg.simulate(ds, sl_stop=float(sl[p]), tp_stop=float(tp[p]), **kw)
+        assert np.array_equal(together.equity.values[p], alone.equity.values), p
+        assert together.metrics["fills"][p] == alone.metrics["fills"][0]

@@ -144,7 +144,7 @@ cdef class Core:
     cdef double[:, ::1] entry_px, entry_bar, sl_lvl, tp_lvl, tr_k, tr_ext, ts_bar
     cdef double[:, ::1] ord_kind, ord_px, ord_until
     # orders beyond the market: stops, targets, limit/stop orders, short signals
-    cdef public bint orders_on, shorts, stop_first, unit_mode
+    cdef public bint orders_on, levels_on, shorts, stop_first, unit_mode
     cdef public int order_ttl
     # per-bar scratch
     cdef signed char[::1] sig
@@ -185,7 +185,7 @@ cdef class Core:
                  double borrow_bps=0.0, double bars_per_year=252.0, int min_bars_between=0,
                  int max_positions=0, int max_trades_per_bar=0, double daily_loss_stop=0.0,
                  double max_drawdown_stop=0.0, int cooldown_losses=0, int cooldown_bars=0,
-                 bint orders=False, bint shorts=False, bint stop_first=True,
+                 bint orders=False, bint levels=False, bint shorts=False, bint stop_first=True,
                  bint stop_unit=False, int order_ttl=1,
                  bint record_log=True, Py_ssize_t log_capacity=4096):
         self.record_log = record_log
@@ -218,6 +218,8 @@ cdef class Core:
         self.cool_losses = cooldown_losses
         self.cool_bars = cooldown_bars
         self.orders_on = orders
+        # limit and stop orders exist only where a level was given (B2's second pass)
+        self.levels_on = levels
         self.shorts = shorts
         self.stop_first = stop_first
         self.unit_mode = stop_unit

@@ -171,12 +171,14 @@ cdef void _intrabar(Core self, int t, int p) noexcept nogil:
     """Step B2: exits of positions held since before this bar, then limit and stop orders."""
     cdef int s, side, why
     cdef double h, px, rem, q
+    # raw rows: the loop visits every symbol and most hold nothing
+    cdef const unsigned char* vrow = &self.b_valid[t, 0]
+    cdef double* held = &self.shares[p, 0]
+    cdef double* since = &self.entry_bar[p, 0]
     for s in range(self.S):
-        if not self.b_valid[t, s]:
-            continue
-        h = self.shares[p, s]
+        h = held[s]
         # a level set at bar t is live from bar t + 1
-        if h == 0.0 or self.entry_bar[p, s] >= t:
+        if h == 0.0 or not vrow[s] or since[s] >= t:
             continue
         why = _stop_hit(self, t, p, s, h, &px)
         if why != R_NONE:
@@ -191,6 +193,8 @@ cdef void _intrabar(Core self, int t, int p) noexcept nogil:
                     self.tr_ext[p, s] = self.b_high[t, s]
             elif self.b_low[t, s] < self.tr_ext[p, s]:
                 self.tr_ext[p, s] = self.b_low[t, s]
+    if not self.levels_on:
+        return
     for side in range(2):
         for s in range(self.S):
             q = self.pending[p, s]

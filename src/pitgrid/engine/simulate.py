@@ -205,7 +205,8 @@ def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarr
         max_trades_per_bar=config.max_trades_per_bar, daily_loss_stop=config.daily_loss_stop,
         max_drawdown_stop=config.max_drawdown_stop, cooldown_losses=config.cooldown_losses,
         cooldown_bars=config.cooldown_bars, record_log=record_log,
-        orders=bool(orders.get("on", False)), shorts="short_entries" in orders,
+        orders=bool(orders.get("on", False)), levels=bool(orders.get("levels", False)),
+        shorts="short_entries" in orders,
         stop_first=config.stop_first, stop_unit="stop_unit" in orders, order_ttl=config.order_ttl,
     )
 
@@ -285,12 +286,18 @@ def market_arrays(ds: xr.Dataset, config: SimConfig, facts: dict[str, bool] | No
         "has_action": has_action.astype(np.uint8),
     }
     if orders:
-        o = np.where(np.isfinite(open_), open_, close)
+        o = _filled(open_, lambda: close)
         for name, pick in (("high", np.fmax), ("low", np.fmin)):
             x = _field(ds, name, "") if name in ds.data_vars else np.full((T, S), np.nan)
-            out[name] = np.ascontiguousarray(np.where(np.isfinite(x), x, pick(o, close)))
-        out["open"] = np.ascontiguousarray(o)
+            out[name] = _filled(x, lambda: pick(o, close))
+        out["open"] = o
     return out
+
+
+def _filled(x: np.ndarray, fallback: Any) -> np.ndarray:
+    """``x`` with its non-finite cells taken from ``fallback()`` (computed only when needed)."""
+    bad = ~np.isfinite(x)
+    return np.ascontiguousarray(np.where(bad, fallback(), x) if bad.any() else x)
 
 
 def _as_array(name: str, x: Any, ds: xr.Dataset, T: int, S: int, dtype: Any
@@ -428,6 +435,7 @@ def order_arrays(config: SimConfig, arrays: dict[str, Any], mode: int, P: int, T
     out["unit"] = out.pop("stop_unit", np.full((1, 1, 1), np.nan))
     out["on"] = np.array(any(k in arrays for k in (*STOP_SETTINGS, *_LEVELS))
                          or any(getattr(config, k) for k in STOP_SETTINGS))
+    out["levels"] = np.array(any(k in arrays for k in _LEVELS))
     if "stop_unit" in arrays:
         out["stop_unit"] = out["unit"]
     return out, max(P, *sets) if sets else P, has_param

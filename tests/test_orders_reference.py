@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_core_reference import NAN, Case, cases, compare, run_core
+from test_core_reference import Case, cases, compare, run_core
 
 SL = [0.0, 0.02, 0.05, 0.1]
 TP = [0.0, 0.03, 0.08, 0.15]

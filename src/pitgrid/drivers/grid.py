@@ -24,7 +24,8 @@ from pitgrid.drivers.common import as_market, decide, resolve_settings
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.memory import check_grid
 from pitgrid.engine.overfitting import Overfitting, block_moments, overfitting
-from pitgrid.engine.simulate import STOP_SETTINGS, bar_window, simulate
+from pitgrid.engine.orders import STOP_SETTINGS
+from pitgrid.engine.simulate import bar_window, simulate
 
 _CHECKPOINT_FORMAT = 2  # 2: chunks keep their sets' block moments (overfitting statistics)
 OVERFITTING_BLOCKS = 16

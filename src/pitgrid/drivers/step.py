@@ -32,9 +32,9 @@ from pitgrid.engine.codes import INTENT_SIGNALS, INTENT_WEIGHTS
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.memory import check_step
 from pitgrid.engine.result import SimResult
-from pitgrid.engine.simulate import (allocate_outputs, bar_window, bind_orders, build_result,
-                                     cut_from, log_tables, make_core, market_arrays, order_arrays,
-                                     orders_needed, size_values)
+from pitgrid.engine.orders import bind_orders, order_arrays, orders_needed
+from pitgrid.engine.simulate import (allocate_outputs, bar_window, build_result, cut_from,
+                                     log_tables, make_core, market_arrays, size_values)
 from pitgrid.kernels.graph import Graph, Node, NotStreamable
 
 _FORMAT = 2

@@ -145,6 +145,8 @@ cdef class Core:
     cdef double[:, ::1] ord_kind, ord_px, ord_until
     # orders beyond the market: stops, targets, limit/stop orders, short signals
     cdef public bint orders_on, levels_on, shorts, stop_first, unit_mode
+    # the order inputs the core was made for (pitgrid.engine.orders), bound by run_core
+    cdef public object order_inputs
     cdef public int order_ttl
     # per-bar scratch
     cdef signed char[::1] sig

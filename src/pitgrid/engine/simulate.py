@@ -190,9 +190,12 @@ def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarr
               record_log: bool = True, orders: dict[str, np.ndarray] | None = None) -> Core:
     """The compiled core for a configuration: the one place settings reach it.
 
-    ``orders`` (from :func:`order_arrays`) switches on what goes beyond market orders."""
-    orders = orders or {}
-    return Core(
+    ``orders`` (from :func:`~pitgrid.engine.orders.order_arrays`) switches on what goes
+    beyond market orders; without it, the config's scalar stops do. The core keeps them
+    for :func:`run_core` to bind."""
+    if orders is None:
+        orders = order_arrays(config, {}, mode, P, 1, S, False)[0]
+    core = Core(
         P, S, per_symbol=config.accounts == "per_symbol", fill_close=config.fill == "close",
         intent_mode=mode, size_mode=SIZE_RULES[config.size], size_value=size_value,
         init_cash=config.init_cash, fees_bps=config.fees_bps, slippage_bps=config.slippage_bps,
@@ -210,6 +213,8 @@ def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarr
         shorts="short_entries" in orders,
         stop_first=config.stop_first, stop_unit="stop_unit" in orders, order_ttl=config.order_ttl,
     )
+    core.order_inputs = orders
+    return core
 
 
 # ---------------------------------------------------------------------- inputs
@@ -241,6 +246,7 @@ def market_arrays(ds: xr.Dataset, config: SimConfig, facts: dict[str, bool] | No
     low (a missing open is the close, a missing high or low the larger or smaller of
     open and close).
     """
+    orders = orders or orders_needed(config, {})
     close = _field(ds, "close", "every simulation")
     T, S = close.shape
     gapless = facts is not None and facts["gapless"]
@@ -402,7 +408,7 @@ def run_core(core: Core, data: dict[str, np.ndarray], delist_bar: np.ndarray,
     T = data["close"].shape[0]
     has_delist = np.zeros(T, dtype=np.uint8)
     has_delist[delist_bar[(delist_bar >= 0) & (delist_bar < T)]] = 1
-    bind_orders(core, data, orders or {})
+    bind_orders(core, data, core.order_inputs if orders is None else orders)
     need = core.log_rows_per_bar
     t = t0
     while t < t1:

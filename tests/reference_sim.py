@@ -770,7 +770,7 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                         elif sent_l[p][t][s] and not ent_l[p][t][s]:
                             entering.append((s, -1.0))
                     for s in exiting + [x[0] for x in entering]:
-                        cancel(p, s)                    # R4: the decision replaces the pending order
+                        cancel(p, s)   # R4: the decision replaces the pending order
                     # exits first, then entries
                     for s in exiting:
                         pref = close_l[t][s]

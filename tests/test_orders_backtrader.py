@@ -59,7 +59,8 @@ def levels(data: dict[str, np.ndarray], case: dict) -> dict[str, np.ndarray]:
 def ours(data: dict[str, np.ndarray], case: dict, **extra) -> pg.SimResult:
     lv = levels(data, case)
     kind = case["kind"]
-    orders = {f"entry_{kind}": lv[f"{case['name']}/entry"], f"exit_{kind}": lv[f"{case['name']}/exit"]}
+    orders = {f"entry_{kind}": lv[f"{case['name']}/entry"],
+              f"exit_{kind}": lv[f"{case['name']}/exit"]}
     return pg.simulate(dataset(data), entries=data["entries"], exits=data["exits"], keep="full",
                        fill="next_open", accounts="per_symbol", size="shares", size_value=100,
                        fees_bps=FEES * 1e4, init_cash=1e9, order_ttl=len(data["close"]),
@@ -80,7 +81,8 @@ def assert_same(a: np.ndarray, b: np.ndarray, name: str) -> None:
     assert a.shape == b.shape, f"{name}: {len(a)} pitgrid fills, {len(b)} backtrader fills"
     bad = ~(np.all(a[:, :3] == b[:, :3], axis=1) & np.all(np.isclose(a[:, 3:], b[:, 3:], rtol=RTOL,
                                                                      atol=0), axis=1))
-    assert not bad.any(), f"{name}: first different fill: pitgrid {a[bad][0]}, backtrader {b[bad][0]}"
+    assert not bad.any(), \
+        f"{name}: first different fill: pitgrid {a[bad][0]}, backtrader {b[bad][0]}"
 
 
 @pytest.mark.slow

@@ -37,7 +37,8 @@ class LongShortAtr(Strategy):
     def features(self, data: FeatureData) -> dict[str, np.ndarray]:
         close = data.adjusted("close")   # as known at each bar: in that bar's units
         return {"fast": K.sma(close, self.fast), "slow": K.sma(close, self.slow),
-                "atr": K.atr(data.adjusted("high"), data.adjusted("low"), close, 14), "close": close}
+                "atr": K.atr(data.adjusted("high"), data.adjusted("low"), close, 14),
+                "close": close}
 
     def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
         up = K.crossover(f["fast"], f["slow"])

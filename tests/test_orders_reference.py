@@ -52,7 +52,8 @@ def order_cases(draw, mode=None, max_T=30, max_S=4, max_P=3) -> Case:
     unit = draw(st.booleans(), label="unit_mode")
     if unit:
         orders["stop_unit"] = base.close * rng.choice([0.01, 0.02, 0.05, np.nan], size=(T, S))
-    for name, values in (("sl_stop", MULTIPLES if unit else SL), ("tp_stop", MULTIPLES if unit else TP),
+    for name, values in (("sl_stop", MULTIPLES if unit else SL),
+                         ("tp_stop", MULTIPLES if unit else TP),
                          ("sl_trail", MULTIPLES if unit else TRAIL), ("time_stop", TIME)):
         orders[name] = _cells(draw, name, values, (P, T, S), rng)
     sets["stop_first"] = draw(st.booleans(), label="stop_first")
@@ -96,3 +97,22 @@ def test_orders_match_reference_signals(case: Case):
 def test_orders_match_reference_weights(case: Case):
     ds = case.dataset()
     compare(case, run_core(case), case.reference(), ds)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=order_cases(max_T=25, max_S=4, max_P=3).filter(lambda c: c.shape[0] > 1))
+def test_parameter_sets_with_orders_in_one_call_equal_separate_calls(case: Case):
+    """Stops per parameter set (a grid) run on the parameter axis exactly as one run per set."""
+    from test_core_reference import _frame_for
+
+    together = run_core(case)
+    for p in range(case.shape[0]):
+        alone = run_core(case, p)
+        for name in ("account_equity", "cash", "positions"):
+            a = getattr(together, name).isel(param=p).values
+            b = getattr(alone, name).values
+            assert np.array_equal(a, b, equal_nan=True), f"{name}, param {p}"
+        for name in ("trades", "unfilled", "filtered"):
+            assert _frame_for(getattr(together, name), p).equals(
+                _frame_for(getattr(alone, name), 0)), f"{name}, param {p}"

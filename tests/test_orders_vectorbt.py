@@ -116,15 +116,18 @@ def assert_same(res: pg.SimResult, peer: dict[str, np.ndarray], name: str,
         for k, (x, y) in enumerate(zip(x_all, y_all)):
             same = x[:2] == tuple(y[:2]) and np.allclose(x[2:5], y[2:5], rtol=RTOL, atol=0)
             if not same:
-                assert gap_rule(x, y, data, s), f"{name}, symbol {s}: pitgrid fill {x}, vectorbt {y}"
+                assert gap_rule(x, y, data, s), \
+                    f"{name}, symbol {s}: pitgrid fill {x}, vectorbt {y}"
                 diverged.append(s)
                 break
         else:
             assert len(x_all) == len(y_all), \
                 f"{name}, symbol {s}: {len(x_all)} pitgrid fills, {len(y_all)} vectorbt fills"
             assert np.isclose(final[s], peer[f"{name}/final"][s], rtol=RTOL, atol=0), \
-                f"{name}, symbol {s}: final value {final[s]!r}, vectorbt {peer[f'{name}/final'][s]!r}"
-    assert len(diverged) <= max_gap_share * S, f"{name}: {len(diverged)} symbols differ by the gap rule"
+                f"{name}, symbol {s}: final value {final[s]!r}, " \
+                f"vectorbt {peer[f'{name}/final'][s]!r}"
+    assert len(diverged) <= max_gap_share * S, \
+        f"{name}: {len(diverged)} symbols differ by the gap rule"
 
 
 def w1_data() -> dict[str, np.ndarray]:
@@ -157,8 +160,9 @@ def real_data(n_symbols: int = 50) -> dict[str, np.ndarray]:
             .filter((pl.col("splits") == 0) & (pl.col("n") == pl.col("n").max()))
             .sort("symbol")["symbol"].head(n_symbols).to_list())
     df = df.filter(pl.col("symbol").is_in(good)).sort("time", "symbol")
-    out = {k: df.pivot(on="symbol", index="time", values=k).drop("time").to_numpy().astype(np.float64)
-           for k in ("open", "high", "low", "close")}
+    wide = {k: df.pivot(on="symbol", index="time", values=k).drop("time")
+            for k in ("open", "high", "low", "close")}
+    out = {k: v.to_numpy().astype(np.float64) for k, v in wide.items()}
     f, s = K.sma(out["close"], 10), K.sma(out["close"], 50)
     return {**out, "entries": K.crossover(f, s), "exits": K.crossunder(f, s)}
 

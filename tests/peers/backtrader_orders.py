@@ -76,7 +76,8 @@ def run_symbol(data: dict, case: dict, s: int) -> list[tuple]:
     fills: list[tuple] = []
     name = case["name"]
     cerebro.addstrategy(Signals, entries=data["entries"][:, s], exits=data["exits"][:, s],
-                        entry_level=data[f"{name}/entry"][:, s], exit_level=data[f"{name}/exit"][:, s],
+                        entry_level=data[f"{name}/entry"][:, s],
+                        exit_level=data[f"{name}/exit"][:, s],
                         kind=case["kind"], size=case["size"], trail=case.get("trail", 0.0),
                         fills=fills)
     cerebro.run()

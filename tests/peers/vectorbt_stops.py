@@ -26,10 +26,11 @@ def run(data, case: dict):
     frame = {k: pd.DataFrame(data[k], index=index) for k in ("open", "high", "low", "close",
                                                              "entries", "exits")}
     trail = case["sl_trail"] > 0
+    sl = case["sl_trail"] if trail else (case["sl_stop"] or np.nan)
     pf = vbt.Portfolio.from_signals(
         frame["close"], frame["entries"], frame["exits"], open=frame["open"],
         high=frame["high"], low=frame["low"], fees=0.001, slippage=0.0005, init_cash=100_000.0,
-        size=np.inf, direction="longonly", sl_stop=case["sl_trail"] if trail else (case["sl_stop"] or np.nan),
+        size=np.inf, direction="longonly", sl_stop=sl,
         sl_trail=trail, tp_stop=case["tp_stop"] or np.nan, stop_entry_price="price",
         stop_exit_price="stopmarket", freq="1D")
     rec = pf.orders.values

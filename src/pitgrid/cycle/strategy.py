@@ -48,7 +48,8 @@ class Intents:
             raise ValueError("Intents needs weights, or entries/exits, not both")
         unknown = sorted(set(self.orders or {}) - set(ORDER_FIELDS))
         if unknown:
-            raise ValueError(f"Intents.orders has unknown key(s) {unknown}; allowed: {', '.join(ORDER_FIELDS)}")
+            raise ValueError(f"Intents.orders has unknown key(s) {unknown}; "
+                             f"allowed: {', '.join(ORDER_FIELDS)}")
 
     @property
     def kind(self) -> str:

@@ -41,7 +41,8 @@ def _order_array(name: str, x: Any, T: int, S: int, dtype: Any) -> np.ndarray:
     if dtype is bool:
         if arr.dtype == np.uint8 and arr.shape[1:] == (T, S) and arr.flags.c_contiguous:
             return arr   # held, not copied: a per-bar driver writes its rows in place
-        return np.ascontiguousarray(np.broadcast_to(arr.astype(bool), (arr.shape[0], T, S))).view(np.uint8)
+        full = np.broadcast_to(arr.astype(bool), (arr.shape[0], T, S))
+        return np.ascontiguousarray(full).view(np.uint8)
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
@@ -53,7 +54,8 @@ def order_arrays(config: SimConfig, arrays: dict[str, Any], mode: int, P: int, T
         return {}, P, has_param
     shorts = "short_entries" in arrays or "short_exits" in arrays
     if shorts and mode != INTENT_SIGNALS:
-        raise ValueError("short_entries/short_exits go with entries/exits, not with weights or cross")
+        raise ValueError("short_entries/short_exits go with entries/exits, "
+                         "not with weights or cross")
     if shorts and not config.allow_short:
         raise ValueError("short_entries/short_exits need allow_short=True")
     if mode != INTENT_SIGNALS and any(k in arrays for k in _LEVELS):

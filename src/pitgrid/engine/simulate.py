@@ -106,7 +106,9 @@ def simulate(
     for name in STOP_SETTINGS:
         if given[name] is not None and np.ndim(given[name]) == 0:
             v = float(given.pop(name))
-            settings[name] = (int(v) if name == "time_stop" and v.is_integer() else v) if np.isfinite(v) else 0
+            if not np.isfinite(v):
+                v = 0.0
+            settings[name] = int(v) if name == "time_stop" and v.is_integer() else v
     config = SimConfig(**settings)
     check_simulate(prices, config, keep=keep, record_trades=record_trades, entries=entries,
                    exits=exits, weights=weights, cross=cross)

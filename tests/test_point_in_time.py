@@ -163,8 +163,8 @@ def test_the_simulation_check_catches_an_engine_that_reads_the_next_bar(market, 
 
     honest = simulate.market_arrays
 
-    def peeking(ds, config):
-        data = honest(ds, config)
+    def peeking(*args, **kwargs):
+        data = honest(*args, **kwargs)
         close = data["close"].copy()
         close[:-1] = data["close"][1:]  # the close of t+1 at bar t
         return {**data, "close": close}
@@ -193,3 +193,35 @@ class Dies(MovingAverageCross):
 def test_a_run_whose_process_dies_is_reported(market):
     with pytest.raises(RuntimeError, match="died"):
         pg.check_point_in_time(market, Dies(fast=5, slow=20))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongShortWithLevels(Strategy):
+    """Clean, or (``peek=True``) a take-profit limit at tomorrow's high: a leak in the orders."""
+
+    peek: bool = False
+    intent_rows: ClassVar[int | None] = 2
+
+    def features(self, data):
+        close = data.adjusted("close")
+        high = data.adjusted("high")
+        if self.peek:
+            level = np.full(high.shape, np.nan)
+            level[:-1] = high[1:]
+        else:
+            level = high * 1.02
+        return {"fast": K.sma(close, 5), "slow": K.sma(close, 20), "level": level}
+
+    def intents(self, data, f):
+        above = f["fast"] > f["slow"]
+        before = np.vstack([above[:1], above[:-1]])  # each row's previous row
+        up, down = above & ~before, ~above & before
+        return Intents(entries=up, exits=down, short_entries=down, short_exits=up,
+                       orders={"exit_limit": f["level"], "sl_stop": np.full(up.shape, 0.05)})
+
+
+def test_short_signals_stops_and_order_levels_are_checked_too(market):
+    config = {"fill": "next_open", "allow_short": True}
+    assert pg.check_point_in_time(market, LongShortWithLevels(), config).ok
+    report = pg.check_point_in_time(market, LongShortWithLevels(peek=True), config)
+    assert not report.ok and "LEAK" in str(report)

@@ -33,7 +33,6 @@ from pitgrid.cycle.strategy import Strategy
 from pitgrid.data.market import MarketData, TimeLike
 from pitgrid.drivers import forked
 from pitgrid.drivers.common import as_market, resolve_settings
-from pitgrid.engine.codes import KIND_FILL, KIND_FILTERED, KIND_UNFILLED, REASONS
 from pitgrid.engine.config import SimConfig
 
 _TABLE_TIME = {"actions": "ex_date", "events": "knowledge_time", "universes": "start",
@@ -190,10 +189,8 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     except Exception as exc:  # the strategy failed on what it was handed: part of the finding
         bar = None if driver is None else driver.t
         return {"error": f"{type(exc).__name__}: {exc}", "bar": bar, "kind": kind}
-    intents = res.extra["intents"]
     out = {
-        "intents": {k: getattr(intents, k) for k in ("entries", "exits", "weights")
-                    if getattr(intents, k) is not None},
+        "intents": _intent_arrays(res.extra["intents"]),
         "features": {k: np.asarray(v) for k, v in features.items()},
         "trades": res.trades, "unfilled": res.unfilled, "filtered": res.filtered,
         "equity": np.asarray(res.equity.values),
@@ -283,13 +280,16 @@ def _same(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return x == y
 
 
-def _orders_difference(a: dict[str, Any], b: dict[str, Any], c: np.datetime64
+def _orders_difference(a: dict[str, Any], b: dict[str, Any], c: np.datetime64, exact: bool = False
                        ) -> tuple[str, np.datetime64, str | None, str] | None:
+    """The first fill or order up to ``c`` that differs; numbers within rounding unless
+    ``exact`` (the engine against itself)."""
     for what, ta, tb in (("fill", a["trades"], b["trades"]), ("order", a["filtered"], b["filtered"]),
                          ("order", a["unfilled"], b["unfilled"])):
         ta = ta.filter(pl.col("time") <= c)
         tb = tb.filter(pl.col("time") <= c)
-        k = _first_row_apart(ta, tb)
+        k = (None if ta.equals(tb) else _first_row_apart(ta, tb, 0.0)) if exact \
+            else _first_row_apart(ta, tb)
         if k is not None:
             row = ta.row(k, named=True) if k < ta.height else tb.row(k, named=True)
             return (what, np.datetime64(row["time"]), row["symbol"],
@@ -297,13 +297,16 @@ def _orders_difference(a: dict[str, Any], b: dict[str, Any], c: np.datetime64
     return None
 
 
-def _first_row_apart(a: pl.DataFrame, b: pl.DataFrame) -> int | None:
-    """The first row where two tables differ (numbers within the rounding of ``_same``)."""
+def _first_row_apart(a: pl.DataFrame, b: pl.DataFrame, rtol: float = _RTOL) -> int | None:
+    """The first row where two tables differ (numbers within ``rtol``)."""
     n = min(a.height, b.height)
     apart = np.zeros(n, dtype=bool)
     for name in a.columns:
         x, y = a[name][:n].to_numpy(), b[name][:n].to_numpy()
-        apart |= ~_same(x, y) if x.dtype.kind == "f" else (x != y)
+        if x.dtype.kind == "f":
+            apart |= ~np.isclose(x, y, rtol=rtol, atol=_ATOL if rtol else 0.0, equal_nan=True)
+        else:
+            apart |= x != y
     rows = np.flatnonzero(apart)
     if rows.size:
         return int(rows[0])
@@ -333,17 +336,25 @@ def _first_difference(full: dict[str, Any], other: dict[str, Any], c: np.datetim
     return None
 
 
+def _intent_arrays(intents: Any) -> dict[str, np.ndarray]:
+    """Every array of a run's intents by name, its order levels as ``order:NAME``."""
+    out = {k: getattr(intents, k) for k in ("entries", "exits", "weights", "short_entries", "short_exits")
+           if getattr(intents, k) is not None}
+    out.update({f"order:{k}": v for k, v in (intents.orders or {}).items()})
+    return out
+
+
 def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
                       intents: dict[str, np.ndarray], cuts: list[np.datetime64], seed: int
                       ) -> Difference | None:
     """The batch run's decisions replayed by the compiled core on the data truncated, then
     scrambled, after each cutoff: nothing at or before the cutoff may change.
 
-    Each replay runs the core only up to the cutoff's bar, with the scrambled rows still
-    in its arrays, so a read of any later row shows; the tables and delistings it sees are
-    those of :func:`scrambled`."""
+    The scrambled replay stops after the cutoff's bar (``simulate(stop_after=)``) with the
+    scrambled bars still in its arrays, so a read of any later bar shows; the tables and
+    delistings it sees are those of :func:`scrambled`."""
     cfg, size_value = resolve_settings(strategy, config)
-    full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, len(market.time) - 1)
+    full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, None)
     rng = np.random.default_rng(seed)
     for c in cuts:
         i = market.index_of(c)
@@ -351,62 +362,47 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
         ds, _, delist = _scrambled_parts(market, i, rng)
         for how, other in (
                 ("truncated", _replay(cut.ds, cut.delist_bar,
-                                      {k: np.asarray(v)[: i + 1] for k, v in intents.items()},
-                                      cfg, size_value, i)),
-                ("scrambled", _replay(ds, delist, intents, cfg, size_value, i))):
-            diff = _replay_difference(full, other, i, market)
+                                      {k: _first_bars(v, i + 1) for k, v in intents.items()},
+                                      cfg, size_value, None)),
+                ("scrambled", _replay(ds, delist, intents, cfg, size_value, c))):
+            diff = _replay_difference(full, other, i, c, market)
             if diff is not None:
                 return Difference(c, how, *diff)
     return None
 
 
+def _first_bars(a: np.ndarray, n: int) -> np.ndarray:
+    a = np.asarray(a)
+    return a[..., :n, :] if a.ndim >= 2 else a  # (param,) stop levels have no bars
+
+
 def _replay(ds: xr.Dataset, delist: np.ndarray, intents: dict[str, np.ndarray], cfg: SimConfig,
-            size_value: Any, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The core's order log and equity over bars ``0..last`` of ``ds`` (which may hold more)."""
-    from pitgrid.engine.simulate import (_intents, allocate_outputs, make_core, market_arrays,
-                                         run_core, size_values)
+            size_value: Any, stop_after: Any) -> dict[str, Any]:
+    """The order tables and equity of the core on ``ds`` with these decisions."""
+    from pitgrid.engine.simulate import simulate
 
-    data = market_arrays(ds, cfg)
-    T, S = data["close"].shape
-    mode, arrays, P, _, _ = _intents(ds, intents.get("entries"), intents.get("exits"),
-                                     intents.get("weights"), None, T, S)
-    core = make_core(cfg, P, S, mode, size_values(cfg, size_value, P))
-    out = allocate_outputs(P, T, S, core.A, False)
-    run_core(core, data, np.ascontiguousarray(delist, dtype=np.int64), arrays, out, 0, last + 1)
-    log_i, log_f = core.take_log()
-    return log_i, log_f, out["equity"][:, : last + 1]
+    # an order array replaces the run's setting of the same name, as in the run itself
+    kwargs = {**cfg.to_dict(), **{k.removeprefix("order:"): v for k, v in intents.items()}}
+    res = simulate(ds, delist_bar=delist, size_value=size_value, keep="equity",
+                   stop_after=stop_after, **kwargs)
+    return {"trades": res.trades, "unfilled": res.unfilled, "filtered": res.filtered,
+            "equity": np.asarray(res.equity.values)}
 
 
-def _replay_difference(full: tuple, other: tuple, i: int, market: MarketData
-                       ) -> tuple[str, np.datetime64, str | None, str, str] | None:
-    (fi, ff, fe), (oi, of, oe) = full, other
-    keep = fi[:, 0] <= i
-    fi, ff, fe = fi[keep], ff[keep], fe[:, : i + 1]
-    rows = min(len(fi), len(oi))
-    bad = np.flatnonzero((fi[:rows] != oi[:rows]).any(axis=1)
-                         | ~((ff[:rows] == of[:rows]) | (np.isnan(ff[:rows]) & np.isnan(of[:rows]))).all(axis=1))
-    if bad.size or len(fi) != len(oi):
-        k = int(bad[0]) if bad.size else rows
-        t, _, s, kind = (fi[k] if k < len(fi) else oi[k])[:4]
-        what = "fill" if kind == KIND_FILL else "order"
-        return (what, market.time[t], str(market.symbols[s]),
-                f"{_describe(fi, ff, k)} -> {_describe(oi, of, k)}",
-                f"{'A fill' if what == 'fill' else 'An order'} at or before the cutoff depends on data "
-                "after it.")
+def _replay_difference(full: dict[str, Any], other: dict[str, Any], i: int, c: np.datetime64,
+                       market: MarketData) -> tuple[str, np.datetime64, str | None, str, str] | None:
+    diff = _orders_difference(full, other, c, exact=True)
+    if diff is not None:
+        what = diff[0]
+        return (*diff, f"{'A fill' if what == 'fill' else 'An order'} at or before the cutoff "
+                       "depends on data after it.")
+    fe, oe = full["equity"][..., : i + 1], other["equity"][..., : i + 1]
     same = (fe == oe) | (np.isnan(fe) & np.isnan(oe))
     if not same.all():
-        t = int(np.argwhere(~same)[0][1])
-        return ("equity", market.time[t], None, f"{fe[:, t].tolist()} -> {oe[:, t].tolist()}",
+        t = int(np.argwhere(~same)[0][-1])
+        return ("equity", market.time[t], None, f"{fe[..., t].tolist()} -> {oe[..., t].tolist()}",
                 "The accounting at or before the cutoff depends on data after it.")
     return None
-
-
-def _describe(log_i: np.ndarray, log_f: np.ndarray, k: int) -> str:
-    if k >= len(log_i):
-        return "nothing"
-    kind = {KIND_FILL: "fill", KIND_UNFILLED: "unfilled", KIND_FILTERED: "refused"}[int(log_i[k, 3])]
-    price = "" if np.isnan(log_f[k, 1]) else f" at {log_f[k, 1]:.6g}"
-    return f"{kind} ({REASONS.get(int(log_i[k, 4]), 'none')}) of {log_f[k, 0]:+.6g} shares{price}"
 
 
 # ---------------------------------------------------------------------- cutoffs, scrambling

@@ -42,6 +42,7 @@ def simulate(
     record_trades: bool = True,
     start: Any = None,
     end: Any = None,
+    stop_after: Any = None,
     sl_stop: Any = None,
     tp_stop: Any = None,
     sl_trail: Any = None,
@@ -84,6 +85,10 @@ def simulate(
     ``start`` (intents there may still read the bars before it, as features warming
     up do), nothing after ``end`` is read, and the result and its metrics cover
     ``start..end`` only. A delisting after ``end`` is not known at ``end``.
+
+    ``stop_after`` (a time) stops the compiled loop after that bar with every later bar
+    still in its arrays, unread: how the point-in-time check shows that nothing up to a
+    bar reads the bars after it (outputs after it stay unwritten).
 
     ``prices`` is an xarray Dataset with dims (time, symbol) and at least
     ``close`` (``open`` for next-open fills; ``volume`` for a volume cap or
@@ -142,7 +147,8 @@ def simulate(
 
     core = make_core(config, P, S, mode, sv, record_trades, orders=orders)
     out = allocate_outputs(P, T, S, core.A, keep_full)
-    run_core(core, data, delist_bar, intents, out, first, T, orders)
+    stop = T if stop_after is None else min(T, bar_window(ds["time"].values, None, stop_after)[1] + 1)
+    run_core(core, data, delist_bar, intents, out, first, stop, orders)
     li, lf = core.take_log()
     if first:
         ds, out, li = cut_from(ds, out, li, first, keep_full)

@@ -12,9 +12,11 @@ Sections (``examples/ma_cross.toml``, ``examples/momentum_grid.toml`` and
                                                                alias, "model" for a model) or
                                                                "module:Class"
                   params = { fast = 10, slow = [50, 100] }     a list value is a grid axis
-    [costs]       fees_bps, slippage_bps, spread_bps, ...      SimConfig fields, split in three
+    [costs]       fees_bps, slippage_bps, spread_bps, ...      SimConfig fields, split in four
     [execution]   fill, size, size_value, init_cash, ...       sections for readability
     [risk]        allow_short, max_leverage, max_positions, ...
+    [exits]       sl_stop, tp_stop, sl_trail, time_stop,       per-position exits; a list of
+                  stop_first, order_ttl                         stop levels is a grid axis
     [model]       bundle = "model_dir"                         a model bundle, loaded and checked
                                                                before the run; without [strategy]
                                                                the run is the model's own strategy

@@ -78,10 +78,12 @@ def run_config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>",
     else:
         name, cls, params = _strategy(check, tables["strategy"], bundle, universe)
     out = tables["outputs"]
+    settings, exit_axes = sections.settings(check, tables)
     return RunConfig(
         source=source, strategy_name=name, strategy_class=cls, params=types.MappingProxyType(params),
         store=store, synthetic=synthetic, universe=universe,
-        settings=types.MappingProxyType(sections.settings(check, tables)), model_bundle=bundle,
+        settings=types.MappingProxyType(settings), exit_axes=types.MappingProxyType(exit_axes),
+        model_bundle=bundle,
         db=sections.db(check, out.get("db")),
         reports=(check.path(check.typed(out["reports"], "outputs.reports", str))
                  if "reports" in out else Path.cwd() / DEFAULT_REPORTS),

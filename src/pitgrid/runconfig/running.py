@@ -123,11 +123,11 @@ def run_grid(cfg: RunConfig, market: MarketData | None = None, *, progress: bool
                            f"{math.prod(map(len, axes.values()))} sets; nothing was saved")
     scores = g.table[cfg.by].to_numpy().astype(np.float64)
     best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
-    best_strategy = dataclasses.replace(base, **g.params[best])
+    best_strategy, best_stops = _split_set(base, g.params[best])
     with _phase(progress, "grid: the best set in full"):
-        single = pg.backtest(market, best_strategy, dict(cfg.settings), start=cfg.start,
+        single = pg.backtest(market, best_strategy, {**cfg.settings, **best_stops}, start=cfg.start,
                              end=cfg.end, benchmark=cfg.benchmark)
-    variants = [stored_params(dataclasses.replace(base, **p)) for p in g.params]
+    variants = [{**stored_params(v), **stops} for v, stops in (_split_set(base, p) for p in g.params)]
     stats = g.overfitting.to_dict() if g.overfitting is not None else None
     describe = {**cfg.describe(), "grid": {"axes": list(axes), "by": cfg.by, "keep": cfg.keep,
                                            "best_param": best}}
@@ -184,6 +184,9 @@ def run_walkforward(cfg: RunConfig, market: MarketData | None = None, *,
     if cfg.walkforward is None or not cfg.is_grid:
         raise ValueError(f"{cfg.source}: walk-forward needs a [walkforward] section (train, test) "
                          "and grid axes (list values in [strategy.params])")
+    if cfg.exit_axes:
+        raise ValueError(f"{cfg.source}: walk-forward chooses strategy parameters; give "
+                         f"{', '.join(cfg.exit_axes)} in [exits] one value, not a list")
     started = time.perf_counter()
     market = market if market is not None else cfg.open_market()
     base = cfg.strategy()
@@ -275,3 +278,10 @@ def _provenance(strategy: Strategy) -> dict[str, Any]:
     """``model_sha256`` of the model the run traded on, when it traded on one."""
     digest = strategy.describe().get("model_sha256")
     return {} if digest is None else {"model_sha256": digest}
+
+
+def _split_set(base: Strategy, params: dict[str, Any]) -> tuple[Strategy, dict[str, Any]]:
+    """A grid set as the strategy with its parameters and the ``[exits]`` stop levels."""
+    own = {f.name for f in dataclasses.fields(base)}
+    return (dataclasses.replace(base, **{k: v for k, v in params.items() if k in own}),
+            {k: v for k, v in params.items() if k not in own})

@@ -37,6 +37,8 @@ COSTS = ("fees_bps", "slippage_bps", "spread_bps", "impact_k", "commission_per_s
          "min_commission", "borrow_bps")
 RISK = ("allow_short", "max_leverage", "min_bars_between", "max_positions", "max_trades_per_bar",
         "daily_loss_stop", "max_drawdown_stop", "cooldown_losses", "cooldown_bars")
+# per-position exits and the life of limit and stop orders (docs/simulation.md, step B2)
+EXITS = ("sl_stop", "tp_stop", "sl_trail", "time_stop", "stop_first", "order_ttl")
 DATA_KEYS = ("store", "synthetic", "start", "end")
 SYNTHETIC_KEYS = ("n_time", "n_symbols", "seed")
 OUTPUT_KEYS = ("db", "reports", "keep", "by", "audit")
@@ -58,8 +60,10 @@ def settings_sections() -> dict[str, tuple[str, ...]]:
     names = SimConfig.field_names()
     return {
         "costs": tuple(n for n in names if n in COSTS),
-        "execution": tuple(n for n in names if n not in COSTS and n not in RISK) + ("size_value",),
+        "execution": tuple(n for n in names if n not in COSTS and n not in RISK and n not in EXITS)
+        + ("size_value",),
         "risk": tuple(n for n in names if n in RISK),
+        "exits": tuple(n for n in names if n in EXITS),
     }
 
 
@@ -132,14 +136,19 @@ class RunConfig:
     walkforward: Mapping[str, Any] | None = None
     portfolio: Mapping[str, Any] | None = None
 
+    # stop levels listed in [exits]: grid axes on the core's parameter axis
+    exit_axes: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
     @property
     def is_grid(self) -> bool:
-        """True when any strategy parameter is a list (a grid axis)."""
-        return any(isinstance(v, tuple) for v in self.params.values())
+        """True when any strategy parameter or ``[exits]`` stop level is a list (a grid axis)."""
+        return bool(self.exit_axes) or any(isinstance(v, tuple) for v in self.params.values())
 
     def axes(self) -> dict[str, list[Any]]:
-        """The grid axes, in file order, as :func:`pitgrid.grid` takes them."""
-        return {k: list(v) for k, v in self.params.items() if isinstance(v, tuple)}
+        """The grid axes, in file order (strategy parameters, then stop levels), as
+        :func:`pitgrid.grid` takes them."""
+        return {**{k: list(v) for k, v in self.params.items() if isinstance(v, tuple)},
+                **{k: list(v) for k, v in self.exit_axes.items()}}
 
     def strategy(self) -> Strategy:
         """The strategy with its fixed parameters (and the first value of each grid axis)."""
@@ -185,6 +194,7 @@ class RunConfig:
                          "params": {k: list(v) if isinstance(v, tuple) else v
                                     for k, v in self.params.items()}},
             "settings": dict(self.settings),
+            "exit_axes": {k: list(v) for k, v in self.exit_axes.items()},
             "model": None if self.model_bundle is None else str(self.model_bundle),
             "benchmark": (self.benchmark if isinstance(self.benchmark, str) or self.benchmark is None
                           else self.benchmark.describe()),

@@ -17,6 +17,7 @@ from typing import Any
 
 from pitgrid.cycle.strategy import Strategy
 from pitgrid.engine.config import SimConfig
+from pitgrid.engine.orders import STOP_SETTINGS
 from pitgrid.runconfig.schema import DATA_KEYS, SYNTHETIC_KEYS, SyntheticData, settings_sections
 from pitgrid.runconfig.strategies import build, strategy_class, strategy_params
 from pitgrid.runconfig.values import Checker, matches, show, suggest
@@ -67,13 +68,17 @@ def model(check: Checker, table: dict[str, Any] | None) -> Path | None:
     return path
 
 
-def settings(check: Checker, tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``[costs]``, ``[execution]`` and ``[risk]``: SimConfig fields, each in its own section."""
+def settings(check: Checker, tables: dict[str, dict[str, Any]]
+             ) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]]]:
+    """``[costs]``, ``[execution]``, ``[risk]`` and ``[exits]``: SimConfig fields, each in its
+    own section; returns the settings and the grid axes, a list of stop levels in
+    ``[exits]`` (``sl_stop = [0.03, 0.05]``) being one (the settings hold its first value)."""
     hints = typing.get_type_hints(SimConfig)
     hints["size_value"] = float
     sections = settings_sections()
     home = {key: section for section, keys in sections.items() for key in keys}
     out: dict[str, Any] = {}
+    axes: dict[str, tuple[Any, ...]] = {}
     where: dict[str, str] = {}
     for section, keys in sections.items():
         for key, value in tables[section].items():
@@ -83,6 +88,17 @@ def settings(check: Checker, tables: dict[str, dict[str, Any]]) -> dict[str, Any
                     raise check.fail(dotted, f"{key} belongs in [{home[key]}]")
                 raise check.fail(dotted, f"unknown key{suggest(key, keys)}; "
                                  f"allowed: {', '.join(keys)}")
+            if isinstance(value, list) and key in STOP_SETTINGS:
+                if not value:
+                    raise check.fail(dotted, "a grid axis needs at least one value")
+                axes[key] = tuple(check.typed(v, f"{dotted}[{i}]", hints[key])
+                                  for i, v in enumerate(value))
+                for v in axes[key]:
+                    try:
+                        SimConfig(**{key: v})
+                    except ValueError as exc:
+                        raise check.fail(dotted, str(exc)) from None
+                value = axes[key][0]
             out[key] = check.typed(value, dotted, hints[key])
             where[key] = dotted
     if "size_value" in out and not (math.isfinite(out["size_value"]) and out["size_value"] > 0):
@@ -94,7 +110,7 @@ def settings(check: Checker, tables: dict[str, dict[str, Any]]) -> dict[str, Any
         # SimConfig's messages start with the field name: point at its dotted key
         field_name = str(exc).split("=", 1)[0]
         raise check.fail(where.get(field_name, "costs"), str(exc)) from None
-    return out
+    return out, axes
 
 
 def db(check: Checker, value: Any) -> str:

@@ -67,3 +67,11 @@ def test_bad_exits_name_their_key(tmp_path):
         path.write_text(CONFIG.format(exits="", slow="20", db=tmp_path / "r.db",
                                       reports=tmp_path / "rep") + "[risk]\nsl_stop = 0.05\n")
         load_run_config(path)
+
+
+def test_the_stops_example_loads_as_a_grid_over_stop_levels():
+    from pathlib import Path
+
+    cfg = load_run_config(Path(__file__).resolve().parents[1] / "examples" / "stops_grid.toml")
+    assert cfg.axes() == {"slow": [50, 100], "sl_stop": [0.03, 0.05, 0.08]}
+    assert cfg.settings["tp_stop"] == 0.15 and cfg.settings["sl_stop"] == 0.03

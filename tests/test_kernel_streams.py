@@ -255,6 +255,32 @@ def test_sma_error_bound_against_exact_sums(seed, w, level, vol, nan_p):
             assert err <= sma_bound(x[:, j], t, w, float(exact)), (t, j, err)
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), w=st.integers(1, 24),
+       base=st.sampled_from([1e-3, 1.0, 1e8]), spike=st.sampled_from([1e6, 1e12, 1e15]),
+       spike_p=st.sampled_from([0.01, 0.1]), nan_p=st.sampled_from([0.0, 0.03]))
+def test_sma_error_bound_with_spikes_and_sign_changes(seed, w, base, spike, spike_p, nan_p):
+    """Adversarial magnitudes: values that change sign around zero, isolated spikes up to
+    1e15 (where float64 holds integers only) entering and leaving windows of small values,
+    and gaps; the bound follows the local range, so it must hold on every window."""
+    rng = np.random.default_rng(seed)
+    n = 240
+    x = base * rng.standard_normal((n, 2))
+    hit = rng.random(x.shape) < spike_p
+    x[hit] += spike * rng.choice([-1.0, 1.0], size=int(hit.sum())) * rng.uniform(0.5, 1.0, int(hit.sum()))
+    x[rng.random(x.shape) < nan_p] = np.nan
+    got = K.sma(x, w)
+    for j in range(2):
+        for t in range(w - 1, n):
+            win = x[t - w + 1:t + 1, j]
+            if not np.isfinite(win).all():
+                assert np.isnan(got[t, j])
+                continue
+            exact = exact_mean(win)
+            err = float(abs(Fraction(float(got[t, j])) - exact))
+            assert err <= sma_bound(x[:, j], t, w, float(exact)), (t, j, err)
+
+
 def test_running_sum_does_not_drift_on_a_long_series():
     """200k rows at level 1e9 with unit moves: the error stays within the bound at the end."""
     rng = np.random.default_rng(4)

@@ -26,7 +26,7 @@ def reference_facts(arrays: dict[str, np.ndarray]) -> dict[str, bool]:
     T, S = arrays["close"].shape
     gapless = all(
         bool(arrays["valid"][t, s]) and all(np.isfinite(arrays[f][t, s])
-                                            for f in ("open", "high", "low", "close") if f in arrays)
+                                            for f in ("open", "close") if f in arrays)
         for t in range(T) for s in range(S))
     has_actions = any(arrays["split_ratio"][t, s] != 1.0 or arrays["dividend"][t, s] != 0.0
                       for t in range(T) for s in range(S))

@@ -356,8 +356,8 @@ def data_fingerprint(
 def data_facts(fields: Sequence[str], get: Callable[[str], np.ndarray]) -> dict[str, bool]:
     """What runs on these arrays may take as known instead of checking every cell again.
 
-    ``gapless``: every symbol has a valid bar at every time, with finite prices in every
-    price field present (then a run's validity mask is all ones). ``has_actions``: some
+    ``gapless``: every symbol has a valid bar at every time, with a finite open and close
+    (the prices a fill reads; then a run's validity mask is all ones). ``has_actions``: some
     bar has a split ratio other than 1 or a dividend other than 0 (NaN counts: it is
     read as a possible action). Computed once where the data are written or first used.
 
@@ -369,7 +369,7 @@ def data_facts(fields: Sequence[str], get: Callable[[str], np.ndarray]) -> dict[
     """
     names = set(fields)
     gapless = "valid" not in names or bool(np.asarray(get("valid"), dtype=bool).all())
-    for name in ("open", "high", "low", "close"):
+    for name in ("open", "close"):
         if gapless and name in names:
             gapless = bool(np.isfinite(np.asarray(get(name))).all())
     has_actions = (("split_ratio" in names and bool((np.asarray(get("split_ratio")) != 1.0).any()))

@@ -38,10 +38,10 @@ browser:
 	bash .ci/install-browser
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow and not peers" -q
 
 test-all: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -m "not peers" -q
 
 # parity with the peers (vectorbt, backtrader) in their own environment: pitgrid runs here,
 # each peer in $(PEERS) through a script that writes its fills for the test to compare

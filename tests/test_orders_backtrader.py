@@ -24,9 +24,8 @@ import pitgrid as pg
 
 from test_orders_vectorbt import PEER, ROOT, dataset, one_symbol, real_data
 
-pytestmark = [pytest.mark.peers,
-              pytest.mark.skipif(PEER is None, reason="peer parity runs with `make test-peers` "
-                                 "(sets PITGRID_PEER_PYTHON to the peers environment)")]
+# deselected from `make test` and `make test-all`; `make test-peers` runs them
+pytestmark = pytest.mark.peers
 RTOL = 1e-9
 FEES = 0.001
 CASES = [
@@ -38,7 +37,7 @@ CASES = [
 
 
 def run_peer(tmp: Path, data: dict[str, np.ndarray], cases: list[dict]) -> dict[str, np.ndarray]:
-    if not Path(PEER).exists():
+    if PEER is None or not Path(PEER).exists():
         pytest.fail(f"PITGRID_PEER_PYTHON={PEER} does not exist: build it with `make test-peers`")
     np.savez(tmp / "in.npz", **data)
     (tmp / "cases.json").write_text(json.dumps(cases))

@@ -35,9 +35,8 @@ sys.path.insert(0, str(ROOT))
 from benches import workloads as W  # noqa: E402
 
 PEER = os.environ.get("PITGRID_PEER_PYTHON")
-pytestmark = [pytest.mark.peers,
-              pytest.mark.skipif(PEER is None, reason="peer parity runs with `make test-peers` "
-                                 "(sets PITGRID_PEER_PYTHON to the vectorbt environment)")]
+# deselected from `make test` and `make test-all`; `make test-peers` runs them
+pytestmark = pytest.mark.peers
 RTOL = 1e-9
 SETTINGS = {**W.W1_SETTINGS, "init_cash": 100_000.0, "fill": "close"}
 CASES = [
@@ -50,7 +49,7 @@ CASES = [
 
 
 def run_peer(tmp: Path, data: dict[str, np.ndarray], cases: list[dict]) -> dict[str, np.ndarray]:
-    if not Path(PEER).exists():
+    if PEER is None or not Path(PEER).exists():
         pytest.fail(f"PITGRID_PEER_PYTHON={PEER} does not exist: build it with `make test-peers`")
     np.savez(tmp / "in.npz", **data)
     (tmp / "cases.json").write_text(json.dumps(cases))

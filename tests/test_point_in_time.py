@@ -225,3 +225,10 @@ def test_short_signals_stops_and_order_levels_are_checked_too(market):
     assert pg.check_point_in_time(market, LongShortWithLevels(), config).ok
     report = pg.check_point_in_time(market, LongShortWithLevels(peek=True), config)
     assert not report.ok and "LEAK" in str(report)
+
+
+def test_cuts_of_one_market_are_checked_one_after_another(market):
+    # their export folders must differ though their cache keys share a long prefix
+    strategy = MovingAverageCross(fast=5, slow=20)
+    for i in (100, 120, 140):
+        assert pg.check_point_in_time(market.truncate(market.time[i]), strategy).ok

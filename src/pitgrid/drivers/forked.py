@@ -18,6 +18,7 @@ Where ``fork`` is missing (Windows), each run gets a new interpreter instead.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import pickle
 import shutil
@@ -53,6 +54,7 @@ class Run:
             raise RuntimeError(f"a check run's process died ({how}) before it could report") from None
         finally:
             self._path.unlink(missing_ok=True)
+            Path(str(self._path) + ".part").unlink(missing_ok=True)
         if status == "error":
             raise RuntimeError(f"a check run's process failed: {value}")
         return value
@@ -172,11 +174,11 @@ def _serve() -> None:
     # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
     inp, out = sys.stdin.fileno(), sys.stdout.buffer
     children: dict[int, tuple[int, int | None]] = {}  # pid -> (request id, pidfd)
-    pidfd_open = getattr(os, "pidfd_open", None)
     while True:
         fds = [inp] + [fd for _, fd in children.values() if fd is not None]
-        # without pidfds, poll for exits every few milliseconds
-        ready, _, _ = select.select(fds, [], [], None if pidfd_open else 0.005)
+        # a child without a pidfd (an old kernel) is polled for every few milliseconds
+        polled = any(fd is None for _, fd in children.values())
+        ready, _, _ = select.select(fds, [], [], 0.005 if polled else None)
         for pid, (rid, fd) in list(children.items()):
             if fd is not None and fd not in ready:
                 continue
@@ -193,10 +195,20 @@ def _serve() -> None:
             rid, path, request = msg
             pid = os.fork()
             if pid == 0:
-                os.dup2(os.open(os.devnull, os.O_RDWR), 0)
-                os.dup2(2, 1)  # whatever the run prints must not reach the status pipe
-                _child(path, request)
-            children[pid] = (rid, pidfd_open(pid) if pidfd_open else None)
+                try:
+                    os.dup2(os.open(os.devnull, os.O_RDWR), 0)
+                    os.dup2(2, 1)  # whatever the run prints must not reach the status pipe
+                    _child(path, request)
+                finally:  # never back into the server's loop
+                    os._exit(1)
+            children[pid] = (rid, _pidfd(pid))
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not in this Python or this kernel
+        return None
 
 
 def _child(path: str, request: bytes) -> None:
@@ -288,7 +300,8 @@ class Exports:
 
     @classmethod
     def folder_of(cls, market: Any) -> Path:
-        key = market.cache_key().replace(":", "-")
+        # a hash of the whole key: cuts of one market share its first characters
+        key = hashlib.sha256(market.cache_key().encode()).hexdigest()[:40]
         with cls._lock:
             if cls._folder is None:
                 cls._folder = tempfile.TemporaryDirectory(prefix="pitgrid-markets-", dir=_scratch())
@@ -297,7 +310,7 @@ class Exports:
                 return cls._kept[key]
             while len(cls._kept) >= cls.KEEP:
                 shutil.rmtree(cls._kept.pop(next(iter(cls._kept))), ignore_errors=True)
-            folder = export_market(market, Path(cls._folder.name) / key[:40])
+            folder = export_market(market, Path(cls._folder.name) / key)
             cls._kept[key] = folder
             return folder
 

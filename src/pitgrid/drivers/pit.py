@@ -110,36 +110,37 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
     blob, fresh = _dump(strategy), _dump(_fresh(strategy))
     settings = config.to_dict() if isinstance(config, SimConfig) else dict(config or {})
     folder = str(forked.Exports.folder_of(market))
-    with forked.scratch_folder("pitgrid-check-") as tmp:
-        if every_bar:
-            # both at once, one per core; the batch run's process also checks the simulation
-            runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed)
-                    for kind, b in (("batch", blob), ("step", fresh))]
-            batch, step = (r.result() for r in runs)
-            report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
-            diff = _audit(market, batch, step) or batch.get("simulation")
-            if diff is not None:
-                report.differences.append(diff)
-            return report
-        full = forked.submit(_run, "whole", folder, blob, settings, None, seed).result()
-        if "error" in full:
-            return PointInTimeReport([], [_batch_failure(full)], every_bar=False)
-        cuts = _cutoffs(market, cutoffs, full)
-        report = PointInTimeReport(cuts, every_bar=False)
-        rng = np.random.default_rng(seed)
-        for k, c in enumerate(cuts):
-            versions = (("truncated", market.truncate(c)), ("scrambled", scrambled(market, c, rng)))
-            runs = [forked.submit(_run, "whole", str(forked.export_market(other, Path(tmp) / f"{k}-{how}")),
+    if every_bar:
+        # both at once, one per core; the batch run's process also checks the simulation
+        runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed)
+                for kind, b in (("batch", blob), ("step", fresh))]
+        batch, step = (r.result() for r in runs)
+        report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
+        diff = _audit(market, batch, step) or batch.get("simulation")
+        if diff is not None:
+            report.differences.append(diff)
+        return report
+    full = forked.submit(_run, "whole", folder, blob, settings, None, seed).result()
+    if "error" in full:
+        return PointInTimeReport([], [_batch_failure(full)], every_bar=False)
+    cuts = _cutoffs(market, cutoffs, full)
+    report = PointInTimeReport(cuts, every_bar=False)
+    rng = np.random.default_rng(seed)
+    for c in cuts:
+        versions = (("truncated", market.truncate(c)), ("scrambled", scrambled(market, c, rng)))
+        # each cutoff's two markets live only while their runs do
+        with forked.scratch_folder("pitgrid-check-") as tmp:
+            runs = [forked.submit(_run, "whole", str(forked.export_market(other, Path(tmp) / how)),
                                   blob, settings, None, seed)
                     for how, other in versions]
-            for (how, _), run in zip(versions, runs):
-                result = run.result()
-                _raise_child_error(result)
-                diff = _first_difference(full, result, c, market)
-                if diff is not None:
-                    report.differences.append(Difference(c, how, *diff))
-                    return report
-        return report
+            results = [run.result() for run in runs]
+        for (how, _), result in zip(versions, results):
+            _raise_child_error(result)
+            diff = _first_difference(full, result, c, market)
+            if diff is not None:
+                report.differences.append(Difference(c, how, *diff))
+                return report
+    return report
 
 
 # ---------------------------------------------------------------------- the runs

@@ -117,3 +117,25 @@ def test_hundred_point_stop_grid_in_one_call_equals_hundred_runs():
         alone = pg.simulate(ds, sl_stop=float(sl[p]), tp_stop=float(tp[p]), **kw)
         assert np.array_equal(together.equity.values[p], alone.equity.values), p
         assert together.metrics["fills"][p] == alone.metrics["fills"][0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LateShorts(Strategy):
+    """Gives short signals only from bar 50 on: the step driver fixed its fields at bar 0."""
+
+    intent_rows: ClassVar[int | None] = 1
+
+    def features(self, data):
+        return {"close": data.adjusted("close")}
+
+    def intents(self, data, f):
+        flat = np.zeros(f["close"].shape, dtype=bool)
+        if data.bars[-1] < 50:
+            return Intents(entries=flat, exits=flat)
+        return Intents(entries=flat, exits=flat, short_entries=flat, short_exits=flat)
+
+
+def test_a_short_or_order_field_that_appears_late_is_refused_not_dropped(market):
+    driver = pg.StepDriver(market, LateShorts(), {"allow_short": True})
+    with pytest.raises(ValueError, match="bar 50: .*short_entries, short_exits"):
+        driver.run(progress=False)

@@ -510,6 +510,13 @@ class StepDriver:
             self._entries[0, t] = intents.entries[0]
         if intents.exits is not None:
             self._exits[0, t] = intents.exits[0]
+        # which short and order fields there are is fixed at the first bar, as signals
+        # versus weights are; one that appears later would be dropped, so it is refused
+        late = sorted({n for n in ("short_entries", "short_exits") if getattr(intents, n) is not None}
+                      - set(self._shorts) | set(intents.orders or {}) - set(self._order_rows))
+        if late:
+            raise ValueError(f"bar {t}: {self.strategy.name} gives {', '.join(late)}, which it did "
+                             "not give at its first bar")
         for name, a in self._shorts.items():
             if getattr(intents, name) is not None:
                 a[0, t] = getattr(intents, name)[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -41,6 +42,23 @@ _BENCHMARK = typer.Option(help="A symbol of the data to measure the run against 
                                "[benchmark]; a strategy benchmark goes in the config).")
 
 
+def _run_config(config: Path, db: str | None, reports: Path | None, benchmark: str | None,
+                what: str, refusal: Callable[[Any], str | None],
+                runner: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
+    """What run, grid and walkforward share: load the config, refuse it with ``refusal``'s
+    message when there is one, open its data, run it and print the outcome."""
+    cfg = _load(config, db, reports)
+    message = refusal(cfg)
+    if message is not None:
+        fail_usage(message)
+    market = _open_market(cfg)
+    cfg = _with_benchmark(cfg, market, benchmark)
+    with run_failures(what):
+        outcome = runner(cfg, market)
+    _print_outcome(outcome)
+    return cfg, outcome
+
+
 @app.command(short_help="Backtest a config, save it and report it.")
 def run(
     config: Annotated[Path, _CONFIG],
@@ -55,15 +73,9 @@ def run(
     """
     from pitgrid.runconfig import run_backtest
 
-    cfg = _load(config, db, reports)
-    if cfg.is_grid:
-        fail_usage(f"{config} has grid axes ({', '.join(cfg.axes())} are lists): "
-                   f"run it with `pitgrid grid {config}`")
-    market = _open_market(cfg)
-    cfg = _with_benchmark(cfg, market, benchmark)
-    with run_failures("run"):
-        outcome = run_backtest(cfg, market)
-    _print_outcome(outcome)
+    _run_config(config, db, reports, benchmark, "run", lambda cfg: (
+        f"{config} has grid axes ({', '.join(cfg.axes())} are lists): run it with "
+        f"`pitgrid grid {config}`" if cfg.is_grid else None), run_backtest)
 
 
 @app.command(short_help="Run a parameter grid, save it and report it.")
@@ -80,15 +92,11 @@ def grid(
     report (measured against the benchmark, when there is one)."""
     from pitgrid.runconfig import run_grid
 
-    cfg = _load(config, db, reports)
-    if not cfg.is_grid:
-        fail_usage(f"{config} has no grid axes: give lists in [strategy.params] "
-                   f"(fast = [5, 10]), or run it with `pitgrid run {config}`")
-    market = _open_market(cfg)
-    cfg = _with_benchmark(cfg, market, benchmark)
-    with run_failures("grid"):
-        outcome = run_grid(cfg, market, progress=progress)
-    _print_outcome(outcome)
+    _run_config(config, db, reports, benchmark, "grid", lambda cfg: (
+        None if cfg.is_grid else
+        f"{config} has no grid axes: give lists in [strategy.params] (fast = [5, 10]) or of "
+        f"stop levels in [exits], or run it with `pitgrid run {config}`"),
+        lambda cfg, market: run_grid(cfg, market, progress=progress))
 
 
 @app.command(short_help="Walk-forward optimisation of a grid.")
@@ -108,15 +116,11 @@ def walkforward(
     """
     from pitgrid.runconfig import run_walkforward
 
-    cfg = _load(config, db, reports)
-    if cfg.walkforward is None or not cfg.is_grid:
-        fail_usage(f"{config}: walk-forward needs a [walkforward] section (train, test) and grid "
-                   "axes (list values in [strategy.params])")
-    market = _open_market(cfg)
-    cfg = _with_benchmark(cfg, market, benchmark)
-    with run_failures("walkforward"):
-        outcome = run_walkforward(cfg, market, progress=progress)
-    _print_outcome(outcome)
+    cfg, outcome = _run_config(config, db, reports, benchmark, "walkforward", lambda cfg: (
+        None if cfg.walkforward is not None and cfg.is_grid else
+        f"{config}: walk-forward needs a [walkforward] section (train, test) and grid axes "
+        "(list values in [strategy.params])"),
+        lambda cfg, market: run_walkforward(cfg, market, progress=progress))
     frame = outcome.walkforward
     shown = [c for c in frame.columns if c not in ("train_start", "train_end")]
     short = {"test_start": "from", "test_end": "to", f"in_sample_{cfg.by}": f"IS {cfg.by}",

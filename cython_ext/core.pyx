@@ -144,7 +144,7 @@ cdef class Core:
     cdef double[:, ::1] entry_px, entry_bar, sl_lvl, tp_lvl, tr_k, tr_ext, ts_bar
     cdef double[:, ::1] ord_kind, ord_px, ord_until
     # orders beyond the market: stops, targets, limit/stop orders, short signals
-    cdef public bint orders_on, levels_on, shorts, stop_first, unit_mode
+    cdef public bint orders_on, levels_on, shorts, stop_first, unit_mode, trail_close
     # the order inputs the core was made for (pitgrid.engine.orders), bound by run_core
     cdef public object order_inputs
     cdef public int order_ttl
@@ -188,7 +188,7 @@ cdef class Core:
                  int max_positions=0, int max_trades_per_bar=0, double daily_loss_stop=0.0,
                  double max_drawdown_stop=0.0, int cooldown_losses=0, int cooldown_bars=0,
                  bint orders=False, bint levels=False, bint shorts=False, bint stop_first=True,
-                 bint stop_unit=False, int order_ttl=1,
+                 bint stop_unit=False, int order_ttl=1, bint trail_close=False,
                  bint record_log=True, Py_ssize_t log_capacity=4096):
         self.record_log = record_log
         self.P = P
@@ -225,6 +225,7 @@ cdef class Core:
         self.shorts = shorts
         self.stop_first = stop_first
         self.unit_mode = stop_unit
+        self.trail_close = trail_close
         self.order_ttl = order_ttl
         self.eref_read = (intent_mode == WEIGHTS or size_mode == SIZE_PERCENT
                           or max_leverage != 1.0 or allow_short or daily_loss_stop > 0.0

@@ -84,7 +84,9 @@ cdef void _track(Core self, int t, int p, int s, double old, double new, double 
             self.tp_lvl[p, s] = pref * (1.0 + tp) if long_ else pref * (1.0 - tp)
     if tr > 0.0:
         self.tr_k[p, s] = tr * unit if self.unit_mode else tr
-        self.tr_ext[p, s] = pref
+        # trailing closes (backtrader's StopTrail) starts from the fill bar's close; the
+        # level is live from the next bar, so that close is known before it is used
+        self.tr_ext[p, s] = self.b_close[t, s] if self.trail_close else pref
     if ts >= 1.0:
         self.ts_bar[p, s] = t + trunc(ts)
 
@@ -170,7 +172,7 @@ cdef inline double _level_price(double q, int kind, double level, double o, doub
 cdef void _intrabar(Core self, int t, int p) noexcept nogil:
     """Step B2: exits of positions held since before this bar, then limit and stop orders."""
     cdef int s, side, why
-    cdef double h, px, rem, q
+    cdef double h, px, rem, q, ext
     # raw rows: the loop visits every symbol and most hold nothing
     cdef const unsigned char* vrow = &self.b_valid[t, 0]
     cdef double* held = &self.shares[p, 0]
@@ -187,12 +189,16 @@ cdef void _intrabar(Core self, int t, int p) noexcept nogil:
             if self.carry and not self.fill_close:
                 self.pending[p, s] = rem
         if self.shares[p, s] != 0.0 and isfinite(self.tr_k[p, s]):
-            # the trailing extreme takes this bar's range after the check, as known at its close
+            # the trailing extreme takes this bar's range (or close) after the check, as
+            # known at its close
             if self.shares[p, s] > 0.0:
-                if self.b_high[t, s] > self.tr_ext[p, s]:
-                    self.tr_ext[p, s] = self.b_high[t, s]
-            elif self.b_low[t, s] < self.tr_ext[p, s]:
-                self.tr_ext[p, s] = self.b_low[t, s]
+                ext = self.b_close[t, s] if self.trail_close else self.b_high[t, s]
+                if ext > self.tr_ext[p, s]:
+                    self.tr_ext[p, s] = ext
+            else:
+                ext = self.b_close[t, s] if self.trail_close else self.b_low[t, s]
+                if ext < self.tr_ext[p, s]:
+                    self.tr_ext[p, s] = ext
     if not self.levels_on:
         return
     for side in range(2):

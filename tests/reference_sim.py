@@ -182,7 +182,8 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                        cooldown_bars=0, high=None, low=None, short_entries=None,
                        short_exits=None, sl_stop=0.0, tp_stop=0.0, sl_trail=0.0, time_stop=0,
                        stop_unit=None, entry_limit=None, entry_stop=None, exit_limit=None,
-                       exit_stop=None, stop_first=True, order_ttl=1) -> dict:
+                       exit_stop=None, stop_first=True, order_ttl=1,
+                       trail_on="high") -> dict:
     """Simulate one or more parameter sets, bar by bar, exactly as docs/simulation.md says.
 
     Market inputs are ``(T, S)`` arrays (``valid`` bool, may be None for the
@@ -371,7 +372,8 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                 st["tp"] = pref * (1.0 + y) if is_long else pref * (1.0 - y)
         if z > 0.0:
             st["k"] = z * u if unit_mode else z
-            st["ext"] = pref
+            # trail_on="close" starts from the close of the fill bar (backtrader's StopTrail)
+            st["ext"] = close_l[t][s] if trail_on == "close" else pref
         if n >= 1.0:
             st["ts"] = t + math.trunc(n)
         pos[p][s] = st
@@ -447,10 +449,11 @@ def reference_simulate(open, close, volume, valid, split_ratio, dividend, delist
                     pending[p][s] = rem
             st = pos[p][s]
             if shares[p][s] != 0.0 and math.isfinite(st["k"]):
+                on_close = trail_on == "close"
                 if shares[p][s] > 0.0:
-                    st["ext"] = max(st["ext"], bar_high[t][s])
+                    st["ext"] = max(st["ext"], close_l[t][s] if on_close else bar_high[t][s])
                 else:
-                    st["ext"] = min(st["ext"], bar_low[t][s])
+                    st["ext"] = min(st["ext"], close_l[t][s] if on_close else bar_low[t][s])
         for want_sell in (True, False):
             for s in range(S):
                 q = pending[p][s]

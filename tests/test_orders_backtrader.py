@@ -8,8 +8,10 @@ tried from the next bar on: market (next open), limit or stop at a level per bar
 good till cancelled (``order_ttl`` longer than the data), a new signal replacing the
 live order. Fills (bar, side, shares, price, commission) must be the same to 1e-9.
 
-backtrader's ``StopTrail`` trails the closes; pitgrid's trailing stop trails the
-highs (as vectorbt does): a test shows the case (docs/simulation.md).
+backtrader's ``StopTrail`` (a sell placed when the buy fills) trails the closes;
+pitgrid's trailing stop does so with ``trail_on="close"`` and matches it on the same
+20 symbols. By default pitgrid trails the highs (as vectorbt does): a test shows the
+case (docs/simulation.md).
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ CASES = [
     {"name": "market_limit", "kind": "limit", "entry": None, "exit": 1.02},
     {"name": "stop_market", "kind": "stop", "entry": 1.005, "exit": None},
 ]
+# market entries and exits, and a StopTrail sell from the entry's fill on
+TRAILS = [{"name": f"trail_{k}", "kind": "stop", "entry": None, "exit": None, "trail": k}
+          for k in (0.03, 0.1)]
 
 
 def run_peer(tmp: Path, data: dict[str, np.ndarray], cases: list[dict]) -> dict[str, np.ndarray]:
@@ -98,11 +103,30 @@ def test_limit_and_stop_orders_match_backtrader_on_20_real_symbols(tmp_path):
         assert_same(our_fills(res), peer[case["name"]], case["name"])
 
 
+@pytest.mark.slow
+def test_trailing_stop_on_closes_matches_backtrader_stoptrail_on_20_real_symbols(tmp_path):
+    data = real_data(20)
+    assert data["close"].shape[1] == 20
+    for case in TRAILS:
+        data.update(levels(data, case))
+    peer = run_peer(tmp_path, data, [{**c, "fees": FEES, "size": 100} for c in TRAILS])
+    for case in TRAILS:
+        res = ours(data, case, sl_trail=case["trail"], trail_on="close")
+        n_trail = res.trades["reason"].to_list().count("trailing_stop")
+        assert n_trail > 20, f"{case['name']}: only {n_trail} trailing stops hit"
+        assert_same(our_fills(res), peer[case["name"]], case["name"])
+
+
+# a high far above the close on bar 2, then a bar that reaches 108 but not 99 * 0.9
+SPIKE = [(100, 100, 100, 100), (100, 100, 100, 100), (101, 120, 100, 101),
+         (110, 111, 105, 108), (108, 108, 108, 108)]
+
+
 def test_differs_trailing_stop_trails_highs_not_closes(tmp_path):
-    """A high far above the close: pitgrid's trailing stop (like vectorbt's) moves up to
-    it and is hit on the next bar; backtrader's StopTrail follows the close and is not."""
-    data = one_symbol([(100, 100, 100, 100), (100, 100, 100, 100), (101, 120, 100, 101),
-                       (110, 111, 105, 108), (108, 108, 108, 108)], [0])
+    """A high far above the close: pitgrid's default trailing stop (like vectorbt's)
+    moves up to it and is hit on the next bar; backtrader's StopTrail follows the close
+    and is not, nor is pitgrid's with ``trail_on="close"``."""
+    data = one_symbol(SPIKE, [0])
     case = {"name": "trail", "kind": "stop", "entry": None, "exit": None}
     data.update(levels(data, case))
     peer = run_peer(tmp_path, data, [{**case, "fees": FEES, "size": 100, "trail": 0.1}])
@@ -110,3 +134,21 @@ def test_differs_trailing_stop_trails_highs_not_closes(tmp_path):
     assert res.trades["reason"].to_list() == ["order", "trailing_stop"]
     assert res.trades["price"][1] == pytest.approx(108.0)   # 120 * 0.9, inside bar 3
     assert len(peer["trail"]) == 1                           # backtrader: only the buy
+    on_close = ours(data, case, sl_trail=0.1, trail_on="close")
+    assert on_close.trades["reason"].to_list() == ["order"]
+    assert_same(our_fills(on_close), peer["trail"], "trail")
+
+
+def test_trailing_stop_on_closes_starts_at_the_fill_bars_close(tmp_path):
+    """The buy fills at 100 on bar 1 whose close is 110: backtrader's StopTrail starts
+    from that close (110 * 0.95 = 104.5), so bar 2 (low 104) hits it; the close then
+    trails upwards and bar 4 opens under 118 * 0.95 = 112.1 and fills at its open."""
+    data = one_symbol([(100, 100, 100, 100), (100, 111, 99, 110), (109, 109, 104, 106),
+                       (107, 119, 106, 118), (111, 116, 110, 112), (112, 112, 112, 112)], [0, 2])
+    case = {"name": "trail", "kind": "stop", "entry": None, "exit": None}
+    data.update(levels(data, case))
+    peer = run_peer(tmp_path, data, [{**case, "fees": FEES, "size": 100, "trail": 0.05}])
+    res = ours(data, case, sl_trail=0.05, trail_on="close")
+    assert res.trades["reason"].to_list() == ["order", "trailing_stop", "order", "trailing_stop"]
+    assert res.trades["price"].to_list() == [100.0, 104.5, 107.0, 111.0]
+    assert_same(our_fills(res), peer["trail"], "trail")

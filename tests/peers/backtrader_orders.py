@@ -9,7 +9,10 @@ bar's ``next()``, a flat symbol with an entry signal cancels its live order and
 places a buy of ``size`` shares, a long one with an exit signal cancels its live
 order and sells the position; the order is a ``Limit`` or ``Stop`` (kind of the
 case) at the bar's level, good till cancelled, or a ``Market`` order (next open).
-A ``trail`` case places a ``StopTrail`` sell (``trailpercent``) when the buy fills.
+A ``trail`` case places a ``StopTrail`` sell (``trailpercent``) at the ``next()`` of
+the bar the buy fills on, unless that bar's exit signal sells first: backtrader's
+``cancel`` cannot reach an order submitted in the same bar (it is not pending yet),
+so one placed from ``notify_order`` would outlive that exit and open a short.
 Percentage commission, no slippage. OUTPUT: per case the fills (symbol, bar, side,
 size, price, commission).
 """
@@ -29,6 +32,7 @@ class Signals(bt.Strategy):
 
     def __init__(self):
         self.live = None
+        self.arm_trail = False
 
     def _order(self, buy: bool, level: float):
         make = self.buy if buy else self.sell
@@ -49,6 +53,10 @@ class Signals(bt.Strategy):
             if self.live is not None:
                 self.cancel(self.live)
             self.live = self._order(False, self.p.exit_level[t])
+        elif pos > 0 and self.arm_trail:
+            self.live = self.sell(size=pos, exectype=bt.Order.StopTrail,
+                                  trailpercent=self.p.trail)
+        self.arm_trail = False
 
     def notify_order(self, order):
         if order.status == order.Completed:
@@ -56,9 +64,7 @@ class Signals(bt.Strategy):
             self.p.fills.append((t, 1 if order.isbuy() else -1, abs(order.executed.size),
                                  order.executed.price, order.executed.comm))
             self.live = None
-            if order.isbuy() and self.p.trail > 0:
-                self.live = self.sell(size=order.executed.size, exectype=bt.Order.StopTrail,
-                                      trailpercent=self.p.trail)
+            self.arm_trail = order.isbuy() and self.p.trail > 0
         elif order.status in (order.Canceled, order.Margin, order.Rejected, order.Expired):
             if order is self.live:
                 self.live = None

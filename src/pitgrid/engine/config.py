@@ -12,6 +12,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "accounts": ("shared", "per_symbol"),
     "size": tuple(SIZE_RULES),
     "unfilled": ("drop", "carry"),
+    "trail_on": ("high", "close"),
 }
 
 
@@ -36,6 +37,9 @@ class SimConfig:
     the ``stop_unit`` array given to :func:`pitgrid.simulate`, e.g. an ATR);
     ``time_stop`` exits at the open after that many bars held. ``stop_first``: when
     a stop and the target both lie inside one bar, the stop fills (False: the target).
+    ``trail_on``: what the trailing stop follows, "high" (the bar's high, lows for
+    shorts, as vectorbt) or "close" (the closes, from the fill bar's, as backtrader's
+    ``StopTrail``).
     ``order_ttl``: the bars a limit or stop order stays live. These scalars apply to
     every position; :func:`pitgrid.simulate` also takes them per ``(time, symbol)``
     or per parameter set.
@@ -76,6 +80,7 @@ class SimConfig:
     sl_trail: float = 0.0
     time_stop: int = 0
     stop_first: bool = True
+    trail_on: Literal["high", "close"] = "high"
     order_ttl: int = 1
 
     def __post_init__(self) -> None:

@@ -220,6 +220,7 @@ def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarr
         orders=bool(orders.get("on", False)), levels=bool(orders.get("levels", False)),
         shorts="short_entries" in orders,
         stop_first=config.stop_first, stop_unit="stop_unit" in orders, order_ttl=config.order_ttl,
+        trail_close=config.trail_on == "close",
     )
     core.order_inputs = orders
     return core

@@ -38,7 +38,8 @@ COSTS = ("fees_bps", "slippage_bps", "spread_bps", "impact_k", "commission_per_s
 RISK = ("allow_short", "max_leverage", "min_bars_between", "max_positions", "max_trades_per_bar",
         "daily_loss_stop", "max_drawdown_stop", "cooldown_losses", "cooldown_bars")
 # per-position exits and the life of limit and stop orders (docs/simulation.md, step B2)
-EXITS = ("sl_stop", "tp_stop", "sl_trail", "time_stop", "stop_first", "order_ttl")
+EXITS = ("sl_stop", "tp_stop", "sl_trail", "time_stop", "stop_first", "trail_on",
+         "order_ttl")
 DATA_KEYS = ("store", "synthetic", "start", "end")
 SYNTHETIC_KEYS = ("n_time", "n_symbols", "seed")
 OUTPUT_KEYS = ("db", "reports", "keep", "by", "audit")

@@ -1,8 +1,8 @@
 """Hold the core's orders beyond the market to the reference simulator.
 
-Stop-loss, take-profit, trailing and time stops (fractions, multiples of a unit
-array, per cell or per parameter set), limit and stop orders for entries and exits,
-and short signals, drawn by hypothesis on top of the random universes of
+Stop-loss, take-profit, trailing (on highs or on closes) and time stops (fractions,
+multiples of a unit array, per cell or per parameter set), limit and stop orders for
+entries and exits, and short signals, drawn by hypothesis on top of the random universes of
 ``tests/test_core_reference.py`` (bars with wicks); ``pg.simulate`` must agree with
 ``tests/reference_sim.py`` exactly as the plain core does (docs/simulation.md, B2).
 """
@@ -57,6 +57,7 @@ def order_cases(draw, mode=None, max_T=30, max_S=4, max_P=3) -> Case:
                          ("sl_trail", MULTIPLES if unit else TRAIL), ("time_stop", TIME)):
         orders[name] = _cells(draw, name, values, (P, T, S), rng)
     sets["stop_first"] = draw(st.booleans(), label="stop_first")
+    sets["trail_on"] = draw(st.sampled_from(["high", "close"]), label="trail_on")
     sets["order_ttl"] = draw(st.sampled_from([1, 2, 4]), label="order_ttl")
     if base.weights is None:
         if draw(st.booleans(), label="shorts"):

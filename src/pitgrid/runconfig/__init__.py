@@ -16,7 +16,7 @@ Sections (``examples/ma_cross.toml``, ``examples/momentum_grid.toml`` and
     [execution]   fill, size, size_value, init_cash, ...       sections for readability
     [risk]        allow_short, max_leverage, max_positions, ...
     [exits]       sl_stop, tp_stop, sl_trail, time_stop,       per-position exits; a list of
-                  stop_first, order_ttl                         stop levels is a grid axis
+                  stop_first, trail_on, order_ttl               stop levels is a grid axis
     [model]       bundle = "model_dir"                         a model bundle, loaded and checked
                                                                before the run; without [strategy]
                                                                the run is the model's own strategy

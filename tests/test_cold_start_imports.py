@@ -58,24 +58,28 @@ def test_dask_arrays_are_still_dask_arrays_once_dask_is_used(tmp_path):
     assert out.strip() == "ok"
 
 
-def test_exit_skips_the_final_collections_unless_asked(tmp_path):
-    """The trade-off of freezing at exit, both ways: a reference cycle that is garbage at
-    exit is left to the operating system; PITGRID_EXIT_GC=1 collects it as Python would."""
+def test_the_command_line_skips_the_final_collections_a_library_keeps(tmp_path):
+    """The trade-off of freezing at exit, every way: a reference cycle that is garbage at
+    exit is collected as Python would in a program that imports pitgrid, left to the
+    operating system by the command line, and collected there too with PITGRID_EXIT_GC=1."""
     import os
 
-    code = f"""
-        import pitgrid
-        class Cycle:
-            def __del__(self):
-                open({str(tmp_path / "collected")!r}, "w").close()
-        a = Cycle()
-        a.me = a
-        del a
-    """
-    marker = tmp_path / "collected"
-    subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, timeout=120,
-                   env={k: v for k, v in os.environ.items() if k != "PITGRID_EXIT_GC"})
-    assert not marker.exists()
-    subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, timeout=120,
-                   env={**os.environ, "PITGRID_EXIT_GC": "1"})
-    assert marker.exists()
+    def collected(module: str, **env: str) -> bool:
+        marker = tmp_path / f"collected-{module}-{len(env)}"
+        code = f"""
+            import {module}
+            class Cycle:
+                def __del__(self):
+                    open({str(marker)!r}, "w").close()
+            a = Cycle()
+            a.me = a
+            del a
+        """
+        base = {k: v for k, v in os.environ.items() if k != "PITGRID_EXIT_GC"}
+        subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, timeout=120,
+                       env={**base, **env})
+        return marker.exists()
+
+    assert collected("pitgrid")
+    assert not collected("pitgrid.cli")
+    assert collected("pitgrid.cli", PITGRID_EXIT_GC="1")

@@ -234,6 +234,21 @@ def exact_mean(win):
     return sum(Fraction(float(v)) for v in win) / len(win)
 
 
+def assert_sma_within_bound(x: np.ndarray, w: int) -> None:
+    """Every window of ``K.sma(x, w)``: NaN where a bar is missing, else within the
+    documented bound of the exact mean (fractions)."""
+    got = K.sma(x, w)
+    for j in range(x.shape[1]):
+        for t in range(w - 1, x.shape[0]):
+            win = x[t - w + 1:t + 1, j]
+            if not np.isfinite(win).all():
+                assert np.isnan(got[t, j])
+                continue
+            exact = exact_mean(win)
+            err = float(abs(Fraction(float(got[t, j])) - exact))
+            assert err <= sma_bound(x[:, j], t, w, float(exact)), (t, j, err)
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), w=st.integers(1, 30),
        level=st.sampled_from([1.0, 1e6, 1e12, 1e-9]),
@@ -243,16 +258,7 @@ def test_sma_error_bound_against_exact_sums(seed, w, level, vol, nan_p):
     n = 300
     x = level * (1.0 + vol * np.cumsum(rng.standard_normal((n, 2)), axis=0) / np.sqrt(n))
     x[rng.random(x.shape) < nan_p] = np.nan
-    got = K.sma(x, w)
-    for j in range(2):
-        for t in range(w - 1, n):
-            win = x[t - w + 1:t + 1, j]
-            if not np.isfinite(win).all():
-                assert np.isnan(got[t, j])
-                continue
-            exact = exact_mean(win)
-            err = float(abs(Fraction(float(got[t, j])) - exact))
-            assert err <= sma_bound(x[:, j], t, w, float(exact)), (t, j, err)
+    assert_sma_within_bound(x, w)
 
 
 @settings(max_examples=60, deadline=None)
@@ -269,16 +275,7 @@ def test_sma_error_bound_with_spikes_and_sign_changes(seed, w, base, spike, spik
     hit = rng.random(x.shape) < spike_p
     x[hit] += spike * rng.choice([-1.0, 1.0], size=int(hit.sum())) * rng.uniform(0.5, 1.0, int(hit.sum()))
     x[rng.random(x.shape) < nan_p] = np.nan
-    got = K.sma(x, w)
-    for j in range(2):
-        for t in range(w - 1, n):
-            win = x[t - w + 1:t + 1, j]
-            if not np.isfinite(win).all():
-                assert np.isnan(got[t, j])
-                continue
-            exact = exact_mean(win)
-            err = float(abs(Fraction(float(got[t, j])) - exact))
-            assert err <= sma_bound(x[:, j], t, w, float(exact)), (t, j, err)
+    assert_sma_within_bound(x, w)
 
 
 def test_running_sum_does_not_drift_on_a_long_series():

@@ -15,8 +15,6 @@ case (docs/simulation.md).
 """
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,8 @@ import pytest
 
 import pitgrid as pg
 
-from test_orders_vectorbt import PEER, ROOT, dataset, one_symbol, real_data
+import test_orders_vectorbt as vbt_side
+from test_orders_vectorbt import dataset, one_symbol, real_data
 
 # deselected from `make test` and `make test-all`; `make test-peers` runs them
 pytestmark = pytest.mark.peers
@@ -42,15 +41,7 @@ TRAILS = [{"name": f"trail_{k}", "kind": "stop", "entry": None, "exit": None, "t
 
 
 def run_peer(tmp: Path, data: dict[str, np.ndarray], cases: list[dict]) -> dict[str, np.ndarray]:
-    if PEER is None or not Path(PEER).exists():
-        pytest.fail(f"PITGRID_PEER_PYTHON={PEER} does not exist: build it with `make test-peers`")
-    np.savez(tmp / "in.npz", **data)
-    (tmp / "cases.json").write_text(json.dumps(cases))
-    done = subprocess.run([PEER, str(ROOT / "tests" / "peers" / "backtrader_orders.py"),
-                           str(tmp / "in.npz"), str(tmp / "cases.json"), str(tmp / "out.npz")],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, f"the backtrader side failed:\n{done.stderr[-3000:]}"
-    return dict(np.load(tmp / "out.npz"))
+    return vbt_side.run_peer(tmp, data, cases, "backtrader_orders.py")
 
 
 def levels(data: dict[str, np.ndarray], case: dict) -> dict[str, np.ndarray]:

@@ -48,15 +48,17 @@ CASES = [
 ]
 
 
-def run_peer(tmp: Path, data: dict[str, np.ndarray], cases: list[dict]) -> dict[str, np.ndarray]:
+def run_peer(tmp: Path, data: dict[str, np.ndarray], cases: list[dict],
+             script: str = "vectorbt_stops.py") -> dict[str, np.ndarray]:
+    """The peer's side: ``tests/peers/<script>`` in the peers' environment, on ``data``."""
     if PEER is None or not Path(PEER).exists():
         pytest.fail(f"PITGRID_PEER_PYTHON={PEER} does not exist: build it with `make test-peers`")
     np.savez(tmp / "in.npz", **data)
     (tmp / "cases.json").write_text(json.dumps(cases))
-    done = subprocess.run([PEER, str(ROOT / "tests" / "peers" / "vectorbt_stops.py"),
+    done = subprocess.run([PEER, str(ROOT / "tests" / "peers" / script),
                            str(tmp / "in.npz"), str(tmp / "cases.json"), str(tmp / "out.npz")],
                           capture_output=True, text=True)
-    assert done.returncode == 0, f"the vectorbt side failed:\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"the peer side ({script}) failed:\n{done.stderr[-3000:]}"
     return dict(np.load(tmp / "out.npz"))
 
 

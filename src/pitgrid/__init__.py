@@ -12,22 +12,10 @@ Example:
 """
 from __future__ import annotations
 
-import atexit
-import gc
 import importlib
-import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-
-# At exit the interpreter runs full garbage collections over every object that
-# numba, xarray, zarr and polars created (0.4-1.3 s measured, more than a whole W1
-# run); freezing them first skips that work. What changes: garbage left in reference
-# cycles at exit is not collected (the operating system frees the memory; such objects'
-# __del__ does not run, which the interpreter never promised at exit anyway).
-# PITGRID_EXIT_GC=1 keeps the collections.
-if os.environ.get("PITGRID_EXIT_GC") != "1":
-    atexit.register(gc.freeze)
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {

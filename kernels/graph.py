@@ -146,7 +146,7 @@ class Graph:
     """The traced ``outputs`` (name -> node), one bar per :meth:`update`.
 
     ``update(sources)`` takes the bar's rows by source key and returns each output's
-    row. Returned rows belong to the graph and change with the next update.
+    row; ``advance(sources)`` takes blocks of consecutive bars and returns blocks.
     """
 
     def __init__(self, outputs: Mapping[str, Any], n_symbols: int) -> None:
@@ -173,10 +173,18 @@ class Graph:
         self.sources = [n.key for n in self.order if n.kind == "source"]
         self.streams: dict[int, Stream] = {
             id(n): Stream(n.key, n_symbols, **n.params) for n in self.order if n.kind == "kernel"}
-        self._rows: dict[int, Any] = {}
 
     def update(self, sources: Mapping[Any, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = self._rows
+        """One bar: ``sources`` holds the bar's row of each source; returns each output's row."""
+        rows = self.advance({k: np.asarray(v)[None] for k, v in sources.items()})
+        return {name: a[0] for name, a in rows.items()}
+
+    def advance(self, sources: Mapping[Any, np.ndarray]) -> dict[str, np.ndarray]:
+        """As many bars as the blocks in ``sources`` have rows, node by node: each kernel's
+        stream advances over the whole block in one compiled call and each ufunc runs on
+        the block. Row for row the same as :meth:`update` on each bar in turn, bit for bit:
+        a kernel's row t reads its input rows up to t only, and a ufunc one element."""
+        rows: dict[int, Any] = {}
         for node in self.order:
             kind = node.kind
             if kind == "source":
@@ -184,9 +192,9 @@ class Graph:
             elif kind == "kernel":
                 args = [rows[id(a)] for a in node.args]
                 if node.key in _ROW_LOCAL and len(args) == 2:
-                    rows[id(node)] = self.streams[id(node)].update(args[0], mask=args[1])
+                    rows[id(node)] = self.streams[id(node)].advance(args[0], mask=args[1])
                 else:
-                    rows[id(node)] = self.streams[id(node)].update(*args)
+                    rows[id(node)] = self.streams[id(node)].advance(*args)
             elif kind == "output":
                 rows[id(node)] = rows[id(node.args[0])][node.index]
             else:

@@ -180,12 +180,18 @@ def sma_step_nb(t, x, window, ring, s, k, last_bad, due, out):
 
 
 @njit(cache=True, nogil=True)
+def sma_block_nb(t0, x, window, ring, s, k, last_bad, due, out):
+    """Rows ``t0 ..`` of :func:`sma_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        sma_step_nb(t0 + i, x[i], window, ring, s, k, last_bad, due, out[i])
+
+
+@njit(cache=True, nogil=True)
 def sma_nb(x, window, out):
     """Simple moving average of the last ``window`` rows; NaN unless all are present."""
     _check_2d(x, out, window)
     ring, s, k, last_bad, due = sma_state(x.shape[1], window)
-    for t in range(x.shape[0]):
-        sma_step_nb(t, x[t], window, ring, s, k, last_bad, due, out[t])
+    sma_block_nb(0, x, window, ring, s, k, last_bad, due, out)
 
 
 @njit(cache=True, nogil=True)
@@ -223,6 +229,13 @@ def ema_step_nb(t, x, window, count, value, out):
 
 
 @njit(cache=True, nogil=True)
+def ema_block_nb(t0, x, window, count, value, out):
+    """Rows ``t0 ..`` of :func:`ema_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        ema_step_nb(t0 + i, x[i], window, count, value, out[i])
+
+
+@njit(cache=True, nogil=True)
 def ema_nb(x, window, out):
     """EMA with ``alpha = 2 / (window + 1)``.
 
@@ -230,8 +243,7 @@ def ema_nb(x, window, out):
     """
     _check_2d(x, out, window)
     count, value = ema_state(x.shape[1], window)
-    for t in range(x.shape[0]):
-        ema_step_nb(t, x[t], window, count, value, out[t])
+    ema_block_nb(0, x, window, count, value, out)
 
 
 @njit(cache=True, nogil=True)
@@ -322,12 +334,18 @@ def wma_step_nb(t, x, window, ring, s, b, k, last_bad, due, out):
 
 
 @njit(cache=True, nogil=True)
+def wma_block_nb(t0, x, window, ring, s, b, k, last_bad, due, out):
+    """Rows ``t0 ..`` of :func:`wma_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        wma_step_nb(t0 + i, x[i], window, ring, s, b, k, last_bad, due, out[i])
+
+
+@njit(cache=True, nogil=True)
 def wma_nb(x, window, out):
     """Linearly weighted moving average: weight ``window`` on row t, ..., 1 on row t-window+1."""
     _check_2d(x, out, window)
     ring, s, b, k, last_bad, due = wma_state(x.shape[1], window)
-    for t in range(x.shape[0]):
-        wma_step_nb(t, x[t], window, ring, s, b, k, last_bad, due, out[t])
+    wma_block_nb(0, x, window, ring, s, b, k, last_bad, due, out)
 
 
 @njit(cache=True, nogil=True)
@@ -391,12 +409,18 @@ def rolling_max_step_nb(t, x, window, rows, vals, head, size, last_bad, out):
 
 
 @njit(cache=True, nogil=True)
+def rolling_max_block_nb(t0, x, window, rows, vals, head, size, last_bad, out):
+    """Rows ``t0 ..`` of :func:`rolling_max_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        rolling_max_step_nb(t0 + i, x[i], window, rows, vals, head, size, last_bad, out[i])
+
+
+@njit(cache=True, nogil=True)
 def rolling_max_nb(x, window, out):
     """Maximum of the last ``window`` rows; NaN unless all are present. O(1) amortised per row."""
     _check_2d(x, out, window)
     rows, vals, head, size, last_bad = rolling_max_state(x.shape[1], window)
-    for t in range(x.shape[0]):
-        rolling_max_step_nb(t, x[t], window, rows, vals, head, size, last_bad, out[t])
+    rolling_max_block_nb(0, x, window, rows, vals, head, size, last_bad, out)
 
 
 @njit(cache=True, nogil=True)
@@ -412,12 +436,18 @@ def rolling_min_step_nb(t, x, window, rows, vals, head, size, last_bad, out):
 
 
 @njit(cache=True, nogil=True)
+def rolling_min_block_nb(t0, x, window, rows, vals, head, size, last_bad, out):
+    """Rows ``t0 ..`` of :func:`rolling_min_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        rolling_min_step_nb(t0 + i, x[i], window, rows, vals, head, size, last_bad, out[i])
+
+
+@njit(cache=True, nogil=True)
 def rolling_min_nb(x, window, out):
     """Minimum of the last ``window`` rows; NaN unless all are present. O(1) amortised per row."""
     _check_2d(x, out, window)
     rows, vals, head, size, last_bad = rolling_min_state(x.shape[1], window)
-    for t in range(x.shape[0]):
-        rolling_min_step_nb(t, x[t], window, rows, vals, head, size, last_bad, out[t])
+    rolling_min_block_nb(0, x, window, rows, vals, head, size, last_bad, out)
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -117,14 +117,20 @@ def rsi_step_nb(t, x, window, has_prev, prev, n_chg, avg, out):
 
 
 @njit(cache=True, nogil=True)
+def rsi_block_nb(t0, x, window, has_prev, prev, n_chg, avg, out):
+    """Rows ``t0 ..`` of :func:`rsi_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        rsi_step_nb(t0 + i, x[i], window, has_prev, prev, n_chg, avg, out[i])
+
+
+@njit(cache=True, nogil=True)
 def rsi_nb(x, window, out):
     """Wilder's relative strength index in [0, 100]; see the module docstring."""
     n_time, n_sym = x.shape
     if out.shape[0] != n_time or out.shape[1] != n_sym:
         raise ValueError("out must have the shape of x")
     has_prev, prev, n_chg, avg = rsi_state(n_sym, window)
-    for t in range(n_time):
-        rsi_step_nb(t, x[t], window, has_prev, prev, n_chg, avg, out[t])
+    rsi_block_nb(0, x, window, has_prev, prev, n_chg, avg, out)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -196,6 +202,15 @@ def macd_step_nb(t, x, fast, slow, signal, cnt_f, cnt_s, cnt_g, st_f, st_s, st_g
 
 
 @njit(cache=True, nogil=True)
+def macd_block_nb(t0, x, fast, slow, signal, cnt_f, cnt_s, cnt_g, st_f, st_s, st_g, out_line,
+                  out_signal, out_hist):
+    """Rows ``t0 ..`` of :func:`macd_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        macd_step_nb(t0 + i, x[i], fast, slow, signal, cnt_f, cnt_s, cnt_g, st_f, st_s, st_g,
+                     out_line[i], out_signal[i], out_hist[i])
+
+
+@njit(cache=True, nogil=True)
 def macd_nb(x, fast, slow, signal, out_line, out_signal, out_hist):
     """MACD line, signal line and histogram; see the module docstring."""
     n_time, n_sym = x.shape
@@ -203,9 +218,8 @@ def macd_nb(x, fast, slow, signal, out_line, out_signal, out_hist):
         if o.shape[0] != n_time or o.shape[1] != n_sym:
             raise ValueError("outputs must have the shape of x")
     cnt_f, cnt_s, cnt_g, st_f, st_s, st_g = macd_state(n_sym, fast, slow, signal)
-    for t in range(n_time):
-        macd_step_nb(t, x[t], fast, slow, signal, cnt_f, cnt_s, cnt_g, st_f, st_s, st_g,
-                     out_line[t], out_signal[t], out_hist[t])
+    macd_block_nb(0, x, fast, slow, signal, cnt_f, cnt_s, cnt_g, st_f, st_s, st_g, out_line,
+                  out_signal, out_hist)
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -204,14 +204,22 @@ def rolling_corr_step_nb(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, s
 
 
 @njit(cache=True, nogil=True)
+def rolling_corr_block_nb(t0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
+                          same_y, last_bad, due, out):
+    """Rows ``t0 ..`` of :func:`rolling_corr_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        rolling_corr_step_nb(t0 + i, x[i], y[i], window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy,
+                             sxy, same_x, same_y, last_bad, due, out[i])
+
+
+@njit(cache=True, nogil=True)
 def rolling_corr_nb(x, y, window, out):
     """Rolling Pearson correlation of each column of ``x`` with the series ``y``."""
     _check(x, y, out, window)
     (ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y, last_bad,
      due) = rolling_corr_state(x.shape[1], window)
-    for t in range(x.shape[0]):
-        rolling_corr_step_nb(t, x[t], y[t], window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy,
-                             sxy, same_x, same_y, last_bad, due, out[t])
+    rolling_corr_block_nb(0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
+                          same_y, last_bad, due, out)
 
 
 @njit(cache=True, nogil=True)
@@ -230,14 +238,22 @@ def rolling_beta_step_nb(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, s
 
 
 @njit(cache=True, nogil=True)
+def rolling_beta_block_nb(t0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
+                          same_y, last_bad, due, out):
+    """Rows ``t0 ..`` of :func:`rolling_beta_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        rolling_beta_step_nb(t0 + i, x[i], y[i], window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy,
+                             sxy, same_x, same_y, last_bad, due, out[i])
+
+
+@njit(cache=True, nogil=True)
 def rolling_beta_nb(x, y, window, out):
     """Rolling beta ``cov(x, y) / var(y)`` of each column of ``x`` on the series ``y``."""
     _check(x, y, out, window)
     (ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y, last_bad,
      due) = rolling_beta_state(x.shape[1], window)
-    for t in range(x.shape[0]):
-        rolling_beta_step_nb(t, x[t], y[t], window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy,
-                             sxy, same_x, same_y, last_bad, due, out[t])
+    rolling_beta_block_nb(0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
+                          same_y, last_bad, due, out)
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -84,12 +84,18 @@ def simple_returns_step_nb(t, x, ring, out):
 
 
 @njit(cache=True, nogil=True)
+def simple_returns_block_nb(t0, x, ring, out):
+    """Rows ``t0 ..`` of :func:`simple_returns_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        simple_returns_step_nb(t0 + i, x[i], ring, out[i])
+
+
+@njit(cache=True, nogil=True)
 def simple_returns_nb(x, out):
     """One-bar simple return ``x[t] / x[t-1] - 1``."""
     _check(x, out)
     (ring,) = simple_returns_state(x.shape[1])
-    for t in range(x.shape[0]):
-        simple_returns_step_nb(t, x[t], ring, out[t])
+    simple_returns_block_nb(0, x, ring, out)
 
 
 @njit(cache=True, nogil=True)
@@ -105,12 +111,18 @@ def log_returns_step_nb(t, x, ring, out):
 
 
 @njit(cache=True, nogil=True)
+def log_returns_block_nb(t0, x, ring, out):
+    """Rows ``t0 ..`` of :func:`log_returns_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        log_returns_step_nb(t0 + i, x[i], ring, out[i])
+
+
+@njit(cache=True, nogil=True)
 def log_returns_nb(x, out):
     """One-bar log return ``log(x[t] / x[t-1])``."""
     _check(x, out)
     (ring,) = log_returns_state(x.shape[1])
-    for t in range(x.shape[0]):
-        log_returns_step_nb(t, x[t], ring, out[t])
+    log_returns_block_nb(0, x, ring, out)
 
 
 @njit(cache=True, nogil=True)
@@ -128,12 +140,18 @@ def momentum_step_nb(t, x, window, ring, out):
 
 
 @njit(cache=True, nogil=True)
+def momentum_block_nb(t0, x, window, ring, out):
+    """Rows ``t0 ..`` of :func:`momentum_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        momentum_step_nb(t0 + i, x[i], window, ring, out[i])
+
+
+@njit(cache=True, nogil=True)
 def momentum_nb(x, window, out):
     """``x[t] / x[t-window] - 1``."""
     _check(x, out)
     (ring,) = momentum_state(x.shape[1], window)
-    for t in range(x.shape[0]):
-        momentum_step_nb(t, x[t], window, ring, out[t])
+    momentum_block_nb(0, x, window, ring, out)
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -80,12 +80,18 @@ def crossover_step_nb(t, a, b, prev_a, prev_b, out):
 
 
 @njit(cache=True, nogil=True)
+def crossover_block_nb(t0, a, b, prev_a, prev_b, out):
+    """Rows ``t0 ..`` of :func:`crossover_nb`, advancing the given state a step per row."""
+    for i in range(a.shape[0]):
+        crossover_step_nb(t0 + i, a[i], b[i], prev_a, prev_b, out[i])
+
+
+@njit(cache=True, nogil=True)
 def crossover_nb(a, b, out):
     """``out[t] = a[t] > b[t] and a[t-1] <= b[t-1]`` (False where anything is missing)."""
     _check(a, b, out)
     prev_a, prev_b = crossover_state(a.shape[1])
-    for t in range(a.shape[0]):
-        crossover_step_nb(t, a[t], b[t], prev_a, prev_b, out[t])
+    crossover_block_nb(0, a, b, prev_a, prev_b, out)
 
 
 @njit(cache=True, nogil=True)
@@ -101,12 +107,18 @@ def crossunder_step_nb(t, a, b, prev_a, prev_b, out):
 
 
 @njit(cache=True, nogil=True)
+def crossunder_block_nb(t0, a, b, prev_a, prev_b, out):
+    """Rows ``t0 ..`` of :func:`crossunder_nb`, advancing the given state a step per row."""
+    for i in range(a.shape[0]):
+        crossunder_step_nb(t0 + i, a[i], b[i], prev_a, prev_b, out[i])
+
+
+@njit(cache=True, nogil=True)
 def crossunder_nb(a, b, out):
     """``out[t] = a[t] < b[t] and a[t-1] >= b[t-1]`` (False where anything is missing)."""
     _check(a, b, out)
     prev_a, prev_b = crossunder_state(a.shape[1])
-    for t in range(a.shape[0]):
-        crossunder_step_nb(t, a[t], b[t], prev_a, prev_b, out[t])
+    crossunder_block_nb(0, a, b, prev_a, prev_b, out)
 
 
 # --------------------------------------------------------------------------- wrappers

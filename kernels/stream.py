@@ -126,6 +126,7 @@ class Stream:
             self._outs2d = tuple(o.reshape(1, -1) for o in self._outs)
             return
         self._step = getattr(spec.module, name + "_step_nb")
+        self._block = getattr(spec.module, name + "_block_nb")
         sig = list(inspect.signature(self._step.py_func).parameters)
         self._state_names = tuple(sig[1 + len(spec.inputs) + len(pvals):len(sig) - n_out])
         self._state = tuple(getattr(spec.module, name + "_state")(self.n_symbols, *pvals))
@@ -164,6 +165,50 @@ class Stream:
             self._step(self.n_updates, *args, *pvals, *state, *outs)
         self.n_updates += 1
         return self._result
+
+    def advance(self, *blocks: Any, mask: Any = None):
+        """Advance by as many bars as ``blocks`` have rows, in one compiled call; returns the
+        output rows of those bars (a new ``(bars, n_symbols)`` array, or NamedTuple of them).
+
+        The same as :meth:`update` on each row in turn, bit for bit: the kernel's block
+        function is its step on each row (``y`` is then one value per bar).
+
+        Example:
+            >>> import numpy as np
+            >>> s = Stream("sma", 1, window=2)
+            >>> s.advance(np.array([[1.0], [3.0], [5.0]]))[:, 0].tolist()
+            [nan, 2.0, 4.0]
+        """
+        args = self._blocks(blocks)
+        n = args[0].shape[0]
+        spec = _SPECS[self.name]
+        outs = tuple(np.empty((n, self.n_symbols), dtype=spec.dtype) for _ in self._outs)
+        if mask is not None and not self._row_local:
+            raise TypeError(f"{self.name} reads one symbol at a time: it takes no mask")
+        if self._row_local:
+            x = args[0] if mask is None else cross_section._members(args[0], np.asarray(mask))
+            self._row_kernel(x, *self._pvals, *outs)
+        else:
+            pvals, state, _ = self._tail
+            self._block(self.n_updates, *args, *pvals, *state, *outs)
+        self.n_updates += n
+        return outs[0] if spec.outputs is None else spec.outputs(*outs)
+
+    def _blocks(self, blocks: tuple[Any, ...]) -> list[np.ndarray]:
+        if len(blocks) != self._n_inputs:
+            raise TypeError(f"{self.name}.advance takes {self._n_inputs} block(s): "
+                            f"{', '.join(_SPECS[self.name].inputs)}")
+        out = [np.ascontiguousarray(b, dtype=np.float64) for b in blocks]
+        # a series given as one column, as the batch wrappers take it
+        out = [np.ascontiguousarray(a[:, 0]) if scalar and a.ndim == 2 and a.shape[1] == 1 else a
+               for a, scalar in zip(out, self._scalar_input)]
+        n = out[0].shape[0] if out[0].ndim else -1
+        for a, scalar in zip(out, self._scalar_input):
+            want = (n,) if scalar else (n, self.n_symbols)
+            if a.shape != want:
+                raise ValueError(f"{self.name}.advance: a block must have shape {want} "
+                                 f"(bars{'' if scalar else ', n_symbols'}), got {a.shape}")
+        return out
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the state arrays, with the kernel's parameters and the update count.

@@ -265,14 +265,22 @@ def rolling_std_step_nb(t, x, window, ddof, ring, s1, s2, mag, k, same, last_bad
 
 
 @njit(cache=True, nogil=True)
+def rolling_std_block_nb(t0, x, window, ddof, ring, s1, s2, mag, k, same, last_bad, due, work_mean,
+                         work_m2, out):
+    """Rows ``t0 ..`` of :func:`rolling_std_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        rolling_std_step_nb(t0 + i, x[i], window, ddof, ring, s1, s2, mag, k, same, last_bad, due,
+                            work_mean, work_m2, out[i])
+
+
+@njit(cache=True, nogil=True)
 def rolling_std_nb(x, window, ddof, out):
     """Rolling standard deviation over ``window`` rows, divisor ``window - ddof``."""
     _check(x, out, window, ddof)
     st = rolling_std_state(x.shape[1], window, ddof)
     ring, s1, s2, mag, k, same, last_bad, due, work_mean, work_m2 = st
-    for t in range(x.shape[0]):
-        rolling_std_step_nb(t, x[t], window, ddof, ring, s1, s2, mag, k, same, last_bad, due,
-                            work_mean, work_m2, out[t])
+    rolling_std_block_nb(0, x, window, ddof, ring, s1, s2, mag, k, same, last_bad, due, work_mean,
+                         work_m2, out)
 
 
 @njit(cache=True, nogil=True)
@@ -295,6 +303,15 @@ def rolling_zscore_step_nb(t, x, window, ddof, ring, s1, s2, mag, k, same, last_
 
 
 @njit(cache=True, nogil=True)
+def rolling_zscore_block_nb(t0, x, window, ddof, ring, s1, s2, mag, k, same, last_bad, due,
+                            work_mean, work_m2, out):
+    """Rows ``t0 ..`` of :func:`rolling_zscore_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        rolling_zscore_step_nb(t0 + i, x[i], window, ddof, ring, s1, s2, mag, k, same, last_bad,
+                               due, work_mean, work_m2, out[i])
+
+
+@njit(cache=True, nogil=True)
 def rolling_zscore_nb(x, window, ddof, out):
     """``(x[t] - mean) / std`` over the window ending at ``t`` (which includes ``x[t]``).
 
@@ -303,9 +320,8 @@ def rolling_zscore_nb(x, window, ddof, out):
     _check(x, out, window, ddof)
     st = rolling_zscore_state(x.shape[1], window, ddof)
     ring, s1, s2, mag, k, same, last_bad, due, work_mean, work_m2 = st
-    for t in range(x.shape[0]):
-        rolling_zscore_step_nb(t, x[t], window, ddof, ring, s1, s2, mag, k, same, last_bad, due,
-                               work_mean, work_m2, out[t])
+    rolling_zscore_block_nb(0, x, window, ddof, ring, s1, s2, mag, k, same, last_bad, due,
+                            work_mean, work_m2, out)
 
 
 @njit(cache=True, nogil=True)
@@ -336,6 +352,15 @@ def bollinger_step_nb(t, x, window, k, ddof, ring, s1, s2, mag, shift, same, las
 
 
 @njit(cache=True, nogil=True)
+def bollinger_block_nb(t0, x, window, k, ddof, ring, s1, s2, mag, shift, same, last_bad, due,
+                       work_mean, work_m2, out_mid, out_upper, out_lower):
+    """Rows ``t0 ..`` of :func:`bollinger_nb`, advancing the given state a step per row."""
+    for i in range(x.shape[0]):
+        bollinger_step_nb(t0 + i, x[i], window, k, ddof, ring, s1, s2, mag, shift, same, last_bad,
+                          due, work_mean, work_m2, out_mid[i], out_upper[i], out_lower[i])
+
+
+@njit(cache=True, nogil=True)
 def bollinger_nb(x, window, k, ddof, out_mid, out_upper, out_lower):
     """Bollinger bands: mid = SMA, upper / lower = mid +/- k * std (divisor ``window - ddof``)."""
     _check(x, out_mid, window, ddof)
@@ -343,9 +368,8 @@ def bollinger_nb(x, window, k, ddof, out_mid, out_upper, out_lower):
     _check(x, out_lower, window, ddof)
     st = bollinger_state(x.shape[1], window, k, ddof)
     ring, s1, s2, mag, shift, same, last_bad, due, work_mean, work_m2 = st
-    for t in range(x.shape[0]):
-        bollinger_step_nb(t, x[t], window, k, ddof, ring, s1, s2, mag, shift, same, last_bad, due,
-                          work_mean, work_m2, out_mid[t], out_upper[t], out_lower[t])
+    bollinger_block_nb(0, x, window, k, ddof, ring, s1, s2, mag, shift, same, last_bad, due,
+                       work_mean, work_m2, out_mid, out_upper, out_lower)
 
 
 @njit(cache=True, nogil=True)
@@ -394,6 +418,14 @@ def atr_step_nb(t, high, low, close, window, has_prev, prev_close, n_tr, value, 
 
 
 @njit(cache=True, nogil=True)
+def atr_block_nb(t0, high, low, close, window, has_prev, prev_close, n_tr, value, comp, out):
+    """Rows ``t0 ..`` of :func:`atr_nb`, advancing the given state a step per row."""
+    for i in range(high.shape[0]):
+        atr_step_nb(t0 + i, high[i], low[i], close[i], window, has_prev, prev_close, n_tr, value,
+                    comp, out[i])
+
+
+@njit(cache=True, nogil=True)
 def atr_nb(high, low, close, window, out):
     """Wilder's average true range; see the module docstring for warm-up and gaps."""
     n_time, n_sym = close.shape
@@ -401,9 +433,7 @@ def atr_nb(high, low, close, window, out):
             or low.shape[1] != n_sym or out.shape[0] != n_time or out.shape[1] != n_sym):
         raise ValueError("high, low, close and out must have the same shape")
     has_prev, prev_close, n_tr, value, comp = atr_state(n_sym, window)
-    for t in range(n_time):
-        atr_step_nb(t, high[t], low[t], close[t], window, has_prev, prev_close, n_tr, value,
-                    comp, out[t])
+    atr_block_nb(0, high, low, close, window, has_prev, prev_close, n_tr, value, comp, out)
 
 
 # --------------------------------------------------------------------------- wrappers

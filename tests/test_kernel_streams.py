@@ -139,6 +139,16 @@ def test_stream_equals_batch_and_resumes_from_saved_state(name, data, tmp_path_f
     s3.load_state(saved)
     assert s3.n_updates == cut
 
+    # blocks of random sizes: advance is update on each row of the block
+    edges = sorted(set(data.draw(st.lists(st.integers(1, max(n_time - 1, 1)), max_size=4),
+                                 label="block edges")) | {0, n_time})
+    s4 = Stream(name, n_sym, **params)
+    blocks = [as_tuple(s4.advance(*(a[lo:hi] for a in inputs))) for lo, hi in zip(edges, edges[1:])
+              if hi > lo]
+    assert s4.n_updates == n_time
+    for i, b in enumerate(batch):
+        np.testing.assert_array_equal(np.concatenate([blk[i] for blk in blocks]), b)
+
 
 def test_stream_parameters_follow_the_batch_wrappers():
     for name in K.KERNELS:
@@ -204,16 +214,19 @@ def test_cross_sectional_streams_are_the_kernel_on_one_row():
 
 
 def test_steps_are_the_batch_kernels_loop():
-    """Every non-row-local kernel has a jitted ``name_step_nb`` and ``name_state``."""
+    """Every non-row-local kernel has a jitted ``name_step_nb`` and ``name_state``; its batch
+    kernel is its block function from bar 0, and the block function loops over the step."""
     stream_mod = importlib.import_module("pitgrid.kernels.stream")  # K.stream is the function
     for name in K.KERNELS:
         mod = stream_mod._SPECS[name].module
         if name in ("cs_rank", "cs_zscore"):
             continue
-        step = getattr(mod, name + "_step_nb")
-        assert step.targetoptions.get("nogil") and type(step._cache).__name__ == "FunctionCache"
-        assert "for t in range" in inspect.getsource(getattr(mod, name + "_nb").py_func)
-        assert name + "_step_nb(" in inspect.getsource(getattr(mod, name + "_nb").py_func)
+        for kind in ("_step_nb", "_block_nb"):
+            fn = getattr(mod, name + kind)
+            assert fn.targetoptions.get("nogil") and type(fn._cache).__name__ == "FunctionCache"
+        assert name + "_block_nb(0, " in inspect.getsource(getattr(mod, name + "_nb").py_func)
+        block = inspect.getsource(getattr(mod, name + "_block_nb").py_func)
+        assert "for i in range" in block and name + "_step_nb(t0 + i, " in block
 
 
 # ------------------------------------------------------------------ moving sum error bound

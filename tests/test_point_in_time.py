@@ -172,7 +172,7 @@ def test_the_simulation_check_catches_an_engine_that_reads_the_next_bar(market, 
     strategy = MovingAverageCross(fast=5, slow=20)
     res = pg.backtest(market, strategy, {"fill": "close"})
     intents = {"entries": res.extra["intents"].entries, "exits": res.extra["intents"].exits}
-    cuts = [market.time[i] for i in (60, 100)]
+    cuts = list(enumerate(market.time[i] for i in (60, 100)))
     assert pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0) is None
     monkeypatch.setattr(simulate, "market_arrays", peeking)
     found = pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0)

@@ -134,6 +134,8 @@ class StepDriver:
         self._sources = ({k: source_array(self._known, k) for k in self._stream.sources}
                          if self._stream is not None else {})
         self._history: dict[str, np.ndarray] = {}
+        # bars per block when a run advances a traced graph: a few MB per node's block
+        self._block_rows = max(1, (1 << 19) // max(S, 1))
         if self._traced:
             kind = "weights" if "weights" in self._traced else "signals"
             shorts, order_names = [k for k in self._traced if k.startswith("short_")], []
@@ -221,6 +223,15 @@ class StepDriver:
                                                   dtype=row.dtype)
             h[t] = row
 
+    def _record_block(self, t0: int, t1: int, rows: dict[str, np.ndarray]) -> None:
+        """Store rows ``t0..t1-1`` of each feature from a block that starts at ``t0``."""
+        for name, block in rows.items():
+            if name.startswith("intents."):
+                continue
+            if name not in self._history:
+                self._record(t0, {name: block[0]})
+            self._history[name][t0:t1] = block[: t1 - t0]
+
     def _first(self, t: int) -> int:
         n = self.strategy.intent_rows
         return 0 if n is None else max(0, t - n + 1)
@@ -257,6 +268,11 @@ class StepDriver:
         t = self.t
         if t >= self.n_time:
             raise StopIteration(f"no bar left: the market has {self.n_time} bars")
+        if self._traced:
+            intents, log = self._advance(t, t + 1)
+            if t < self.start_bar:
+                return self._warming(t)
+            return self._cycle(t, intents, log)
         if self._stream is not None:
             rows = self._stream.update({k: a[t] for k, a in self._sources.items()})
         else:
@@ -264,37 +280,57 @@ class StepDriver:
         if t < self.start_bar:  # warming up: the features advance, nothing trades
             self._record(t, rows)
             self.t = t + 1
-            return CycleResult(t, self.market.time[t], self._member[t], Intents(
-                weights=np.full((1, self.n_symbols), np.nan)) if self._mode == INTENT_WEIGHTS
-                else Intents(entries=np.zeros((1, self.n_symbols), bool)),
-                self.core.state["pending"][0].copy(), _NO_LOG, self.market.symbols,
-                self.market.time, float("nan"))
-        if self._traced:
-            if self._keep_features:
-                self._record(t, rows)
-            intents = self._traced_intents(t, rows)
-        else:
-            intents = self._intents(t, self._feature_window(t, rows))
+            return self._warming(t)
+        intents = self._intents(t, self._feature_window(t, rows))
         self._write_intents(t, intents)
-        self.core.ensure_log_room(self.core.log_rows_per_bar)
-        self.core.run_bound(t, t + 1)
+        log = self._run_core(t, t + 1)
+        self.t = t + 1
+        return self._cycle(t, intents, log)
+
+    def _advance(self, t0: int, t1: int) -> tuple[Intents | None, tuple[np.ndarray, np.ndarray]]:
+        """Bars ``t0..t1-1`` of a strategy whose rule is in the stream graph: the graph
+        advances over the block (each kernel's compiled step row by row, in one call), the
+        universe stage and the hook apply, and the core runs the block. Bit for bit the bars
+        one by one: no node's row reads a later row. Returns the last bar's intents (None
+        while warming up) and the block's order log."""
+        rows = self._stream.advance({k: a[t0:t1] for k, a in self._sources.items()})
+        a = max(t0, self.start_bar)  # bars before the start only warm the features up
+        if self._keep_features or t0 < a:
+            self._record_block(t0, min(t1, a) if not self._keep_features else t1, rows)
+        self.t = t1
+        if a >= t1:
+            return None, _NO_LOG
+        member = self._member[a:t1]
+        intents = apply_universe(Intents(**{k: rows[f"intents.{k}"][a - t0:] for k in self._traced}),
+                                 member)
+        if self.strategy.has_hook:  # one bar at a time (run() makes blocks of one bar)
+            view = step_view(self._known, self._first(a), a, self._known_at, self._symbols)
+            intents = self.strategy.on_step(a, view, intents)
+        self._write_intents(a, intents)
+        return intents.rows(slice(-1, None)), self._run_core(a, t1)
+
+    def _run_core(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The compiled core over bars ``t0..t1-1``; their order log."""
+        t = t0
+        while t < t1:
+            self.core.ensure_log_room(self.core.log_rows_per_bar)
+            t = self.core.run_bound(t, t1)
         li, lf = self.core.take_log()
         self._log_i.append(li)
         self._log_f.append(lf)
-        self.t = t + 1
-        return CycleResult(t, self.market.time[t], self._member[t], intents,
-                           self.core.state["pending"][0].copy(), (li, lf),
-                           self.market.symbols, self.market.time, float(self._out["equity"][0, t]))
+        return li, lf
 
-    def _traced_intents(self, t: int, rows: dict[str, np.ndarray]) -> Intents:
-        """The rule's row from the stream, then the universe stage (and the hook)."""
-        member = self._member[t: t + 1]
-        row = apply_universe(Intents(**{k: rows[f"intents.{k}"][None] for k in self._traced}),
-                             member)
-        if self.strategy.has_hook:
-            view = step_view(self._known, self._first(t), t, self._known_at, self._symbols)
-            row = self.strategy.on_step(t, view, row)
-        return row
+    def _warming(self, t: int) -> CycleResult:
+        none = (Intents(weights=np.full((1, self.n_symbols), np.nan)) if self._mode == INTENT_WEIGHTS
+                else Intents(entries=np.zeros((1, self.n_symbols), bool)))
+        return self._cycle(t, none, _NO_LOG, float("nan"))
+
+    def _cycle(self, t: int, intents: Intents, log: tuple[np.ndarray, np.ndarray],
+               equity: float | None = None) -> CycleResult:
+        return CycleResult(t, self.market.time[t], self._member[t], intents,
+                           self.core.state["pending"][0].copy(), log, self.market.symbols,
+                           self.market.time,
+                           float(self._out["equity"][0, t]) if equity is None else equity)
 
     def _bind(self) -> None:
         a, out = self._arrays, self._out
@@ -321,8 +357,12 @@ class StepDriver:
             with tqdm(total=max(n, 0), disable=(None if show is None else not show),
                       desc=self.strategy.name, unit="bar", leave=False) as bar:
                 while self.t <= last:
-                    self.step()
-                    bar.update()
+                    t0 = self.t
+                    if self._traced and not self.strategy.has_hook:
+                        self._advance(t0, min(last + 1, t0 + self._block_rows))
+                    else:
+                        self.step()
+                    bar.update(self.t - t0)
         return self.result()
 
     def result(self) -> SimResult:
@@ -492,37 +532,45 @@ class StepDriver:
                                                   if a.dtype.kind == "f" else 0, dtype=a.dtype)
                     self._history[name][:t] = a
             return
+        if self._traced and t:
+            rows = self._stream.advance({k: a[:t] for k, a in self._sources.items()})
+            if self._keep_features or self.start_bar:
+                self._record_block(0, t if self._keep_features else min(t, self.start_bar), rows)
+            return
         for u in range(t):
             rows = self._stream.update({k: a[u] for k, a in self._sources.items()})
-            if not self._traced:
-                self._record(u, rows)
+            self._record(u, rows)
 
     # ------------------------------------------------------------------ helpers
     def _write_intents(self, t: int, intents: Intents) -> None:
+        """Rows ``t..`` of the intents arrays the core reads, from ``intents`` (one row per bar)."""
         if intents.kind == "weights":
             if self._mode != INTENT_WEIGHTS:
                 raise ValueError(f"bar {t}: {self.strategy.name} switched from signals to weights")
-            self._weights[0, t] = intents.weights[0]
+            w = intents.weights
+            self._weights[0, t: t + len(w)] = w
             return
         if self._mode != INTENT_SIGNALS:
             raise ValueError(f"bar {t}: {self.strategy.name} switched from weights to signals")
+        n = next(len(a) for a in (intents.entries, intents.exits, intents.short_entries,
+                                  intents.short_exits) if a is not None)
         if intents.entries is not None:
-            self._entries[0, t] = intents.entries[0]
+            self._entries[0, t: t + n] = intents.entries
         if intents.exits is not None:
-            self._exits[0, t] = intents.exits[0]
+            self._exits[0, t: t + n] = intents.exits
         # which short and order fields there are is fixed at the first bar, as signals
         # versus weights are; one that appears later would be dropped, so it is refused
-        late = sorted({n for n in ("short_entries", "short_exits") if getattr(intents, n) is not None}
+        late = sorted({k for k in ("short_entries", "short_exits") if getattr(intents, k) is not None}
                       - set(self._shorts) | set(intents.orders or {}) - set(self._order_rows))
         if late:
             raise ValueError(f"bar {t}: {self.strategy.name} gives {', '.join(late)}, which it did "
                              "not give at its first bar")
         for name, a in self._shorts.items():
             if getattr(intents, name) is not None:
-                a[0, t] = getattr(intents, name)[0]
+                a[0, t: t + n] = getattr(intents, name)
         for name, a in self._order_rows.items():
             if intents.orders and name in intents.orders:
-                a[0, t] = intents.orders[name][0]
+                a[0, t: t + n] = intents.orders[name]
 
     def _log(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._log_i:

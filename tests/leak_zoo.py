@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 import pitgrid as pg
 from pitgrid import kernels as K
@@ -437,7 +438,8 @@ class MarketRegimeVector(Strategy):
 @dataclass(frozen=True, kw_only=True)
 class HookReadsDataMarket(Strategy):
     """LEAK attempt inside a hook: vetoes entries whose next close (from ``data.market``) is
-    lower. Hooks run bar by bar on views without a market, so it fails in every driver."""
+    lower. Hooks run bar by bar on views whose market holds no data, so it fails in every
+    driver."""
 
     intent_rows: ClassVar[int | None] = 2
 
@@ -962,9 +964,9 @@ class EwmVolInRuleShortWindow(Strategy):
 
 
 # ========================================================================================= markets
-def with_vendor_adjusted_close(market: pg.MarketData) -> pg.MarketData:
-    """``market`` plus ``adj_close``: the close back-adjusted by every split and dividend in
-    the data, as a vendor delivers it (yfinance's "Adj Close"), built in memory."""
+def with_vendor_adjusted_close(market: pg.MarketData) -> xr.Dataset:
+    """``market``'s fields plus ``adj_close``: the close back-adjusted by every split and
+    dividend in the data, as a vendor delivers it (yfinance's "Adj Close"), in memory."""
     ds = market.ds
     close = np.asarray(ds["close"].values, dtype=float)
     split = np.asarray(ds["split_ratio"].values, dtype=float)
@@ -972,8 +974,7 @@ def with_vendor_adjusted_close(market: pg.MarketData) -> pg.MarketData:
     prev = pd.DataFrame(close).ffill().shift(1).to_numpy()
     step = np.where(div > 0, 1 - div / prev, 1.0) / split  # applies to the bars before
     factor = np.cumprod(np.r_[step[1:], np.ones((1, close.shape[1]))][::-1], axis=0)[::-1]
-    ds = ds.assign(adj_close=(("time", "symbol"), close * factor))
-    return pg.MarketData(ds, universes=market.universes, events=market.events)
+    return ds.assign(adj_close=(("time", "symbol"), close * factor))
 
 
 def fortran_ordered(market: pg.MarketData) -> pg.MarketData:

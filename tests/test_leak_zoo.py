@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import pitgrid as pg
+from pitgrid.data.market import LookAheadFieldWarning
 from pitgrid.data.store import write_market
 
 import leak_zoo as Z
@@ -150,11 +151,6 @@ def test_a_stateful_hook_reused_after_a_run_is_caught(market):
     _assert_caught(market, pg.check_point_in_time(market, strategy, CONFIG))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "blind spot: a strategy defined in a notebook or __main__ is pickled by value with the "
-    "globals, closures and class attributes it reads; a cache a first run filled travels "
-    "to both runs, so they agree; fix: refuse (or warn about) by-value pickles that carry "
-    "arrays, frames or markets"))
 @pytest.mark.parametrize("kind", ["closure_cache", "class_memo"])
 def test_a_notebook_cache_filled_by_an_earlier_run_is_caught(market, kind):
     leak = Z.notebook_strategies(market)[kind]
@@ -174,12 +170,6 @@ def _next_bar_hit_rate(market: pg.MarketData, strategy: pg.Strategy) -> tuple[in
     return int(entries.sum()), float(rise[entries].mean()) if entries.any() else 0.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "blind spot: data reached outside `data` (a notebook's global market, a store opened by "
-    "path, a signal passed in as a parameter, also in a hook) are the same whole arrays in "
-    "both runs, so they agree; fix: the step run must not be able to reach them (no file "
-    "access while the strategy runs, e.g. an audit hook on open; refuse parameters, "
-    "globals and closures holding arrays, frames or markets)"))
 @pytest.mark.parametrize("route", ["notebook_global_market", "store_on_disk",
                                    "signal_parameter", "signal_parameter_in_hook"])
 def test_data_read_from_outside_what_the_strategy_is_handed_is_caught(market, tmp_path, route):
@@ -196,21 +186,21 @@ def test_data_read_from_outside_what_the_strategy_is_handed_is_caught(market, tm
     _assert_caught(market, pg.check_point_in_time(market, leak, CONFIG))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "blind spot: a look-ahead baked into the data (a vendor's back-adjusted close built into "
-    "an in-memory Dataset) is the same in both runs; ingest drops adjusted_close, "
-    "MarketData(ds) does not; fix: MarketData refuses or drops the LOOKAHEAD_FIELDS as "
-    "ingest does (or the check names them)"))
-def test_a_vendor_back_adjusted_close_in_an_in_memory_market_is_caught(market):
-    vendor = Z.with_vendor_adjusted_close(market)
-    adj = np.asarray(vendor["adj_close"].values)
+def test_a_vendor_back_adjusted_close_never_reaches_a_strategy(market):
+    ds = Z.with_vendor_adjusted_close(market)
+    adj = np.asarray(ds["adj_close"].values)
     close = np.asarray(market["close"].values)
     assert np.all(adj[:100, 1] < 0.55 * close[:100, 1])  # halved by the split of bar 106
     # the same filter on the close as known at each bar (no split before 106) decides otherwise
     level = np.nanmedian(close[:5], axis=0)
-    as_known = close[:100, 1] < 0.75 * level[1]
-    assert (_intents(vendor, Z.VendorAdjustedLevel())["entries"][:100, 1] != as_known).any()
-    _assert_caught(vendor, pg.check_point_in_time(vendor, Z.VendorAdjustedLevel(), CONFIG))
+    assert ((adj[:100, 1] < 0.75 * level[1]) != (close[:100, 1] < 0.75 * level[1])).any()
+    # an in-memory market drops it as ingest does: no strategy can read it
+    with pytest.warns(LookAheadFieldWarning, match="adj_close"):
+        vendor = pg.MarketData(ds, universes=market.universes, events=market.events)
+    assert "adj_close" not in vendor.fields
+    report = pg.check_point_in_time(vendor, Z.VendorAdjustedLevel(), CONFIG)
+    _assert_caught(vendor, report)
+    assert "adj_close" in str(report) and "look-ahead" in str(report)
 
 
 @pytest.mark.parametrize("cls", [Z.WarmupPeek, Z.BackfilledGaps], ids=lambda c: c.__name__)
@@ -235,7 +225,7 @@ def test_a_leak_in_a_market_wide_one_dimensional_feature_is_reported(market):
 
 
 def test_a_hook_that_reads_the_market_is_reported(market):
-    with pytest.raises(AttributeError, match="market"):
+    with pytest.raises(TypeError, match=r"data\.market\['close'\]"):
         pg.backtest(market, Z.HookReadsDataMarket(), CONFIG)
     _assert_caught(market, pg.check_point_in_time(market, Z.HookReadsDataMarket(), CONFIG))
 
@@ -247,24 +237,12 @@ def test_array_methods_in_features_are_not_flagged(market):
     assert report.ok, str(report)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "false alarm: a causal feature that cannot run on fewer rows than its window "
-    "(sliding_window_view) fails in the step driver's first bars, and the check reports "
-    "that failure as a LEAK 'at None'; fix: when the step run fails at bar t, rerun the "
-    "batch on the data cut at t: if it fails the same way the strategy cannot run on "
-    "short histories (a clear error, not a leak); and name the bar (t=0 when it fails "
-    "while the driver is built)"))
 def test_a_feature_that_needs_a_full_window_is_not_flagged(market):
     pg.backtest(market, Z.UnguardedSlidingSlope(), CONFIG)  # the batch run works
     report = pg.check_point_in_time(market, Z.UnguardedSlidingSlope(), CONFIG)
     assert report.ok, str(report)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "false alarm: a rule that reads data.market.fields (metadata: which fields exist) fails "
-    "in the step driver, whose view has no market, and is reported as a LEAK; there is no "
-    "other way to ask which fields (or which regimes) the data has; fix: give FeatureData "
-    "and StepView `fields` (and a regimes accessor known at t)"))
 def test_a_rule_that_asks_which_fields_exist_is_not_flagged(market):
     assert _changed_by_cut(market, Z.ChecksFieldsOnMarket) == [], "the reference finds a leak"
     report = pg.check_point_in_time(market, Z.ChecksFieldsOnMarket(), CONFIG)
@@ -301,12 +279,6 @@ def test_a_rolling_std_in_a_windowed_rule_is_not_flagged(market):
     assert report.ok, str(report)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "misnamed finding (judgement for the lead): a causal rule that reads more rows than its "
-    "intent_rows (an EWM in the rule, intent_rows = 30) decides differently in the step "
-    "driver and is reported as a LEAK that 'reads rows after t'; fix: on a differing "
-    "decision, rerun the rule at that bar on the whole history; if it then agrees, report "
-    "'intent_rows too small' (a step/batch mismatch, not a leak)"))
 def test_a_rule_that_reads_more_rows_than_it_declares_is_not_called_a_leak(market):
     assert _changed_by_cut(market, Z.EwmVolInRuleShortWindow) == [], "the reference finds a leak"
     report = pg.check_point_in_time(market, Z.EwmVolInRuleShortWindow(), CONFIG)

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from pitgrid.data.adjust import cumulative_split_factor, split_columns
-from pitgrid.data.market import MarketData
+from pitgrid.data.market import LOOKAHEAD_FIELDS, MarketData
 
 PRICE_FIELDS = ("open", "high", "low", "close")
 
@@ -62,7 +62,10 @@ class FeatureData:
         """Field ``field`` as traded, bars ``0..upto`` (read-only float64)."""
         if field not in self._cache:
             if field not in self.market.fields:
-                raise KeyError(f"the market has no field {field!r}; it has {self.market.fields}")
+                why = (" (a vendor's back-adjusted close is dropped: it is a look-ahead; "
+                       "data.adjusted('close') adjusts as of each bar)"
+                       if field.lower() in LOOKAHEAD_FIELDS else "")
+                raise KeyError(f"the market has no field {field!r}{why}; it has {self.market.fields}")
             values = np.asarray(self.market.ds[field].values[: self.upto + 1])
             if field != "valid":
                 values = values.astype(np.float64, copy=False)

@@ -1,14 +1,18 @@
 """Risk and sizing that depend on one row only: weights from selections and scores, and limits.
 
 Each function maps ``(time, symbol)`` arrays row by row, so it is causal by
-construction. Path-dependent limits (max positions, stops, cooldown) are risk
+construction, and a rule that uses them still traces into the step driver's stream
+graph (:func:`pitgrid.kernels.graph.row_local`). Path-dependent limits (max positions, stops, cooldown) are risk
 gates in the compiled core (see :class:`pitgrid.SimConfig`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from pitgrid.kernels.graph import row_local
 
+
+@row_local
 def equal_weight(selected: np.ndarray, *, rebalance: np.ndarray | None = None) -> np.ndarray:
     """``1/n`` on each row's selected symbols, 0 elsewhere; NaN rows where not rebalancing.
 
@@ -22,6 +26,7 @@ def equal_weight(selected: np.ndarray, *, rebalance: np.ndarray | None = None) -
     return _on_rebalance(w, rebalance)
 
 
+@row_local
 def score_weighted(scores: np.ndarray, selected: np.ndarray, *,
                    rebalance: np.ndarray | None = None) -> np.ndarray:
     """Weights proportional to the positive part of ``scores`` among selected symbols, summing to 1.
@@ -36,6 +41,7 @@ def score_weighted(scores: np.ndarray, selected: np.ndarray, *,
     return _on_rebalance(w, rebalance)
 
 
+@row_local
 def volatility_targeted(weights: np.ndarray, volatility: np.ndarray, target: float) -> np.ndarray:
     """Scale each name's weight by ``target / volatility`` (annualised, same units); NaN vol -> 0.
 
@@ -50,6 +56,7 @@ def volatility_targeted(weights: np.ndarray, volatility: np.ndarray, target: flo
     return np.where(np.isnan(weights), np.nan, weights * scale)
 
 
+@row_local
 def apply_limits(weights: np.ndarray, *, max_weight: float | None = None,
                  max_gross: float | None = None, max_net: float | None = None) -> np.ndarray:
     """Clip each name to ``|w| <= max_weight``, then scale rows down to the gross and net caps.

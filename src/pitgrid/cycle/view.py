@@ -31,6 +31,33 @@ def frozen(a: np.ndarray) -> np.ndarray:
     return np.frombuffer(a.tobytes(), dtype=a.dtype).reshape(a.shape)
 
 
+class KnownMarket:
+    """``data.market`` where a strategy is handed only what is known at a bar: the names of
+    the market's fields and its symbols, and no data.
+
+    Example:
+        >>> KnownMarket(("open", "close"), np.array(["A"])).fields
+        ('open', 'close')
+    """
+
+    __slots__ = ("fields", "symbols")
+
+    def __init__(self, fields: tuple[str, ...], symbols: np.ndarray) -> None:
+        self.fields = tuple(fields)
+        self.symbols = symbols
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"data.market here tells only its fields and symbols, not .{name}: "
+                             f"{_READ_THROUGH}")
+
+    def __getitem__(self, name: Any) -> Any:
+        raise TypeError(f"data.market here tells only its fields and symbols, not "
+                        f"data.market[{name!r}]: {_READ_THROUGH}")
+
+
+_READ_THROUGH = "read the data through data.raw, data.adjusted, data.universe or data.events"
+
+
 class StepView:
     """Bars ``first..upto`` as the step driver hands them to a strategy; the API of
     :class:`~pitgrid.cycle.data.FeatureData`.
@@ -47,15 +74,16 @@ class StepView:
         ((2, 2), [8, 9], False)
     """
 
-    __slots__ = ("_rows", "first", "upto", "time", "symbols", "_cache")
+    __slots__ = ("_rows", "first", "upto", "time", "symbols", "market", "_cache")
 
     def __init__(self, rows: Sealed, first: int, upto: int, time: np.ndarray,
-                 symbols: np.ndarray) -> None:
+                 symbols: np.ndarray, market: KnownMarket) -> None:
         self._rows = rows
         self.first = int(first)
         self.upto = int(upto)
         self.time = time
         self.symbols = symbols
+        self.market = market  # names only: nothing in it leads to data
         self._cache: dict[Any, np.ndarray] = {}
 
     @property
@@ -117,15 +145,23 @@ def step_view(known: FeatureData, first: int, upto: int,
             return frozen(known_at(upto).events(key[1], by=key[2])[first:])
         return frozen(source_array(known, key)[first: upto + 1])
 
-    return StepView(Sealed(provide), first, upto, frozen(known.time[first: upto + 1]),
-                    frozen(np.asarray(known.symbols)) if symbols is None else symbols)
+    symbols = frozen(np.asarray(known.symbols)) if symbols is None else symbols
+    return StepView(Sealed(provide), first, upto, frozen(known.time[first: upto + 1]), symbols,
+                    KnownMarket(tuple(known.market.fields), symbols))
 
 
 class TraceData:
     """Placeholders for a strategy's data: features built on it become a stream graph."""
 
-    def __init__(self, symbols: np.ndarray) -> None:
+    def __init__(self, symbols: np.ndarray, fields: tuple[str, ...] | None = None) -> None:
         self.symbols = symbols
+        self._fields = fields
+
+    @property
+    def market(self) -> KnownMarket:
+        if self._fields is None:
+            raise NotStreamable("data.market: the fields of the market are not known here")
+        return KnownMarket(self._fields, self.symbols)
 
     def _time_dependent(self, what: str) -> Any:
         raise NotStreamable(f"data.{what} depends on the bar, not on one row")
@@ -135,8 +171,8 @@ class TraceData:
         return self._time_dependent("time")
 
     @property
-    def bars(self) -> np.ndarray:
-        return self._time_dependent("bars")
+    def bars(self) -> Node:
+        return Node.source(("bars",))
 
     @property
     def n_time(self) -> int:
@@ -171,8 +207,11 @@ class TraceData:
 
 def source_array(known: FeatureData, key: tuple) -> np.ndarray:
     """The whole array behind a data key: ``("raw", field)``, ``("adjusted", field)``,
-    ``("universe", id)``, ``("events", field)``, ``("valid",)``, ``("split_factor",)``."""
+    ``("universe", id)``, ``("events", field)``, ``("valid",)``, ``("split_factor",)``,
+    ``("bars",)``."""
     kind = key[0]
+    if kind == "bars":
+        return known.bars
     if kind == "raw":
         return known.raw(key[1])
     if kind == "adjusted":

@@ -47,7 +47,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pitgrid import _scan as _compiled
 from pitgrid.data import grow as _grow
 from pitgrid.data import store as _store
-from pitgrid.data.market import MarketData, action_arrays, open_market
+from pitgrid.data.market import LOOKAHEAD_FIELDS, MarketData, action_arrays, open_market
 from pitgrid.data.validate import (
     PRICE_FIELDS,
     SUSPICIOUS_MOVE,
@@ -74,7 +74,6 @@ _TIME_NAMES = ("time", "timestamp", "date", "datetime")
 _SYMBOL_NAMES = ("symbol", "ticker")
 _SPLIT_NAMES = ("split_coefficient", "split_ratio")
 _DIVIDEND_NAMES = ("dividend_amount", "dividend", "cash_dividend")
-LOOKAHEAD_FIELDS = frozenset({"adjusted_close", "adj_close", "adjclose"})
 _RESERVED = frozenset({"valid", "split_ratio", "dividend", "time", "symbol"})
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+import warnings
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -491,7 +492,23 @@ def recorded_delist_bars(delistings: Mapping[str, str], time: np.ndarray, symbol
 # ---------------------------------------------------------------------- helpers
 
 
+class LookAheadFieldWarning(UserWarning):
+    """A field that holds the future by how it is made was dropped (see ``LOOKAHEAD_FIELDS``)."""
+
+
+# a vendor's back-adjusted close divides each bar by the splits and dividends after it
+LOOKAHEAD_FIELDS = frozenset({"adjusted_close", "adj_close", "adjclose"})
+
+
 def _checked(ds: xr.Dataset) -> xr.Dataset:
+    dropped = [str(n) for n in ds.data_vars if str(n).lower() in LOOKAHEAD_FIELDS]
+    if dropped:
+        # as ingest drops them: safe by construction, whatever reads the market later
+        warnings.warn(f"MarketData: dropped {', '.join(map(repr, dropped))}, a vendor's "
+                      "back-adjusted close: each bar is adjusted by the splits and dividends "
+                      "after it (a look-ahead); data.adjusted('close') adjusts as of each bar",
+                      LookAheadFieldWarning, stacklevel=3)
+        ds = ds.drop_vars(dropped)
     missing = [f for f in PRICE_FIELDS if f not in ds.data_vars]
     if missing or set(ds.dims) != set(_store.DIMS):
         raise ValueError(f"MarketData needs dims {_store.DIMS} and fields {PRICE_FIELDS}; "

@@ -32,6 +32,7 @@ import xarray as xr
 from pitgrid.cycle.strategy import Strategy
 from pitgrid.data.market import MarketData, TimeLike
 from pitgrid.drivers import forked
+from pitgrid.drivers.carried import carried_data, forbid_stores
 from pitgrid.drivers.common import as_market, resolve_settings
 from pitgrid.engine.config import SimConfig
 
@@ -63,6 +64,8 @@ class PointInTimeReport:
     cutoffs: list[np.datetime64]
     differences: list[Difference] = field(default_factory=list)
     every_bar: bool = True
+    # the first bar audited, when the strategy cannot run on the data known at earlier ones
+    first_bar: np.datetime64 | None = None
 
     @property
     def ok(self) -> bool:
@@ -70,11 +73,19 @@ class PointInTimeReport:
 
     def __str__(self) -> str:
         scope = "at every bar" if self.every_bar else f"at {len(self.cutoffs)} cutoffs"
+        if self.first_bar is not None:
+            scope += (f" from {self.first_bar} (before it, the strategy fails on the data "
+                      "known then, in the batch engine too)")
         if self.ok:
             return f"point-in-time: ok {scope}"
         d = self.differences[0]
         where = f"at {d.time}" + (f" ({d.symbol})" if d.symbol else "")
-        if d.how == "batch run":
+        if d.how == "carried":
+            head = "point-in-time LEAK risk: the strategy carries market data of its own"
+        elif d.how == "intent_rows":
+            head = (f"point-in-time: no leak found, but the step driver decides otherwise {where}: "
+                    f"the {d.what}")
+        elif d.how == "batch run":
             head = ("point-in-time LEAK: the strategy writes into the market's arrays"
                     if "writes into" in d.meaning else
                     "point-in-time LEAK suspected: the batch run failed on the check's data")
@@ -108,6 +119,15 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
     """
     forked.start_server()  # its start-up overlaps loading the market
     market = as_market(market).load()
+    found = carried_data(strategy, len(market.time))
+    if found is not None:
+        return PointInTimeReport([], [Difference(
+            None, "carried", "data", None, None, found,
+            "Data a strategy brings along (a parameter, a notebook's global or closure, a class "
+            "attribute or cache filled by an earlier run) reach every run whole, so no run can "
+            "show whether it reads the future in them: read market data through what the "
+            "strategy is handed (fields, events, universes), or build such a cache inside "
+            "features().")], every_bar=every_bar)
     # the batch run gets the strategy as given, the step driver one built afresh from its
     # parameters: state an earlier run left on the instance makes them differ
     blob, fresh = _dump(strategy), _dump(_fresh(strategy))
@@ -119,7 +139,14 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
                 for kind, b in (("batch", blob), ("step", fresh))]
         batch, step = (r.result() for r in runs)
         report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
-        diff = _audit(market, batch, step) or batch.get("simulation") or step.get("simulation")
+        start = _first_runnable_bar(folder, fresh, settings, strategy, batch, step, len(market.time))
+        if start is not None:  # audit from the first bar the strategy can run on
+            step = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start).result()
+            report.first_bar = market.time[start]
+        diff = _audit(market, batch, step, start or 0)
+        if diff is not None and diff.how == "step driver" and diff.what == "decision":
+            diff = _confirmed(market, folder, fresh, settings, strategy, batch, step, diff)
+        diff = diff or batch.get("simulation") or step.get("simulation")
         if diff is not None:
             report.differences.append(diff)
         return report
@@ -165,7 +192,7 @@ def _fresh(strategy: Strategy) -> Strategy:
 
 
 def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any,
-         seed: int) -> dict[str, Any]:
+         seed: int, start: int | None = None) -> dict[str, Any]:
     """One run in a process of its own (:mod:`pitgrid.drivers.forked`): decisions, features,
     orders and equity to compare. In the every-bar mode ("batch" and "step") each run then
     checks the simulation on its own decisions at half of the cutoffs, so that the two
@@ -183,17 +210,19 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     warnings.simplefilter("ignore", SlowPathWarning)  # the audit is about leaks, not speed
     strategy = cloudpickle.loads(blob)
     market = forked.import_market(folder)
+    forbid_stores()
     driver = None
     try:
         if kind == "step":
-            driver = StepDriver(market, strategy, settings, keep_features=True)
+            driver = StepDriver(market, strategy, settings, keep_features=True,
+                                start=None if start is None else market.time[start])
             res = driver.run(progress=False)
             features = {} if strategy.has_hook else driver.features()
         else:
             features = {} if strategy.has_hook else dict(features_for(market, strategy, FeatureData(market)))
             res = backtest(market, strategy, settings)
     except Exception as exc:  # the strategy failed on what it was handed: part of the finding
-        bar = None if driver is None else driver.t
+        bar = (start or 0) if driver is None else driver.t
         return {"error": f"{type(exc).__name__}: {exc}", "bar": bar, "kind": kind}
     out = {
         "intents": _intent_arrays(res.extra["intents"]),
@@ -208,14 +237,98 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     return out
 
 
+def _cut_run(folder: str, blob: bytes, settings: dict[str, Any], t: int) -> dict[str, Any]:
+    """The batch engine on the data known at bar ``t`` (cut after it), in a process of its
+    own: row ``t`` of each intents array, or the error it fails with."""
+    import cloudpickle
+
+    from pitgrid.drivers.batch import backtest
+
+    market = forked.import_market(folder)
+    strategy = cloudpickle.loads(blob)
+    forbid_stores()
+    try:
+        res = backtest(market.truncate(market.time[t]), strategy, settings)
+    except Exception as exc:  # the finding is whether it fails as the step driver did
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"row": {k: np.asarray(v)[t] for k, v in _intent_arrays(res.extra["intents"]).items()}}
+
+
+def _first_runnable_bar(folder: str, blob: bytes, settings: dict[str, Any], strategy: Strategy,
+                        batch: dict[str, Any], step: dict[str, Any], T: int) -> int | None:
+    """When the step driver failed at bar b and the batch engine fails the same way on the
+    data known at b, the strategy cannot run on so short a history (a feature that needs a
+    full window, say): not a leak. The bar from which the step driver can then audit it:
+    the first bar on whose known data the batch engine runs, plus the rows the rule reads.
+    None when the step driver did not fail so."""
+    if "error" in batch or "error" not in step or strategy.intent_rows is None:
+        return None
+    kind = step["error"].split(":")[0]
+
+    def fails(t: int) -> bool:
+        out = forked.submit(_cut_run, folder, blob, settings, t).result()
+        return "error" in out and out["error"].split(":")[0] == kind
+
+    lo, hi = step["bar"], T - 1
+    if not fails(lo) or fails(hi):
+        return None
+    while hi - lo > 1:  # fails at lo, runs at hi
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fails(mid) else (lo, mid)
+    start = hi + strategy.intent_rows - 1
+    return start if start < T else None
+
+
+def _confirmed(market: MarketData, folder: str, blob: bytes, settings: dict[str, Any],
+               strategy: Strategy, batch: dict[str, Any], step: dict[str, Any], diff: Difference
+               ) -> Difference:
+    """Decisions that differ, confirmed by the batch engine on the data known at the bar
+    (the first, middle and last bars where they differ): a leak where its row differs from
+    the whole run's; else the step driver handed the rule too few rows (``intent_rows``) or
+    the rule keeps state between bars."""
+    apart = np.zeros(len(market.time), dtype=bool)
+    for name, a in batch["intents"].items():
+        if name in step["intents"]:
+            bad = ~_same(np.asarray(a), np.asarray(step["intents"][name]))
+            apart |= bad.reshape(len(apart), -1).any(axis=1)
+    bars = np.flatnonzero(apart)
+    probes = sorted({int(bars[0]), int(bars[len(bars) // 2]), int(bars[-1])}) if bars.size else []
+    runs = [(t, forked.submit(_cut_run, folder, blob, settings, t)) for t in probes]
+    for t, cut in [(t, run.result()) for t, run in runs]:
+        if "error" in cut:
+            return diff
+        for name, row in cut["row"].items():
+            if name not in batch["intents"]:
+                continue
+            whole = np.asarray(batch["intents"][name])[t]
+            bad = ~_same(whole, row)
+            if bad.any():
+                if t == market.index_of(diff.time):
+                    return diff
+                k = int(np.flatnonzero(bad.ravel())[0])
+                sym = str(market.symbols[k]) if whole.ndim else None
+                at = (k,) if whole.ndim else ()
+                return Difference(None, "step driver", "decision", market.time[t], sym,
+                                  f"{name} batch {whole[at]!r}, known at the bar {row[at]!r}",
+                                  diff.meaning)
+    return Difference(None, "intent_rows", "decision", diff.time, diff.symbol, diff.detail,
+                      "Not a leak: the batch engine on the data known at each bar where the "
+                      "decisions differ decides as the whole run does. The step driver hands "
+                      f"the rule its last intent_rows = {strategy.intent_rows} rows and it "
+                      "decides otherwise: the rule reads more rows than it declares (raise "
+                      "intent_rows), or keeps state from bar to bar.")
+
+
 def _raise_child_error(run: dict[str, Any]) -> None:
     if "error" in run:
         raise RuntimeError(f"the {run['kind']} run failed: {run['error']}")
 
 
 # ---------------------------------------------------------------------- comparing
-def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any]) -> Difference | None:
-    """The first bar at which a feature, an intent or an order of the two runs differs."""
+def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any], start: int = 0
+           ) -> Difference | None:
+    """The first bar from ``start`` at which a feature, an intent or an order of the two runs
+    differs."""
     times, symbols = market.time, market.symbols
     if "error" in batch:
         return _batch_failure(batch)
@@ -232,12 +345,13 @@ def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any]) -> D
         for name, a in batch[key].items():
             if name not in step[key]:
                 continue
-            bad = ~_same(np.asarray(a), np.asarray(step[key][name]))
+            bad = ~_same(np.asarray(a)[start:], np.asarray(step[key][name])[start:])
             if bad.ndim > 2:
                 bad = bad.reshape(*bad.shape[:2], -1).any(axis=-1)
             if bad.any():
                 first = np.argwhere(bad)[0]
-                found.append((int(first[0]), order, kind, name, int(first[1]) if bad.ndim == 2 else None))
+                found.append((start + int(first[0]), order, kind, name,
+                              int(first[1]) if bad.ndim == 2 else None))
     if found:
         t, _, kind, name, s = min(found, key=lambda f: f[:2])
         key = "features" if kind == "feature" else "intents"

@@ -140,8 +140,10 @@ class StepDriver:
             kind = "weights" if "weights" in self._traced else "signals"
             shorts, order_names = [k for k in self._traced if k.startswith("short_")], []
         else:
-            rows0 = self._decide_slow(0) if self._stream is None else None
-            probe = self._intents(0, None if rows0 is None else self._feature_window(0, rows0),
+            # the first bar that decides: a feature that needs some history may fail before
+            s0 = min(self.start_bar, T - 1)
+            rows0 = self._decide_slow(s0) if self._stream is None else None
+            probe = self._intents(s0, None if rows0 is None else self._feature_window(s0, rows0),
                                   probe=True)
             kind = probe.kind
             shorts = [k for k in ("short_entries", "short_exits") if getattr(probe, k) is not None]
@@ -174,9 +176,7 @@ class StepDriver:
             if type(strategy).feature_stream is not Strategy.feature_stream:
                 stream = strategy.feature_stream(symbols)
             else:
-                trace = TraceData(symbols)
-                nodes = strategy.features(trace)
-                stream = Graph(nodes, len(symbols))
+                stream, trace, nodes = self._feature_graph()
                 traced = _trace_intents(strategy, trace, nodes)
                 if traced:
                     self._traced = tuple(traced)
@@ -190,6 +190,12 @@ class StepDriver:
                 f"{strategy.name}.intents reads the whole history every bar; declare intent_rows "
                 "(the recent rows the rule reads) for constant time per bar")
         return stream, None
+
+    def _feature_graph(self) -> tuple[Any, TraceData, dict[str, Any]]:
+        """The strategy's features traced into a new stream graph (with the trace and nodes)."""
+        trace = TraceData(self.market.symbols, tuple(self.market.fields))
+        nodes = self.strategy.features(trace)
+        return Graph(nodes, len(self.market.symbols)), trace, nodes
 
     @staticmethod
     def _slow(why: str) -> str:
@@ -258,7 +264,9 @@ class StepDriver:
 
     def _stream_probe(self) -> dict[str, np.ndarray]:
         # bar 0 through a throwaway stream: the kind of intents, with no state advanced
-        probe = self.strategy.feature_stream(self.market.symbols)
+        probe = (self.strategy.feature_stream(self.market.symbols)
+                 if type(self.strategy).feature_stream is not Strategy.feature_stream
+                 else self._feature_graph()[0])
         return {k: np.array(v) for k, v in probe.update({k: a[0] for k, a in self._sources.items()}).items()}
 
     # ------------------------------------------------------------------ stepping
@@ -275,8 +283,10 @@ class StepDriver:
             return self._cycle(t, intents, log)
         if self._stream is not None:
             rows = self._stream.update({k: a[t] for k, a in self._sources.items()})
-        else:
+        elif self.strategy.intent_rows is None or t > self.start_bar - self.strategy.intent_rows:
             rows = self._decide_slow(t)
+        else:  # recomputed from bar 0 at every bar, the slow path warms up only what the
+            rows = {}  # rule reads at the start
         if t < self.start_bar:  # warming up: the features advance, nothing trades
             self._record(t, rows)
             self.t = t + 1

@@ -263,6 +263,9 @@ def _warm() -> None:
         try:
             for x in (writable, frozen):
                 getattr(kernels, name)(*[x[:, 0] if i == "y" else x for i in spec.inputs], **params)
+                # the step driver advances over blocks of the market's (read-only) rows
+                kernels.Stream(name, 2, **params).advance(*[x[:, 0] if i == "y" else x
+                                                            for i in spec.inputs])
             kernels.Stream(name, 2, **params).update(*[1.5 if i == "y" else writable[0]
                                                       for i in spec.inputs])
         except Exception:  # noqa: BLE001 - a cache not warmed only costs a child its loading

@@ -233,7 +233,10 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     if kind in ("batch", "step"):
         out["cuts"] = cuts = _cutoffs(market, cutoffs, out, every_bar=True)
         mine = [(k, c) for k, c in enumerate(cuts) if k % 2 == (kind == "step")]
-        out["simulation"] = _simulation_check(market, strategy, settings, out["intents"], mine, seed)
+        # the run's own orders and equity are those of the core on its decisions and the
+        # whole market (both drivers agree with a replay bit for bit), unless it started late
+        out["simulation"] = _simulation_check(market, strategy, settings, out["intents"], mine,
+                                              seed, out if start is None else None)
     return out
 
 
@@ -471,10 +474,11 @@ def _intent_arrays(intents: Any) -> dict[str, np.ndarray]:
 
 def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
                       intents: dict[str, np.ndarray], cuts: list[tuple[int, np.datetime64]],
-                      seed: int) -> Difference | None:
+                      seed: int, full: dict[str, Any] | None = None) -> Difference | None:
     """A run's decisions replayed by the compiled core on the data truncated, then
     scrambled, after each cutoff (numbered, ``(k, time)``): nothing at or before the cutoff
-    may change.
+    may change; ``full``: the orders and equity of these decisions on the whole market, when
+    the caller has them.
 
     The scrambled replay stops after the cutoff's bar (``simulate(stop_after=)``) with the
     scrambled bars still in its arrays, so a read of any later bar shows; the tables and
@@ -482,7 +486,8 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
     if not cuts:
         return None
     cfg, size_value = resolve_settings(strategy, config)
-    full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, None)
+    if full is None:
+        full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, None)
     for k, c in cuts:
         i = market.index_of(c)
         cut = market.truncate(c)
@@ -553,8 +558,7 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     picks: set[int] = set()
     if not every_bar:
         picks.update(np.linspace(T // 8, T - 2, max(n // 2, 1)).astype(int).tolist())
-    firsts = [int(np.argmax(np.any(np.nan_to_num(np.asarray(a, dtype=float)) != 0, axis=1)))
-              for a in run.get("intents", {}).values()]
+    firsts = [int(np.argmax(_acts(np.asarray(a)))) for a in run.get("intents", {}).values()]
     picks.update(f for f in firsts if 0 <= f < T - 1)
     actions = np.zeros(T, dtype=bool)
     for name, none in (("split_ratio", 1.0), ("dividend", 0.0)):
@@ -579,6 +583,15 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     return [times[i] for i in sorted(p for p in picks if 0 <= p < T - 1)]
 
 
+def _acts(a: np.ndarray) -> np.ndarray:
+    """Per bar, whether an intents array says anything (True, or a number other than 0)."""
+    if a.ndim < 2:  # a stop level per parameter set: no bars
+        return np.zeros(1, dtype=bool)
+    if a.dtype == bool:
+        return a.reshape(len(a), -1).any(axis=1)
+    return ((a != 0) & (a == a)).reshape(len(a), -1).any(axis=1)
+
+
 def scrambled(market: MarketData, c: TimeLike, rng: np.random.Generator) -> MarketData:
     """``market`` with everything after ``c`` scrambled: every field's bars permuted, and the
     rows of every reference table dated after ``c`` given other values, symbols and times."""
@@ -594,9 +607,10 @@ def _scrambled_parts(market: MarketData, i: int, rng: np.random.Generator,
     """The fields (``fields`` only, when given), reference tables and delistings of
     :func:`scrambled` after bar ``i``."""
     T = len(market.time)
-    order = i + 1 + rng.permutation(max(T - i - 1, 0))
+    n = max(T - i - 1, 0)
+    shift = int(rng.integers(1, n)) if n > 1 else 0
     src = market.ds
-    ds = xr.Dataset({name: (src[name].dims, _rows_after(np.asarray(src[name].values), i, order))
+    ds = xr.Dataset({name: (src[name].dims, _rows_after(np.asarray(src[name].values), i, shift))
                      for name in src.data_vars if fields is None or name in fields},
                     coords=src.coords, attrs=src.attrs)
     when = np.datetime64(market.time[i], "ns")
@@ -619,12 +633,16 @@ def _scrambled_parts(market: MarketData, i: int, rng: np.random.Generator,
     return ds, tables, delist
 
 
-def _rows_after(a: np.ndarray, i: int, order: np.ndarray) -> np.ndarray:
-    """``a`` with its rows after ``i`` in the order ``order``."""
+def _rows_after(a: np.ndarray, i: int, shift: int) -> np.ndarray:
+    """``a`` with its rows after ``i`` rotated by ``shift``: every later bar holds another
+    later bar's values (two block copies, at memory speed, where a gather of rows in a
+    random order is several times slower)."""
     out = np.empty(a.shape, dtype=a.dtype)
     out[: i + 1] = a[: i + 1]
-    # np.take gathers whole rows several times faster than fancy indexing does
-    np.take(a, order, axis=0, out=out[i + 1:])
+    tail, rest = a[i + 1:], out[i + 1:]
+    n = len(tail)
+    rest[: n - shift] = tail[shift:]
+    rest[n - shift:] = tail[:shift]
     return out
 
 

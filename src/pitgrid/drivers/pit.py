@@ -34,6 +34,7 @@ from pitgrid.data.market import MarketData, TimeLike
 from pitgrid.drivers import forked
 from pitgrid.drivers.carried import carried_data, forbid_stores
 from pitgrid.drivers.common import as_market, resolve_settings
+from pitgrid.engine.codes import KIND_FILL, KIND_UNFILLED, REASONS
 from pitgrid.engine.config import SimConfig
 
 _TABLE_TIME = {"actions": "ex_date", "events": "knowledge_time", "universes": "start",
@@ -227,7 +228,8 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     out = {
         "intents": _intent_arrays(res.extra["intents"]),
         "features": {k: np.asarray(v) for k, v in features.items()},
-        "trades": res.trades, "unfilled": res.unfilled, "filtered": res.filtered,
+        # bars numbered from the market's first, also when the step driver started late
+        "log": driver._log() if driver is not None else res.extra["order_log"],
         "equity": np.asarray(res.equity.values),
     }
     if kind in ("batch", "step"):
@@ -366,7 +368,7 @@ def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any], star
                    "rows after t, or state that outlives one run.")
         return Difference(None, "step driver", kind, times[t], None if s is None else str(symbols[s]),
                           f"{name} batch {source!r}, step {other!r}", meaning)
-    diff = _orders_difference(batch, step, times[-1])
+    diff = _orders_difference(batch, step, times[-1], times, symbols)
     if diff is not None:
         return Difference(None, "step driver", *diff,
                           "The same decisions led to different orders: a hook or a setting read "
@@ -408,37 +410,48 @@ def _same(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return same
 
 
-def _orders_difference(a: dict[str, Any], b: dict[str, Any], c: np.datetime64, exact: bool = False
+def _orders_difference(a: dict[str, Any], b: dict[str, Any], c: np.datetime64, times: np.ndarray,
+                       symbols: np.ndarray, exact: bool = False
                        ) -> tuple[str, np.datetime64, str | None, str] | None:
-    """The first fill or order up to ``c`` that differs; numbers within rounding unless
-    ``exact`` (the engine against itself)."""
-    for what, ta, tb in (("fill", a["trades"], b["trades"]), ("order", a["filtered"], b["filtered"]),
-                         ("order", a["unfilled"], b["unfilled"])):
-        ta = ta.filter(pl.col("time") <= c)
-        tb = tb.filter(pl.col("time") <= c)
-        k = (None if ta.equals(tb) else _first_row_apart(ta, tb, 0.0)) if exact \
-            else _first_row_apart(ta, tb)
-        if k is not None:
-            row = ta.row(k, named=True) if k < ta.height else tb.row(k, named=True)
-            return (what, np.datetime64(row["time"]), row["symbol"],
-                    f"{ta.row(k) if k < ta.height else None} -> {tb.row(k) if k < tb.height else None}")
-    return None
-
-
-def _first_row_apart(a: pl.DataFrame, b: pl.DataFrame, rtol: float = _RTOL) -> int | None:
-    """The first row where two tables differ (numbers within ``rtol``)."""
-    n = min(a.height, b.height)
-    apart = np.zeros(n, dtype=bool)
-    for name in a.columns:
-        x, y = a[name][:n].to_numpy(), b[name][:n].to_numpy()
-        if x.dtype.kind == "f":
-            apart |= ~np.isclose(x, y, rtol=rtol, atol=_ATOL if rtol else 0.0, equal_nan=True)
-        else:
-            apart |= x != y
+    """The first fill or order up to ``c`` in the core's order logs of two runs that differs
+    (numbers within rounding unless ``exact``: the engine against itself)."""
+    upto = int(np.searchsorted(times, np.datetime64(c, "ns"), side="right")) - 1
+    (ia, fa), (ib, fb) = (_log_upto(r["log"], upto) for r in (a, b))
+    n = min(len(ia), len(ib))
+    apart = (ia[:n] != ib[:n]).any(axis=1)
+    x, y = fa[:n], fb[:n]
+    same = (x == y) | (np.isnan(x) & np.isnan(y))
+    if not exact and not same.all():
+        same |= np.isclose(x, y, rtol=_RTOL, atol=_ATOL, equal_nan=True)
+    apart |= ~same.all(axis=1)
     rows = np.flatnonzero(apart)
-    if rows.size:
-        return int(rows[0])
-    return None if a.height == b.height else n
+    k = int(rows[0]) if rows.size else (None if len(ia) == len(ib) else n)
+    if k is None:
+        return None
+    row = ia[k] if k < len(ia) else ib[k]
+    what = "fill" if row[3] == KIND_FILL else "order"
+    return (what, times[row[0]], str(symbols[row[2]]),
+            f"{_log_row(ia, fa, k, times, symbols)} -> {_log_row(ib, fb, k, times, symbols)}")
+
+
+def _log_upto(log: tuple[np.ndarray, np.ndarray], upto: int) -> tuple[np.ndarray, np.ndarray]:
+    li, lf = log
+    keep = li[:, 0] <= upto
+    return li[keep], lf[keep]
+
+
+def _log_row(li: np.ndarray, lf: np.ndarray, k: int, times: np.ndarray, symbols: np.ndarray
+             ) -> str:
+    """One row of an order log as a person reads it (or "none" past its end)."""
+    if k >= len(li):
+        return "none"
+    bar, _, s, kind, reason, side = (int(v) for v in li[k])
+    shares, price = float(lf[k, 0]), float(lf[k, 1])
+    if kind == KIND_FILL:
+        return (f"{'buy' if side > 0 else 'sell'} {abs(shares):g} {symbols[s]} at {price:g} "
+                f"on {times[bar]} ({REASONS[reason]})")
+    return (f"{'unfilled' if kind == KIND_UNFILLED else 'refused'} {shares:g} {symbols[s]} on "
+            f"{times[bar]} ({REASONS[reason]})")
 
 
 def _first_difference(full: dict[str, Any], other: dict[str, Any], c: np.datetime64, market: MarketData
@@ -453,7 +466,7 @@ def _first_difference(full: dict[str, Any], other: dict[str, Any], c: np.datetim
             return ("decision", market.time[t], str(market.symbols[s]),
                     f"{name} {x[t, s]!r} -> {y[t, s]!r}",
                     "A decision at or before the cutoff depends on data after it.")
-    diff = _orders_difference(full, other, c)
+    diff = _orders_difference(full, other, c, market.time, market.symbols)
     if diff is not None:
         return (*diff, "An order at or before the cutoff depends on data after it.")
     ea, eb = full["equity"][..., : i + 1], other["equity"][..., : i + 1]
@@ -492,7 +505,7 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
         i = market.index_of(c)
         cut = market.truncate(c)
         ds, _, delist = _scrambled_parts(market, i, np.random.default_rng([seed, k]),
-                                         _CORE_FIELDS)
+                                         _CORE_FIELDS, tables=False)
         for how, other in (
                 ("truncated", _replay(cut.ds, cut.delist_bar,
                                       {k: _first_bars(v, i + 1) for k, v in intents.items()},
@@ -518,13 +531,12 @@ def _replay(ds: xr.Dataset, delist: np.ndarray, intents: dict[str, np.ndarray], 
     kwargs = {**cfg.to_dict(), **{k.removeprefix("order:"): v for k, v in intents.items()}}
     res = simulate(ds, delist_bar=delist, size_value=size_value, keep="equity",
                    stop_after=stop_after, **kwargs)
-    return {"trades": res.trades, "unfilled": res.unfilled, "filtered": res.filtered,
-            "equity": np.asarray(res.equity.values)}
+    return {"log": res.extra["order_log"], "equity": np.asarray(res.equity.values)}
 
 
 def _replay_difference(full: dict[str, Any], other: dict[str, Any], i: int, c: np.datetime64,
                        market: MarketData) -> tuple[str, np.datetime64, str | None, str, str] | None:
-    diff = _orders_difference(full, other, c, exact=True)
+    diff = _orders_difference(full, other, c, market.time, market.symbols, exact=True)
     if diff is not None:
         what = diff[0]
         return (*diff, f"{'A fill' if what == 'fill' else 'An order'} at or before the cutoff "
@@ -602,10 +614,10 @@ def scrambled(market: MarketData, c: TimeLike, rng: np.random.Generator) -> Mark
 
 
 def _scrambled_parts(market: MarketData, i: int, rng: np.random.Generator,
-                     fields: frozenset[str] | None = None
+                     fields: frozenset[str] | None = None, tables: bool = True
                      ) -> tuple[xr.Dataset, dict[str, pl.DataFrame | None], np.ndarray]:
-    """The fields (``fields`` only, when given), reference tables and delistings of
-    :func:`scrambled` after bar ``i``."""
+    """The fields (``fields`` only, when given), reference tables (unless not ``tables``:
+    the core reads none) and delistings of :func:`scrambled` after bar ``i``."""
     T = len(market.time)
     n = max(T - i - 1, 0)
     shift = int(rng.integers(1, n)) if n > 1 else 0
@@ -614,23 +626,23 @@ def _scrambled_parts(market: MarketData, i: int, rng: np.random.Generator,
                      for name in src.data_vars if fields is None or name in fields},
                     coords=src.coords, attrs=src.attrs)
     when = np.datetime64(market.time[i], "ns")
-    tables: dict[str, pl.DataFrame | None] = {}
-    for name, col in _TABLE_TIME.items():
+    out: dict[str, pl.DataFrame | None] = {}
+    for name, col in _TABLE_TIME.items() if tables else ():
         table = getattr(market, name)
         if not table.height:
-            tables[name] = None
+            out[name] = None
             continue
         known = {"actions": "declared", "universes": "announced"}.get(name)
         stamp = table.select(pl.coalesce(known, col) if known else pl.col(col)).to_series()
         late = stamp.to_numpy().astype("datetime64[ns]") > when
         if late.any():
             table = _scramble_rows(table, late, rng, market.time[i + 1:] if i + 1 < T else None)
-        tables[name] = table
+        out[name] = table
     delist = np.asarray(market.delist_bar).copy()
     later = delist > i
     # a delisting after the cutoff moves to another later bar, or away
     delist[later] = rng.choice(np.append(np.arange(i + 1, T), -1), int(later.sum()))
-    return ds, tables, delist
+    return ds, out, delist
 
 
 def _rows_after(a: np.ndarray, i: int, shift: int) -> np.ndarray:

@@ -506,6 +506,8 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
         optimistic=config.optimistic,
         filtered=filtered,
     )
+    # the core's own order log (the tables are views of it): for exact comparisons
+    res.extra["order_log"] = log
     halted = core.get_state()["halted"]
     if config.max_drawdown_stop > 0:
         res.halted_at = label(np.where(halted > 0, halted - 1, -1).astype(np.int64),

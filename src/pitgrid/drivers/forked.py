@@ -55,6 +55,8 @@ class Run:
         finally:
             self._path.unlink(missing_ok=True)
             Path(str(self._path) + ".part").unlink(missing_ok=True)
+            for left in self._path.parent.glob(self._path.name + ".*.npy"):  # a run cut short
+                left.unlink(missing_ok=True)
         if status == "error":
             raise RuntimeError(f"a check run's process failed: {value}")
         return value
@@ -225,14 +227,41 @@ def _child(path: str, request: bytes) -> None:
     except BaseException as exc:  # reported to the caller, who raises it
         outcome = ("error", f"{type(exc).__name__}: {exc}")
     try:
-        data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+        with open(path + ".part", "wb") as f:
+            _Pickler(f, path).dump(outcome)
     except Exception as exc:
-        data = pickle.dumps(("error", f"its result could not be sent back: {exc}"))
-    with open(path + ".part", "wb") as f:
-        f.write(data)
+        with open(path + ".part", "wb") as f:
+            pickle.dump(("error", f"its result could not be sent back: {exc}"), f)
     os.replace(path + ".part", path)
     sys.stdout.flush()
     os._exit(0)
+
+
+class _Pickler(pickle.Pickler):
+    """Large arrays of a run's result go to files of their own beside it: written once,
+    mapped by the caller (:func:`_mapped`), instead of copied through the pickle four times."""
+
+    BIG = 1 << 20
+
+    def __init__(self, f: Any, path: str) -> None:
+        super().__init__(f, protocol=pickle.HIGHEST_PROTOCOL)
+        self.path, self.n = path, 0
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is np.ndarray and obj.nbytes >= self.BIG and obj.dtype.kind in "biuf":
+            name = f"{self.path}.{self.n}.npy"
+            self.n += 1
+            np.save(name, obj, allow_pickle=False)
+            return _mapped, (name,)
+        return NotImplemented
+
+
+def _mapped(name: str) -> np.ndarray:
+    """An array a run wrote (:class:`_Pickler`), mapped read-only; its file is removed at
+    once (the mapping keeps the data until the array is gone)."""
+    a = np.load(name, mmap_mode="r")
+    os.unlink(name)
+    return a
 
 
 def _run_one() -> None:
@@ -248,8 +277,10 @@ def _warm() -> None:
     Nothing that starts a thread pool runs here (no polars query, no market): a pool that
     exists before a fork is one the child would wait on forever."""
     import cloudpickle  # noqa: F401
+    import tqdm.auto  # noqa: F401 - the step driver's progress bar
 
     import pitgrid  # noqa: F401
+    import pitgrid.strategies  # noqa: F401 - what most checked strategies build on
     from pitgrid import kernels
     from pitgrid.drivers import batch, pit, step  # noqa: F401
     from pitgrid.kernels.stream import _REQUIRED, _SPECS

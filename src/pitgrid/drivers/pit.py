@@ -1,17 +1,18 @@
 """The point-in-time check: the step driver audits the batch run at every bar.
 
-:func:`check_point_in_time` runs the strategy twice, each time in a new process
+:func:`check_point_in_time` first looks for market data the strategy carries
+(:mod:`pitgrid.drivers.carried`), then runs it twice, each time in a new process
 (forked from a clean server, :mod:`pitgrid.drivers.forked`) on market arrays the
 operating system maps read-only: once in the batch engine and once in the step driver, which
 hands the strategy only what is known at each bar (:mod:`pitgrid.cycle.view`). Any
-feature, intent or order that differs at any bar is a leak: the batch run read
-something the step run could not know. The two runs share no process, no module
-state and no market object, so a cache, a field written into the market or an
-array written in place cannot carry the future from one to the other. Then the
-simulation itself is checked: the batch run's decisions are replayed by the
-compiled core on the data truncated or scrambled after a cutoff (every field,
-every reference table, the delistings), and nothing at or before the cutoff may
-change; the batch run's process does this while the step driver still runs.
+feature, intent or order that differs at any bar is a leak, once the batch engine on the
+data known at that bar confirms it: the batch run read something the step run could not
+know. The two runs share no process, no module state and no market object, so a cache,
+a field written into the market or an array written in place cannot carry the future
+from one to the other, and neither can open a market store. Then the simulation itself
+is checked: each run's decisions are replayed by the compiled core on the data
+truncated or scrambled after a cutoff (every field the core reads, the delistings), and
+nothing at or before the cutoff may change; the two runs share the cutoffs.
 
 ``every_bar=False`` is the quick sampled mode: truncate and scramble after a few
 cutoffs and rerun the whole strategy each time (each run in its own process). The
@@ -605,10 +606,10 @@ def _acts(a: np.ndarray) -> np.ndarray:
 
 
 def scrambled(market: MarketData, c: TimeLike, rng: np.random.Generator) -> MarketData:
-    """``market`` with everything after ``c`` scrambled: every field's bars permuted, and the
+    """``market`` with everything after ``c`` scrambled: every field's later bars rotated, and the
     rows of every reference table dated after ``c`` given other values, symbols and times."""
     ds, tables, _ = _scrambled_parts(market, market.index_of(c), rng)
-    # the arrays already hold the permuted actions; the table follows the arrays
+    # the arrays already hold the moved actions; the table follows the arrays
     return MarketData(ds, universes=tables["universes"], events=tables["events"],
                       regimes=tables["regimes"])
 

@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,7 +30,7 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from .stream import _ROW_LOCAL, _SPECS, Stream
 
-__all__ = ["Graph", "Node", "NotStreamable", "traceable"]
+__all__ = ["Graph", "Node", "NotStreamable", "row_local", "traceable"]
 
 
 class NotStreamable(TypeError):
@@ -44,8 +45,8 @@ class Node(NDArrayOperatorsMixin):
 
     def __init__(self, kind: str, key: Any, args: tuple = (), params: Mapping[str, Any] | None = None,
                  index: int | None = None) -> None:
-        self.kind = kind      # "source", "kernel", "ufunc", "output"
-        self.key = key        # source key, kernel name, or ufunc
+        self.kind = kind      # "source", "kernel", "ufunc", "rows", "output"
+        self.key = key        # source key, kernel name, ufunc, or row-local function
         self.args = args      # input nodes (or scalars, for ufuncs)
         self.params = dict(params or {})
         self.index = index    # which output of a multi-output kernel
@@ -142,6 +143,33 @@ def traceable(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def row_local(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, a function of ``(time, symbol)`` arrays (and ``(time,)`` flags) that maps each
+    row on its own, recording a node when given a :class:`Node`: the graph then runs it on
+    blocks of rows, which gives row for row what it gives on the whole history.
+
+    Example:
+        >>> import numpy as np
+        >>> half = row_local(lambda x: x / 2)
+        >>> g = Graph({"h": half(Node.source("close"))}, n_symbols=1)
+        >>> float(g.update({"close": np.array([3.0])})["h"][0])
+        1.5
+    """
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not any(isinstance(a, Node) for a in (*args, *kwargs.values())):
+            return fn(*args, **kwargs)
+        return Node("rows", fn, (*args, *kwargs.values()), {"keywords": tuple(kwargs)})
+
+    return call
+
+
+def _call(node: Node, values: list[Any]) -> Any:
+    names = node.params.get("keywords", ())
+    n = len(values) - len(names)
+    return node.key(*values[:n], **dict(zip(names, values[n:])))
+
+
 class Graph:
     """The traced ``outputs`` (name -> node), one bar per :meth:`update`.
 
@@ -175,15 +203,19 @@ class Graph:
             id(n): Stream(n.key, n_symbols, **n.params) for n in self.order if n.kind == "kernel"}
 
     def update(self, sources: Mapping[Any, np.ndarray]) -> dict[str, np.ndarray]:
-        """One bar: ``sources`` holds the bar's row of each source; returns each output's row."""
-        rows = self.advance({k: np.asarray(v)[None] for k, v in sources.items()})
-        return {name: a[0] for name, a in rows.items()}
+        """One bar: ``sources`` holds the bar's row of each source; returns each output's row
+        (kernels' rows belong to their streams and change with the next update)."""
+        return self._evaluate(sources, Stream.update, True)
 
     def advance(self, sources: Mapping[Any, np.ndarray]) -> dict[str, np.ndarray]:
         """As many bars as the blocks in ``sources`` have rows, node by node: each kernel's
         stream advances over the whole block in one compiled call and each ufunc runs on
         the block. Row for row the same as :meth:`update` on each bar in turn, bit for bit:
         a kernel's row t reads its input rows up to t only, and a ufunc one element."""
+        return self._evaluate(sources, Stream.advance, False)
+
+    def _evaluate(self, sources: Mapping[Any, np.ndarray], step: Callable[..., Any],
+                  one_row: bool) -> dict[str, np.ndarray]:
         rows: dict[int, Any] = {}
         for node in self.order:
             kind = node.kind
@@ -192,14 +224,18 @@ class Graph:
             elif kind == "kernel":
                 args = [rows[id(a)] for a in node.args]
                 if node.key in _ROW_LOCAL and len(args) == 2:
-                    rows[id(node)] = self.streams[id(node)].advance(args[0], mask=args[1])
+                    rows[id(node)] = step(self.streams[id(node)], args[0], mask=args[1])
                 else:
-                    rows[id(node)] = self.streams[id(node)].advance(*args)
+                    rows[id(node)] = step(self.streams[id(node)], *args)
             elif kind == "output":
                 rows[id(node)] = rows[id(node.args[0])][node.index]
-            else:
-                rows[id(node)] = node.key(*(rows[id(a)] if isinstance(a, Node) else a
-                                            for a in node.args))
+            elif kind == "rows" and one_row:  # a row-local function takes (time, symbol) arrays
+                values = [np.asarray(rows[id(a)])[None] if isinstance(a, Node) else a
+                          for a in node.args]
+                rows[id(node)] = _call(node, values)[0]
+            else:  # a ufunc, or a function that maps each row on its own (:func:`row_local`)
+                rows[id(node)] = _call(node, [rows[id(a)] if isinstance(a, Node) else a
+                                              for a in node.args])
         return {name: rows[id(node)] for name, node in self.outputs.items()}
 
     def kernels(self) -> list[str]:

@@ -37,13 +37,15 @@ from pitgrid.drivers.carried import carried_data, forbid_stores
 from pitgrid.drivers.common import as_market, resolve_settings
 from pitgrid.engine.codes import KIND_FILL, KIND_UNFILLED, REASONS
 from pitgrid.engine.config import SimConfig
+from pitgrid.engine.orders import orders_needed
 
 _TABLE_TIME = {"actions": "ex_date", "events": "knowledge_time", "universes": "start",
                "regimes": "time"}
 _KNOWN_AT = frozenset({"declared", "announced", "end_announced"})
-# what the compiled core reads of a market (engine.simulate.market_arrays)
-_CORE_FIELDS = frozenset({"open", "high", "low", "close", "volume", "valid", "split_ratio",
-                          "dividend"})
+# what the compiled core reads of a market (engine.simulate.market_arrays); the bar
+# ranges only when stops or orders beyond the market are on
+_CORE_FIELDS = frozenset({"open", "close", "volume", "valid", "split_ratio", "dividend"})
+_RANGE_FIELDS = frozenset({"high", "low"})
 
 
 @dataclass
@@ -502,11 +504,13 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
     cfg, size_value = resolve_settings(strategy, config)
     if full is None:
         full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, None)
+    orders = {k.removeprefix("order:"): v for k, v in intents.items() if k.startswith("order:")}
+    fields = _CORE_FIELDS | (_RANGE_FIELDS if orders_needed(cfg, orders) else frozenset())
     for k, c in cuts:
         i = market.index_of(c)
         cut = market.truncate(c)
-        ds, _, delist = _scrambled_parts(market, i, np.random.default_rng([seed, k]),
-                                         _CORE_FIELDS, tables=False)
+        ds, _, delist = _scrambled_parts(market, i, np.random.default_rng([seed, k]), fields,
+                                         tables=False)
         for how, other in (
                 ("truncated", _replay(cut.ds, cut.delist_bar,
                                       {k: _first_bars(v, i + 1) for k, v in intents.items()},

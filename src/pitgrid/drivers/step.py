@@ -303,7 +303,11 @@ class StepDriver:
         universe stage and the hook apply, and the core runs the block. Bit for bit the bars
         one by one: no node's row reads a later row. Returns the last bar's intents (None
         while warming up) and the block's order log."""
-        rows = self._stream.advance({k: a[t0:t1] for k, a in self._sources.items()})
+        if t1 == t0 + 1:  # one bar: the streams' own preallocated rows
+            rows = {k: np.asarray(v)[None] for k, v in
+                    self._stream.update({k: a[t0] for k, a in self._sources.items()}).items()}
+        else:
+            rows = self._stream.advance({k: a[t0:t1] for k, a in self._sources.items()})
         a = max(t0, self.start_bar)  # bars before the start only warm the features up
         if self._keep_features or t0 < a:
             self._record_block(t0, min(t1, a) if not self._keep_features else t1, rows)

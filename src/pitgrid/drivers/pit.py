@@ -237,7 +237,8 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     }
     if kind in ("batch", "step"):
         out["cuts"] = cuts = _cutoffs(market, cutoffs, out, every_bar=True)
-        mine = [(k, c) for k, c in enumerate(cuts) if k % 2 == (kind == "step")]
+        share = _share(market, cuts)
+        mine = [(k, c) for k, c in enumerate(cuts) if share[k] == (kind == "step")]
         # the run's own orders and equity are those of the core on its decisions and the
         # whole market (both drivers agree with a replay bit for bit), unless it started late
         out["simulation"] = _simulation_check(market, strategy, settings, out["intents"], mine,
@@ -325,6 +326,20 @@ def _confirmed(market: MarketData, folder: str, blob: bytes, settings: dict[str,
                       f"the rule its last intent_rows = {strategy.intent_rows} rows and it "
                       "decides otherwise: the rule reads more rows than it declares (raise "
                       "intent_rows), or keeps state from bar to bar.")
+
+
+def _share(market: MarketData, cuts: list[np.datetime64]) -> list[bool]:
+    """Which cutoffs the step run's process replays (True) and which the batch run's: the
+    costlier first, each to the process with less to do so far. A replay costs about its
+    bars, a scramble about the market's; the step run about 1.5 batch runs."""
+    T = len(market.time)
+    load = {False: 2.0 * T, True: 3.0 * T}
+    cost = [2.0 * market.index_of(c) + T for c in cuts]
+    share = [False] * len(cuts)
+    for k in sorted(range(len(cuts)), key=lambda k: -cost[k]):
+        share[k] = load[True] < load[False]
+        load[share[k]] += cost[k]
+    return share
 
 
 def _raise_child_error(run: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
-"""Step driver over batch engine, in one process: the ratio of a whole run, and whether a
-bar costs the same late in a run as early (issue #12's acceptance numbers).
+"""Step driver over batch engine, in one process: the ratio of a whole run bar by bar
+(``step()``) and to the end at once (``run()``, which advances a traced rule over blocks of
+bars), and whether a bar costs the same late in a run as early (issue #12's numbers).
 
     python benches/step_vs_batch.py [--data ../shared/data] [--repeat 3]
 
@@ -47,10 +48,19 @@ def step_run(market: pg.MarketData, strategy: pg.Strategy) -> tuple[float, np.nd
     return time.perf_counter() - t0, per_bar, res
 
 
+def replay_seconds(market: pg.MarketData, strategy: pg.Strategy) -> float:
+    """``run()`` to the last bar: a traced rule advances over blocks of bars."""
+    t0 = time.perf_counter()
+    pg.StepDriver(market, strategy, SETTINGS).run(progress=False)
+    return time.perf_counter() - t0
+
+
 def measure(name: str, market: pg.MarketData, strategy: pg.Strategy, repeat: int) -> dict:
     batch_seconds(market, strategy)  # warm: compile, load
     step_run(market, strategy)
+    replay_seconds(market, strategy)
     b = [batch_seconds(market, strategy) for _ in range(repeat)]
+    r = [replay_seconds(market, strategy) for _ in range(repeat)]
     runs = [step_run(market, strategy) for _ in range(repeat)]
     s = [r[0] for r in runs]
     per_bar = np.median(np.stack([r[1] for r in runs]), axis=0)
@@ -60,9 +70,11 @@ def measure(name: str, market: pg.MarketData, strategy: pg.Strategy, repeat: int
                           pg.backtest(market, strategy, SETTINGS).equity.values, equal_nan=True)
     out = {"workload": name, "batch_ms": 1e3 * float(np.median(b)),
            "step_ms": 1e3 * float(np.median(s)), "ratio": float(np.median(s) / np.median(b)),
+           "run_ms": 1e3 * float(np.median(r)), "run_ratio": float(np.median(r) / np.median(b)),
            "last_over_first_tenth": flat, "bitwise_equal": bool(same)}
     print(f"{name:32s} batch {out['batch_ms']:8.1f} ms  step {out['step_ms']:8.1f} ms  "
-          f"ratio {out['ratio']:5.2f}x  flat {flat:4.2f}  equal {same}", flush=True)
+          f"ratio {out['ratio']:5.2f}x  run() {out['run_ms']:8.1f} ms {out['run_ratio']:5.2f}x  "
+          f"flat {flat:4.2f}  equal {same}", flush=True)
     return out
 
 

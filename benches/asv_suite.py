@@ -279,3 +279,35 @@ class ColdStart:
                 f"pg.backtest(pg.open_market({str(self.store)!r}), MovingAverageCross(fast=10, slow=50), "
                 "{'fees_bps': 10.0, 'slippage_bps': 5.0, 'fill': 'close'})")
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class PointInTimeCheck:
+    """The point-in-time check at every bar over one batch run (issue 14: at most 3x), after a
+    first check started the process's server (as a second check in a session does)."""
+
+    timeout = 300
+    params = ["ma_cross", "momentum"]
+    param_names = ["strategy"]
+
+    def setup(self, strategy):
+        from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
+
+        self.market = pg.MarketData(W.data()).load()
+        self.strategy = (MovingAverageCross(fast=10, slow=50) if strategy == "ma_cross"
+                         else CrossSectionalMomentum(lookback=126, top=50, every=21))
+        pg.check_point_in_time(self.market, self.strategy)
+
+    def time_check(self, strategy):
+        pg.check_point_in_time(self.market, self.strategy)
+
+    def track_check_over_batch(self, strategy):
+        import time
+
+        pg.clear_feature_cache()
+        t0 = time.perf_counter()
+        pg.backtest(self.market, self.strategy)
+        t1 = time.perf_counter()
+        pg.check_point_in_time(self.market, self.strategy)
+        return (time.perf_counter() - t1) / (t1 - t0)
+
+    track_check_over_batch.unit = "ratio"

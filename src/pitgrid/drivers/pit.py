@@ -220,20 +220,22 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
         if kind == "step":
             driver = StepDriver(market, strategy, settings, keep_features=True,
                                 start=None if start is None else market.time[start])
-            res = driver.run(progress=False)
+            driver.run(progress=False)
             features = {} if strategy.has_hook else driver.features()
+            intents, equity = driver.decisions(), driver.equity()
         else:
             features = {} if strategy.has_hook else dict(features_for(market, strategy, FeatureData(market)))
             res = backtest(market, strategy, settings)
+            intents, equity = res.extra["intents"], np.asarray(res.equity.values)
     except Exception as exc:  # the strategy failed on what it was handed: part of the finding
         bar = (start or 0) if driver is None else driver.t
         return {"error": f"{type(exc).__name__}: {exc}", "bar": bar, "kind": kind}
     out = {
-        "intents": _intent_arrays(res.extra["intents"]),
+        "intents": _intent_arrays(intents),
         "features": {k: np.asarray(v) for k, v in features.items()},
         # bars numbered from the market's first, also when the step driver started late
-        "log": driver._log() if driver is not None else res.extra["order_log"],
-        "equity": np.asarray(res.equity.values),
+        "log": driver.order_log() if driver is not None else res.extra["order_log"],
+        "equity": equity,
     }
     if kind in ("batch", "step"):
         out["cuts"] = cuts = _cutoffs(market, cutoffs, out, every_bar=True)

@@ -151,7 +151,8 @@ class StepDriver:
         self._mode = INTENT_WEIGHTS if kind == "weights" else INTENT_SIGNALS
         self._entries = np.zeros((1, T, S), dtype=np.uint8)
         self._exits = np.zeros((1, T, S), dtype=np.uint8)
-        self._weights = np.full((1, T, S), np.nan)
+        # target weights only for a rule that gives them (the core reads them then only)
+        self._weights = np.full((1, T, S) if self._mode == INTENT_WEIGHTS else (1, 1, 1), np.nan)
         # rows of the fields the strategy gave at its first bar, written bar by bar and
         # held by the core (bind_orders), as the signals are
         self._shorts = {k: np.zeros((1, T, S), dtype=np.uint8) for k in shorts}
@@ -386,11 +387,21 @@ class StepDriver:
             ds, out, li = cut_from(ds, out, li, self.start_bar, True)
         res = build_result(self.core, self.config, ds, out, (li, lf), None, False, True)
         res.extra.update(strategy=self.strategy.describe(), bars_run=self.t,
-                         intents=self._intents_so_far())
+                         intents=self.decisions())
         return res
 
-    def _intents_so_far(self) -> Intents:
-        """The decisions of every bar run (later rows empty), shaped like a batch run's."""
+    def decisions(self) -> Intents:
+        """The decisions of every bar run (later rows empty), shaped like a batch run's.
+
+        Example:
+            >>> import pitgrid as pg
+            >>> from pitgrid.strategies import MovingAverageCross
+            >>> d = pg.StepDriver(pg.MarketData(pg.synthetic_prices(30, 2, seed=0)),
+            ...                   MovingAverageCross(fast=2, slow=5))
+            >>> _ = d.run(progress=False)
+            >>> d.decisions().entries.shape
+            (30, 2)
+        """
         if self._mode == INTENT_WEIGHTS:
             return Intents(weights=self._weights[0].copy())
         return Intents(entries=self._entries[0].astype(bool), exits=self._exits[0].astype(bool),
@@ -514,7 +525,8 @@ class StepDriver:
                 a[:, :t][..., cols if a.shape[2] == self.n_symbols else slice(None)] = v[:, :t]
             elif a.ndim == 2:
                 a[:, :t] = v[:, :t]
-        for name, a in (("entries", self._entries), ("exits", self._exits), ("weights", self._weights),
+        weights = (("weights", self._weights),) if self._mode == INTENT_WEIGHTS else ()
+        for name, a in (("entries", self._entries), ("exits", self._exits), *weights,
                         *{**self._shorts, **self._order_rows}.items()):
             a[:, :t][..., cols] = state[name if name in ("entries", "exits", "weights")
                                         else f"rows_{name}"][:, :t]
@@ -585,6 +597,18 @@ class StepDriver:
         for name, a in self._order_rows.items():
             if intents.orders and name in intents.orders:
                 a[0, t: t + n] = intents.orders[name]
+
+    def equity(self) -> np.ndarray:
+        """Total equity at each bar of the market (NaN where not run), without building a
+        result: ``result().equity`` labels it, from the start bar."""
+        return self._out["equity"][0].copy()
+
+    def order_log(self) -> tuple[np.ndarray, np.ndarray]:
+        """The compiled core's order log so far, bars numbered from the market's first:
+        integer columns (bar, set, symbol, kind, reason, side) and float ones (shares,
+        price, fees, slippage cost), as :func:`pitgrid.engine.simulate.log_frame` reads it."""
+        li, lf = self._log()
+        return li.copy(), lf.copy()
 
     def _log(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._log_i:

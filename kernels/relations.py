@@ -24,7 +24,9 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
 Numerics: plain running sums of ``x - kx``, ``y - ky`` and their products (``kx``,
 ``ky`` recent values), recomputed from the ring buffers with compensated summation
 on each window's first complete row and every ``window`` rows (the bound is in
-docs/kernels.md); constant windows are detected exactly.
+docs/kernels.md); where their rounding could still reach 1e-10 of a side's variance (a
+small move after a large one), the window is computed afresh from the rings, two passes;
+constant windows are detected exactly.
 """
 from __future__ import annotations
 
@@ -32,6 +34,10 @@ import numpy as np
 from numba import njit
 
 from ._common import as_panel, as_series, out_view, window_arg
+
+# the running sums' rounding: see _rounding_shows (as in volatility.py's moments)
+_ROUND = 4.0 * 2.0 ** -53
+_REL = 1e-10
 
 __all__ = [
     "rolling_corr", "rolling_corr_into", "rolling_corr_nb",
@@ -65,12 +71,15 @@ def _check(x, y, out, window):
 
 @njit(cache=True, nogil=True)
 def _pair_state(n_sym, window):
-    """ring_x (row r in slot r % window), ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
-    same_y, last_bad, due.
+    """ring_x (row r in slot r % window), ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x,
+    mag_y, same_x, same_y, last_bad, due.
 
     The five sums are plain running sums over the window of ``dx = x - kx``,
     ``dy = y - ky`` and their products; NaN (as after a missing value) until the first
-    complete window. ``same_x`` / ``same_y``: equal values in a row, ending at the newest.
+    complete window. ``mag_x`` / ``mag_y``: the largest sum of squares the running sums of
+    squares have held or been added to since they were last recomputed (their rounding
+    is a small multiple of it). ``same_x`` / ``same_y``: equal values in a row, ending at the
+    newest.
     ``due[0]``: the next row on which some symbol's window becomes complete again.
     """
     if window < 1:
@@ -78,6 +87,7 @@ def _pair_state(n_sym, window):
     nan = np.full(n_sym, np.nan)
     return (np.full((window, n_sym), np.nan), np.full(window, np.nan), np.zeros(n_sym),
             np.zeros(n_sym), nan.copy(), nan.copy(), nan.copy(), nan.copy(), nan.copy(),
+            np.zeros(n_sym), np.zeros(n_sym),
             np.zeros(n_sym, dtype=np.int64), np.zeros(1, dtype=np.int64),
             np.full(n_sym, -1, dtype=np.int64), np.full(1, window - 1, dtype=np.int64))
 
@@ -103,7 +113,7 @@ def _pair_out(sx, sy, sxx, syy, sxy, const_x, const_y, w, want_beta):
 
 
 @njit(cache=True, nogil=True)
-def _pair_anchor(j, lo, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy):
+def _pair_anchor(j, lo, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x, mag_y):
     """Recompute symbol ``j``'s five sums from the ring rows ``lo .. lo+w-1`` (compensated)."""
     s = np.zeros(10)
     for r in range(lo, lo + w):
@@ -119,11 +129,49 @@ def _pair_anchor(j, lo, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy):
     sxx[j] = s[4] + s[5]
     syy[j] = s[6] + s[7]
     sxy[j] = s[8] + s[9]
+    mag_x[j] = sxx[j]
+    mag_y[j] = syy[j]
 
 
 @njit(cache=True, nogil=True)
-def _pair_step(t, x, y, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y,
-               last_bad, due, out, want_beta):
+def _pair_exact(j, t, w, ring_x, ring_y, const_x, const_y, want_beta):
+    """Beta or correlation of symbol ``j``'s window ``t-w+1 .. t`` from the rings, two
+    passes (means, then deviations), compensated: where the running sums' rounding shows."""
+    s = np.zeros(4)
+    for r in range(t - w + 1, t + 1):
+        s[0], s[1] = _nadd(s[0], s[1], ring_x[r % w, j])
+        s[2], s[3] = _nadd(s[2], s[3], ring_y[r % w])
+    mx = (s[0] + s[1]) / w
+    my = (s[2] + s[3]) / w
+    q = np.zeros(6)
+    for r in range(t - w + 1, t + 1):
+        dx = ring_x[r % w, j] - mx
+        dy = ring_y[r % w] - my
+        q[0], q[1] = _nadd(q[0], q[1], dx * dx)
+        q[2], q[3] = _nadd(q[2], q[3], dy * dy)
+        q[4], q[5] = _nadd(q[4], q[5], dx * dy)
+    return _pair_out(0.0, 0.0, q[0] + q[1], q[2] + q[3], q[4] + q[5], const_x, const_y, w,
+                     want_beta)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rounding_shows(s, q, w, mg):
+    """Whether the running sums' rounding could reach 1e-10 of the sum of squared
+    deviations ``q`` (``s`` the sum, ``mg`` the magnitude the sum of squares went through)."""
+    return (_ROUND * (2.0 * w * mg + s * s) >= _REL * q
+            or _ROUND * _ROUND * w * w * mg >= _REL * _REL * q)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _shows(a, b, c, d, mgx, mgy, const_x, const_y, w):
+    """Whether either side's variance could carry the running sums' rounding."""
+    return ((not const_x and _rounding_shows(a, c - a * a / w, w, mgx))
+            or (not const_y and _rounding_shows(b, d - b * b / w, w, mgy)))
+
+
+@njit(cache=True, nogil=True)
+def _pair_step(t, x, y, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x, mag_y, same_x,
+               same_y, last_bad, due, out, want_beta):
     """Advance every symbol's pair window by row ``t`` (``y`` is that row's value).
 
     Plain running sums, recomputed from the rings (compensated) on the row where a
@@ -157,6 +205,10 @@ def _pair_step(t, x, y, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x
         c = sxx[j] + (dx * dx - ox * ox)
         d = syy[j] + (dy * dy - qy * qy)
         e = sxy[j] + (dx * dy - ox * qy)
+        mgx = max(mag_x[j], abs(sxx[j]) + ox * ox + dx * dx)
+        mgy = max(mag_y[j], abs(syy[j]) + qy * qy + dy * dy)
+        mag_x[j] = mgx
+        mag_y[j] = mgy
         rp[j] = v
         sx[j] = a
         sy[j] = b
@@ -164,7 +216,10 @@ def _pair_step(t, x, y, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x
         syy[j] = d
         sxy[j] = e
         same_x[j] = sm
-        out[j] = _pair_out(a, b, c, d, e, sm >= w and np.isfinite(v), const_y, w, want_beta)
+        cx = sm >= w and np.isfinite(v)
+        out[j] = _pair_out(a, b, c, d, e, cx, const_y, w, want_beta)
+        if np.isfinite(out[j]) and _shows(a, b, c, d, mgx, mgy, cx, const_y, w):
+            out[j] = _pair_exact(j, t, w, ring_x, ring_y, cx, const_y, want_beta)
         n_bad += not np.isfinite(v)
     if n_bad or not y_ok:
         for j in range(n_sym):
@@ -179,9 +234,13 @@ def _pair_step(t, x, y, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x
             if (every and y_ok and np.isfinite(x[j])) or dd == t:
                 kx[j] = x[j]
                 ky[j] = y
-                _pair_anchor(j, t - w + 1, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy)
-                out[j] = _pair_out(sx[j], sy[j], sxx[j], syy[j], sxy[j], same_x[j] >= w,
-                                   const_y, w, want_beta)
+                _pair_anchor(j, t - w + 1, w, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy,
+                             mag_x, mag_y)
+                cx = same_x[j] >= w
+                out[j] = _pair_out(sx[j], sy[j], sxx[j], syy[j], sxy[j], cx, const_y, w, want_beta)
+                if np.isfinite(out[j]) and _shows(sx[j], sy[j], sxx[j], syy[j], mag_x[j],
+                                                  mag_y[j], cx, const_y, w):
+                    out[j] = _pair_exact(j, t, w, ring_x, ring_y, cx, const_y, want_beta)
             if t < dd < nxt:
                 nxt = dd
         if due[0] == t:
@@ -195,31 +254,31 @@ def rolling_corr_state(n_sym, window):
 
 
 @njit(cache=True, nogil=True)
-def rolling_corr_step_nb(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
-                         same_y, last_bad, due, out):
+def rolling_corr_step_nb(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x,
+                         mag_y, same_x, same_y, last_bad, due, out):
     """Advance :func:`rolling_corr_nb` by row ``t`` (the ``t``-th call, from 0); ``y`` is a
     number, that row's value of the series."""
-    _pair_step(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y,
-               last_bad, due, out, False)
+    _pair_step(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x, mag_y, same_x,
+               same_y, last_bad, due, out, False)
 
 
 @njit(cache=True, nogil=True)
-def rolling_corr_block_nb(t0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
-                          same_y, last_bad, due, out):
+def rolling_corr_block_nb(t0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x,
+                          mag_y, same_x, same_y, last_bad, due, out):
     """Rows ``t0 ..`` of :func:`rolling_corr_nb`, advancing the given state a step per row."""
     for i in range(x.shape[0]):
         rolling_corr_step_nb(t0 + i, x[i], y[i], window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy,
-                             sxy, same_x, same_y, last_bad, due, out[i])
+                             sxy, mag_x, mag_y, same_x, same_y, last_bad, due, out[i])
 
 
 @njit(cache=True, nogil=True)
 def rolling_corr_nb(x, y, window, out):
     """Rolling Pearson correlation of each column of ``x`` with the series ``y``."""
     _check(x, y, out, window)
-    (ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y, last_bad,
+    (ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x, mag_y, same_x, same_y, last_bad,
      due) = rolling_corr_state(x.shape[1], window)
-    rolling_corr_block_nb(0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
-                          same_y, last_bad, due, out)
+    rolling_corr_block_nb(0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x,
+                          mag_y, same_x, same_y, last_bad, due, out)
 
 
 @njit(cache=True, nogil=True)
@@ -229,31 +288,31 @@ def rolling_beta_state(n_sym, window):
 
 
 @njit(cache=True, nogil=True)
-def rolling_beta_step_nb(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
-                         same_y, last_bad, due, out):
+def rolling_beta_step_nb(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x,
+                         mag_y, same_x, same_y, last_bad, due, out):
     """Advance :func:`rolling_beta_nb` by row ``t`` (the ``t``-th call, from 0); ``y`` is a
     number, that row's value of the series."""
-    _pair_step(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y,
-               last_bad, due, out, True)
+    _pair_step(t, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x, mag_y, same_x,
+               same_y, last_bad, due, out, True)
 
 
 @njit(cache=True, nogil=True)
-def rolling_beta_block_nb(t0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
-                          same_y, last_bad, due, out):
+def rolling_beta_block_nb(t0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x,
+                          mag_y, same_x, same_y, last_bad, due, out):
     """Rows ``t0 ..`` of :func:`rolling_beta_nb`, advancing the given state a step per row."""
     for i in range(x.shape[0]):
         rolling_beta_step_nb(t0 + i, x[i], y[i], window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy,
-                             sxy, same_x, same_y, last_bad, due, out[i])
+                             sxy, mag_x, mag_y, same_x, same_y, last_bad, due, out[i])
 
 
 @njit(cache=True, nogil=True)
 def rolling_beta_nb(x, y, window, out):
     """Rolling beta ``cov(x, y) / var(y)`` of each column of ``x`` on the series ``y``."""
     _check(x, y, out, window)
-    (ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x, same_y, last_bad,
+    (ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x, mag_y, same_x, same_y, last_bad,
      due) = rolling_beta_state(x.shape[1], window)
-    rolling_beta_block_nb(0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, same_x,
-                          same_y, last_bad, due, out)
+    rolling_beta_block_nb(0, x, y, window, ring_x, ring_y, kx, ky, sx, sy, sxx, syy, sxy, mag_x,
+                          mag_y, same_x, same_y, last_bad, due, out)
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -46,6 +46,8 @@ _KNOWN_AT = frozenset({"declared", "announced", "end_announced"})
 # ranges only when stops or orders beyond the market are on
 _CORE_FIELDS = frozenset({"open", "close", "volume", "valid", "split_ratio", "dividend"})
 _RANGE_FIELDS = frozenset({"high", "low"})
+# scrambled bars the simulation check keeps after a cutoff: about a year of daily bars
+_LATER = 256
 
 
 @dataclass
@@ -513,9 +515,11 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
     may change; ``full``: the orders and equity of these decisions on the whole market, when
     the caller has them.
 
-    The scrambled replay stops after the cutoff's bar (``simulate(stop_after=)``) with the
-    scrambled bars still in its arrays, so a read of any later bar shows; the tables and
-    delistings it sees are those of :func:`scrambled`, with every field the core reads."""
+    The scrambled replay stops after the cutoff's bar (``simulate(stop_after=)``) with
+    ``_LATER`` scrambled bars still in its arrays, each holding another later bar's values,
+    so a read of a later bar shows (and one past them finds no bar, which the truncated
+    replay shows too); its delistings are those of :func:`scrambled`, with every field
+    the core reads. Both replays cost about the bars up to the cutoff."""
     if not cuts:
         return None
     cfg, size_value = resolve_settings(strategy, config)
@@ -527,12 +531,14 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
         i = market.index_of(c)
         cut = market.truncate(c)
         ds, _, delist = _scrambled_parts(market, i, np.random.default_rng([seed, k]), fields,
-                                         tables=False)
+                                         tables=False, later=_LATER)
+        n = ds.sizes["time"]
         for how, other in (
                 ("truncated", _replay(cut.ds, cut.delist_bar,
                                       {k: _first_bars(v, i + 1) for k, v in intents.items()},
                                       cfg, size_value, None)),
-                ("scrambled", _replay(ds, delist, intents, cfg, size_value, c))):
+                ("scrambled", _replay(ds, delist, {k: _first_bars(v, n) for k, v in intents.items()},
+                                      cfg, size_value, c))):
             diff = _replay_difference(full, other, i, c, market)
             if diff is not None:
                 return Difference(c, how, *diff)
@@ -636,17 +642,22 @@ def scrambled(market: MarketData, c: TimeLike, rng: np.random.Generator) -> Mark
 
 
 def _scrambled_parts(market: MarketData, i: int, rng: np.random.Generator,
-                     fields: frozenset[str] | None = None, tables: bool = True
+                     fields: frozenset[str] | None = None, tables: bool = True,
+                     later: int | None = None
                      ) -> tuple[xr.Dataset, dict[str, pl.DataFrame | None], np.ndarray]:
     """The fields (``fields`` only, when given), reference tables (unless not ``tables``:
-    the core reads none) and delistings of :func:`scrambled` after bar ``i``."""
+    the core reads none) and delistings of :func:`scrambled` after bar ``i``; with
+    ``later``, only that many bars after ``i`` (each still another later bar's values)."""
     T = len(market.time)
     n = max(T - i - 1, 0)
     shift = int(rng.integers(1, n)) if n > 1 else 0
-    src = market.ds
-    ds = xr.Dataset({name: (src[name].dims, _rows_after(np.asarray(src[name].values), i, shift))
+    keep = T if later is None else min(T, i + 1 + later)
+    src = market.ds.isel(time=slice(0, keep))
+    ds = xr.Dataset({name: (src[name].dims,
+                            _rows_after(np.asarray(market.ds[name].values), i, shift, keep))
                      for name in src.data_vars if fields is None or name in fields},
                     coords=src.coords, attrs=src.attrs)
+    T = keep
     when = np.datetime64(market.time[i], "ns")
     out: dict[str, pl.DataFrame | None] = {}
     for name, col in _TABLE_TIME.items() if tables else ():
@@ -661,22 +672,23 @@ def _scrambled_parts(market: MarketData, i: int, rng: np.random.Generator,
             table = _scramble_rows(table, late, rng, market.time[i + 1:] if i + 1 < T else None)
         out[name] = table
     delist = np.asarray(market.delist_bar).copy()
-    later = delist > i
+    moved = delist > i
     # a delisting after the cutoff moves to another later bar, or away
-    delist[later] = rng.choice(np.append(np.arange(i + 1, T), -1), int(later.sum()))
+    delist[moved] = rng.choice(np.append(np.arange(i + 1, T), -1), int(moved.sum()))
     return ds, out, delist
 
 
-def _rows_after(a: np.ndarray, i: int, shift: int) -> np.ndarray:
-    """``a`` with its rows after ``i`` rotated by ``shift``: every later bar holds another
-    later bar's values (two block copies, at memory speed, where a gather of rows in a
-    random order is several times slower)."""
-    out = np.empty(a.shape, dtype=a.dtype)
+def _rows_after(a: np.ndarray, i: int, shift: int, keep: int) -> np.ndarray:
+    """The first ``keep`` rows of ``a`` with its rows after ``i`` rotated by ``shift``: every
+    later bar holds another later bar's values (block copies, at memory speed, where a
+    gather of rows in a random order is several times slower)."""
+    out = np.empty((keep, *a.shape[1:]), dtype=a.dtype)
     out[: i + 1] = a[: i + 1]
     tail, rest = a[i + 1:], out[i + 1:]
-    n = len(tail)
-    rest[: n - shift] = tail[shift:]
-    rest[n - shift:] = tail[:shift]
+    n, m = len(tail), len(rest)
+    first = min(m, n - shift)
+    rest[:first] = tail[shift: shift + first]
+    rest[first:] = tail[: m - first]
     return out
 
 

@@ -189,6 +189,14 @@ class StepDriver:
         self.driver.step()
 
 
+def _ma_cross_or_momentum(name: str) -> pg.Strategy:
+    """W1's moving-average cross, or the monthly cross-sectional momentum of W4."""
+    from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
+
+    return (MovingAverageCross(fast=10, slow=50) if name == "ma_cross"
+            else CrossSectionalMomentum(lookback=126, top=50, every=21))
+
+
 class StepOverBatch:
     """A whole step-driver run over the batch run of the same strategy, in one process."""
 
@@ -197,11 +205,8 @@ class StepOverBatch:
     param_names = ["strategy"]
 
     def setup(self, strategy):
-        from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
-
         self.market = pg.MarketData(W.data()).load()
-        self.strategy = (MovingAverageCross(fast=10, slow=50) if strategy == "ma_cross"
-                         else CrossSectionalMomentum(lookback=126, top=50, every=21))
+        self.strategy = _ma_cross_or_momentum(strategy)
         pg.backtest(self.market, self.strategy)
         pg.StepDriver(self.market, self.strategy).run(progress=False)
 
@@ -290,11 +295,8 @@ class PointInTimeCheck:
     param_names = ["strategy"]
 
     def setup(self, strategy):
-        from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
-
         self.market = pg.MarketData(W.data()).load()
-        self.strategy = (MovingAverageCross(fast=10, slow=50) if strategy == "ma_cross"
-                         else CrossSectionalMomentum(lookback=126, top=50, every=21))
+        self.strategy = _ma_cross_or_momentum(strategy)
         pg.check_point_in_time(self.market, self.strategy)
 
     def time_check(self, strategy):

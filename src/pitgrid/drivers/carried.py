@@ -151,12 +151,16 @@ def forbid_stores() -> None:
             known[key] = (folder / "_pitgrid" / "manifest.json").is_file()
         return known[key]
 
+    skip = (sys.prefix, sys.base_prefix, "/proc/", "/sys/", "/dev/")
+
     def hook(event: str, args: tuple) -> None:
         if event != "open" or not isinstance(args[0], (str, Path)):
             return
-        path = Path(args[0])
-        if path.suffix in (".py", ".pyc", ".so") or str(path).startswith(sys.prefix):
+        name = str(args[0])
+        # the interpreter's own files and the system's are never a store: no path work
+        if name.startswith(skip) or name.endswith((".py", ".pyc", ".so")):
             return
+        path = Path(name)
         for folder in list(path.parents)[:6]:
             if is_store(folder):
                 raise ForbiddenRead(f"{path}: a strategy under the point-in-time check may "

@@ -151,7 +151,7 @@ def forbid_stores() -> None:
             known[key] = (folder / "_pitgrid" / "manifest.json").is_file()
         return known[key]
 
-    skip = (sys.prefix, sys.base_prefix, "/proc/", "/sys/", "/dev/")
+    skip = (sys.prefix, sys.base_prefix, "/proc/", "/sys/")
 
     def hook(event: str, args: tuple) -> None:
         if event != "open" or not isinstance(args[0], (str, Path)):

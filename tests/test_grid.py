@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -130,17 +129,18 @@ def test_cancel_returns_a_partial_result_flagged(market):
     assert g.table.row(0) == full.table.row(0)
 
 
-@dataclass(frozen=True, kw_only=True)
-class InterruptedOnSecondChunk(MovingAverageCross):
-    """Raises KeyboardInterrupt (what Ctrl-C does) when the grid reaches its third chunk."""
+def test_ctrl_c_stops_cleanly_with_a_partial_result(market, monkeypatch):
+    from pitgrid.drivers import grid as G
 
-    def grid_bank(self, data, variants):
-        if variants[0].fast == 5:
-            raise KeyboardInterrupt
-        return super().grid_bank(data, variants)
+    run_chunk, calls = G.run_chunk, []
 
+    def interrupted_on_third_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # what Ctrl-C does
+        return run_chunk(*args, **kwargs)
 
-def test_ctrl_c_stops_cleanly_with_a_partial_result(market):
-    g = pg.grid(market, InterruptedOnSecondChunk(), MA_PARAMS, config=CFG, progress=False,
+    monkeypatch.setattr(G, "run_chunk", interrupted_on_third_chunk)
+    g = pg.grid(market, MovingAverageCross(), MA_PARAMS, config=CFG, progress=False,
                 memory_budget_mb=0.01)
     assert g.partial and g.table.height == 2

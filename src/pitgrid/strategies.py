@@ -44,23 +44,19 @@ class MovingAverageCross(Strategy):
         return Intents(entries=K.crossover(f["fast"], f["slow"]),
                        exits=K.crossunder(f["fast"], f["slow"]))
 
-    def grid_bank(self, data: FeatureData, variants: list[MovingAverageCross]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Each distinct average once, and per variant its (fast, slow) rows: the core's cross rule.
+    def grid_bank_keys(self) -> tuple[int, int] | None:
+        """The two rows of a grid's feature bank this variant's rule reads (fast, then slow),
+        or None when the rule is more than the core's cross rule (a universe filters it).
 
-        The cross rule is :func:`pitgrid.kernels.crossover` / ``crossunder`` evaluated
-        inside the compiled loop, so a grid equals the variants run one by one.
+        A grid computes each distinct row once (:meth:`grid_bank_row`) and runs the cross
+        rule, :func:`pitgrid.kernels.crossover` / ``crossunder`` of the two rows, inside the
+        compiled loop, so a grid equals the variants run one by one.
         """
-        if any(v.universe is not None for v in variants):
-            return None
-        windows = sorted({v.fast for v in variants} | {v.slow for v in variants})
-        close = np.ascontiguousarray(data.adjusted("close"))
-        bank = np.empty((len(windows), *close.shape))
-        for i, w in enumerate(windows):
-            K.sma_into(close, w, bank[i])
-        row = {w: i for i, w in enumerate(windows)}
-        return (bank, np.array([row[v.fast] for v in variants]),
-                np.array([row[v.slow] for v in variants]))
+        return None if self.universe is not None else (self.fast, self.slow)
+
+    def grid_bank_row(self, data: FeatureData, window: int, out: np.ndarray) -> None:
+        """One bank row written into ``out``: the ``window``-bar average of the split-adjusted close."""
+        K.sma_into(np.ascontiguousarray(data.adjusted("close")), window, out)
 
     def settings(self) -> dict[str, Any]:
         return {"size": "all"}

@@ -3,12 +3,14 @@ a memory budget, streaming metrics, Dask scale-out, progress, cancellation, chec
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from pitgrid.cycle.strategy import Strategy
 from pitgrid.data.market import MarketData
 from pitgrid.drivers.common import as_market, decide, resolve_settings
 from pitgrid.engine.config import SimConfig
+from pitgrid.drivers.grid_bank import Bank, scratch_folder
+from pitgrid.drivers.grid_dask import connect, run_dask, store_of
+from pitgrid.drivers.grid_plan import GridPlan, plan_grid
 from pitgrid.engine.memory import check_grid
 from pitgrid.engine.overfitting import Overfitting, block_moments, overfitting
 from pitgrid.engine.orders import STOP_SETTINGS
@@ -143,31 +148,109 @@ def grid(
     # stop levels that are not the strategy's own parameters ride on the parameter axis
     stops = {i: {k: v for k, v in s.items() if k not in fields} for i, s in enumerate(settings)}
     stops = {i: v for i, v in stops.items() if v} or None
-    plan = _plan(variants, config, memory_budget_mb, len(as_market(market).time),
-                 len(as_market(market).symbols))
-    store = _resolve_store(market, client, n_workers, checkpoint)
-    if store is None:  # workers of a Dask run read the store on their own machines
-        check_grid(as_market(market), resolve_settings(variants[0], config)[0], variants,
-                   chunk_sets=max(map(len, plan)), budget_mb=memory_budget_mb)
-    window = (None if start is None else str(start), None if end is None else str(end))
-    ckpt = (_Checkpoint(checkpoint, plan, strategy, settings, as_market(market), window)
+    job = _Job(as_market(market), variants, config, keep, by, window_of(start, end), stops)
+    if client is None and n_workers <= 1:
+        plan = plan_grid(variants, config, memory_budget_mb, *job.shape)
+        check_grid(job.market, resolve_settings(variants[0], config)[0], variants,
+                   chunk_sets=max(map(len, plan.chunks)), budget_mb=memory_budget_mb,
+                   bank_rows=plan.held_rows() if plan.keys else None)
+        return _run(job, plan, functools.partial(_chunks_here, job, plan), strategy, settings, axes,
+                    names, checkpoint, resume, checkpoint_every_s, progress, cancel)
+    store = store_of(market)
+    with connect(client, n_workers) as (dask_client, threads):
+        # two chunks per worker thread, so a slow chunk does not leave the other workers idle
+        plan = plan_grid(variants, config, memory_budget_mb, *job.shape, min_chunks=2 * threads)
+        runner = functools.partial(_chunks_on_dask, job, plan, dask_client, threads, store)
+        return _run(job, plan, runner, strategy, settings, axes, names, checkpoint, resume,
+                    checkpoint_every_s, progress, cancel)
+
+
+def window_of(start: Any, end: Any) -> tuple[Any, Any]:
+    """``(start, end)`` as a grid's chunks take them: strings, or None for the data's ends."""
+    return (None if start is None else str(start), None if end is None else str(end))
+
+
+def window_market(market: MarketData, window: tuple[Any, Any]) -> MarketData:
+    """What runs ending at ``window``'s end may read: nothing after it."""
+    return market if window[1] is None else market.truncate(window[1])
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every chunk of one grid shares."""
+
+    market: MarketData
+    variants: list[Strategy]
+    config: Any
+    keep: int
+    by: str
+    window: tuple[Any, Any]
+    stops: dict[int, dict[str, Any]] | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.market.time), len(self.market.symbols)
+
+    @property
+    def chunk_args(self) -> tuple:
+        """``run_chunk``'s arguments after the market and the chunk."""
+        return self.config, self.keep, self.by, self.window, self.stops
+
+    def bank_shape(self, market: MarketData) -> tuple[int, int]:
+        return len(window_market(market, self.window).time), len(market.symbols)
+
+    def bank_rows(self, plan: GridPlan, bank: Bank, todo: list[int]) -> list[int]:
+        """The bank rows the chunks still to run read: what is computed (once)."""
+        return sorted({bank.index[k] for i in todo for k in plan.rows(plan.chunks[i])})
+
+
+def _chunks_here(job: _Job, plan: GridPlan, todo: list[int]
+                 ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The chunks in this process, one after another, after the bank: in memory when the plan
+    holds it whole, else in a scratch file each chunk maps."""
+    market = job.market.load()
+    with contextlib.ExitStack() as stack:
+        bank = None
+        if plan.keys:
+            shape = job.bank_shape(market)
+            bank = (Bank.in_memory(plan.keys, shape) if plan.resident else
+                    Bank.in_file(plan.keys, shape, stack.enter_context(scratch_folder(None))))
+            bank.fill(window_market(market, job.window), job.variants[0],
+                      job.bank_rows(plan, bank, todo))
+        for i in todo:
+            yield i, run_chunk(market, plan.chunks[i], *job.chunk_args,
+                               bank=None if bank is None else
+                               (bank, [plan.set_keys[j] for j, _ in plan.chunks[i]]))
+
+
+def _chunks_on_dask(job: _Job, plan: GridPlan, client: Any, threads: int, store: str,
+                    todo: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The chunks on Dask workers; the bank in a scratch file beside the store."""
+    with scratch_folder(store if plan.keys else None) as folder:
+        bank = Bank.in_file(plan.keys, job.bank_shape(job.market), folder) if plan.keys else None
+        rows = job.bank_rows(plan, bank, todo) if bank is not None else []
+        yield from run_dask(client, threads, store, job.market.fingerprint(), plan, todo, bank,
+                            rows, job.variants[0], job.chunk_args)
+
+
+def _run(job: _Job, plan: GridPlan, runner: Any, strategy: Strategy,
+         settings: list[dict[str, Any]], axes: dict[str, list[Any]] | None, names: list[str],
+         checkpoint: Any, resume: bool, checkpoint_every_s: float, progress: bool,
+         cancel: threading.Event | None) -> GridResult:
+    """Run the chunks not done yet (checkpoints, progress, cancellation), then assemble."""
+    chunks = plan.chunks
+    ckpt = (_Checkpoint(checkpoint, chunks, strategy, settings, job.market, job.window)
             if checkpoint else None)
     done = ckpt.load(resume) if ckpt else {}
-
     partial = False
     started = time.monotonic()
-    todo = [i for i in range(len(plan)) if i not in done]
-    with _progress(progress, len(variants), sum(len(plan[i]) for i in done)) as bar:
+    todo = [i for i in range(len(chunks)) if i not in done]
+    with _progress(progress, len(settings), sum(len(chunks[i]) for i in done)) as bar:
+        results = runner(todo)
         try:
-            if store is not None:
-                results = _run_dask(client, n_workers, store, plan, todo, config, keep, by, window,
-                                    stops)
-            else:
-                mk = as_market(market).load()
-                results = ((i, run_chunk(mk, plan[i], config, keep, by, window, stops)) for i in todo)
             for i, chunk in results:
                 done[i] = chunk
-                bar(len(plan[i]))
+                bar(len(chunks[i]))
                 if ckpt and time.monotonic() - ckpt.last_write >= checkpoint_every_s:
                     ckpt.write(i, chunk)
                 elif ckpt:
@@ -178,17 +261,18 @@ def grid(
         except KeyboardInterrupt:
             partial = True
         finally:
+            results.close()
             if ckpt:
                 ckpt.flush()
-    partial = partial or len(done) < len(plan)
+    partial = partial or len(done) < len(chunks)
     from tqdm.auto import tqdm
 
     # the table, curves and overfitting statistics take seconds for large grids: say so
     with tqdm(total=1, desc="grid: table and overfitting", unit="step",
               disable=None if progress else True) as tail:
-        result = _assemble(done, plan, settings, axes, names, keep, by, partial,
-                           {"chunks": len(plan), "seconds": time.monotonic() - started},
-                           _window_times(as_market(market).time, window))
+        result = _assemble(done, settings, axes, names, job.keep, job.by, partial,
+                           {"chunks": len(chunks), "seconds": time.monotonic() - started},
+                           _window_times(job.market.time, job.window))
         tail.update()
     return result
 
@@ -196,26 +280,6 @@ def grid(
 def _window_times(times: np.ndarray, window: tuple[Any, Any]) -> np.ndarray:
     first, last = bar_window(times, *window)
     return times[first: last + 1]
-
-
-# ---------------------------------------------------------------------- planning
-def _plan(variants: list[Strategy], config: Any, budget_mb: float, T: int, S: int
-          ) -> list[list[tuple[int, Strategy]]]:
-    """Chunks of (index, variant): same settings (but size value) per chunk, sized to the budget."""
-    groups: dict[str, list[tuple[int, Strategy]]] = {}
-    for i, v in enumerate(variants):
-        cfg, _ = resolve_settings(v, config)
-        groups.setdefault(json.dumps(cfg.to_dict(), sort_keys=True, default=str), []).append((i, v))
-    # per parameter set: equity and exposures (3 x T floats) plus state, plus its intents
-    # when the strategy has no shared bank (two bool or one float array)
-    # one set of intents serves every set when only stop levels vary
-    shared_bank = hasattr(variants[0], "grid_bank") or all(v == variants[0] for v in variants)
-    per_param = 3 * T * 8 + 18 * S * 8 + (0 if shared_bank else T * S * 8)
-    size = max(1, int(budget_mb * 2**20 // per_param))
-    chunks = []
-    for members in groups.values():
-        chunks.extend(members[k:k + size] for k in range(0, len(members), size))
-    return chunks
 
 
 def _stop_vectors(chunk: list[tuple[int, Strategy]], cfg: SimConfig,
@@ -230,26 +294,29 @@ def _stop_vectors(chunk: list[tuple[int, Strategy]], cfg: SimConfig,
 
 def run_chunk(market: MarketData, chunk: list[tuple[int, Strategy]], config: Any, keep: int, by: str,
               window: tuple[Any, Any] = (None, None),
-              stops: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+              stops: dict[int, dict[str, Any]] | None = None,
+              bank: tuple[Bank, list[tuple[Any, ...]]] | None = None) -> dict[str, Any]:
     """One compiled pass over a chunk of parameter sets; metrics and the chunk's best curves.
     ``window`` is ``(start, end)``: nothing after ``end`` is read, nothing before ``start`` trades.
     ``stops`` maps a set's index to its stop levels (``sl_stop``, ...), which ride on the
-    parameter axis; sets that differ only by them share one set of intents."""
-    start, end = window
-    if end is not None:
-        market = market.truncate(end)
+    parameter axis; sets that differ only by them share one set of intents. ``bank`` is the
+    grid's feature bank, computed beforehand, and the chunk's sets' rows in it: the core's
+    cross rule reads them; without it every set decides its own intents."""
+    start, _ = window
+    market = window_market(market, window)
     variants = [v for _, v in chunk]
     cfg, _ = resolve_settings(variants[0], config)
     size_value = [resolve_settings(v, config)[1] for v in variants]
     sv = None if cfg.size == "all" else np.array(size_value, dtype=np.float64)
     run = {**cfg.to_dict(), **_stop_vectors(chunk, cfg, stops)}
-    data = FeatureData(market)
-    bank_fn = getattr(variants[0], "grid_bank", None)
-    plan = bank_fn(data, variants) if bank_fn is not None else None
-    if plan is not None:
-        res = simulate(market, cross=plan, size_value=sv, keep="equity", record_trades=False,
-                       start=start, **run)
+    if bank is not None:
+        rows, set_keys = bank
+        fast, slow = rows.indices(set_keys)
+        with rows.open() as values:
+            res = simulate(market, cross=(values, fast, slow), size_value=sv, keep="equity",
+                           record_trades=False, start=start, **run)
     else:
+        data = FeatureData(market)
         if all(v == variants[0] for v in variants):
             intents = [decide(market, variants[0], data)]
         else:
@@ -283,7 +350,7 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
     return np.sort(order[:k])
 
 
-def _assemble(done: dict[int, dict[str, Any]], plan: list, settings: list[dict[str, Any]],
+def _assemble(done: dict[int, dict[str, Any]], settings: list[dict[str, Any]],
               axes: dict[str, list[Any]] | None, names: list[str], keep: int, by: str,
               partial: bool, info: dict[str, Any], times: np.ndarray) -> GridResult:
     parts = [done[i] for i in sorted(done)]
@@ -322,58 +389,6 @@ def _assemble(done: dict[int, dict[str, Any]], plan: list, settings: list[dict[s
     return GridResult(table=table, metrics=ds, equity=equity,
                       params=[settings[i] for i in index], partial=partial, info=info,
                       overfitting=stats)
-
-
-# ---------------------------------------------------------------------- scale-out
-def _resolve_store(market: Any, client: Any, n_workers: int, checkpoint: Any) -> str | None:
-    """The store path workers open, or None for an in-process run."""
-    if client is None and n_workers <= 1:
-        return None
-    if isinstance(market, (str, Path)):
-        return str(market)
-    path = getattr(market, "store_path", None)
-    if path is None:
-        raise ValueError("a grid on Dask needs the market as a store: pass its path, or a market "
-                         "from pitgrid.open_market (workers read the store, not pickled arrays)")
-    return str(path)
-
-
-def _run_dask(client: Any, n_workers: int, store: str, plan: list, todo: list[int], config: Any,
-              keep: int, by: str, window: tuple[Any, Any], stops: dict[int, dict[str, Any]] | None):
-    """Yield (chunk index, result) as workers finish; a local cluster binds to loopback only."""
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    owned = []
-    if client is None:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
-        client = Client(cluster)
-        owned = [client, cluster]
-    elif isinstance(client, str):
-        client = Client(client)
-        owned = [client]
-    futures = {client.submit(_chunk_task, store, plan[i], config, keep, by, window, stops,
-                             pure=False): i for i in todo}
-    try:
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
-    finally:
-        for fut in futures:
-            fut.cancel()
-        for obj in owned:
-            obj.close()
-
-
-_WORKER_MARKETS: dict[str, MarketData] = {}
-
-
-def _chunk_task(store: str, chunk: list, config: Any, keep: int, by: str,
-                window: tuple[Any, Any], stops: dict[int, dict[str, Any]] | None) -> dict[str, Any]:
-    from pitgrid.data.market import open_market
-
-    if store not in _WORKER_MARKETS:
-        _WORKER_MARKETS[store] = open_market(store).load()
-    return run_chunk(_WORKER_MARKETS[store], chunk, config, keep, by, window, stops)
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -428,8 +428,8 @@ def check_step(market: Any, config: Any) -> MemoryEstimate:
 def grid_set_bytes(T: int, S: int, shared_bank: bool) -> int:
     """Bytes one parameter set of a grid chunk holds: its equity curve, exposures and metric
     copies and its state, plus, unless the strategy shares one bank across sets, its intents
-    (8 bytes a cell, as the grid's planner counts them: two signal masks, decided then
-    stacked with the chunk's, take 4; weights take 16).
+    (8 bytes a cell: two signal masks, decided then stacked with the chunk's, take 4;
+    weights take 16).
 
     Example:
         >>> grid_set_bytes(1000, 50, shared_bank=True) < grid_set_bytes(1000, 50, shared_bank=False)
@@ -438,14 +438,25 @@ def grid_set_bytes(T: int, S: int, shared_bank: bool) -> int:
     return _F8 * (6 * T + 11 * S) + (0 if shared_bank else _F8 * T * S)
 
 
-def _grid_features(variants: Sequence[Any]) -> int:
-    """(time, symbol) float arrays a grid's features take at once."""
-    names = getattr(variants[0], "feature_params", ())
-    if hasattr(variants[0], "grid_bank"):
-        # one bank row per distinct value of each feature parameter (an upper bound on the
-        # distinct windows), plus the adjusted input
-        return 1 + sum(len({repr(getattr(v, n)) for v in variants}) for n in names)
-    # features_for caches up to _FEATURE_CACHE_SIZE feature sets, one per feature setting
+def grid_row_bytes(T: int, S: int) -> int:
+    """Bytes one row of a grid's feature bank holds: a ``(time, symbol)`` float64 array.
+
+    Example:
+        >>> grid_row_bytes(1000, 50)
+        400000
+    """
+    return _F8 * T * S
+
+
+def _grid_features(variants: Sequence[Any], bank_rows: int | None) -> int:
+    """(time, symbol) float arrays a grid's features take at once: the bank rows held (all the
+    distinct ones unless the plan says fewer) and the adjusted input they are computed from,
+    or, without a bank, the feature sets ``features_for`` caches."""
+    from pitgrid.drivers.grid_plan import bank_keys
+
+    keys = bank_keys(variants)
+    if keys is not None:
+        return 1 + (len({k for ks in keys for k in ks}) if bank_rows is None else bank_rows)
     from pitgrid.drivers.common import _FEATURE_CACHE_SIZE
 
     n_sets = len({v.feature_key() for v in variants})
@@ -453,10 +464,11 @@ def _grid_features(variants: Sequence[Any]) -> int:
 
 
 def check_grid(market: Any, config: Any, variants: Sequence[Any], *, chunk_sets: int,
-               budget_mb: float) -> MemoryEstimate:
+               budget_mb: float, bank_rows: int | None = None) -> MemoryEstimate:
     """Refuse a :func:`pitgrid.grid` of ``variants`` (one strategy per parameter set) whose
     largest chunk (``chunk_sets`` sets, as the ``memory_budget_mb`` planner cut it) cannot
-    fit with the market and the features.
+    fit with the market and the features (``bank_rows``: the feature-bank rows held at once,
+    as the planner counted them; default every distinct row).
 
     Example:
         >>> import pitgrid as pg
@@ -467,13 +479,15 @@ def check_grid(market: Any, config: Any, variants: Sequence[Any], *, chunk_sets:
         >>> est.parts["features"] == 8 * 100 * 4 * 4  # the close, fast 5 and 10, slow 30
         True
     """
+    from pitgrid.drivers.grid_plan import bank_keys
+
     ds = _dataset(market)
     T, S = _shape(ds)
-    chunk = chunk_sets * grid_set_bytes(T, S, hasattr(variants[0], "grid_bank"))
+    chunk = chunk_sets * grid_set_bytes(T, S, bank_keys(variants) is not None)
     est = MemoryEstimate({
         "market store": _lazy_bytes(ds),
         "market arrays": _market_arrays(market, ds, config.fill == "next_open"),
-        "features": _F8 * T * S * _grid_features(variants),
+        "features": _F8 * T * S * _grid_features(variants, bank_rows),
         "parameter sets": chunk,
     })
     ensure_fits(est, f"grid of {len(variants)} parameter sets over {T} bars x {S} symbols in "

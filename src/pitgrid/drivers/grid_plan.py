@@ -1,0 +1,142 @@
+"""How a grid is cut into chunks: the feature bank and the parameter sets within the memory budget.
+
+A chunk is a list of ``(index, variant)`` run in one compiled pass. Sets whose resolved
+settings differ (fill rule, accounts, ...) never share a chunk. The budget covers what
+grows with the grid: the feature bank's rows a run holds at once and each set's curves,
+state and intents (:func:`pitgrid.engine.memory.grid_set_bytes`). When the whole bank fits
+beside a chunk it is held in memory once (``resident``); otherwise chunks gather sets that
+read the same rows, so each chunk maps only the rows it reads and those rows fit.
+
+``min_chunks`` (twice the workers of a Dask run) caps a chunk's sets, so every worker gets
+at least two chunks and one slow chunk does not leave the other workers idle.
+
+Example:
+    >>> from pitgrid.strategies import MovingAverageCross
+    >>> sets = [MovingAverageCross(fast=f, slow=s) for f in (5, 10) for s in (30, 60)]
+    >>> p = plan_grid(sets, None, 256, 1000, 50, min_chunks=2)
+    >>> [len(c) for c in p.chunks], p.keys, p.resident
+    ([2, 2], [5, 30, 60, 10], True)
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pitgrid.cycle.strategy import Strategy
+from pitgrid.drivers.common import resolve_settings
+from pitgrid.engine.memory import grid_row_bytes, grid_set_bytes
+
+Chunk = list[tuple[int, Strategy]]
+
+
+def bank_keys(variants: Sequence[Strategy]) -> list[tuple[Hashable, ...]] | None:
+    """Per variant, the bank rows its rule reads (``grid_bank_keys``), or None when the
+    strategy has no bank or one variant cannot use it (then every set decides its own intents).
+
+    Example:
+        >>> from pitgrid.strategies import MovingAverageCross, RSIMeanReversion
+        >>> bank_keys([MovingAverageCross(fast=5, slow=20)]), bank_keys([RSIMeanReversion()])
+        ([(5, 20)], None)
+    """
+    if not hasattr(variants[0], "grid_bank_keys"):
+        return None
+    keys = [v.grid_bank_keys() for v in variants]
+    return None if any(k is None for k in keys) else [tuple(k) for k in keys]
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """Chunks of ``(index, variant)``; ``keys`` the bank's distinct rows in bank order (empty
+    without a bank); ``resident`` whether the whole bank is held in memory beside a chunk;
+    ``row_bytes``, ``set_bytes`` and ``budget`` what the cut was made with."""
+
+    chunks: list[Chunk]
+    keys: list[Hashable]
+    set_keys: list[tuple[Hashable, ...]] | None
+    resident: bool
+    row_bytes: int
+    set_bytes: int
+    budget: int
+
+    def rows(self, chunk: Chunk) -> list[Hashable]:
+        """The bank rows a chunk reads, in bank order."""
+        if self.set_keys is None:
+            return []
+        wanted = {k for i, _ in chunk for k in self.set_keys[i]}
+        return [k for k in self.keys if k in wanted]
+
+    def held_rows(self) -> int:
+        """Bank rows a run holds at once: the whole bank when resident, else the most a chunk reads."""
+        if self.resident:
+            return len(self.keys)
+        return max((len(self.rows(c)) for c in self.chunks), default=0)
+
+    def peak_bytes(self) -> int:
+        """What the budget covers at its highest: the rows held and the largest chunk's sets."""
+        largest = max((len(c) for c in self.chunks), default=0)
+        return self.held_rows() * self.row_bytes + largest * self.set_bytes
+
+
+def plan_grid(variants: Sequence[Strategy], config: Any, budget_mb: float, T: int, S: int,
+              min_chunks: int = 1) -> GridPlan:
+    """Cut ``variants`` into chunks within ``budget_mb`` over ``T`` bars x ``S`` symbols, at
+    least ``min_chunks`` of them when there are that many sets. A chunk always takes one set,
+    even one over the budget (:func:`pitgrid.engine.memory.check_grid` refuses what cannot fit).
+    """
+    set_keys = bank_keys(variants)
+    shared = set_keys is not None or all(v == variants[0] for v in variants)
+    set_bytes = grid_set_bytes(T, S, shared)
+    row_bytes = grid_row_bytes(T, S)
+    budget = int(budget_mb * 2**20)
+    cap = max(1, math.ceil(len(variants) / max(1, min_chunks)))
+
+    def order(i: int) -> Any:
+        # sets that read the same rows (or features) side by side, so chunks share them
+        return set_keys[i] if set_keys is not None else variants[i].feature_key()
+
+    groups: dict[str, Chunk] = {}
+    for i, v in enumerate(variants):
+        cfg, _ = resolve_settings(v, config)
+        groups.setdefault(json.dumps(cfg.to_dict(), sort_keys=True, default=str), []).append((i, v))
+    groups = {g: sorted(m, key=lambda iv: _sortable(order(iv[0]))) for g, m in groups.items()}
+    members = [iv for m in groups.values() for iv in m]
+    keys = [] if set_keys is None else list(dict.fromkeys(k for i, _ in members for k in set_keys[i]))
+    resident = set_keys is not None and len(keys) * row_bytes + set_bytes <= budget
+    chunks: list[Chunk] = []
+    if set_keys is None or resident:
+        room = budget - len(keys) * row_bytes
+        size = max(1, min(cap, room // set_bytes))
+        for m in groups.values():
+            chunks.extend(m[k:k + size] for k in range(0, len(m), size))
+    else:
+        for m in groups.values():
+            chunks.extend(_by_rows(m, set_keys, row_bytes, set_bytes, budget, cap))
+    return GridPlan(chunks, keys, set_keys, resident, row_bytes, set_bytes, budget)
+
+
+def _by_rows(members: Chunk, set_keys: list[tuple[Hashable, ...]], row_bytes: int,
+             set_bytes: int, budget: int, cap: int) -> list[Chunk]:
+    """Greedy, in ``members`` order: a set joins the chunk while the chunk's rows and sets fit."""
+    chunks: list[Chunk] = []
+    current: Chunk = []
+    rows: set[Hashable] = set()
+    for i, v in members:
+        grown = rows | set(set_keys[i])
+        if current and (len(current) >= cap
+                        or len(grown) * row_bytes + (len(current) + 1) * set_bytes > budget):
+            chunks.append(current)
+            current, grown = [], set(set_keys[i])
+        current.append((i, v))
+        rows = grown
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _sortable(key: Any) -> tuple:
+    # keys of one grid are alike; repr orders what does not compare (None beside numbers)
+    return tuple((0, k, "") if isinstance(k, (int, float)) else (1, 0, k) if isinstance(k, str)
+                 else (2, 0, repr(k)) for k in (key if isinstance(key, tuple) else (key,)))

@@ -91,7 +91,6 @@ def plan_grid(variants: Sequence[Strategy], config: Any, budget_mb: float, T: in
     set_bytes = grid_set_bytes(T, S, shared)
     row_bytes = grid_row_bytes(T, S)
     budget = int(budget_mb * 2**20)
-    cap = max(1, math.ceil(len(variants) / max(1, min_chunks)))
 
     def order(i: int) -> Any:
         # sets that read the same rows (or features) side by side, so chunks share them
@@ -106,13 +105,17 @@ def plan_grid(variants: Sequence[Strategy], config: Any, budget_mb: float, T: in
     keys = [] if set_keys is None else list(dict.fromkeys(k for i, _ in members for k in set_keys[i]))
     resident = set_keys is not None and len(keys) * row_bytes + set_bytes <= budget
     chunks: list[Chunk] = []
-    if set_keys is None or resident:
-        room = budget - len(keys) * row_bytes
-        size = max(1, min(cap, room // set_bytes))
-        for m in groups.values():
-            chunks.extend(m[k:k + size] for k in range(0, len(m), size))
-    else:
-        for m in groups.values():
+    for m in groups.values():
+        # each group's share of min_chunks, so that the whole grid has at least that many
+        parts = math.ceil(max(1, min_chunks) * len(m) / len(variants))
+        if set_keys is None or resident:
+            size = max(1, (budget - len(keys) * row_bytes) // set_bytes)
+            n = min(len(m), max(parts, math.ceil(len(m) / size)))
+            # near-equal chunks: workers finish together
+            bounds = [len(m) * j // n for j in range(n + 1)]
+            chunks.extend(m[a:b] for a, b in zip(bounds, bounds[1:]))
+        else:
+            cap = max(1, len(m) // parts)  # at most cap a chunk: at least parts chunks
             chunks.extend(_by_rows(m, set_keys, row_bytes, set_bytes, budget, cap))
     return GridPlan(chunks, keys, set_keys, resident, row_bytes, set_bytes, budget)
 

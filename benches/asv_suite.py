@@ -1,4 +1,4 @@
-"""The asv suite: ingest, kernels, W1 to W4, stops, the step driver, model inference, import time.
+"""The asv suite: ingest, kernels, W1 to W4, stops, grids (memory, Dask), the step driver, model inference, import time.
 
 Time (``time_*``) and peak memory (``peakmem_*``) for each. Run
 ``asv run --python=same --quick`` from the repository root.
@@ -173,6 +173,71 @@ class Grid:
 
     def peakmem_w2(self):
         W.run_w2(self.market)
+
+
+class GridMemory:
+    """Peak memory of grids of 10 and 400 pairs and of 100 distinct windows at the default
+    budget: flat, the feature bank counts in ``memory_budget_mb`` (benches/grid_scale.py)."""
+
+    timeout = 600
+    params = ["10 pairs (11 windows)", "400 pairs (40 windows)", "50 pairs (100 distinct windows)"]
+    param_names = ["grid"]
+
+    def setup(self, case):
+        self.market = pg.MarketData(W.data())
+
+    def peakmem_grid(self, case):
+        from benches.grid_scale import memory_cases
+        from pitgrid.strategies import MovingAverageCross
+
+        pg.grid(self.market, MovingAverageCross(), memory_cases()[case], config=W.W1_SETTINGS,
+                progress=False)
+
+
+class GridOnDask:
+    """W2 from a store on a LocalCluster of two single-threaded workers against one process:
+    wall times, and the CPU-time speedup (one process's CPU time over the client's plus the
+    busiest worker's, median of 3; benches/grid_scale.py also runs a loopback cluster)."""
+
+    timeout = 900
+
+    def setup(self):
+        from dask.distributed import Client, LocalCluster
+
+        from benches import grid_scale as G
+
+        self.tmp = Path(tempfile.mkdtemp())
+        self.store = G.w2_store(self.tmp)
+        self.cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                    host="127.0.0.1", dashboard_address=None)
+        self.client = Client(self.cluster)
+        G.run_w2(self.store)
+        G.run_w2(self.store, self.client)
+
+    def teardown(self):
+        import shutil
+
+        self.client.close()
+        self.cluster.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def time_w2_one_process(self):
+        from benches.grid_scale import run_w2
+
+        run_w2(self.store)
+
+    def time_w2_local_cluster_2_workers(self):
+        from benches.grid_scale import run_w2
+
+        run_w2(self.store, self.client)
+
+    def track_w2_cpu_speedup_2_workers(self):
+        from benches import grid_scale as G
+
+        one, reference = G.time_one_process(self.store, 3)
+        return one["cpu_s"] / G.time_on_dask(self.store, self.client, 3, reference)["critical_cpu_s"]
+
+    track_w2_cpu_speedup_2_workers.unit = "ratio"
 
 
 class StepDriver:

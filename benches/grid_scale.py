@@ -2,7 +2,8 @@
 
 Speed: W2 (100 moving-average pairs on 2520 x 500, ``benches/workloads.py``) from a store,
 in one process and on two single-threaded Dask workers, each warm (one run first: imports,
-numba's cache, the store's fields), median of ``--repeat`` runs:
+numba's cache, the store's fields), the three one after another in each of ``--repeat``
+rounds (so they see about the same load), medians over the rounds:
 
 * ``one process``: ``pg.grid(store, ...)``; CPU time of the process and wall time;
 * ``LocalCluster``: ``pg.grid(store, ..., client=)`` on ``LocalCluster(n_workers=2)``;
@@ -10,10 +11,12 @@ numba's cache, the store's fields), median of ``--repeat`` runs:
   127.0.0.1 (subprocesses, as on a real cluster).
 
 For Dask runs the CPU time of each worker process (``client.run(time.process_time)``
-before and after) and of the client. The CPU-time speedup is the one-process CPU time
-over ``client + busiest worker`` (what the wall time would be on free cores if nothing of
-the client's overlapped the workers'); "work" is the one-process CPU time over the sum
-of client and workers (1.0: spreading added no work). Wall times are reported too; on a
+before and after) and of the client (the whole process, and its main thread). The
+CPU-time speedup is the one-process CPU time over ``client main thread + busiest worker``:
+the main thread plans, submits and assembles, which is serial, while the client's other
+threads (Dask's communication) run beside the workers; so it is what the wall time would
+be on free cores. "Work" is the one-process CPU time over the sum of the whole client and
+the workers (1.0: spreading added no work at all). Wall times are reported too; on a
 shared machine they move with the other work on it. Results are checked bit for bit.
 
 Memory: peak RSS (``getrusage`` in a fresh process per case) of an in-process grid at
@@ -104,62 +107,75 @@ def same(a, b) -> bool:
     return a.table.equals(b.table) and np.array_equal(a.equity.values, b.equity.values)
 
 
-def time_one_process(store: Path, repeat: int) -> tuple[dict, object]:
-    run_w2(store)
-    cpu, wall = [], []
-    for _ in range(repeat):
-        c0, t0 = time.process_time(), time.perf_counter()
-        g = run_w2(store)
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - t0)
-    return {"cpu_s": statistics.median(cpu), "wall_s": statistics.median(wall),
+def one_process_run(store: Path) -> tuple[dict, object]:
+    c0, t0 = time.process_time(), time.perf_counter()
+    g = run_w2(store)
+    return {"cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0,
             "chunks": g.info["chunks"]}, g
 
 
-def time_on_dask(store: Path, client, repeat: int, reference) -> dict:
-    run_w2(store, client)
-    rows = []
-    for _ in range(repeat):
-        before = client.run(time.process_time)
-        c0, t0 = time.process_time(), time.perf_counter()
-        g = run_w2(store, client)
-        wall = time.perf_counter() - t0
-        mine = time.process_time() - c0
-        after = client.run(time.process_time)
-        workers = sorted(after[w] - before[w] for w in after)
-        rows.append({"wall_s": wall, "client_cpu_s": mine, "workers_cpu_s": workers})
-    med = {k: statistics.median(r[k] for r in rows) for k in ("wall_s", "client_cpu_s")}
-    busiest = statistics.median(max(r["workers_cpu_s"]) for r in rows)
-    total = statistics.median(sum(r["workers_cpu_s"]) for r in rows)
-    return {**med, "busiest_worker_cpu_s": busiest, "workers_cpu_sum_s": total,
-            "critical_cpu_s": statistics.median(r["client_cpu_s"] + max(r["workers_cpu_s"])
-                                                for r in rows),
-            "chunks": g.info["chunks"], "identical": same(g, reference), "runs": rows}
+def dask_run(store: Path, client) -> tuple[dict, object]:
+    before = client.run(time.process_time)
+    c0, m0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
+    g = run_w2(store, client)
+    wall = time.perf_counter() - t0
+    main, mine = time.thread_time() - m0, time.process_time() - c0
+    after = client.run(time.process_time)
+    workers = sorted(after[w] - before[w] for w in after)
+    # the client's main thread plans, submits and assembles: serial; its other threads
+    # (Dask's communication) run while the workers do
+    return {"wall_s": wall, "client_cpu_s": mine, "client_main_thread_cpu_s": main,
+            "workers_cpu_s": workers, "busiest_worker_cpu_s": max(workers),
+            "workers_cpu_sum_s": sum(workers), "critical_cpu_s": main + max(workers),
+            "chunks": g.info["chunks"]}, g
+
+
+def compared(one: dict, run: dict) -> dict:
+    """Ratios of one Dask run against the one-process run beside it."""
+    return {"cpu_speedup": one["cpu_s"] / run["critical_cpu_s"],
+            "work_ratio": one["cpu_s"] / (run["client_cpu_s"] + run["workers_cpu_sum_s"]),
+            "wall_speedup": one["wall_s"] / run["wall_s"]}
+
+
+def medians(rows: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]
+            if isinstance(rows[0][k], (int, float))}
 
 
 def speed(folder: Path, repeat: int) -> dict:
+    """Each repeat runs one process, then the LocalCluster, then the loopback cluster, so
+    the three see about the same load; ratios are per repeat, then their median."""
     from dask.distributed import Client, LocalCluster
 
     store = w2_store(folder)
-    one, reference = time_one_process(store, repeat)
-    out = {"one process": one}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        out["LocalCluster, 2 workers"] = time_on_dask(store, client, repeat, reference)
-    with loopback_cluster(2) as address, Client(address) as client:
-        out["dask scheduler + 2 dask workers, loopback"] = time_on_dask(store, client, repeat,
-                                                                        reference)
-    for name, r in out.items():
-        if name != "one process":
-            r["cpu_speedup"] = one["cpu_s"] / r["critical_cpu_s"]
-            r["work_ratio"] = one["cpu_s"] / (r["client_cpu_s"] + r["workers_cpu_sum_s"])
-            r["wall_speedup"] = one["wall_s"] / r["wall_s"]
+    names = ("LocalCluster, 2 workers", "dask scheduler + 2 dask workers, loopback")
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None))
+        clients = [stack.enter_context(Client(cluster)),
+                   stack.enter_context(Client(stack.enter_context(loopback_cluster(2))))]
+        reference = run_w2(store)  # warm: imports, numba's cache, the store's fields
+        for c in clients:
+            run_w2(store, c)
+        rows: dict[str, list[dict]] = {"one process": [], **{n: [] for n in names}}
+        identical = {n: True for n in names}
+        for _ in range(repeat):
+            one, _g = one_process_run(store)
+            rows["one process"].append(one)
+            for name, c in zip(names, clients):
+                run, g = dask_run(store, c)
+                rows[name].append({**run, **compared(one, run)})
+                identical[name] &= same(g, reference)
+    out = {"one process": {**medians(rows["one process"]), "runs": rows["one process"]}}
+    for name in names:
+        out[name] = {**medians(rows[name]), "identical": identical[name], "runs": rows[name]}
     return out
 
 
 # ---------------------------------------------------------------------- memory
 def memory_cases() -> dict[str, list[dict[str, int]]]:
-    fast20, slow20 = list(range(5, 101, 5)), list(range(60, 441, 20))
+    fast20, slow20 = list(range(5, 101, 5)), list(range(110, 491, 20))
     return {
         "10 pairs (11 windows)": [{"fast": f, "slow": 60} for f in W.W2_FAST],
         "100 pairs (20 windows, W2)": [{"fast": f, "slow": s} for f in W.W2_FAST for s in W.W2_SLOW],

@@ -97,9 +97,13 @@ def plan_grid(variants: Sequence[Strategy], config: Any, budget_mb: float, T: in
         return set_keys[i] if set_keys is not None else variants[i].feature_key()
 
     groups: dict[str, Chunk] = {}
+    resolved: dict[str, str] = {}  # a strategy's own settings -> the run's, resolved once
     for i, v in enumerate(variants):
-        cfg, _ = resolve_settings(v, config)
-        groups.setdefault(json.dumps(cfg.to_dict(), sort_keys=True, default=str), []).append((i, v))
+        own = json.dumps(v.settings(), sort_keys=True, default=str)
+        if own not in resolved:
+            cfg, _ = resolve_settings(v, config)
+            resolved[own] = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+        groups.setdefault(resolved[own], []).append((i, v))
     groups = {g: sorted(m, key=lambda iv: _sortable(order(iv[0]))) for g, m in groups.items()}
     members = [iv for m in groups.values() for iv in m]
     keys = [] if set_keys is None else list(dict.fromkeys(k for i, _ in members for k in set_keys[i]))

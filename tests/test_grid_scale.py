@@ -221,6 +221,24 @@ def test_workers_compute_each_bank_row_once(store, client, tmp_path):
     assert sorted(map(int, log.read_text().split())) == [3, 5, 8, 13, 20, 30, 45]
 
 
+def test_a_checkpoint_resumes_on_dask_with_its_own_chunks(store, client, tmp_path):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()  # stops after the first chunk
+    budget = (2 * grid_row_bytes(T, S) + grid_set_bytes(T, S, True)) / 2**20
+    first = pg.grid(store, MovingAverageCross(), PAIRS, config=CFG, keep=2, progress=False,
+                    memory_budget_mb=budget, checkpoint=tmp_path / "ck", cancel=cancel)
+    assert first.partial and first.info["chunks"] == 12
+    resumed = pg.grid(store, MovingAverageCross(), PAIRS, config=CFG, keep=2, progress=False,
+                      memory_budget_mb=budget, checkpoint=tmp_path / "ck", resume=True,
+                      client=client)
+    whole = pg.grid(store, MovingAverageCross(), PAIRS, config=CFG, keep=2, progress=False)
+    assert not resumed.partial and resumed.info["chunks"] == 12
+    assert resumed.table.equals(whole.table)
+    assert np.array_equal(resumed.equity.values, whole.equity.values)
+
+
 def test_a_market_in_memory_is_refused_on_dask(client):
     with pytest.raises(ValueError, match="needs the market as a store"):
         pg.grid(pg.MarketData(pg.synthetic_prices(T, S, seed=3)), MovingAverageCross(), PAIRS,

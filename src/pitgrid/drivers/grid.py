@@ -114,13 +114,23 @@ def grid(
     """Run ``strategy`` for every parameter setting in ``params`` in as few compiled passes as fit.
 
     Features are computed once per distinct feature setting and shared; signal and
-    sizing parameters become the compiled loop's parameter axis. Parameter sets run
-    in chunks sized to ``memory_budget_mb``; metrics stream out per chunk, and only
-    the ``keep`` best sets by ``by`` keep their equity curves.
+    sizing parameters become the compiled loop's parameter axis. A strategy with a
+    feature bank (``grid_bank_keys``/``grid_bank_row``, e.g. the moving-average cross)
+    has each distinct row computed once for the whole grid, before any chunk.
+    ``memory_budget_mb`` covers what grows with the grid, the bank included: chunks
+    are cut so that the bank rows held and the chunk's sets fit (the bank stays in
+    memory when it fits whole, else in a scratch file each chunk maps, reading only
+    its rows), so peak memory is flat in the number of sets and of distinct rows.
+    Metrics stream out per chunk, and only the ``keep`` best sets by ``by`` keep
+    their equity curves.
 
     ``client`` (a ``dask.distributed.Client``, or a scheduler address) or
-    ``n_workers > 1`` (a loopback ``LocalCluster``) spreads chunks over workers,
-    which open the market's zarr store by path. ``checkpoint`` names a directory
+    ``n_workers > 1`` (a loopback ``LocalCluster``) spreads chunks over workers, at
+    least two chunks per worker thread. Workers open the market's zarr store by path
+    and fingerprint (a store rewritten at the same path is opened afresh), read only
+    the fields they use, and map the bank from a scratch folder beside the store
+    (which must be writable and shared when workers run on other machines); results
+    equal the one-process grid bit for bit. ``checkpoint`` names a directory
     where finished chunks are written (npz and parquet, no pickle); ``resume=True``
     skips the chunks found there. Ctrl-C (or ``cancel.set()``) stops between chunks
     and returns what ran, flagged ``partial``. ``start`` and ``end`` bound the runs as
@@ -238,6 +248,12 @@ def _run(job: _Job, plan: GridPlan, runner: Any, strategy: Strategy,
          checkpoint: Any, resume: bool, checkpoint_every_s: float, progress: bool,
          cancel: threading.Event | None) -> GridResult:
     """Run the chunks not done yet (checkpoints, progress, cancellation), then assemble."""
+    if checkpoint and resume:
+        # a run resumed on other workers (or none) keeps the chunks its checkpoint has
+        saved = _Checkpoint.saved_chunks(checkpoint)
+        if saved is not None and sorted(i for c in saved for i in c) == list(range(len(settings))):
+            plan = dataclasses.replace(plan, chunks=[[(i, job.variants[i]) for i in c]
+                                                     for c in saved])
     chunks = plan.chunks
     ckpt = (_Checkpoint(checkpoint, chunks, strategy, settings, job.market, job.window)
             if checkpoint else None)
@@ -410,6 +426,12 @@ class _Checkpoint:
             "settings": settings, "chunks": [[i for i, _ in c] for c in plan],
             "fingerprint": market.fingerprint(), "window": list(window),
         }
+
+    @staticmethod
+    def saved_chunks(path: str | Path) -> list[list[int]] | None:
+        """The chunks (set indices) of the checkpoint at ``path``, or None when there is none."""
+        mpath = Path(path) / "manifest.json"
+        return json.loads(mpath.read_text()).get("chunks") if mpath.exists() else None
 
     def load(self, resume: bool) -> dict[int, dict[str, Any]]:
         mpath = self.path / "manifest.json"

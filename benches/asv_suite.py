@@ -1,4 +1,5 @@
-"""The asv suite: ingest, kernels, W1 to W4, stops, grids (memory, Dask), the step driver, model inference, import time.
+"""The asv suite: ingest, kernels, W1 to W4, stops, grids (memory, Dask), the step driver, model
+inference, import time.
 
 Time (``time_*``) and peak memory (``peakmem_*``) for each. Run
 ``asv run --python=same --quick`` from the repository root.

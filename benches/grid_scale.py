@@ -178,10 +178,12 @@ def memory_cases() -> dict[str, list[dict[str, int]]]:
     fast20, slow20 = list(range(5, 101, 5)), list(range(110, 491, 20))
     return {
         "10 pairs (11 windows)": [{"fast": f, "slow": 60} for f in W.W2_FAST],
-        "100 pairs (20 windows, W2)": [{"fast": f, "slow": s} for f in W.W2_FAST for s in W.W2_SLOW],
+        "100 pairs (20 windows, W2)": [{"fast": f, "slow": s}
+                                       for f in W.W2_FAST for s in W.W2_SLOW],
         "400 pairs (40 windows)": [{"fast": f, "slow": s} for f in fast20 for s in slow20],
         "5 pairs (10 distinct windows)": [{"fast": 5 + i, "slow": 100 + 20 * i} for i in range(5)],
-        "50 pairs (100 distinct windows)": [{"fast": 5 + i, "slow": 100 + 4 * i} for i in range(50)],
+        "50 pairs (100 distinct windows)": [{"fast": 5 + i, "slow": 100 + 4 * i}
+                                            for i in range(50)],
     }
 
 

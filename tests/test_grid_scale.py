@@ -37,7 +37,8 @@ def ingested(ds, path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    return ingested(pg.synthetic_prices(T, S, seed=3), tmp_path_factory.mktemp("store") / "m.pitgrid")
+    return ingested(pg.synthetic_prices(T, S, seed=3),
+                    tmp_path_factory.mktemp("store") / "m.pitgrid")
 
 
 # ---------------------------------------------------------------------- the plan
@@ -47,7 +48,8 @@ def reference_ok(plan, variants, budget: int, min_chunks: int, config=None) -> N
     assert seen == list(range(len(variants)))  # every set exactly once
     for c in plan.chunks:
         assert all(variants[i] == v for i, v in c)
-        settings_of = {str(pg.SimConfig(**{**v.settings(), **(config or {})}).to_dict()) for _, v in c}
+        settings_of = {str(pg.SimConfig(**{**v.settings(), **(config or {})}).to_dict())
+                       for _, v in c}
         assert len(settings_of) == 1
         rows = {k for _, v in c for k in v.grid_bank_keys()}
         assert plan.rows(c) == [k for k in plan.keys if k in rows]
@@ -178,7 +180,8 @@ def test_workers_read_only_the_fields_they_use(store, client):
         from pitgrid.drivers.grid_dask import _WORKER_MARKETS
 
         return {name for m in _WORKER_MARKETS.values() for name, var in m.ds.data_vars.items()
-                if not isinstance(var.variable._data, ReadOnce) or var.variable._data._values is not None}
+                if not isinstance(var.variable._data, ReadOnce)
+                or var.variable._data._values is not None}
 
     read = set().union(*client.run(fields_read).values())
     assert "close" in read

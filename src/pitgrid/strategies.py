@@ -55,7 +55,8 @@ class MovingAverageCross(Strategy):
         return None if self.universe is not None else (self.fast, self.slow)
 
     def grid_bank_row(self, data: FeatureData, window: int, out: np.ndarray) -> None:
-        """One bank row written into ``out``: the ``window``-bar average of the split-adjusted close."""
+        """One bank row written into ``out``: the ``window``-bar average of the split-adjusted
+        close."""
         K.sma_into(np.ascontiguousarray(data.adjusted("close")), window, out)
 
     def settings(self) -> dict[str, Any]:

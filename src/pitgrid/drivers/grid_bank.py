@@ -93,8 +93,9 @@ class Bank:
 
     def _file(self) -> Path:
         if not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: the grid's bank file is not visible here; workers "
-                                    "on other machines need the store's folder shared and writable")
+            raise FileNotFoundError(f"{self.path}: the grid's bank file is not visible here; "
+                                    "workers on other machines need the store's folder shared "
+                                    "and writable")
         return self.path
 
     @contextmanager

@@ -67,8 +67,10 @@ def run_dask(client: Any, threads: int, store: str, fingerprint: str, plan: Any,
     window = chunk_args[3]
     filled = [client.submit(_bank_task, store, fingerprint, bank, strategy, rows[j::threads],
                             window, pure=False) for j in range(min(threads, len(rows)))]
-    futures = {client.submit(_chunk_task, store, fingerprint, plan.chunks[i], bank,
-                             None if bank is None else [plan.set_keys[j] for j, _ in plan.chunks[i]],
+    def set_keys(i: int) -> list | None:
+        return None if bank is None else [plan.set_keys[j] for j, _ in plan.chunks[i]]
+
+    futures = {client.submit(_chunk_task, store, fingerprint, plan.chunks[i], bank, set_keys(i),
                              chunk_args, filled, pure=False): i for i in todo}
     try:
         for fut in as_completed(futures):

@@ -69,7 +69,8 @@ class GridPlan:
         return [k for k in self.keys if k in wanted]
 
     def held_rows(self) -> int:
-        """Bank rows a run holds at once: the whole bank when resident, else the most a chunk reads."""
+        """Bank rows a run holds at once: the whole bank when resident, else the most a chunk
+        reads."""
         if self.resident:
             return len(self.keys)
         return max((len(self.rows(c)) for c in self.chunks), default=0)
@@ -106,7 +107,8 @@ def plan_grid(variants: Sequence[Strategy], config: Any, budget_mb: float, T: in
         groups.setdefault(resolved[own], []).append((i, v))
     groups = {g: sorted(m, key=lambda iv: _sortable(order(iv[0]))) for g, m in groups.items()}
     members = [iv for m in groups.values() for iv in m]
-    keys = [] if set_keys is None else list(dict.fromkeys(k for i, _ in members for k in set_keys[i]))
+    keys = ([] if set_keys is None else
+            list(dict.fromkeys(k for i, _ in members for k in set_keys[i])))
     resident = set_keys is not None and len(keys) * row_bytes + set_bytes <= budget
     chunks: list[Chunk] = []
     for m in groups.values():

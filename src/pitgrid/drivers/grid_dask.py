@@ -49,8 +49,7 @@ def connect(client: Any, n_workers: int) -> Iterator[tuple[Any, int]]:
         elif isinstance(client, str):
             client = Client(client)
             owned.append(client)
-        workers = client.scheduler_info().get("workers", {})
-        yield client, max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+        yield client, max(1, sum(client.nthreads().values()))
     finally:
         for obj in reversed(owned):
             obj.close()

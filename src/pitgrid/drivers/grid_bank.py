@@ -89,7 +89,13 @@ class Bank:
             for i in rows:
                 strategy.grid_bank_row(data, self.keys[i], buffer)
                 f.seek(start + i * buffer.nbytes)
-                f.write(memoryview(buffer).cast("B"))
+                try:
+                    f.write(memoryview(buffer).cast("B"))
+                except OSError as e:
+                    raise OSError(f"{self.path}: writing the grid's feature bank failed "
+                                  f"({e.strerror}); it needs {len(self.keys) * buffer.nbytes:,} "
+                                  "bytes: free room there (TMPDIR for a grid in one process) "
+                                  "or raise memory_budget_mb") from e
 
     def _file(self) -> Path:
         if not self.path.exists():

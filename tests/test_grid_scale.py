@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,8 @@ def test_plans_hold_every_set_once_within_the_budget(fast, slow, rows_room, sets
 
 
 # ---------------------------------------------------------------------- features once
-def test_each_bank_row_is_computed_once_per_grid(monkeypatch):
+def test_each_bank_row_is_computed_once_per_grid(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     market = pg.MarketData(pg.synthetic_prices(T, S, seed=3))
     calls: list[int] = []
     row = MovingAverageCross.grid_bank_row
@@ -134,6 +136,7 @@ def test_each_bank_row_is_computed_once_per_grid(monkeypatch):
                     memory_budget_mb=budget)
     assert tiled.info["chunks"] >= 6
     assert sorted(calls) == [3, 5, 8, 13, 20, 30, 45]
+    assert not list(Path(tempfile.gettempdir()).glob("pitgrid-grid-*"))  # the file is gone
     assert tiled.table.equals(whole.table)
     assert np.array_equal(tiled.equity.values, whole.equity.values)
 
@@ -222,6 +225,7 @@ def test_workers_compute_each_bank_row_once(store, client, tmp_path):
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert g.info["chunks"] >= 4
     assert sorted(map(int, log.read_text().split())) == [3, 5, 8, 13, 20, 30, 45]
+    assert not list(store.parent.glob(f".{store.name}.grid-*"))  # the bank beside it is gone
 
 
 def test_a_checkpoint_resumes_on_dask_with_its_own_chunks(store, client, tmp_path):

@@ -175,6 +175,17 @@ def test_two_workers_give_at_least_four_chunks_and_the_same_bits(store, client):
     assert there.overfitting == here.overfitting
 
 
+def test_a_strategy_without_a_bank_gives_the_same_bits_on_two_workers(store, client):
+    params = {"window": [7, 14], "low": [25.0, 35.0]}
+    here = pg.grid(store, RSIMeanReversion(), params, config={"fill": "next_open"}, keep=2,
+                   progress=False)
+    there = pg.grid(store, RSIMeanReversion(), params, config={"fill": "next_open"}, keep=2,
+                    progress=False, client=client)
+    assert there.info["chunks"] == 4
+    assert there.table.equals(here.table)
+    assert np.array_equal(there.equity.values, here.equity.values)
+
+
 def test_workers_read_only_the_fields_they_use(store, client):
     pg.grid(store, MovingAverageCross(), PAIRS, config=CFG, progress=False, client=client)
 

@@ -236,7 +236,7 @@ def _chunks_here(job: _Job, plan: GridPlan, todo: list[int]
 def _chunks_on_dask(job: _Job, plan: GridPlan, client: Any, threads: int, store: str,
                     todo: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
     """The chunks on Dask workers; the bank in a scratch file beside the store."""
-    with scratch_folder(store if plan.keys else None) as folder:
+    with scratch_folder(store) if plan.keys else contextlib.nullcontext() as folder:
         bank = Bank.in_file(plan.keys, job.bank_shape(job.market), folder) if plan.keys else None
         rows = job.bank_rows(plan, bank, todo) if bank is not None else []
         yield from run_dask(client, threads, store, job.market.fingerprint(), plan, todo, bank,

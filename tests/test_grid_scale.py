@@ -186,14 +186,17 @@ def test_a_strategy_without_a_bank_gives_the_same_bits_on_two_workers(store, cli
     assert np.array_equal(there.equity.values, here.equity.values)
 
 
-def test_workers_read_only_the_fields_they_use(store, client):
+def test_workers_read_only_the_fields_they_use(tmp_path, client):
+    # a store of its own: no other test's grid has read its fields on the workers
+    store = ingested(pg.synthetic_prices(T, S, seed=5), tmp_path / "m.pitgrid")
     pg.grid(store, MovingAverageCross(), PAIRS, config=CFG, progress=False, client=client)
 
     def fields_read():
         from pitgrid.data.read_once import ReadOnce
         from pitgrid.drivers.grid_dask import _WORKER_MARKETS
 
-        return {name for m in _WORKER_MARKETS.values() for name, var in m.ds.data_vars.items()
+        m = _WORKER_MARKETS[next(reversed(_WORKER_MARKETS))]  # the last store opened
+        return {name for name, var in m.ds.data_vars.items()
                 if not isinstance(var.variable._data, ReadOnce)
                 or var.variable._data._values is not None}
 

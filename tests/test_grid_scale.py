@@ -191,16 +191,17 @@ def test_workers_read_only_the_fields_they_use(tmp_path, client):
     store = ingested(pg.synthetic_prices(T, S, seed=5), tmp_path / "m.pitgrid")
     pg.grid(store, MovingAverageCross(), PAIRS, config=CFG, progress=False, client=client)
 
-    def fields_read():
+    def fields_read(fingerprint):
         from pitgrid.data.read_once import ReadOnce
         from pitgrid.drivers.grid_dask import _WORKER_MARKETS
 
-        m = _WORKER_MARKETS[next(reversed(_WORKER_MARKETS))]  # the last store opened
-        return {name for name, var in m.ds.data_vars.items()
+        if fingerprint not in _WORKER_MARKETS:  # this worker ran none of the grid's tasks
+            return set()
+        return {name for name, var in _WORKER_MARKETS[fingerprint].ds.data_vars.items()
                 if not isinstance(var.variable._data, ReadOnce)
                 or var.variable._data._values is not None}
 
-    read = set().union(*client.run(fields_read).values())
+    read = set().union(*client.run(fields_read, pg.open_market(store).fingerprint()).values())
     assert "close" in read
     # fills at the close read no open, and nothing reads the high and low (the core takes the
     # volume whatever its settings)

@@ -3,7 +3,8 @@
 Speed: W2 (100 moving-average pairs on 2520 x 500, ``benches/workloads.py``) from a store,
 in one process and on two single-threaded Dask workers, each warm (one run first: imports,
 numba's cache, the store's fields), the three one after another in each of ``--repeat``
-rounds (so they see about the same load), medians over the rounds:
+rounds (so they see about the same load; each takes each place in the round in turn),
+medians over the rounds:
 
 * ``one process``: ``pg.grid(store, ...)``; CPU time of the process and wall time;
 * ``LocalCluster``: ``pg.grid(store, ..., client=)`` on ``LocalCluster(n_workers=2)``;
@@ -143,8 +144,9 @@ def medians(rows: list[dict]) -> dict:
 
 
 def speed(folder: Path, repeat: int) -> dict:
-    """Each repeat runs one process, then the LocalCluster, then the loopback cluster, so
-    the three see about the same load; ratios are per repeat, then their median."""
+    """Each round runs one process, the LocalCluster and the loopback cluster, so the three
+    see about the same load, in an order rotated from round to round; ratios are per round,
+    then their median."""
     from dask.distributed import Client, LocalCluster
 
     store = w2_store(folder)
@@ -160,14 +162,20 @@ def speed(folder: Path, repeat: int) -> dict:
             run_w2(store, c)
         rows: dict[str, list[dict]] = {"one process": [], **{n: [] for n in names}}
         identical = {n: True for n in names}
-        for _ in range(repeat):
-            one, _g = one_process_run(store)
+        setups = [("one process", None), *zip(names, clients)]
+        for r in range(repeat):
+            # each setup takes each place in the round in turn: the run right after another
+            # one measured slower here, whichever it was
+            runs = {}
+            for name, c in setups[r % 3:] + setups[: r % 3]:
+                runs[name], g = one_process_run(store) if c is None else dask_run(store, c)
+                identical[name] = identical.get(name, True) and same(g, reference)
+            one = runs["one process"]
             rows["one process"].append(one)
-            for name, c in zip(names, clients):
-                run, g = dask_run(store, c)
-                rows[name].append({**run, **compared(one, run)})
-                identical[name] &= same(g, reference)
-    out = {"one process": {**medians(rows["one process"]), "runs": rows["one process"]}}
+            for name in names:
+                rows[name].append({**runs[name], **compared(one, runs[name])})
+    out = {"one process": {**medians(rows["one process"]), "identical": identical["one process"],
+                           "runs": rows["one process"]}}
     for name in names:
         out[name] = {**medians(rows[name]), "identical": identical[name], "runs": rows[name]}
     return out

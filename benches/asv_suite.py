@@ -197,9 +197,9 @@ class GridMemory:
 
 class GridOnDask:
     """W2 from a store on a LocalCluster of two single-threaded workers against one process:
-    wall times, and the CPU-time speedup (one process's CPU time over the client's
-    main thread's and the busiest worker's, median of 4 pairs in alternating order; benches/grid_scale.py
-    also runs a loopback cluster)."""
+    wall times, and the CPU-time speedup (one process's CPU time over the client's main
+    thread's and the busiest worker's, median of 4 pairs in alternating order;
+    benches/grid_scale.py also runs a loopback cluster)."""
 
     timeout = 900
 

@@ -12,7 +12,8 @@ The estimate counts the arrays whose size is known from the shapes: market
 arrays the core reads, intents, the core's state and outputs (by ``keep``), the
 strategy's features (``FEATURE_ARRAYS`` float arrays of ``(time, symbol)``, an
 assumption: strategies do not declare theirs; for a grid with a feature bank, the
-bank rows its plan holds at once) and, for a store opened lazily, the market itself. The trade tables are counted where ``simulate`` sees the
+bank rows its plan holds at once) and, for a store opened lazily, the market itself.
+The trade tables are counted where ``simulate`` sees the
 intents: at most one order per true entry or exit, or per weight (a rebalance
 each bar); crossovers of ``cross=`` are not counted, and a driver's check, made
 before its strategy has decided anything, leaves the tables to ``simulate``'s.

@@ -52,6 +52,7 @@ class Bank:
 
     @classmethod
     def in_memory(cls, keys: Sequence[Hashable], shape: tuple[int, int]) -> Bank:
+        """A bank held in this process's memory (allocated, nothing computed yet)."""
         bank = cls(keys, shape)
         bank._array = np.empty((len(bank.keys), *shape))
         return bank

@@ -89,7 +89,7 @@ def test_peak_is_flat_in_pairs_and_distinct_windows():
         reference_ok(plan, variants, budget_mb * 2**20, 1)
         peaks.append(plan.peak_bytes())
     assert max(peaks) <= budget_mb * 2**20
-    # before, the bank was outside the budget: the 40 x 40 grid held 80 rows (769 MiB)
+    # before, the bank was outside the budget: the 40 x 40 grid held all its 80 rows (800 MB)
     assert peaks[-1] < 80 * grid_row_bytes(2520, 500)
 
 

@@ -98,7 +98,16 @@ def test_at_least_two_chunks_per_worker():
     assert len(plan_grid(variants, CFG, 256, T, S).chunks) == 1
     assert len(plan_grid(variants, CFG, 256, T, S, min_chunks=4).chunks) == 4
     signals = [RSIMeanReversion(window=w) for w in (5, 7, 9, 11, 13)]
-    assert len(plan_grid(signals, None, 256, T, S, min_chunks=4).chunks) == 4
+    assert len(plan_grid(signals, None, 256, T, S, min_chunks=4).chunks) == 5
+
+
+def test_sets_of_one_feature_setting_share_a_chunk_where_they_fit():
+    signals = [RSIMeanReversion(window=w, low=lo) for w in (5, 9, 14) for lo in (20.0, 30.0)]
+    plan = plan_grid(signals, None, 256, T, S, min_chunks=3)
+    assert sorted({v.window for _, v in c} == {c[0][1].window} for c in plan.chunks) == [True] * 3
+    # a setting with more sets than a chunk takes is cut into whole chunks of it
+    tight = plan_grid(signals, None, 2.5 * grid_set_bytes(T, S, False) / 2**20, T, S)
+    assert [[v.window for _, v in c] for c in tight.chunks] == [[14, 14], [5, 5], [9, 9]]
 
 
 @settings(max_examples=60, deadline=None)
@@ -241,6 +250,33 @@ def test_workers_compute_each_bank_row_once(store, client, tmp_path):
     assert g.info["chunks"] >= 4
     assert sorted(map(int, log.read_text().split())) == [3, 5, 8, 13, 20, 30, 45]
     assert not list(store.parent.glob(f".{store.name}.grid-*"))  # the bank beside it is gone
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedFeatures(RSIMeanReversion):
+    """Appends the window of each feature set it computes to ``log``, in any process."""
+
+    log: str = ""
+
+    def features(self, data):
+        with open(self.log, "a") as f:
+            f.write(f"{self.window}\n")
+        return super().features(data)
+
+
+def test_workers_compute_each_feature_setting_once(store, client, tmp_path):
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    try:
+        log = tmp_path / "features.log"
+        # 10 sets in at least 4 chunks: 5 chunks of one window each (4 chunks of near-equal
+        # size would cut a window's two sets apart)
+        g = pg.grid(store, LoggedFeatures(log=str(log)),
+                    {"window": [5, 9, 14, 20, 30], "low": [20.0, 30.0]}, progress=False,
+                    client=client)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert g.info["chunks"] == 5
+    assert sorted(map(int, log.read_text().split())) == [5, 9, 14, 20, 30]
 
 
 def test_a_checkpoint_resumes_on_dask_with_its_own_chunks(store, client, tmp_path):

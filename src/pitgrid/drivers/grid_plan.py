@@ -5,7 +5,9 @@ settings differ (fill rule, accounts, ...) never share a chunk. The budget cover
 grows with the grid: the feature bank's rows a run holds at once and each set's curves,
 state and intents (:func:`pitgrid.engine.memory.grid_set_bytes`). When the whole bank fits
 beside a chunk it is held in memory once (``resident``); otherwise chunks gather sets that
-read the same rows, so each chunk maps only the rows it reads and those rows fit.
+read the same rows, so each chunk maps only the rows it reads and those rows fit. Without
+a bank, the sets of one feature setting share a chunk where they fit, so that setting's
+features are computed once (by the process that runs the chunk).
 
 ``min_chunks`` (twice the workers of a Dask run) caps a chunk's sets, so every worker gets
 at least two chunks and one slow chunk does not leave the other workers idle.
@@ -19,6 +21,7 @@ Example:
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Hashable, Sequence
@@ -114,12 +117,15 @@ def plan_grid(variants: Sequence[Strategy], config: Any, budget_mb: float, T: in
     for m in groups.values():
         # each group's share of min_chunks, so that the whole grid has at least that many
         parts = math.ceil(max(1, min_chunks) * len(m) / len(variants))
-        if set_keys is None or resident:
+        if resident:
             size = max(1, (budget - len(keys) * row_bytes) // set_bytes)
             n = min(len(m), max(parts, math.ceil(len(m) / size)))
             # near-equal chunks: workers finish together
             bounds = [len(m) * j // n for j in range(n + 1)]
             chunks.extend(m[a:b] for a, b in zip(bounds, bounds[1:]))
+        elif set_keys is None:
+            cap = max(1, min(budget // set_bytes, len(m) // parts))
+            chunks.extend(_by_features(m, cap))
         else:
             cap = max(1, len(m) // parts)  # at most cap a chunk: at least parts chunks
             chunks.extend(_by_rows(m, set_keys, row_bytes, set_bytes, budget, cap))
@@ -140,6 +146,26 @@ def _by_rows(members: Chunk, set_keys: list[tuple[Hashable, ...]], row_bytes: in
             current, grown = [], set(set_keys[i])
         current.append((i, v))
         rows = grown
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _by_features(members: Chunk, cap: int) -> list[Chunk]:
+    """At most ``cap`` sets a chunk, the sets of one feature setting (adjacent in ``members``)
+    kept in one chunk where they fit: that setting's features are then computed once, by
+    the one process that runs the chunk."""
+    chunks: list[Chunk] = []
+    current: Chunk = []
+    for _, same in itertools.groupby(members, key=lambda iv: iv[1].feature_key()):
+        run = list(same)
+        if current and len(current) + len(run) > cap:
+            chunks.append(current)
+            current = []
+        while len(run) > cap:
+            chunks.append(run[:cap])
+            run = run[cap:]
+        current.extend(run)
     if current:
         chunks.append(current)
     return chunks

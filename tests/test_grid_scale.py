@@ -227,6 +227,15 @@ def test_a_store_rewritten_at_the_same_path_is_not_served_stale(tmp_path, client
     assert not second.table.equals(first.table)
 
 
+def test_a_store_changed_under_a_running_grid_is_refused_by_name(store):
+    from pitgrid.drivers.grid_dask import worker_market
+
+    fingerprint = pg.open_market(store).fingerprint()
+    assert worker_market(str(store), fingerprint).fingerprint() == fingerprint
+    with pytest.raises(ValueError, match=f"{store}: the store changed while the grid ran"):
+        worker_market(str(store), "0" * 64)  # what the client planned on is not there now
+
+
 @dataclass(frozen=True, kw_only=True)
 class LoggedRows(MovingAverageCross):
     """Appends each bank row it computes to ``log``: what workers computed, in any process."""

@@ -22,14 +22,13 @@ _WORKER_MARKETS_SIZE = 2  # a store and the one it is being replaced by
 
 
 def store_of(market: Any) -> str:
-    """The store path workers open; a market in memory cannot go to workers by path."""
-    if isinstance(market, (str, Path)):
-        return str(market)
-    path = getattr(market, "store_path", None)
+    """The store path workers open, absolute (a worker's folder is not the client's); a market
+    in memory cannot go to workers by path."""
+    path = market if isinstance(market, (str, Path)) else getattr(market, "store_path", None)
     if path is None:
         raise ValueError("a grid on Dask needs the market as a store: pass its path, or a market "
                          "from pitgrid.open_market (workers read the store, not pickled arrays)")
-    return str(path)
+    return str(Path(path).resolve())
 
 
 @contextmanager

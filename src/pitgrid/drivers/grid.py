@@ -1,5 +1,8 @@
 """Parameter grids: shared features, the parameter axis inside the compiled loop, chunks sized to
 a memory budget, streaming metrics, Dask scale-out, progress, cancellation, checkpoint and resume.
+
+The chunks are cut by :mod:`pitgrid.drivers.grid_plan`, the feature bank is computed once by
+:mod:`pitgrid.drivers.grid_bank`, and :mod:`pitgrid.drivers.grid_dask` runs both on workers.
 """
 from __future__ import annotations
 

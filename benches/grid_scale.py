@@ -3,8 +3,8 @@
 Speed: W2 (100 moving-average pairs on 2520 x 500, ``benches/workloads.py``) from a store,
 in one process and on two single-threaded Dask workers, each warm (one run first: imports,
 numba's cache, the store's fields), the three one after another in each of ``--repeat``
-rounds (so they see about the same load; each takes each place in the round in turn),
-medians over the rounds:
+rounds (so they see about the same load; the rounds go through the six orders of the
+three in turn), medians over the rounds:
 
 * ``one process``: ``pg.grid(store, ...)``; CPU time of the process and wall time;
 * ``LocalCluster``: ``pg.grid(store, ..., client=)`` on ``LocalCluster(n_workers=2)``;
@@ -24,12 +24,13 @@ Memory: peak RSS (``getrusage`` in a fresh process per case) of an in-process gr
 the default ``memory_budget_mb`` (and ``--budget``) for 10 / 100 / 400 pairs and for
 10 / 100 distinct windows.
 
-Run: ``.venv/bin/python benches/grid_scale.py [--repeat 5] [--skip-memory] [--json out]``.
+Run: ``.venv/bin/python benches/grid_scale.py [--repeat 12] [--skip-memory] [--json out]``.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -145,8 +146,8 @@ def medians(rows: list[dict]) -> dict:
 
 def speed(folder: Path, repeat: int) -> dict:
     """Each round runs one process, the LocalCluster and the loopback cluster, so the three
-    see about the same load, in an order rotated from round to round; ratios are per round,
-    then their median."""
+    see about the same load, the rounds going through the six orders of the three; ratios
+    are per round, then their median."""
     from dask.distributed import Client, LocalCluster
 
     store = w2_store(folder)
@@ -162,12 +163,12 @@ def speed(folder: Path, repeat: int) -> dict:
             run_w2(store, c)
         rows: dict[str, list[dict]] = {"one process": [], **{n: [] for n in names}}
         identical = {n: True for n in names}
-        setups = [("one process", None), *zip(names, clients)]
+        # the rounds go through every order of the three: a run measured slower right after
+        # the one-process run here, whichever it was
+        orders = list(itertools.permutations([("one process", None), *zip(names, clients)]))
         for r in range(repeat):
-            # each setup takes each place in the round in turn: the run right after another
-            # one measured slower here, whichever it was
             runs = {}
-            for name, c in setups[r % 3:] + setups[: r % 3]:
+            for name, c in orders[r % len(orders)]:
                 runs[name], g = one_process_run(store) if c is None else dask_run(store, c)
                 identical[name] = identical.get(name, True) and same(g, reference)
             one = runs["one process"]
@@ -219,7 +220,7 @@ def memory(budgets: list[float]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=12)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--budget", type=float, action="append")

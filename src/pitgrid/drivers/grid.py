@@ -26,10 +26,10 @@ from pitgrid.cycle.data import FeatureData
 from pitgrid.cycle.strategy import Strategy
 from pitgrid.data.market import MarketData
 from pitgrid.drivers.common import as_market, decide, resolve_settings
-from pitgrid.engine.config import SimConfig
 from pitgrid.drivers.grid_bank import Bank, scratch_folder
 from pitgrid.drivers.grid_dask import connect, run_dask, store_of
 from pitgrid.drivers.grid_plan import GridPlan, plan_grid
+from pitgrid.engine.config import SimConfig
 from pitgrid.engine.memory import check_grid
 from pitgrid.engine.overfitting import Overfitting, block_moments, overfitting
 from pitgrid.engine.orders import STOP_SETTINGS

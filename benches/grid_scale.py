@@ -34,6 +34,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -103,6 +104,7 @@ def loopback_cluster(n_workers: int) -> Iterator[str]:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def same(a, b) -> bool:

@@ -5,6 +5,7 @@ the fields they use; results are bit-identical to the grid in one process."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -148,6 +149,27 @@ def test_each_bank_row_is_computed_once_per_grid(monkeypatch, tmp_path):
     assert not list(Path(tempfile.gettempdir()).glob("pitgrid-grid-*"))  # the file is gone
     assert tiled.table.equals(whole.table)
     assert np.array_equal(tiled.equity.values, whole.equity.values)
+
+
+def test_a_grid_removes_the_scratch_folders_of_killed_grids(monkeypatch, tmp_path):
+    import socket
+    import subprocess
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    host = socket.gethostname()
+    dead = tmp_path / f"pitgrid-grid-{host}-{gone}-0123abcd"
+    living = tmp_path / f"pitgrid-grid-{host}-{os.getpid()}-0123abcd"  # a grid still running
+    for folder in (dead, living):
+        folder.mkdir()
+        (folder / "bank.npy").write_bytes(b"left by a killed grid")
+    market = pg.MarketData(pg.synthetic_prices(T, S, seed=3))
+    budget = (3 * grid_row_bytes(T, S) + 2 * grid_set_bytes(T, S, True)) / 2**20
+    pg.grid(market, MovingAverageCross(), PAIRS, config=CFG, progress=False,
+            memory_budget_mb=budget)
+    assert not dead.exists() and living.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [living.name]
 
 
 def test_a_walkforward_window_computes_the_bank_on_the_cut_market(monkeypatch):

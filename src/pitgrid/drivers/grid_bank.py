@@ -21,7 +21,9 @@ Example:
 """
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Hashable, Iterator, Sequence
@@ -123,19 +125,45 @@ class Bank:
 def scratch_folder(beside: str | Path | None) -> Iterator[Path]:
     """A new folder for a grid's bank file, removed when the grid ends: beside the store
     ``beside`` when its folder is writable (where every worker that opens the store finds
-    it), else in the system's temporary folder (enough for workers on this machine)."""
-    folder = None
-    if beside is not None:
-        parent = Path(beside).resolve().parent
-        candidate = parent / f".{Path(beside).name}.grid-{uuid.uuid4().hex[:12]}"
+    it), else in the system's temporary folder (enough for workers on this machine).
+
+    Its name carries this machine and process, so the folders of grids killed on this
+    machine (nothing ran their cleanup) are removed when the next grid makes its own.
+    """
+    stem = f".{Path(beside).name}.grid-" if beside is not None else "pitgrid-grid-"
+    places = ([Path(beside).resolve().parent] if beside is not None else []) + \
+        [Path(tempfile.gettempdir())]
+    mine = f"{stem}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    for place in places:
+        _remove_dead(place, stem)
         try:
-            candidate.mkdir()
-            folder = candidate
+            (place / mine).mkdir()
         except OSError:
-            folder = None
-    if folder is None:
-        folder = Path(tempfile.mkdtemp(prefix="pitgrid-grid-"))
+            continue
+        folder = place / mine
+        break
+    else:
+        raise OSError(f"no folder to write a grid's feature bank in: {', '.join(map(str, places))}")
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_dead(place: Path, stem: str) -> None:
+    """Remove scratch folders in ``place`` left by processes of this machine that are gone."""
+    host = socket.gethostname()
+    for old in place.glob(f"{stem}{host}-*"):
+        pid = old.name[len(stem) + len(host) + 1:].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -34,14 +34,14 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                 q = self.pending[p, s]
                 if q < 0.0 and self.ord_kind[p, s] == ORD_MARKET:
                     self.pending[p, s] = 0.0
-                    q = _fill(self, ti, p, s, q, self.b_open[t, s], self.b_volume[t, s], self.b_valid[t, s], R_ORDER)
+                    q = _fill(self, ti, p, s, q, self.b_open[t, s], self.b_valid[t, s], R_ORDER)
                     if self.carry:
                         self.pending[p, s] = q
             for s in range(S):
                 q = self.pending[p, s]
                 if q > 0.0 and self.ord_kind[p, s] == ORD_MARKET:
                     self.pending[p, s] = 0.0
-                    q = _fill(self, ti, p, s, q, self.b_open[t, s], self.b_volume[t, s], self.b_valid[t, s], R_ORDER)
+                    q = _fill(self, ti, p, s, q, self.b_open[t, s], self.b_valid[t, s], R_ORDER)
                     if self.carry:
                         self.pending[p, s] = q
         # B2. inside the bar: per-position exits, then limit and stop orders
@@ -54,8 +54,7 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                     self.pending[p, s] = 0.0
                     self.ord_kind[p, s] = ORD_MARKET
                     if self.shares[p, s] != 0.0:
-                        _fill(self, ti, p, s, -self.shares[p, s], self.mark[s], self.b_volume[t, s],
-                                   False, R_DELIST)
+                        _fill(self, ti, p, s, -self.shares[p, s], self.mark[s], False, R_DELIST)
     # D. marks, then equity before decisions
     vrow = &self.b_valid[t, 0]
     crow = &self.b_close[t, 0]
@@ -68,17 +67,17 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
             _mark(self, p, &lg, &sh)
         # E. decisions (and close fills), after the drawdown stop
         if self.dd_stop > 0.0:
-            _drawdown_stop(self, ti, p, self.b_close, self.b_volume, self.b_valid)
+            _drawdown_stop(self, ti, p, self.b_close, self.b_valid)
         _start_decisions(self, p)
         if self.intent_mode == WEIGHTS:
-            _decide_weights(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_bank, self.b_ia[p])
+            _decide_weights(self, t, p, self.b_close, self.b_valid, self.b_bank, self.b_ia[p])
         elif self.per_symbol and not self.shorts:
             # long-only signals never go short, so there is no borrow (F), and step G's
             # mark of each one-symbol account is taken right after its decision
-            _decide_signals_per_symbol(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
+            _decide_signals_per_symbol(self, t, p, self.b_close, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
                                             self.b_ia[p], self.b_ib[p], &eq, &lg, &sh)
         else:
-            _decide_signals(self, t, p, self.b_close, self.b_volume, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
+            _decide_signals(self, t, p, self.b_close, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
                                  self.b_ia[p], self.b_ib[p])
         if self.intent_mode == WEIGHTS or not self.per_symbol or self.shorts:
             # F. borrow on shorts
@@ -102,6 +101,23 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                 self.b_shares[p, t, s] = self.shares[p, s]
 
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* x where keep is true, +0.0 elsewhere (x may be NaN there), by a bit mask: written
+       as a select, gcc makes a branch of it, which no predictor follows across symbols */
+    static inline double pg_keep_if(double x, int keep) {
+        uint64_t bits, mask = (uint64_t)0 - (uint64_t)(keep != 0);
+        memcpy(&bits, &x, sizeof bits);
+        bits &= mask;
+        memcpy(&x, &bits, sizeof x);
+        return x;
+    }
+    """
+    double _keep_if "pg_keep_if" (double x, bint keep) noexcept nogil
+
+
 cdef inline double _mark(Core self, int p, double* long_value, double* short_value) noexcept nogil:
     """Account equity at the current marks, the long and short market values; returns the total."""
     # raw row pointers: the writes to eref would otherwise make the compiler reload
@@ -112,30 +128,26 @@ cdef inline double _mark(Core self, int p, double* long_value, double* short_val
     cdef double* ca = &self.cash[p, 0]
     cdef int s
     cdef double v, x, e, total = 0.0, lg = 0.0, sht = 0.0
+    # no branch on the holding, which no predictor follows across symbols: a flat
+    # symbol adds +0.0, which leaves every sum as it was (none is ever -0.0: cash
+    # starts above 0, and x + (-x) is +0.0)
     if self.per_symbol:
         for s in range(self.S):
             v = sh[s]
-            e = ca[s]
-            if v != 0.0:
-                x = v * mk[s]
-                e += x
-                if v > 0.0:
-                    lg += x
-                else:
-                    sht -= x
+            x = _keep_if(v * mk[s], v != 0.0)
+            e = ca[s] + x
+            lg += _keep_if(x, v > 0.0)
+            sht -= _keep_if(x, v < 0.0)
             er[s] = e
             total += e
     else:
         e = ca[0]
         for s in range(self.S):
             v = sh[s]
-            if v != 0.0:
-                x = v * mk[s]
-                e += x
-                if v > 0.0:
-                    lg += x
-                else:
-                    sht -= x
+            x = _keep_if(v * mk[s], v != 0.0)
+            e += x
+            lg += _keep_if(x, v > 0.0)
+            sht -= _keep_if(x, v < 0.0)
         er[0] = e
         total = e
     long_value[0] = lg

@@ -28,6 +28,20 @@ cdef inline IntentRows _rows(Core self, Py_ssize_t t, int p, const unsigned char
     return r
 
 
+cdef inline bint _quiet_rows(Core self, const IntentRows* r) noexcept nogil:
+    """Whether a symbol whose signal bytes are all zero on the bar decides nothing: true of
+    signals (see ``_signal``), not of the cross rule, which reads prices."""
+    return self.intent_mode == SIGNALS
+
+
+cdef inline bint _quiet(const IntentRows* r, int s) noexcept nogil:
+    """No entry, exit, short entry or short exit for symbol ``s`` on the bar."""
+    cdef unsigned char any_ = r.entries[s] | r.exits[s]
+    if r.short_entries != NULL:
+        any_ |= r.short_entries[s] | r.short_exits[s]
+    return any_ == 0
+
+
 cdef inline int _signal(Core self, int p, double held, int s, const IntentRows* r) noexcept nogil:
     """The symbol's signal class (SIG_*), or 0, from the holding before this bar's decisions.
 
@@ -56,7 +70,7 @@ cdef inline int _signal(Core self, int p, double held, int s, const IntentRows* 
     return SIG_ENTER if ent else (SIG_SHORT if sent else 0)
 
 
-cdef inline void _exit_order(Core self, int ti, int p, int s, double price, double vol) noexcept nogil:
+cdef inline void _exit_order(Core self, int ti, int p, int s, double price) noexcept nogil:
     cdef double q = -self.shares[p, s], level
     cdef int kind = ORD_MARKET
     if self.orders_on:
@@ -70,13 +84,13 @@ cdef inline void _exit_order(Core self, int ti, int p, int s, double price, doub
         _place_level(self, ti, p, s, q, kind, level)
     elif self.fill_close:
         if _placed(self, q, price):
-            _fill(self, ti, p, s, q, price, vol, True, R_ORDER)
+            _fill(self, ti, p, s, q, price, True, R_ORDER)
     else:
         self.pending[p, s] = q if _placed(self, q, price) else 0.0
 
 
-cdef inline void _entry_order(Core self, int ti, int p, int s, double price, double vol,
-                              double budget, double side) noexcept nogil:
+cdef inline void _entry_order(Core self, int ti, int p, int s, double price, double budget,
+                              double side) noexcept nogil:
     """An entry of ``side`` +1 (long) or -1 (short), sized as a buy of the same value."""
     cdef int a = _acct(self, s), kind = ORD_MARKET
     cdef double q = side * _size_entry(self, p, s, price, budget, self.eref[p, a]), level
@@ -90,13 +104,13 @@ cdef inline void _entry_order(Core self, int ti, int p, int s, double price, dou
             _place_level(self, ti, p, s, q, kind, level)
     elif self.fill_close:
         if q != 0.0:
-            _fill(self, ti, p, s, q, price, vol, True, R_ORDER)
+            _fill(self, ti, p, s, q, price, True, R_ORDER)
     else:
         self.pending[p, s] = q
 
 
 cdef void _decide_signals_per_symbol(
-        Core self, Py_ssize_t t, int p, const double[:, ::1] close, const double[:, ::1] volume,
+        Core self, Py_ssize_t t, int p, const double[:, ::1] close,
         const unsigned char[:, ::1] valid, const unsigned char[:, :, ::1] entries,
         const unsigned char[:, :, ::1] exits, const double[:, :, ::1] bank, long ia, long ib,
         double* total, double* long_value, double* short_value) noexcept nogil:
@@ -105,24 +119,28 @@ cdef void _decide_signals_per_symbol(
     Each account holds one symbol, so the order of symbols changes nothing and the
     sums come out as ``_mark`` makes them.
     """
-    cdef int s, sig, ti = <int>t
-    cdef double v, e, eq = 0.0, lg = 0.0
+    cdef int s, sig, ti = <int>t, S = self.S
+    cdef double v, x, e, eq = 0.0, lg = 0.0
     cdef IntentRows r = _rows(self, t, p, valid, entries, exits, bank, ia, ib)
     cdef double* held = &self.shares[p, 0]
     cdef double* ca = &self.cash[p, 0]
     cdef double* er = &self.eref[p, 0]
     cdef double* mk = &self.mark[0]
-    for s in range(self.S):
-        sig = _signal(self, p, held[s], s, &r)
-        if sig == SIG_EXIT:
-            _exit_order(self, ti, p, s, close[t, s], volume[t, s])
-        elif sig == SIG_ENTER:
-            _entry_order(self, ti, p, s, close[t, s], volume[t, s], ca[s], 1.0)
+    cdef bint quiet_ok = _quiet_rows(self, &r)
+    for s in range(S):
+        # most symbols have no signal on a bar: testing the signal bytes first keeps
+        # the branch predictable, where the holding (long or flat) is not
+        if not (quiet_ok and _quiet(&r, s)):
+            sig = _signal(self, p, held[s], s, &r)
+            if sig == SIG_EXIT:
+                _exit_order(self, ti, p, s, close[t, s])
+            elif sig == SIG_ENTER:
+                _entry_order(self, ti, p, s, close[t, s], ca[s], 1.0)
+        # step G without a branch on the holding (see ``_mark``)
         v = held[s]
-        e = ca[s]
-        if v != 0.0:
-            e += v * mk[s]
-            lg += v * mk[s]
+        x = _keep_if(v * mk[s], v != 0.0)
+        e = ca[s] + x
+        lg += x
         er[s] = e
         eq += e
     total[0] = eq
@@ -131,7 +149,7 @@ cdef void _decide_signals_per_symbol(
 
 
 cdef void _decide_signals(Core self, Py_ssize_t t, int p, const double[:, ::1] close,
-                          const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+                          const unsigned char[:, ::1] valid,
                           const unsigned char[:, :, ::1] entries,
                           const unsigned char[:, :, ::1] exits,
                           const double[:, :, ::1] bank, long ia, long ib) noexcept nogil:
@@ -140,16 +158,17 @@ cdef void _decide_signals(Core self, Py_ssize_t t, int p, const double[:, ::1] c
     cdef Py_ssize_t k = 0
     cdef IntentRows r = _rows(self, t, p, valid, entries, exits, bank, ia, ib)
     cdef double* held = &self.shares[p, 0]
+    cdef bint quiet_ok = _quiet_rows(self, &r)
     # shared cash: classify first, then exits (whose close-fill proceeds fund
     # this bar's entries), then entries sized on the cash left
     for s in range(self.S):
-        sig = _signal(self, p, held[s], s, &r)
+        sig = 0 if (quiet_ok and _quiet(&r, s)) else _signal(self, p, held[s], s, &r)
         self.sig[s] = sig
         if sig == SIG_ENTER or sig == SIG_SHORT:
             k += 1
     for s in range(self.S):
         if self.sig[s] == SIG_EXIT or self.sig[s] == SIG_COVER:
-            _exit_order(self, ti, p, s, close[t, s], volume[t, s])
+            _exit_order(self, ti, p, s, close[t, s])
     for s in range(self.S):
         if self.sig[s] == SIG_ENTER or self.sig[s] == SIG_SHORT:
             if self.per_symbol:
@@ -164,12 +183,12 @@ cdef void _decide_signals(Core self, Py_ssize_t t, int p, const double[:, ::1] c
             else:
                 # nothing fills until the open: every entry gets an equal share
                 budget = self.cash[p, 0] / k
-            _entry_order(self, ti, p, s, close[t, s], volume[t, s], budget,
+            _entry_order(self, ti, p, s, close[t, s], budget,
                          1.0 if self.sig[s] == SIG_ENTER else -1.0)
 
 
 cdef void _decide_weights(Core self, Py_ssize_t t, int p, const double[:, ::1] close,
-                          const double[:, ::1] volume, const unsigned char[:, ::1] valid,
+                          const unsigned char[:, ::1] valid,
                           const double[:, :, ::1] bank, long ia) noexcept nogil:
     cdef int s, side, ti = <int>t
     cdef double w, q, target, held
@@ -205,6 +224,6 @@ cdef void _decide_weights(Core self, Py_ssize_t t, int p, const double[:, ::1] c
                     self.pending[p, s] = 0.0
                 continue
             if self.fill_close:
-                _fill(self, ti, p, s, q, close[t, s], volume[t, s], True, R_ORDER)
+                _fill(self, ti, p, s, q, close[t, s], True, R_ORDER)
             else:
                 self.pending[p, s] = q

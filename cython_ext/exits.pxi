@@ -185,7 +185,7 @@ cdef void _intrabar(Core self, int t, int p) noexcept nogil:
         why = _stop_hit(self, t, p, s, h, &px)
         if why != R_NONE:
             _cancel(self, p, s)
-            rem = _fill(self, t, p, s, -h, px, self.b_volume[t, s], True, why)
+            rem = _fill(self, t, p, s, -h, px, True, why)
             if self.carry and not self.fill_close:
                 self.pending[p, s] = rem
         if self.shares[p, s] != 0.0 and isfinite(self.tr_k[p, s]):
@@ -210,7 +210,7 @@ cdef void _intrabar(Core self, int t, int p) noexcept nogil:
                 px = _level_price(q, <int>self.ord_kind[p, s], self.ord_px[p, s], self.b_open[t, s],
                                   self.b_high[t, s], self.b_low[t, s])
                 if isfinite(px):
-                    q = _fill(self, t, p, s, q, px, self.b_volume[t, s], True,
+                    q = _fill(self, t, p, s, q, px, True,
                               R_LIMIT if self.ord_kind[p, s] == ORD_LIMIT else R_STOP)
                     self.pending[p, s] = q if self.carry else 0.0
             q = self.pending[p, s]

@@ -20,9 +20,9 @@ cdef inline int _acct(Core self, int s) noexcept nogil:
     return s if self.per_symbol else 0
 
 
-cdef double _fill(Core self, int t, int p, int s, double q, double pref, double vol,
+cdef double _fill(Core self, int t, int p, int s, double q, double pref,
                   bint valid, int why) noexcept nogil:
-    """Fill ``q`` shares (signed) at reference price ``pref``; return the remainder.
+    """Fill ``q`` shares (signed) at reference price ``pref`` on bar ``t``; return the remainder.
 
     ``why`` is the fill's reason; a delisting close-out (R_DELIST) bypasses
     validity, the volume cap, shorting, cash and impact.
@@ -30,8 +30,12 @@ cdef double _fill(Core self, int t, int p, int s, double q, double pref, double 
     cdef int a = _acct(self, s)
     cdef bint delist = why == R_DELIST
     cdef double req = q, held = self.shares[p, s], cap, px, impact, fee, cost, budget
-    cdef double qmax, gross_other, room, new_short
+    cdef double qmax, gross_other, room, new_short, vol = 0.0
     cdef int cut = R_NONE, s2
+    # the bar's volume only where a rule reads it: a cell of a (time, symbol) array
+    # read once is a cache miss per fill
+    if isfinite(self.max_part) or self.impact_k > 0.0:
+        vol = self.b_volume[t, s]
     if not delist:
         if not valid:
             _log(self, t, p, s, KIND_UNFILLED, R_INVALID, req, NAN, 0.0, 0.0)

@@ -32,6 +32,9 @@ cdef bint _admit(Core self, int t, int p, int s, double q, bint opening) noexcep
 cdef void _start_decisions(Core self, int p) noexcept nogil:
     """Per-bar counters of the gates: open positions and orders placed so far."""
     cdef int a, s
+    if self.max_trades == 0 and self.max_positions == 0:
+        # no gate reads the counters: clearing them would be a pass over every account
+        return
     for a in range(self.A):
         self.n_orders[a] = 0
         self.n_open[a] = 0
@@ -42,7 +45,7 @@ cdef void _start_decisions(Core self, int p) noexcept nogil:
 
 
 cdef void _drawdown_stop(Core self, int t, int p, const double[:, ::1] close,
-                         const double[:, ::1] volume, const unsigned char[:, ::1] valid) noexcept nogil:
+                         const unsigned char[:, ::1] valid) noexcept nogil:
     """Halt an account whose equity fell max_drawdown_stop below its peak, and flatten it.
 
     ``halted`` holds the bar of the halt plus one (0 = trading). A halted account
@@ -64,6 +67,6 @@ cdef void _drawdown_stop(Core self, int t, int p, const double[:, ::1] close,
                 _cancel(self, p, s)
             if self.fill_close:
                 if q != 0.0:
-                    _fill(self, t, p, s, q, close[t, s], volume[t, s], True, R_DRAWDOWN)
+                    _fill(self, t, p, s, q, close[t, s], True, R_DRAWDOWN)
             else:
                 self.pending[p, s] = q

@@ -12,7 +12,8 @@ it must end with the same equity as the core to the cent, or the timing means
 nothing.
 
 Timed in one process, alternating, median of ``--repeat`` (the machine is shared):
-``Core.run`` with ``keep="equity"`` and with ``keep="full"`` (outputs allocated
+``Core.run`` with ``keep="equity"`` and with ``keep="full"`` (as ``simulate`` keeps
+positions and accounts: the core journals what each bar changed; outputs allocated
 outside the timing, as ``benches.workloads.core_only`` does), and the floor.
 Prints JSON with the medians and the ratios to the floor, of wall time and of the
 thread's CPU time (steadier when other work shares the cores).
@@ -129,7 +130,9 @@ def core_run(prep, settings: dict, keep_full: bool):
 
     def once() -> float:
         core = sim.make_core(cfg, 1, S, INTENT_SIGNALS, sim.size_values(cfg, None, 1))
-        out = sim.allocate_outputs(1, T, S, core.A, keep_full)
+        out = sim.allocate_outputs(1, T, S, core.A, False)
+        if keep_full:  # as simulate keeps them: journaled, rebuilt when read
+            core.start_journal()
         core.ensure_log_room(T * S // 4)
         t0, c0 = time.perf_counter(), time.thread_time()
         sim.run_core(core, arrays, delist, intents, out, 0, T)

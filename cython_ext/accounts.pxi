@@ -3,19 +3,14 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
     cdef int p, s, a, S = self.S, P = self.P
     cdef int ti = <int>t
     cdef double r, d, q, eq, v, lg, sh
-    cdef const unsigned char* vrow
-    cdef const double* crow
-    cdef double* mk
     # A. corporate actions: marks once, holdings per parameter set
     if self.b_has_action[t]:
-        for s in range(S):
-            r = self.b_split[t, s]
-            if r != 1.0:
-                self.mark[s] /= r
+        _split_marks(&self.mark[0], &self.b_split[t, 0], S)
         for p in range(P):
             for s in range(S):
                 r = self.b_split[t, s]
                 if r != 1.0:
+                    _touch(self, p, s)
                     self.shares[p, s] *= r
                     self.pending[p, s] *= r
                     if self.orders_on:
@@ -25,6 +20,7 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                 d = self.b_div[t, s]
                 if d != 0.0 and self.shares[p, s] != 0.0:
                     a = _acct(self, s)
+                    _touch(self, p, s)
                     self.cash[p, a] += self.shares[p, s] * d
                     self.flow[p, s] += self.shares[p, s] * d
     for p in range(P):
@@ -56,12 +52,7 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                     if self.shares[p, s] != 0.0:
                         _fill(self, ti, p, s, -self.shares[p, s], self.mark[s], False, R_DELIST)
     # D. marks, then equity before decisions
-    vrow = &self.b_valid[t, 0]
-    crow = &self.b_close[t, 0]
-    mk = &self.mark[0]
-    for s in range(S):
-        if vrow[s]:
-            mk[s] = crow[s]
+    _close_marks(&self.mark[0], &self.b_valid[t, 0], &self.b_close[t, 0], S)
     for p in range(P):
         if self.eref_read:
             _mark(self, p, &lg, &sh)
@@ -84,6 +75,7 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
             if self.borrow_per_bar > 0.0:
                 for s in range(S):
                     if self.shares[p, s] < 0.0:
+                        _touch(self, p, s)
                         self.cash[p, _acct(self, s)] -= (-self.shares[p, s]) * self.mark[s] * self.borrow_per_bar
             # G. mark and record
             eq = _mark(self, p, &lg, &sh)
@@ -99,6 +91,27 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                 self.b_aeq[p, t, a] = self.eref[p, a]
             for s in range(S):
                 self.b_shares[p, t, s] = self.shares[p, s]
+        elif self.journal_on:
+            _journal_bar(self, ti, p)
+
+
+cdef inline void _split_marks(double* mk, const double* split_row, int S) noexcept nogil:
+    """Step A's marks: a split divides the last price (the bar's own comes at step D)."""
+    cdef int s
+    cdef double r
+    for s in range(S):
+        r = split_row[s]
+        if r != 1.0:
+            mk[s] /= r
+
+
+cdef inline void _close_marks(double* mk, const unsigned char* valid_row, const double* close_row,
+                              int S) noexcept nogil:
+    """Step D's marks: the close of every symbol valid on the bar."""
+    cdef int s
+    for s in range(S):
+        if valid_row[s]:
+            mk[s] = close_row[s]
 
 
 cdef extern from *:
@@ -120,19 +133,24 @@ cdef extern from *:
 
 cdef inline double _mark(Core self, int p, double* long_value, double* short_value) noexcept nogil:
     """Account equity at the current marks, the long and short market values; returns the total."""
-    # raw row pointers: the writes to eref would otherwise make the compiler reload
-    # every memoryview's data pointer on each iteration
-    cdef double* sh = &self.shares[p, 0]
-    cdef double* mk = &self.mark[0]
-    cdef double* er = &self.eref[p, 0]
-    cdef double* ca = &self.cash[p, 0]
+    return _account_values(self.per_symbol, self.S, &self.shares[p, 0], &self.mark[0],
+                           &self.cash[p, 0], &self.eref[p, 0], long_value, short_value)
+
+
+cdef inline double _account_values(bint per_symbol, int S, const double* sh, const double* mk,
+                                   const double* ca, double* er, double* long_value,
+                                   double* short_value) noexcept nogil:
+    """Each account's equity into ``er`` from its cash ``ca`` and the holdings ``sh`` at the
+    marks ``mk``; the long and short market values; returns the total."""
+    # raw pointers: through memoryviews, the writes to ``er`` would make the compiler
+    # reload every view's data pointer on each iteration
     cdef int s
     cdef double v, x, e, total = 0.0, lg = 0.0, sht = 0.0
     # no branch on the holding, which no predictor follows across symbols: a flat
     # symbol adds +0.0, which leaves every sum as it was (none is ever -0.0: cash
     # starts above 0, and x + (-x) is +0.0)
-    if self.per_symbol:
-        for s in range(self.S):
+    if per_symbol:
+        for s in range(S):
             v = sh[s]
             x = _keep_if(v * mk[s], v != 0.0)
             e = ca[s] + x
@@ -142,7 +160,7 @@ cdef inline double _mark(Core self, int p, double* long_value, double* short_val
             total += e
     else:
         e = ca[0]
-        for s in range(self.S):
+        for s in range(S):
             v = sh[s]
             x = _keep_if(v * mk[s], v != 0.0)
             e += x

@@ -9,7 +9,8 @@ contract, bar step by bar step (the letters A to G below are its sections).
 Everything inside ``run`` is nogil over typed memoryviews: no Python objects. The
 nogil parts live by concern in the included files: fills and costs (fills.pxi), risk
 gates (gates.pxi), the bar loop and accounts (accounts.pxi), decisions
-(decisions.pxi), and intrabar exits and limit/stop orders (exits.pxi).
+(decisions.pxi), intrabar exits and limit/stop orders (exits.pxi), and the journal
+of changed holdings and cash with its replays (journal.pxi).
 """
 import numpy as np
 
@@ -160,6 +161,16 @@ cdef class Core:
     # without the log (grids keep only metrics), fills and refusals are counted, not listed
     cdef public bint record_log
     cdef public object log_i_arr, log_f_arr
+    # the journal of changed holdings and cash (journal.pxi), when a run keeps them
+    cdef public bint journal_on
+    cdef int[:, ::1] jr_i
+    cdef double[::1] jr_f
+    cdef double[:, ::1] jr_sh, jr_ca
+    cdef unsigned char[:, ::1] jr_touched
+    cdef int[:, ::1] jr_list
+    cdef long[::1] jr_n
+    cdef public Py_ssize_t n_jr
+    cdef public object jr_i_arr, jr_f_arr, jr_start
     # arrays bound once (``bind``) for ``run_bound``: a per-bar caller does not convert
     # twenty arrays to memoryviews on every bar
     cdef const double[:, ::1] b_open, b_close, b_volume, b_split, b_div
@@ -321,6 +332,52 @@ cdef class Core:
         self.log_i = li
         self.log_f = lf
 
+    def start_journal(self, Py_ssize_t capacity=4096):
+        """Journal the holdings and cash each later bar changes (see ``take_journal``),
+        from the state as it stands; the dense outputs of ``bind`` are then not written."""
+        self.jr_start = {"shares": self.state["shares"].copy(), "cash": self.state["cash"].copy(),
+                         "mark": self.state["mark"].copy()}
+        self.jr_sh = self.jr_start["shares"].copy()
+        self.jr_ca = self.jr_start["cash"].copy()
+        self.jr_touched = np.zeros((self.P, self.S), dtype=np.uint8)
+        self.jr_list = np.zeros((self.P, self.S), dtype=np.int32)
+        self.jr_n = np.zeros(self.P, dtype=np.int64)
+        self.jr_i_arr = np.zeros((capacity, JOURNAL_INT_COLS), dtype=np.int32)
+        self.jr_f_arr = np.zeros(capacity, dtype=np.float64)
+        self.jr_i = self.jr_i_arr
+        self.jr_f = self.jr_f_arr
+        self.n_jr = 0
+        self.journal_on = True
+
+    @property
+    def journal_rows_per_bar(self):
+        """The most journal rows one bar can write: the room ``run_bound`` keeps free."""
+        return self.P * (self.S + self.A) if self.journal_on else 0
+
+    def ensure_journal_room(self):
+        """Grow the journal (doubling) so that one more bar fits."""
+        cdef Py_ssize_t cap, need = self.journal_rows_per_bar
+        if not self.journal_on:
+            return
+        cap = self.jr_i_arr.shape[0]
+        if self.n_jr + need <= cap:
+            return
+        new_cap = max(2 * cap, self.n_jr + need)
+        ji = np.zeros((new_cap, JOURNAL_INT_COLS), dtype=np.int32)
+        jf = np.zeros(new_cap, dtype=np.float64)
+        ji[: self.n_jr] = self.jr_i_arr[: self.n_jr]
+        jf[: self.n_jr] = self.jr_f_arr[: self.n_jr]
+        self.jr_i_arr, self.jr_f_arr = ji, jf
+        self.jr_i = ji
+        self.jr_f = jf
+
+    def take_journal(self):
+        """The journal so far: ``(rows, values, start)``, rows ``(t, param, x, kind)`` with
+        kind 0 for holdings (x a symbol) and 1 for cash (x an account), ``start`` the
+        holdings, cash and marks it started from."""
+        return (self.jr_i_arr[: self.n_jr].copy(), self.jr_f_arr[: self.n_jr].copy(),
+                self.jr_start)
+
     # ------------------------------------------------------------------ the loop
     def run(self, Py_ssize_t t0, Py_ssize_t t1, *arrays):
         """Advance bars ``[t0, t1)``; returns the first bar not run.
@@ -392,11 +449,13 @@ cdef class Core:
             raise RuntimeError("run_bound before bind")
         if (self.orders_on or self.shorts) and not self.bound_orders:
             raise RuntimeError("run_bound before bind_orders, which orders beyond the market need")
-        cdef Py_ssize_t t, need = self.log_rows_per_bar
+        cdef Py_ssize_t t, need = self.log_rows_per_bar, jneed = self.journal_rows_per_bar
         with nogil:
             t = t0
             while t < t1:
                 if self.n_log + need > self.log_i.shape[0]:
+                    break
+                if self.journal_on and self.n_jr + jneed > self.jr_i.shape[0]:
                     break
                 _bar(self, t)
                 t += 1
@@ -407,3 +466,4 @@ include "gates.pxi"
 include "accounts.pxi"
 include "decisions.pxi"
 include "exits.pxi"
+include "journal.pxi"

@@ -101,6 +101,7 @@ cdef double _fill(Core self, int t, int p, int s, double q, double pref,
         cash_flow = -(q * px + fee)
     else:
         cash_flow = -q * px - fee
+    _touch(self, p, s)
     self.cash[p, a] += cash_flow
     self.shares[p, s] = held + q
     if self.orders_on:
@@ -132,6 +133,7 @@ cdef inline void _split_to_lots(Core self, int t, int p, int s, double open_px,
         return
     px = open_px if (valid and isfinite(open_px)) else self.mark[s]
     cash_flow = (held - kept) * px
+    _touch(self, p, s)
     self.cash[p, _acct(self, s)] += cash_flow
     self.shares[p, s] = kept
     if self.orders_on:

@@ -12,9 +12,10 @@ _REQUIRED = object()
 
 
 class LazyTable:
-    """A table a result builds on first read (``build()``), so a run whose trades are
-    never looked at does not pay for them. ``build`` must be picklable (a module-level
-    function, or a ``functools.partial`` of one) when results cross processes.
+    """A table (or array) a result builds on first read (``build()``), so a run whose
+    trades or positions are never looked at does not pay for them. ``build`` must be
+    picklable (a module-level function, or a ``functools.partial`` of one) when results
+    cross processes.
 
     Example:
         >>> import polars as pl
@@ -30,8 +31,8 @@ class LazyTable:
 
 
 class _Table:
-    """A table field of :class:`SimResult` that may hold a :class:`LazyTable`: built once,
-    on first read, then kept."""
+    """A field of :class:`SimResult` that may hold a :class:`LazyTable`: built once, on
+    first read, then kept."""
 
     def __init__(self, default: Any = _REQUIRED) -> None:
         self.default = default
@@ -69,7 +70,8 @@ class SimResult:
 
     The three tables are built from the core's order log when first read (a
     :class:`LazyTable` given for any of them is), so a run read only for its equity
-    and metrics never builds them.
+    and metrics never builds them; so are ``positions``, ``cash`` and ``account_equity``
+    of a batch run, from the core's journal of what each bar changed.
 
     Example:
         >>> import pitgrid as pg
@@ -89,9 +91,9 @@ class SimResult:
     optimistic: bool
     filtered: pl.DataFrame | None = _Table(None)  # type: ignore[assignment]
     halted_at: xr.DataArray | None = None
-    account_equity: xr.DataArray | None = None
-    cash: xr.DataArray | None = None
-    positions: xr.DataArray | None = None
+    account_equity: xr.DataArray | None = _Table(None)  # type: ignore[assignment]
+    cash: xr.DataArray | None = _Table(None)  # type: ignore[assignment]
+    positions: xr.DataArray | None = _Table(None)  # type: ignore[assignment]
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> pl.DataFrame:

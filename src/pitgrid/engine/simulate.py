@@ -18,6 +18,7 @@ from pitgrid.data.market import MarketData, delist_bars
 from pitgrid.engine.codes import (INTENT_CROSS, INTENT_SIGNALS, INTENT_WEIGHTS, KIND_FILL,
                                   KIND_FILTERED, KIND_UNFILLED, REASONS, SIZE_RULES)
 from pitgrid.engine.config import SimConfig
+from pitgrid.engine.journal import Journal
 from pitgrid.engine.memory import check_simulate
 from pitgrid.engine.metrics import compute_metrics
 from pitgrid.engine.orders import STOP_SETTINGS, bind_orders, order_arrays, orders_needed
@@ -146,13 +147,22 @@ def simulate(
         raise ValueError(f"keep={keep!r} is not one of 'auto', 'full', 'equity'")
 
     core = make_core(config, P, S, mode, sv, record_trades, orders=orders)
-    out = allocate_outputs(P, T, S, core.A, keep_full)
+    # positions and accounts are journaled and rebuilt when first read (engine/journal.py)
+    out = allocate_outputs(P, T, S, core.A, False)
+    if keep_full:
+        core.start_journal()
     stop = T if stop_after is None else min(T, bar_window(ds["time"].values, None, stop_after)[1] + 1)
     run_core(core, data, delist_bar, intents, out, first, stop, orders)
     li, lf = core.take_log()
+    journal = None
+    if keep_full:
+        rows, values, begin = core.take_journal()
+        journal = Journal(rows, values, begin, core.A == core.S and config.accounts == "per_symbol",
+                          first, stop, first, data["close"], data["valid"], data["split"],
+                          data["has_action"])
     if first:
-        ds, out, li = cut_from(ds, out, li, first, keep_full)
-    return build_result(core, config, ds, out, (li, lf), coords, has_param, keep_full)
+        ds, out, li = cut_from(ds, out, li, first, False)
+    return build_result(core, config, ds, out, (li, lf), coords, has_param, keep_full, journal)
 
 
 def bar_window(times: np.ndarray, start: Any, end: Any) -> tuple[int, int]:
@@ -421,13 +431,13 @@ def run_core(core: Core, data: dict[str, np.ndarray], delist_bar: np.ndarray,
     need = core.log_rows_per_bar
     t = t0
     while t < t1:
+        # each grows (doubling) when a bar might not fit, which is why the run stopped
         core.ensure_log_room(need)
+        core.ensure_journal_room()
         t = core.run(t, t1, data["open"], data["close"], data["volume"], data["valid"],
                      data["split"], data["dividend"], data["has_action"], delist_bar, has_delist,
                      ent, ext, bank, ia, ib, out["equity"], out["long"], out["short"],
                      bool(out["keep"]), out["cash"], out["account_equity"], out["shares"])
-        if t < t1:
-            core.ensure_log_room(2 * core.log_i_arr.shape[0])
 
 
 def log_tables(log: tuple[np.ndarray, np.ndarray], times: np.ndarray, symbols: np.ndarray
@@ -460,33 +470,50 @@ def log_frame(log: tuple[np.ndarray, np.ndarray], times: np.ndarray, symbols: np
     return pl.DataFrame(cols)
 
 
-def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, np.ndarray],
-                 log: tuple[np.ndarray, np.ndarray], coords: dict[str, Any] | None,
-                 has_param: bool, keep_full: bool) -> SimResult:
-    """Label the outputs of a finished run (``out`` from :func:`allocate_outputs`); the
-    trade tables are built from ``log`` when first read."""
-    times = ds["time"].values
-    symbols = ds["symbol"].values
-    # the Dataset's own coordinate variables: their indexes are reused, not rebuilt
-    axis = {"time": ds["time"].variable, "symbol": ds["symbol"].variable}
-    P = core.P
-    param_coords: dict[str, Any] = {"param": np.arange(P)}
-    for name, values in (coords or {}).items():
-        if name != "param":
-            param_coords[name] = ("param", np.asarray(values))
+class Labels:
+    """Labels the outputs of a run as xarray: time and symbol from its Dataset (their
+    indexes reused, not rebuilt), the parameter coordinates; picklable, so a lazily
+    built output can be labelled in another process."""
 
-    def label(arr: np.ndarray, dims: tuple[str, ...], last: np.ndarray | None = None) -> xr.DataArray:
-        if not has_param:
+    def __init__(self, ds: xr.Dataset, P: int, coords: dict[str, Any] | None, has_param: bool):
+        self.time_coords = ds["time"].coords
+        self.axis = {"time": ds["time"].variable, "symbol": ds["symbol"].variable}
+        self.has_param = has_param
+        self.param: dict[str, Any] = {"param": np.arange(P)}
+        for name, values in (coords or {}).items():
+            if name != "param":
+                self.param[name] = ("param", np.asarray(values))
+
+    def __call__(self, arr: np.ndarray, dims: tuple[str, ...], last: np.ndarray | None = None
+                 ) -> xr.DataArray:
+        if not self.has_param:
             arr, dims = arr[0], dims[1:]
             if dims == ("time",):  # the common case, a coordinates object: half the cost
-                return xr.DataArray(arr, dims=dims, coords=ds["time"].coords)
-        c: dict[str, Any] = {d: axis[d] for d in dims if d in axis}
-        if has_param:
-            c.update(param_coords)
-        if last is not None and dims[-1] not in axis:
+                return xr.DataArray(arr, dims=dims, coords=self.time_coords)
+        c: dict[str, Any] = {d: self.axis[d] for d in dims if d in self.axis}
+        if self.has_param:
+            c.update(self.param)
+        if last is not None and dims[-1] not in self.axis:
             c[dims[-1]] = last
         return xr.DataArray(arr, dims=dims, coords=c)
 
+
+def _kept(labels: Labels, journal: Journal, name: str, dims: tuple[str, ...],
+          last: np.ndarray | None) -> xr.DataArray:
+    """One kept output of a journaled run, labelled: what a result builds on first read."""
+    return labels(journal.array(name), dims, last)
+
+
+def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, np.ndarray],
+                 log: tuple[np.ndarray, np.ndarray], coords: dict[str, Any] | None,
+                 has_param: bool, keep_full: bool, journal: Journal | None = None) -> SimResult:
+    """Label the outputs of a finished run (``out`` from :func:`allocate_outputs`); the
+    trade tables are built from ``log`` when first read, and so are the positions and
+    accounts from ``journal`` when the run kept them that way (else from ``out``)."""
+    times = ds["time"].values
+    symbols = ds["symbol"].values
+    P = core.P
+    label = Labels(ds, P, coords, has_param)
     accounts = symbols if core.A == core.S and config.accounts == "per_symbol" else np.array(["all"])
     initial = np.full(P, config.init_cash * core.A)
     gross = out["long"] + out["short"]
@@ -513,7 +540,12 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
         res.halted_at = label(np.where(halted > 0, halted - 1, -1).astype(np.int64),
                               ("param", "account"), accounts)
     if keep_full:
-        res.account_equity = label(out["account_equity"], ("param", "time", "account"), accounts)
-        res.cash = label(out["cash"], ("param", "time", "account"), accounts)
-        res.positions = label(out["shares"], ("param", "time", "symbol"))
+        kept = {"account_equity": ("account_equity", ("param", "time", "account"), accounts),
+                "cash": ("cash", ("param", "time", "account"), accounts),
+                "positions": ("shares", ("param", "time", "symbol"), None)}
+        for attr, (name, dims, last) in kept.items():
+            if journal is not None:
+                setattr(res, attr, LazyTable(partial(_kept, label, journal, name, dims, last)))
+            else:
+                setattr(res, attr, label(out[name], dims, last))
     return res

@@ -161,7 +161,7 @@ def simulate(
                           first, stop, first, data["close"], data["valid"], data["split"],
                           data["has_action"])
     if first:
-        ds, out, li = cut_from(ds, out, li, first, False)
+        ds, out, li = cut_from(ds, out, li, first, bool(out["keep"]))
     return build_result(core, config, ds, out, (li, lf), coords, has_param, keep_full, journal)
 
 
@@ -509,7 +509,7 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
                  has_param: bool, keep_full: bool, journal: Journal | None = None) -> SimResult:
     """Label the outputs of a finished run (``out`` from :func:`allocate_outputs`); the
     trade tables are built from ``log`` when first read, and so are the positions and
-    accounts from ``journal`` when the run kept them that way (else from ``out``)."""
+    accounts from ``journal`` when the core did not write them into ``out``."""
     times = ds["time"].values
     symbols = ds["symbol"].values
     P = core.P
@@ -544,8 +544,8 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
                 "cash": ("cash", ("param", "time", "account"), accounts),
                 "positions": ("shares", ("param", "time", "symbol"), None)}
         for attr, (name, dims, last) in kept.items():
-            if journal is not None:
-                setattr(res, attr, LazyTable(partial(_kept, label, journal, name, dims, last)))
-            else:
+            if bool(out["keep"]) or journal is None:  # the core wrote them bar by bar
                 setattr(res, attr, label(out[name], dims, last))
+            else:
+                setattr(res, attr, LazyTable(partial(_kept, label, journal, name, dims, last)))
     return res

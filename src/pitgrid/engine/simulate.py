@@ -124,7 +124,7 @@ def simulate(
                          orders=orders_needed(config, arrays))
     T, S = data["close"].shape
     if delist_bar is None:
-        delist_bar = market_delist if market_delist is not None else delist_bars(data["valid"].view(bool))
+        delist_bar = market_delist if market_delist is not None else _delistings(data["valid"].view(bool))
     delist_bar = np.ascontiguousarray(delist_bar, dtype=np.int64)
     if delist_bar.shape != (S,):
         raise ValueError(f"delist_bar must have one entry per symbol ({S}), got shape {delist_bar.shape}")
@@ -147,10 +147,14 @@ def simulate(
         raise ValueError(f"keep={keep!r} is not one of 'auto', 'full', 'equity'")
 
     core = make_core(config, P, S, mode, sv, record_trades, orders=orders)
+    # sized for the run at the start rather than doubled (and copied) a dozen times
+    signals = _signal_count(mode, intents, P)
+    if record_trades:
+        core.ensure_log_room(signals)
     # positions and accounts are journaled and rebuilt when first read (engine/journal.py)
     out = allocate_outputs(P, T, S, core.A, False)
     if keep_full:
-        core.start_journal()
+        core.start_journal(2 * signals + core.journal_rows_per_bar + 4096)
     stop = T if stop_after is None else min(T, bar_window(ds["time"].values, None, stop_after)[1] + 1)
     run_core(core, data, delist_bar, intents, out, first, stop, orders)
     li, lf = core.take_log()
@@ -202,6 +206,27 @@ def cut_from(ds: xr.Dataset, out: dict[str, np.ndarray], log_i: np.ndarray, firs
     log_i = log_i.copy()
     log_i[:, 0] -= first
     return ds.isel(time=slice(first, None)), cut, log_i
+
+
+def _signal_count(mode: int, intents: tuple, P: int) -> int:
+    """About how many orders a signals run places (each signal at most one, mostly one
+    fill), capped at 4M; 0 for other intents. What the order log and journal start with."""
+    if mode != INTENT_SIGNALS:
+        return 0
+    ent, ext = intents[0], intents[1]
+    n = np.count_nonzero(ent) * (P // ent.shape[0]) + np.count_nonzero(ext) * (P // ext.shape[0])
+    return int(min(n, 1 << 22))
+
+
+def _delistings(valid: np.ndarray) -> np.ndarray:
+    """:func:`~pitgrid.data.market.delist_bars`, searched only in the symbols whose last bar
+    is not valid: the others cannot have ended early (a search of every column backwards
+    is most of a large run's set-up)."""
+    out = np.full(valid.shape[1], -1, dtype=np.int64)
+    ended = ~valid[-1]
+    if ended.any():
+        out[ended] = delist_bars(valid[:, ended])
+    return out
 
 
 def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarray,

@@ -81,7 +81,9 @@ def test_the_simulate_estimate_tracks_what_a_run_allocates(keep, accounts):
                             next_open=True, entries=entries, exits=exits).total
     tracemalloc.start()
     try:
-        pg.simulate(ds, entries=entries, exits=exits, keep=keep, accounts=accounts)
+        res = pg.simulate(ds, entries=entries, exits=exits, keep=keep, accounts=accounts)
+        # kept positions and accounts are built when first read: what keep="full" is for
+        res.positions, res.cash, res.account_equity
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -14,7 +14,8 @@ Every (engine, workload) runs in a fresh child process that:
    (pitgrid: an xarray Dataset / MarketData; vectorbt: a pandas DataFrame);
 2. runs the workload once (the untimed warm-up; its wall time from process spawn
    to the end of this first pass is reported as "first run");
-3. runs it ``--repeat`` more times and keeps the best time of each phase: data prep,
+3. runs it ``--repeat`` more times and keeps the best time of each phase (and the best
+   and median whole pass): data prep,
    signals/features, simulation, metrics;
 4. reports its peak RSS (``resource.getrusage`` in the child).
 
@@ -74,6 +75,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -237,20 +239,22 @@ def pitgrid_extra(job: dict, repeat: int) -> dict:
 
     for keep in ("full", "equity"):
         end_to_end(keep)
-        out[f"backtest_keep_{keep}_s"] = _best(lambda: end_to_end(keep), repeat)
+        out[f"backtest_keep_{keep}_s"], out[f"backtest_keep_{keep}_median_s"] = _best_median(
+            lambda: end_to_end(keep), repeat)
     prep = W.ma_signals(ds, **job["w1"])
-    out["core_s"] = min(W.core_only(prep, W.W1_SETTINGS) for _ in range(max(repeat, 3)))
+    core = [W.core_only(prep, W.W1_SETTINGS) for _ in range(max(repeat, 3))]
+    out["core_s"], out["core_median_s"] = min(core), statistics.median(core)
     out["core_cells_per_s"] = ds["close"].size / out["core_s"]
     return out
 
 
-def _best(fn, n: int) -> float:
-    best = float("inf")
+def _best_median(fn, n: int) -> tuple[float, float]:
+    times = []
     for _ in range(n):
         t0 = _now()
         fn()
-        best = min(best, _now() - t0)
-    return best
+        times.append(_now() - t0)
+    return min(times), statistics.median(times)
 
 
 # ------------------------------------------------------------------------------ vectorbt
@@ -417,7 +421,9 @@ def child(job_path: str) -> int:
         if passes:  # none in a cold-start run
             out["best"] = {p: (None if passes[0][p] is None else min(x[p] for x in passes))
                            for p in PHASES}
-            out["best_total_s"] = min(sum(v for v in x.values() if v is not None) for x in passes)
+            totals = [sum(v for v in x.values() if v is not None) for x in passes]
+            out["best_total_s"] = min(totals)
+            out["median_total_s"] = statistics.median(totals)
         if job["engine"] == "pitgrid" and job["workload"] == "W1" and passes:
             out["extra"] = pitgrid_extra(job, job["repeat"])
         out["ok"] = True
@@ -578,7 +584,7 @@ def _better_peer(pair: dict[str, dict], pairs: int | None) -> dict | None:
 
 def print_table(results: list[dict], sizes: dict) -> str:
     head = ["workload", "engine", "prep", "signals", "sim", "metrics", "total (best)",
-            "first run (proc)", "peak RSS"]
+            "total (median)", "first run (proc)", "peak RSS"]
     rows = []
     for w in sizes:
         pair = {r["engine"]: r for r in results if r["workload"] == w}
@@ -597,12 +603,13 @@ def print_table(results: list[dict], sizes: dict) -> str:
             if eng == "vectorbt" and r.get("ok"):
                 name += " (" + r["engine_detail"].split(" (")[0] + ")"
             if not r.get("ok"):
-                rows.append([label, name, "FAILED (below)", "", "", "", "", "",
+                rows.append([label, name, "FAILED (below)", "", "", "", "", "", "",
                              f"{r.get('peak_rss_mib', float('nan')):.0f} MiB" if "peak_rss_mib" in r else "-"])
                 continue
             b = r["best"]
             rows.append([label, name, *(_fmt_s(b[p]) for p in PHASES), _fmt_s(r["best_total_s"]),
-                         _fmt_s(r["first_run_wall_s"]), f"{r['peak_rss_mib']:.0f} MiB"])
+                         _fmt_s(r["median_total_s"]), _fmt_s(r["first_run_wall_s"]),
+                         f"{r['peak_rss_mib']:.0f} MiB"])
         for eng in (e for e in WORKLOADS[w]["engines"] if e.startswith("pitgrid")):
             a = pair.get(eng)
             if not (a and a.get("ok")):
@@ -612,6 +619,7 @@ def print_table(results: list[dict], sizes: dict) -> str:
                 rows.append([w, f"{ENGINE_LABELS[eng]} / {ENGINE_LABELS[v['engine']]}",
                              *(_ratio(a["best"][p], v["best"][p]) for p in PHASES),
                              _ratio(a["best_total_s"], v["best_total_s"]),
+                             _ratio(a["median_total_s"], v["median_total_s"]),
                              _ratio(a["first_run_wall_s"], v["first_run_wall_s"]),
                              _ratio(a["peak_rss_mib"], v["peak_rss_mib"])])
                 continue
@@ -622,7 +630,8 @@ def print_table(results: list[dict], sizes: dict) -> str:
                 rows.append([w, f"{ENGINE_LABELS[eng]} / {ENGINE_LABELS[v['engine']]} per pair "
                              f"({a['info']['pairs']} vs {v['info']['pairs']} pairs)", "-", "-",
                              _ratio(a["best"]["sim"] * per, v["best"]["sim"]), "-",
-                             _ratio(a["best_total_s"] * per, v["best_total_s"]), "-", "-"])
+                             _ratio(a["best_total_s"] * per, v["best_total_s"]),
+                             _ratio(a["median_total_s"] * per, v["median_total_s"]), "-", "-"])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = [" | ".join(str(x).ljust(n) for x, n in zip(head, widths)),
              "-+-".join("-" * n for n in widths)]
@@ -682,6 +691,7 @@ def main() -> int:
     pairs = [[f, s] for f in W.W2_FAST for s in W.W2_SLOW]
     wanted = [w.strip().upper() for w in args.only.split(",") if w.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="pitgrid-compare-"))
+    load_start = os.getloadavg()
     results: list[dict] = []
     notes: list[str] = []
     for w in (w for w in wanted if w != "COLD"):
@@ -743,18 +753,21 @@ def main() -> int:
                            "vectorbt": args.peer_python}, cold_base, tmp, args.timeout)
         results += cold
     table = print_table([r for r in results if r.get("workload") in sizes], sizes)
-    print(f"\npitgrid vs vectorbt ({'quick, ' if args.quick else ''}best of {repeat} warm passes "
-          f"after one warm-up, fresh process per engine and workload, single-threaded)\n")
+    print(f"\npitgrid vs vectorbt ({'quick, ' if args.quick else ''}best and median of {repeat} warm "
+          f"passes after one warm-up, fresh process per engine and workload, single-threaded; "
+          f"load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)\n")
     print(table)
     if cold:
         print(f"\n{print_cold_table(cold)}")
     for r in results:
         if r.get("workload") == "W1" and r.get("engine") == "pitgrid" and r.get("ok"):
             e = r["extra"]
-            print(f"\npitgrid W1 extras: core {e['core_s'] * 1e3:.1f} ms "
-                  f"({e['core_cells_per_s'] / 1e6:.0f} M cell-steps/s); pg.backtest(MovingAverageCross) "
-                  f"{e['backtest_keep_full_s'] * 1e3:.1f} ms (keep='full'), "
-                  f"{e['backtest_keep_equity_s'] * 1e3:.1f} ms (keep='equity')")
+            print(f"\npitgrid W1 extras (best / median): core {e['core_s'] * 1e3:.1f} / "
+                  f"{e['core_median_s'] * 1e3:.1f} ms ({e['core_cells_per_s'] / 1e6:.0f} M cell-steps/s); "
+                  f"pg.backtest(MovingAverageCross) {e['backtest_keep_full_s'] * 1e3:.1f} / "
+                  f"{e['backtest_keep_full_median_s'] * 1e3:.1f} ms (keep='full'), "
+                  f"{e['backtest_keep_equity_s'] * 1e3:.1f} / "
+                  f"{e['backtest_keep_equity_median_s'] * 1e3:.1f} ms (keep='equity')")
         if r.get("engine") == "vectorbt" and r.get("ok") and r["workload"] == "W1":
             print(f"vectorbt engine: {r['engine_detail']}")
         if r.get("workload") == "W1 check":

@@ -565,9 +565,15 @@ def delist_bars(valid: np.ndarray) -> np.ndarray:
         [2, 1, -1]
     """
     n_time = valid.shape[0]
-    last = n_time - 1 - np.argmax(valid[::-1], axis=0)
-    ended = valid.any(axis=0) & (last < n_time - 1)
-    return np.where(ended, last + 1, -1).astype(np.int64)
+    out = np.full(valid.shape[1], -1, dtype=np.int64)
+    # only a symbol whose last bar is invalid can have ended early: the backward search of
+    # every column is most of the set-up of a large gapless run
+    maybe = np.flatnonzero(~valid[-1]) if n_time else np.arange(0)
+    if len(maybe):
+        v = valid[:, maybe]
+        last = n_time - 1 - np.argmax(v[::-1], axis=0)
+        out[maybe] = np.where(v.any(axis=0), last + 1, -1)
+    return out
 
 
 def membership_mask(intervals: pl.DataFrame, time: np.ndarray, symbols: list[str]) -> np.ndarray:

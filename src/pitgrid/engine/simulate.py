@@ -124,7 +124,7 @@ def simulate(
                          orders=orders_needed(config, arrays))
     T, S = data["close"].shape
     if delist_bar is None:
-        delist_bar = market_delist if market_delist is not None else _delistings(data["valid"].view(bool))
+        delist_bar = market_delist if market_delist is not None else delist_bars(data["valid"].view(bool))
     delist_bar = np.ascontiguousarray(delist_bar, dtype=np.int64)
     if delist_bar.shape != (S,):
         raise ValueError(f"delist_bar must have one entry per symbol ({S}), got shape {delist_bar.shape}")
@@ -216,17 +216,6 @@ def _signal_count(mode: int, intents: tuple, P: int) -> int:
     ent, ext = intents[0], intents[1]
     n = np.count_nonzero(ent) * (P // ent.shape[0]) + np.count_nonzero(ext) * (P // ext.shape[0])
     return int(min(n, 1 << 22))
-
-
-def _delistings(valid: np.ndarray) -> np.ndarray:
-    """:func:`~pitgrid.data.market.delist_bars`, searched only in the symbols whose last bar
-    is not valid: the others cannot have ended early (a search of every column backwards
-    is most of a large run's set-up)."""
-    out = np.full(valid.shape[1], -1, dtype=np.int64)
-    ended = ~valid[-1]
-    if ended.any():
-        out[ended] = delist_bars(valid[:, ended])
-    return out
 
 
 def make_core(config: SimConfig, P: int, S: int, mode: int, size_value: np.ndarray,
@@ -560,8 +549,8 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
     )
     # the core's own order log (the tables are views of it): for exact comparisons
     res.extra["order_log"] = log
-    halted = core.get_state()["halted"]
     if config.max_drawdown_stop > 0:
+        halted = core.state["halted"]
         res.halted_at = label(np.where(halted > 0, halted - 1, -1).astype(np.int64),
                               ("param", "account"), accounts)
     if keep_full:

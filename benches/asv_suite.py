@@ -1,5 +1,5 @@
-"""The asv suite: ingest, kernels, W1 to W4, stops, grids (memory, Dask), the step driver, model
-inference, import time.
+"""The asv suite: ingest, kernels, W1 to W4, the core against its floor, stops, grids (memory,
+Dask), the step driver, model inference, import time.
 
 Time (``time_*``) and peak memory (``peakmem_*``) for each. Run
 ``asv run --python=same --quick`` from the repository root.
@@ -101,6 +101,52 @@ class Simulation:
 
     def time_w4_backtest_default(self):
         W.run_backtest(self.market, "W4")
+
+
+class CoreFloor:
+    """``Core.run`` on W1 against the tight numba loop of benches/core_floor.py (same fills,
+    same equity to the cent): the ratio of their medians, alternating, with the positions
+    kept (``keep="full"``, journaled) and not."""
+
+    timeout = 300
+
+    def setup(self):
+        from benches import core_floor as F
+
+        ds = W.data()
+        prep = W.ma_signals(ds)
+        close = np.ascontiguousarray(ds["close"].values)
+        equity = np.empty(close.shape[0])
+        self.floor = lambda: F.floor_close(close, prep.entries, prep.exits, 100_000.0, F.FEES,
+                                           F.SLIP, equity)
+        self.core = {keep: F.core_run(prep, W.W1_SETTINGS, keep == "full")[0]
+                     for keep in ("equity", "full")}
+        self.floor()
+
+    def _over_floor(self, keep: str) -> float:
+        import statistics
+        import time
+
+        floor, core = [], []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            self.floor()
+            floor.append(time.perf_counter() - t0)
+            core.append(self.core[keep]()[0])
+        return statistics.median(core) / statistics.median(floor)
+
+    def time_floor(self):
+        self.floor()
+
+    def track_core_over_floor(self):
+        return self._over_floor("equity")
+
+    track_core_over_floor.unit = "ratio"
+
+    def track_core_keep_full_over_floor(self):
+        return self._over_floor("full")
+
+    track_core_keep_full_over_floor.unit = "ratio"
 
 
 # a 100-point (stop-loss, take-profit) grid: 10 stops x 10 targets

@@ -663,6 +663,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=None, help="timed warm repeats (default 5, quick 3)")
     ap.add_argument("--only", default=",".join([*WORKLOADS, "cold"]), help="comma-separated workloads; "
                     "cold = cold start (W1 once, numba cache empty then filled)")
+    ap.add_argument("--engines", default=None, help="comma-separated engines to run (default: every "
+                    "engine of each workload), e.g. pitgrid,pitgrid-backtest to time pitgrid alone")
     ap.add_argument("--mem-limit-gib", type=float, default=_default_cap_gib(),
                     help="RLIMIT_AS per child (default: 3/4 of physical memory, at most 18)")
     ap.add_argument("--w2-pairs-fallback", type=int, default=20,
@@ -699,6 +701,8 @@ def main() -> int:
         base = {**settings, "workload": w, "data": str(data), "repeat": repeat, "peer_engine": args.peer_engine,
                 "mem_limit_gib": args.mem_limit_gib, "pairs": pairs if w == "W2" else None}
         for eng in WORKLOADS[w]["engines"]:
+            if args.engines and eng not in args.engines.split(","):
+                continue
             python = sys.executable if eng.startswith("pitgrid") else args.peer_python
             print(f"[{w}] {eng} ...", file=sys.stderr, flush=True)
             job = {**base, "engine": eng}
@@ -738,7 +742,7 @@ def main() -> int:
             results.append(res)
             if not res.get("ok"):
                 print(f"[{w}] {eng} failed: {res.get('error')}", file=sys.stderr, flush=True)
-        if w == "W1":
+        if w == "W1" and not args.engines:
             try:
                 chk = check_w1(tmp)
             except FileNotFoundError as e:

@@ -131,9 +131,11 @@ def core_run(prep, settings: dict, keep_full: bool):
     def once() -> float:
         core = sim.make_core(cfg, 1, S, INTENT_SIGNALS, sim.size_values(cfg, None, 1))
         out = sim.allocate_outputs(1, T, S, core.A, False)
+        # the order log and journal sized as simulate sizes them, outside the timing
+        signals = sim._signal_count(INTENT_SIGNALS, intents, 1)
+        core.ensure_log_room(signals)
         if keep_full:  # as simulate keeps them: journaled, rebuilt when read
-            core.start_journal()
-        core.ensure_log_room(T * S // 4)
+            core.start_journal(2 * signals + core.journal_rows_per_bar + 4096)
         t0, c0 = time.perf_counter(), time.thread_time()
         sim.run_core(core, arrays, delist, intents, out, 0, T)
         dt = time.perf_counter() - t0, time.thread_time() - c0

@@ -51,8 +51,14 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
                     self.ord_kind[p, s] = ORD_MARKET
                     if self.shares[p, s] != 0.0:
                         _fill(self, ti, p, s, -self.shares[p, s], self.mark[s], False, R_DELIST)
-    # D. marks, then equity before decisions
-    _close_marks(&self.mark[0], &self.b_valid[t, 0], &self.b_close[t, 0], S)
+    # D. marks, then equity before decisions; with one parameter set of one-symbol
+    # accounts and nothing that reads the equity before decisions, each symbol's mark is
+    # taken in the decision pass (no other symbol reads it): one pass over the bar, not two
+    cdef bint marks_in_decisions = (P == 1 and self.per_symbol and not self.shorts
+                                    and self.intent_mode != WEIGHTS and not self.eref_read
+                                    and self.dd_stop == 0.0)
+    if not marks_in_decisions:
+        _close_marks(&self.mark[0], &self.b_valid[t, 0], &self.b_close[t, 0], S)
     for p in range(P):
         if self.eref_read:
             _mark(self, p, &lg, &sh)
@@ -66,7 +72,7 @@ cdef void _bar(Core self, Py_ssize_t t) noexcept nogil:
             # long-only signals never go short, so there is no borrow (F), and step G's
             # mark of each one-symbol account is taken right after its decision
             _decide_signals_per_symbol(self, t, p, self.b_close, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
-                                            self.b_ia[p], self.b_ib[p], &eq, &lg, &sh)
+                                            self.b_ia[p], self.b_ib[p], marks_in_decisions, &eq, &lg, &sh)
         else:
             _decide_signals(self, t, p, self.b_close, self.b_valid, self.b_ent, self.b_ext, self.b_bank,
                                  self.b_ia[p], self.b_ib[p])

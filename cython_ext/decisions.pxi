@@ -113,11 +113,12 @@ cdef void _decide_signals_per_symbol(
         Core self, Py_ssize_t t, int p, const double[:, ::1] close,
         const unsigned char[:, ::1] valid, const unsigned char[:, :, ::1] entries,
         const unsigned char[:, :, ::1] exits, const double[:, :, ::1] bank, long ia, long ib,
-        double* total, double* long_value, double* short_value) noexcept nogil:
+        bint marks_here, double* total, double* long_value, double* short_value) noexcept nogil:
     """Signals with one account per symbol: decide, fill, and mark (step G) in one pass.
 
     Each account holds one symbol, so the order of symbols changes nothing and the
-    sums come out as ``_mark`` makes them.
+    sums come out as ``_mark`` makes them. ``marks_here``: step D's mark of each symbol
+    is taken here, just before its decision (see ``_bar``).
     """
     cdef int s, sig, ti = <int>t, S = self.S
     cdef double v, x, e, eq = 0.0, lg = 0.0
@@ -127,7 +128,10 @@ cdef void _decide_signals_per_symbol(
     cdef double* er = &self.eref[p, 0]
     cdef double* mk = &self.mark[0]
     cdef bint quiet_ok = _quiet_rows(self, &r)
+    cdef const double* crow = &close[t, 0]
     for s in range(S):
+        if marks_here and r.valid[s]:
+            mk[s] = crow[s]
         # most symbols have no signal on a bar: testing the signal bytes first keeps
         # the branch predictable, where the holding (long or flat) is not
         if not (quiet_ok and _quiet(&r, s)):

@@ -28,7 +28,7 @@ cdef inline IntentRows _rows(Core self, Py_ssize_t t, int p, const unsigned char
     return r
 
 
-cdef inline bint _quiet_rows(Core self, const IntentRows* r) noexcept nogil:
+cdef inline bint _quiet_decides_nothing(Core self) noexcept nogil:
     """Whether a symbol whose signal bytes are all zero on the bar decides nothing: true of
     signals (see ``_signal``), not of the cross rule, which reads prices."""
     return self.intent_mode == SIGNALS
@@ -127,7 +127,7 @@ cdef void _decide_signals_per_symbol(
     cdef double* ca = &self.cash[p, 0]
     cdef double* er = &self.eref[p, 0]
     cdef double* mk = &self.mark[0]
-    cdef bint quiet_ok = _quiet_rows(self, &r)
+    cdef bint quiet_ok = _quiet_decides_nothing(self)
     cdef const double* crow = &close[t, 0]
     for s in range(S):
         if marks_here and r.valid[s]:
@@ -162,7 +162,7 @@ cdef void _decide_signals(Core self, Py_ssize_t t, int p, const double[:, ::1] c
     cdef Py_ssize_t k = 0
     cdef IntentRows r = _rows(self, t, p, valid, entries, exits, bank, ia, ib)
     cdef double* held = &self.shares[p, 0]
-    cdef bint quiet_ok = _quiet_rows(self, &r)
+    cdef bint quiet_ok = _quiet_decides_nothing(self)
     # shared cash: classify first, then exits (whose close-fill proceeds fund
     # this bar's entries), then entries sized on the cash left
     for s in range(self.S):

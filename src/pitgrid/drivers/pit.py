@@ -31,7 +31,7 @@ import polars as pl
 import xarray as xr
 
 from pitgrid.cycle.strategy import Strategy
-from pitgrid.data.market import MarketData, TimeLike
+from pitgrid.data.market import MarketData, TimeLike, known_delistings
 from pitgrid.drivers import forked
 from pitgrid.drivers.carried import carried_data, forbid_stores
 from pitgrid.drivers.common import as_market, resolve_settings
@@ -529,12 +529,14 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
     fields = _CORE_FIELDS | (_RANGE_FIELDS if orders_needed(cfg, orders) else frozenset())
     for k, c in cuts:
         i = market.index_of(c)
-        cut = market.truncate(c)
+        # what MarketData.truncate keeps of the data (the core reads no reference table)
+        cut_ds, cut_delist = market.ds.isel(time=slice(0, i + 1)), known_delistings(
+            market.delist_bar, i)
         ds, _, delist = _scrambled_parts(market, i, np.random.default_rng([seed, k]), fields,
                                          tables=False, later=_LATER)
         n = ds.sizes["time"]
         for how, other in (
-                ("truncated", _replay(cut.ds, cut.delist_bar,
+                ("truncated", _replay(cut_ds, cut_delist,
                                       {k: _first_bars(v, i + 1) for k, v in intents.items()},
                                       cfg, size_value, None)),
                 ("scrambled", _replay(ds, delist, {k: _first_bars(v, n) for k, v in intents.items()},

@@ -169,41 +169,82 @@ def _exactly(read: Callable[[int], bytes], n: int) -> bytes | None:
 
 # ---------------------------------------------------------------------- the server's side
 def _serve() -> None:
-    """The server's loop: a request forks a child; a child's exit is reported by id."""
+    """The server's loop: a request goes to a child forked beforehand and waiting idle (a
+    fork of this process takes tens of milliseconds, so it is not on a run's path); a run
+    is reported by id when its child says it is done, or when the child exits without."""
     import select
 
     _warm()
     # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
     inp, out = sys.stdin.fileno(), sys.stdout.buffer
-    children: dict[int, tuple[int, int | None]] = {}  # pid -> (request id, pidfd)
+    idle: list[tuple[int, int, int]] = []  # (pid, request pipe, done pipe) of waiting children
+    children: dict[int, list[Any]] = {}  # pid -> [request id, pidfd, done pipe or None]
     while True:
-        fds = [inp] + [fd for _, fd in children.values() if fd is not None]
+        # refill between requests, never before one: a caller's runs come close together
+        if len(idle) < _IDLE and not select.select([inp], [], [], 0.02)[0]:
+            idle.append(_fork_idle([w for _, w, _ in idle]))
+            continue
+        done_fds = {c[2]: pid for pid, c in children.items() if c[2] is not None}
+        fds = [inp, *done_fds] + [c[1] for c in children.values() if c[1] is not None]
         # a child without a pidfd (an old kernel) is polled for every few milliseconds
-        polled = any(fd is None for _, fd in children.values())
+        polled = any(c[1] is None for c in children.values())
         ready, _, _ = select.select(fds, [], [], 0.005 if polled else None)
-        for pid, (rid, fd) in list(children.items()):
-            if fd is not None and fd not in ready:
+        for fd in ready:
+            if fd in done_fds:  # the result is in place: report it while the child exits
+                child = children[done_fds[fd]]
+                os.close(fd)
+                child[2] = None
+                _write(out, (child[0], 0))
+                child[0] = None
+        for pid, child in list(children.items()):
+            if child[1] is not None and child[1] not in ready:
                 continue
-            done, status = os.waitpid(pid, 0 if fd is not None else os.WNOHANG)
+            done, status = os.waitpid(pid, 0 if child[1] is not None else os.WNOHANG)
             if done:
-                if fd is not None:
-                    os.close(fd)
+                for fd in child[1:]:
+                    if fd is not None:
+                        os.close(fd)
                 del children[pid]
-                _write(out, (rid, os.waitstatus_to_exitcode(status)))
+                if child[0] is not None:
+                    _write(out, (child[0], os.waitstatus_to_exitcode(status)))
         if inp in ready:
             msg = _read(lambda n: os.read(inp, n))
             if msg is None:
-                return  # the caller is gone
+                return  # the caller is gone; idle children see their pipes close and leave
             rid, path, request = msg
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.dup2(os.open(os.devnull, os.O_RDWR), 0)
-                    os.dup2(2, 1)  # whatever the run prints must not reach the status pipe
-                    _child(path, request)
-                finally:  # never back into the server's loop
-                    os._exit(1)
-            children[pid] = (rid, _pidfd(pid))
+            if not idle:
+                idle.append(_fork_idle([]))
+            pid, w, done = idle.pop(0)
+            os.write(w, pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL))
+            os.close(w)
+            children[pid] = [rid, _pidfd(pid), done]
+
+
+_IDLE = 2  # children kept forked and waiting: the check submits its two runs at once
+
+
+def _fork_idle(others: list[int]) -> tuple[int, int, int]:
+    """A child forked now that waits for one request on a pipe of its own, runs it, says
+    so on its done pipe, and exits; returns (pid, request pipe, done pipe)."""
+    r, w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd in (w, done_r, *others):  # the other children's pipes: theirs alone
+                os.close(fd)
+            os.dup2(os.open(os.devnull, os.O_RDWR), 0)
+            os.dup2(2, 1)  # whatever the run prints must not reach the status pipe
+            with os.fdopen(r, "rb") as f:
+                data = f.read()
+            if data:  # an empty read: the server is gone before sending anything
+                path, request = pickle.loads(data)
+                _child(path, request, done_w)
+        finally:  # never back into the server's loop
+            os._exit(1)
+    os.close(r)
+    os.close(done_w)
+    return pid, w, done_r
 
 
 def _pidfd(pid: int) -> int | None:
@@ -213,7 +254,7 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _child(path: str, request: bytes) -> None:
+def _child(path: str, request: bytes, done: int | None = None) -> None:
     try:
         module, name, args, caller_path = pickle.loads(request)
         # the caller's sys.path, so the strategy's module imports as it did there
@@ -234,6 +275,8 @@ def _child(path: str, request: bytes) -> None:
             pickle.dump(("error", f"its result could not be sent back: {exc}"), f)
     os.replace(path + ".part", path)
     sys.stdout.flush()
+    if done is not None:
+        os.write(done, b"1")
     os._exit(0)
 
 

@@ -4,8 +4,9 @@ The point-in-time check compares runs that must share no process, no module stat
 and no market object. A new interpreter per run gives that, but costs seconds
 (imports, numba's cache) each time. So each calling process starts one server: a
 new interpreter that imports pitgrid and loads its compiled kernels, and runs
-nothing else, none of the caller's code above all. It forks one child per run. Every child starts from
-that same clean state; a strategy's module is
+nothing else, none of the caller's code above all. It forks one child per run, ahead
+of time: two children wait forked for the next runs, so a run does not wait for a fork.
+Every child starts from that same clean state; a strategy's module is
 imported afresh in the child when its pickle is loaded, so no cache, global or
 market object carries over from the caller or from another run.
 

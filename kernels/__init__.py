@@ -38,10 +38,20 @@ advances it by one bar over the whole universe and returns that bar's output
 row(s), bit for bit the batch kernel's (``name_nb`` is the loop over the same
 jitted one-row step); ``.state()`` / ``Stream.from_state`` save and restore it.
 
-Importing this package imports numba but compiles nothing; each kernel compiles
-on its first call (or loads from numba's on-disk cache in ``kernels/__pycache__``).
+Importing this package imports numba and loads its registries (what the first call
+of any jitted function would do) but compiles nothing; each kernel compiles on its
+first call (or loads from numba's on-disk cache in ``kernels/__pycache__``).
 """
 from __future__ import annotations
+
+from numba.core.registry import cpu_target
+
+# What the first call of any jitted function loads, compiled or read from the cache:
+# numba's typing and lowering registries (about 70,000 objects, scipy's BLAS bindings
+# among them). Loaded while this package is imported, they are frozen with the other
+# libraries' objects (pitgrid.frozen_imports) instead of walked by every collection.
+cpu_target.typing_context.refresh()
+cpu_target.target_context.refresh()
 
 from .cross_section import (
     cs_rank, cs_rank_into, cs_rank_nb, cs_zscore, cs_zscore_into, cs_zscore_nb,

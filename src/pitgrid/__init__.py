@@ -15,7 +15,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from pitgrid.frozen_imports import install as _freeze_imports
+
 __version__ = "0.1.0"
+
+# the libraries pitgrid's modules import stay out of the collector's walks (and of the
+# interpreter's exit): pitgrid.frozen_imports
+_freeze_imports(__name__)
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {

@@ -92,17 +92,24 @@ def frozen_imports() -> Iterator[None]:
     was_enabled = gc.isenabled()
     gc.disable()
     before = gc.get_objects()
+    made = gc.get_count()[0]
     try:
         yield
     finally:
         _depth = 0
-        gc.freeze()
-        # what existed before goes back to the youngest generation, as if just made:
-        # nothing of the program's own stays frozen
-        for obj in before:
-            if gc.is_tracked(obj):
-                untrack(obj)
-                track(obj)
+        # handing the old objects back costs a call each: worth it only when the block
+        # made more (an import of numba, xarray...), not for a small module's
+        if gc.get_count()[0] - made > len(before):
+            # the block's own garbage first: a frozen cycle would keep what it references
+            # for good (a traceback's frames hold the importing program's globals)
+            gc.collect(0)
+            gc.freeze()
+            # what existed before goes back to the youngest generation, as if just
+            # made: nothing of the program's own stays frozen
+            for obj in before:
+                if gc.is_tracked(obj):
+                    untrack(obj)
+                    track(obj)
         del before
         if was_enabled:
             gc.enable()

@@ -87,3 +87,61 @@ def test_a_program_exits_as_without_pitgrid(tmp_path, store, env):
         "True ['garbage-made-after', 'garbage-made-before']\n",
         ["alive-at-exit", "garbage-made-after", "garbage-made-before", "unflushed.txt"],
         "flushed at exit")
+
+
+def test_a_block_freezes_what_it_made_and_restores_the_collector():
+    out = _run("""
+        import gc, threading
+        from pitgrid.frozen_imports import frozen_imports
+        def frozen(obj):
+            return gc.is_tracked(obj) and not any(o is obj for o in gc.get_objects())
+        old = [[] for _ in range(10)]
+        gc.disable()  # the program's choice, kept
+        with frozen_imports():
+            with frozen_imports():  # nested: one block
+                made = [[] for _ in range(100_000)]
+            print(gc.isenabled(), frozen(made))
+        print(gc.isenabled(), frozen(made), frozen(made[0]), frozen(old), frozen(old[0]))
+        gc.enable()
+        with frozen_imports():
+            few = [[]]  # fewer objects than the block would hand back: nothing frozen
+        print(frozen(few))
+        stop = threading.Event()
+        worker = threading.Thread(target=stop.wait)
+        worker.start()
+        with frozen_imports():  # another thread could be allocating: nothing frozen
+            many = [[] for _ in range(100_000)]
+        stop.set(); worker.join()
+        print(frozen(many), gc.isenabled())
+    """)
+    assert out.split("\n")[:4] == ["False False", "False True True False False", "False",
+                                  "False True"]
+
+
+def test_no_freezing_with_pitgrid_exit_gc(store):
+    out = _run(f"""
+        import gc
+        import pitgrid as pg
+        from pitgrid.strategies import MovingAverageCross
+        pg.backtest(pg.open_market({str(store)!r}), MovingAverageCross(fast=3, slow=10))
+        print(gc.get_freeze_count())
+    """, PITGRID_EXIT_GC="1")
+    assert out.strip() == "0"
+
+
+def test_pitgrid_modules_keep_their_sources_and_reload():
+    """The hook wraps the loaders of pitgrid's modules; what reads through a loader still works."""
+    out = _run("""
+        import importlib, inspect, linecache, traceback
+        import pitgrid.strategies as s
+        import pitgrid.engine.codes as codes
+        assert "class MovingAverageCross" in inspect.getsource(s)
+        assert s.__loader__.get_source("pitgrid.strategies") == inspect.getsource(s)
+        try:
+            s.MovingAverageCross(fast=5, slow=2)
+        except ValueError:
+            assert "raise ValueError" in traceback.format_exc()
+        assert importlib.reload(codes) is codes and codes.__spec__.origin.endswith("codes.py")
+        print("ok")
+    """)
+    assert out.strip() == "ok"

@@ -1,5 +1,6 @@
-"""What a fresh process pays for: no dask (nor scipy.sparse) for a run that never uses it,
-and dask still recognised the moment it is used."""
+"""What a fresh process pays for: no library for ``import pitgrid``, no dask (nor scipy.sparse,
+torch, plotly, the command line's libraries) for a backtest that never uses them, and dask
+still recognised the moment it is used."""
 from __future__ import annotations
 
 import subprocess
@@ -26,10 +27,25 @@ def test_a_backtest_on_a_store_never_imports_dask(tmp_path):
         from pitgrid.strategies import MovingAverageCross
         m = pg.open_market({str(store)!r})
         res = pg.backtest(m, MovingAverageCross(fast=3, slow=10), {{"fill": "close"}})
-        print(float(res.equity[-1]) > 0, sorted(k for k in ("dask", "dask.array", "scipy.sparse", "torch")
-                                                if k in sys.modules))
+        print(float(res.equity[-1]) > 0, sorted(k for k in {_UNUSED!r} if k in sys.modules))
     """)
     assert out.split("\n")[0] == "True []"
+
+
+# what neither ``import pitgrid`` nor a first backtest on a store needs
+_UNUSED = ("dask", "dask.array", "scipy.sparse", "torch", "plotly", "typer", "click", "rich",
+           "tqdm", "sqlalchemy", "psycopg", "sqlite3", "matplotlib", "IPython")
+# what ``import pitgrid`` leaves to the first use of a public name
+_HEAVY = ("numpy", "numba", "llvmlite", "xarray", "pandas", "polars", "zarr", "scipy", "ctypes")
+
+
+def test_import_pitgrid_imports_no_library():
+    out = _run(f"""
+        import sys
+        import pitgrid
+        print(sorted(k for k in {_HEAVY + _UNUSED!r} if k in sys.modules))
+    """)
+    assert out.strip() == "[]"
 
 
 def test_dask_arrays_are_still_dask_arrays_once_dask_is_used(tmp_path):

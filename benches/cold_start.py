@@ -1,12 +1,17 @@
 """Cold start: a fresh process imports pitgrid and runs W1 once; print JSON.
 
-    python benches/cold_start.py [--n-time 2520] [--n-symbols 500] [--json FILE]
+    python benches/cold_start.py [--n-time 2520] [--n-symbols 500] [--repeat 5] [--json FILE]
 
-Two scenarios, each in two fresh processes that share one ``NUMBA_CACHE_DIR``, a new
-empty temporary folder:
+Each scenario runs in fresh processes that share one ``NUMBA_CACHE_DIR``, a new empty
+temporary folder:
 
-* ``empty``: numba's on-disk cache is empty, so every kernel W1 calls is compiled;
-* ``filled``: the same folder a second time, so the kernels load from the cache.
+* ``numba_cache_empty``: the first process, so every kernel W1 calls is compiled;
+* ``numba_cache_filled``: ``--repeat`` more processes on the same folder, so the kernels
+  load from the cache: each number is the median of those runs (``runs`` has them all).
+
+pitgrid's own modules are byte-compiled first (``compileall``), as an installed package
+is: with ``PYTHONDONTWRITEBYTECODE`` set no process would write them, and each would
+compile pitgrid's sources afresh.
 
 ``simulate``: each process times, from its own start, the imports (``pitgrid`` and the
 kernels), the data (``synthetic_prices(2520, 500, seed=42)``), the W1 signals (two
@@ -19,19 +24,28 @@ SMAs, the cross rules: numba kernels), the lazy import behind ``pg.simulate``
 a first ``pg.backtest(market, MovingAverageCross(fast=10, slow=50), costs)`` at default
 settings, exit.
 
+``libraries``: the floor under ``backtest``, what pitgrid cannot skip: a process that
+imports the libraries W1 uses (numpy, pandas, xarray, polars, zarr, numba), loads
+numba's registries (as the first call of any jitted function does) and exits.
+
 Each step then runs a second time in the same process, which shows what was
 one-off. ``process_wall_s`` is measured by the parent, from spawn to the end of the
 process, interpreter start-up and exit included (the number the issue's 1.0 s target
-is about); ``peak_rss_mib`` is ``getrusage`` in the child. Single-threaded
-(NUMBA_NUM_THREADS=1).
+is about); ``exit_s`` is its part after the script's last line (the interpreter's
+teardown); ``process_cpu_s`` is the child's CPU time (user and system), steadier than
+wall time on a shared machine; ``peak_rss_mib`` is ``getrusage`` in the child.
+Single-threaded (NUMBA_NUM_THREADS=1). ``load_average`` is the machine's 1-minute load
+before and after.
 """
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,7 +85,39 @@ def child_backtest(store: str) -> None:
     out["in_process_first_run_s"] = time.perf_counter() - t_start
     step("backtest_second", lambda: W.run_backtest(market, "W1"))
     out["final_equity"] = float(res.equity.values[-1])
+    _report(out)
+
+
+def child_libraries() -> None:
+    """The floor: the libraries W1's process imports and numba's registries, nothing of pitgrid."""
+    t_start = time.perf_counter()
+    out: dict = {}
+    step = _stepper(out)
+
+    def imports():
+        import numba  # noqa: F401
+        import numpy  # noqa: F401
+        import pandas  # noqa: F401
+        import polars  # noqa: F401
+        import xarray  # noqa: F401
+        import zarr  # noqa: F401
+
+    step("import", imports)
+
+    def registries():
+        from numba.core.registry import cpu_target
+
+        cpu_target.typing_context.refresh()
+        cpu_target.target_context.refresh()
+
+    step("numba_registries", registries)
+    out["in_process_first_run_s"] = time.perf_counter() - t_start
+    _report(out)
+
+
+def _report(out: dict) -> None:
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["script_end_epoch"] = time.time()  # the parent takes the exit's share from it
     print(json.dumps(out))
 
 
@@ -97,26 +143,37 @@ def child(n_time: int, n_symbols: int) -> None:
     step("signals_second", lambda: W.ma_signals(ds))
     step("simulate_second", lambda: W.run_w1(prep))
     out["final_equity"] = float(res.equity.values[-1])
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(out))
+    _report(out)
 
 
-def run_once(cache_dir: Path, n_time: int, n_symbols: int, store: Path | None = None) -> dict:
+def run_once(cache_dir: Path, scenario: str, n_time: int, n_symbols: int,
+             store: Path | None = None) -> dict:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "NUMBA_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     files_before = sum(1 for p in cache_dir.rglob("*") if p.is_file())
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(HERE), "--child", "--n-time", str(n_time),
+    proc = subprocess.run([sys.executable, str(HERE), "--child", scenario, "--n-time", str(n_time),
                            "--n-symbols", str(n_symbols), *(["--store", str(store)] if store else [])],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    ended = time.time()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"cold-start child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["process_wall_s"] = wall
+    res["exit_s"] = ended - res.pop("script_end_epoch")
+    res["process_cpu_s"] = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     res["cache_files_before"] = files_before
     res["cache_files_after"] = sum(1 for p in cache_dir.rglob("*") if p.is_file())
     return res
+
+
+def medians(runs: list[dict]) -> dict:
+    """Each number the median over ``runs``; ``runs`` kept beside them."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
+    return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
 
 
 def _write_store(path: Path, n_time: int, n_symbols: int) -> Path:
@@ -130,17 +187,21 @@ def _write_store(path: Path, n_time: int, n_symbols: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("simulate", "backtest", "libraries"), help=argparse.SUPPRESS)
     ap.add_argument("--n-time", type=int, default=2520)
     ap.add_argument("--n-symbols", type=int, default=500)
     ap.add_argument("--store", help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=5, help="processes with numba's cache filled "
+                    "(medians reported)")
     ap.add_argument("--json", help="also write the JSON here")
     args = ap.parse_args()
+    if args.child == "backtest":
+        child_backtest(args.store)
+    elif args.child == "libraries":
+        child_libraries()
+    elif args.child:
+        child(args.n_time, args.n_symbols)
     if args.child:
-        if args.store:
-            child_backtest(args.store)
-        else:
-            child(args.n_time, args.n_symbols)
         return
     import platform
 
@@ -148,17 +209,26 @@ def main() -> None:
         "workload": f"W1: synthetic_prices({args.n_time}, {args.n_symbols}, seed=42), SMA 10/50 "
                     "cross, per-symbol accounts, fill at close",
         "python": platform.python_version(),
+        "load_average_before": os.getloadavg()[0],
     }
+    for package in (ROOT / "src" / "pitgrid", ROOT / "kernels", HERE.parent):
+        compileall.compile_dir(package, quiet=1)
     tmp = Path(tempfile.mkdtemp(prefix="pitgrid-cold-start-"))
     try:
         store = _write_store(tmp / "w1", args.n_time, args.n_symbols)
-        for scenario, where in (("simulate", None), ("backtest", store)):
+        for scenario, where in (("simulate", None), ("backtest", store), ("libraries", None)):
             cache = tmp / f"numba-cache-{scenario}"
             cache.mkdir()
-            out[scenario] = {"numba_cache_empty": run_once(cache, args.n_time, args.n_symbols, where),
-                             "numba_cache_filled": run_once(cache, args.n_time, args.n_symbols, where)}
+            empty = run_once(cache, scenario, args.n_time, args.n_symbols, where)
+            filled = [run_once(cache, scenario, args.n_time, args.n_symbols, where)
+                      for _ in range(args.repeat)]
+            out[scenario] = {"numba_cache_empty": empty, "numba_cache_filled": medians(filled)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    out["load_average_after"] = os.getloadavg()[0]
+    filled = {k: out[k]["numba_cache_filled"] for k in ("backtest", "libraries")}
+    out["backtest_over_libraries"] = {
+        k: filled["backtest"][k] / filled["libraries"][k] for k in ("process_wall_s", "process_cpu_s")}
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:

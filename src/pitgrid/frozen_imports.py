@@ -10,11 +10,12 @@ own included: frozen, the program's reference cycles are never collected, and at
 exit neither their ``__del__`` nor the flush of a file they hold runs.
 
 So each pitgrid module runs its body in :func:`frozen_imports` (:func:`install`
-hooks pitgrid's imports): collections are paused while it imports what it needs,
-and then exactly the objects it allocated are frozen; every object that existed
-before goes back to the collector. What a program allocates outside pitgrid's
-imports, before or after, is collected as Python always does, at exit too.
-``PITGRID_EXIT_GC=1`` turns this off.
+hooks pitgrid's imports): collections are paused while it imports what it needs;
+then one young collection takes the garbage the block made (a closure over a copy
+of ``sys.modules``, frozen, would keep every module alive for good), the objects it
+allocated are frozen, and every object that existed before goes back to the
+collector. What a program allocates outside pitgrid's imports, before or after, is
+collected as Python always does, at exit too. ``PITGRID_EXIT_GC=1`` turns this off.
 
 Example:
     >>> with frozen_imports():
@@ -101,7 +102,7 @@ def frozen_imports() -> Iterator[None]:
         # made more (an import of numba, xarray...), not for a small module's
         if gc.get_count()[0] - made > len(before):
             # the block's own garbage first: a frozen cycle would keep what it references
-            # for good (a traceback's frames hold the importing program's globals)
+            # for good (closures over a copy of sys.modules hold the program's __main__)
             gc.collect(0)
             gc.freeze()
             # what existed before goes back to the youngest generation, as if just

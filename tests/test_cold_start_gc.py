@@ -145,3 +145,15 @@ def test_pitgrid_modules_keep_their_sources_and_reload():
         print("ok")
     """)
     assert out.strip() == "ok"
+
+
+def test_an_import_from_another_thread_freezes_nothing():
+    out = _run("""
+        import gc, threading
+        import pitgrid
+        worker = threading.Thread(target=lambda: __import__("pitgrid.strategies"))
+        worker.start(); worker.join()
+        import pitgrid.strategies  # already imported: nothing runs here
+        print(gc.get_freeze_count(), gc.isenabled())
+    """)
+    assert out.strip() == "0 True"

@@ -50,8 +50,7 @@ def _alone() -> bool:
     # another thread's allocations inside the block would be frozen with it; daemon
     # threads (zarr's event loop) are cut off at exit anyway, so only the others count
     me = threading.current_thread()
-    return me is threading.main_thread() and not any(
-        t is not me and t.is_alive() and not t.daemon for t in threading.enumerate())
+    return not any(t is not me and t.is_alive() and not t.daemon for t in threading.enumerate())
 
 
 def _tracking() -> Any:
@@ -81,7 +80,10 @@ def frozen_imports() -> Iterator[None]:
         True
     """
     global _depth
-    if _depth or not _supported() or not _alone():
+    if threading.current_thread() is not threading.main_thread() or not _supported():
+        yield  # _depth is the main thread's alone
+        return
+    if _depth or not _alone():
         _depth += 1
         try:
             yield

@@ -16,12 +16,11 @@ import os
 
 import typer
 
-# The command line owns its process, so it may skip what a library must not: at exit
-# the interpreter runs full garbage collections over every object numba, xarray, zarr
-# and polars created (0.4-1.3 s measured, more than a whole W1 run); freezing them
-# first skips that work, and garbage left in reference cycles is left to the operating
-# system. A program that imports pitgrid keeps Python's own exit. PITGRID_EXIT_GC=1 keeps
-# the collections here too.
+# The command line owns its process, so it may skip what a library must not: what the
+# libraries' imports made is frozen already (pitgrid.frozen_imports), and freezing the
+# rest at exit skips the interpreter's last collections over the command's own objects
+# too; garbage left in reference cycles is left to the operating system. A program that
+# imports pitgrid keeps Python's own exit. PITGRID_EXIT_GC=1 keeps every collection.
 if os.environ.get("PITGRID_EXIT_GC") != "1":
     atexit.register(gc.freeze)
 

@@ -142,6 +142,9 @@ def test_pitgrid_modules_keep_their_sources_and_reload():
         except ValueError:
             assert "raise ValueError" in traceback.format_exc()
         assert importlib.reload(codes) is codes and codes.__spec__.origin.endswith("codes.py")
+        import importlib.resources
+        assert importlib.resources.files("pitgrid").joinpath("strategies.py").read_text() \
+            == inspect.getsource(s)
         print("ok")
     """)
     assert out.strip() == "ok"

@@ -132,6 +132,8 @@ class _FrozenLoader:
             self._loader.exec_module(module)
 
     def __getattr__(self, name: str) -> Any:  # get_source, get_resource_reader, ...
+        if name == "_loader":  # a copy made without __init__
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 

@@ -1,6 +1,7 @@
 """Cold start: a fresh process imports pitgrid and runs W1 once; print JSON.
 
-    python benches/cold_start.py [--n-time 2520] [--n-symbols 500] [--repeat 5] [--json FILE]
+    python benches/cold_start.py [--n-time 2520] [--n-symbols 500] [--repeat 5]
+                                 [--without-scipy] [--json FILE]
 
 Each scenario runs in fresh processes that share one ``NUMBA_CACHE_DIR``, a new empty
 temporary folder:
@@ -23,6 +24,10 @@ SMAs, the cross rules: numba kernels), the lazy import behind ``pg.simulate``
 ``pg.open_market`` of a store written beforehand (``write_market`` of the same data),
 a first ``pg.backtest(market, MovingAverageCross(fast=10, slow=50), costs)`` at default
 settings, exit.
+
+``--without-scipy``: the children run as if scipy were not installed. pitgrid does not
+depend on it (the test extra's empyrical-reloaded installs it), but numba imports
+``scipy.linalg`` for its BLAS check when it loads its registries, if scipy is there.
 
 ``libraries``: the floor under ``backtest``, what pitgrid cannot skip: a process that
 imports the libraries W1 uses (numpy, pandas, xarray, polars, zarr, numba), loads
@@ -64,6 +69,15 @@ def _stepper(out: dict):
         return value
 
     return step
+
+
+class _NoScipy:
+    """A finder that makes scipy look uninstalled (``--without-scipy``)."""
+
+    def find_spec(self, name, path, target=None):
+        if name == "scipy" or name.startswith("scipy."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
 
 
 def child_backtest(store: str) -> None:
@@ -147,14 +161,15 @@ def child(n_time: int, n_symbols: int) -> None:
 
 
 def run_once(cache_dir: Path, scenario: str, n_time: int, n_symbols: int,
-             store: Path | None = None) -> dict:
+             store: Path | None = None, without_scipy: bool = False) -> dict:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "NUMBA_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     files_before = sum(1 for p in cache_dir.rglob("*") if p.is_file())
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(HERE), "--child", scenario, "--n-time", str(n_time),
-                           "--n-symbols", str(n_symbols), *(["--store", str(store)] if store else [])],
+                           "--n-symbols", str(n_symbols), *(["--store", str(store)] if store else []),
+                           *(["--without-scipy"] if without_scipy else [])],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     ended = time.time()
@@ -191,10 +206,14 @@ def main() -> None:
     ap.add_argument("--n-time", type=int, default=2520)
     ap.add_argument("--n-symbols", type=int, default=500)
     ap.add_argument("--store", help=argparse.SUPPRESS)
+    ap.add_argument("--without-scipy", action="store_true",
+                    help="run the children as if scipy were not installed")
     ap.add_argument("--repeat", type=int, default=5, help="processes with numba's cache filled "
                     "(medians reported)")
     ap.add_argument("--json", help="also write the JSON here")
     args = ap.parse_args()
+    if args.child and args.without_scipy:
+        sys.meta_path.insert(0, _NoScipy())
     if args.child == "backtest":
         child_backtest(args.store)
     elif args.child == "libraries":
@@ -209,6 +228,7 @@ def main() -> None:
         "workload": f"W1: synthetic_prices({args.n_time}, {args.n_symbols}, seed=42), SMA 10/50 "
                     "cross, per-symbol accounts, fill at close",
         "python": platform.python_version(),
+        "without_scipy": args.without_scipy,
         "load_average_before": os.getloadavg()[0],
     }
     for package in (ROOT / "src" / "pitgrid", ROOT / "kernels", HERE.parent):
@@ -219,8 +239,8 @@ def main() -> None:
         for scenario, where in (("simulate", None), ("backtest", store), ("libraries", None)):
             cache = tmp / f"numba-cache-{scenario}"
             cache.mkdir()
-            empty = run_once(cache, scenario, args.n_time, args.n_symbols, where)
-            filled = [run_once(cache, scenario, args.n_time, args.n_symbols, where)
+            empty = run_once(cache, scenario, args.n_time, args.n_symbols, where, args.without_scipy)
+            filled = [run_once(cache, scenario, args.n_time, args.n_symbols, where, args.without_scipy)
                       for _ in range(args.repeat)]
             out[scenario] = {"numba_cache_empty": empty, "numba_cache_filled": medians(filled)}
     finally:

@@ -75,7 +75,7 @@ def frozen_imports() -> Iterator[None]:
     Example:
         >>> import gc
         >>> with frozen_imports():
-        ...     kept = [[]]  # frozen with the block's other allocations
+        ...     import numbers  # imported here, its objects would be frozen: a small module is not
         >>> gc.isenabled()
         True
     """

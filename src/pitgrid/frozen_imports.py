@@ -75,7 +75,7 @@ def frozen_imports() -> Iterator[None]:
     Example:
         >>> import gc
         >>> with frozen_imports():
-        ...     import numbers  # imported here, its objects would be frozen: a small module is not
+        ...     import numbers  # a small module: too few objects to be worth freezing
         >>> gc.isenabled()
         True
     """

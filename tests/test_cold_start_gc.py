@@ -44,7 +44,8 @@ def test_the_libraries_are_frozen_and_the_programs_objects_are_not(store):
                           {{"fill": "close"}})
         late = Node(); late.me = late
         print(frozen(numba.njit), frozen(xarray.Dataset.__init__), frozen(MovingAverageCross),
-              frozen(early), frozen(late), frozen(res), gc.isenabled(), gc.get_freeze_count() > 100_000)
+              frozen(early), frozen(late), frozen(res), gc.isenabled(),
+              gc.get_freeze_count() > 100_000)
     """)
     assert out.split() == ["True", "True", "True", "False", "False", "False", "True", "True"]
 
@@ -56,9 +57,9 @@ def test_a_program_exits_as_without_pitgrid(tmp_path, store, env):
     def program(with_pitgrid: bool) -> tuple[str, list[str], str]:
         out_dir = tmp_path / ("with" if with_pitgrid else "without")
         out_dir.mkdir()
-        imports = (f"import pitgrid as pg\nfrom pitgrid.strategies import MovingAverageCross\n"
-                   f"pg.backtest(pg.open_market({str(store)!r}), MovingAverageCross(fast=3, slow=10))"
-                   if with_pitgrid else "")
+        imports = ("import pitgrid as pg\nfrom pitgrid.strategies import MovingAverageCross\n"
+                   f"pg.backtest(pg.open_market({str(store)!r}), "
+                   "MovingAverageCross(fast=3, slow=10))" if with_pitgrid else "")
         code = textwrap.dedent(f"""
             import gc, os
             OUT = {str(out_dir)!r}

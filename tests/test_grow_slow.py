@@ -96,16 +96,22 @@ def test_kills_at_random_moments_during_appends_and_paper_runs(tmp_path):
     state = tmp_path / "state"
     rng = np.random.default_rng(0)
     kills = 0
+    # how long a command has been seen to take at most: kills land inside it on a fast
+    # machine as on a slow one
+    took = {"ingest": 2.5, "paper": 2.5}
     for p in pieces:
         for command in (["ingest", str(p), "--store", str(store), "--append", "--no-progress"],
                         ["paper", str(config), "--state", str(state)]):
             for _ in range(2):  # a killed attempt, then one that may finish
                 proc = subprocess.Popen([PITGRID, *command],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(rng.uniform(0.3, 2.5))
+                wait = rng.uniform(0.1, 0.9) * took[command[0]]
+                time.sleep(wait)
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGKILL)
                     kills += 1
+                else:
+                    took[command[0]] = min(took[command[0]], wait)
                 proc.wait()
                 # readable after any kill: the store, and the paper state if there is one
                 assert len(pg.open_market(store).time) >= 150

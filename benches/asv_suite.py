@@ -317,8 +317,8 @@ def _ma_cross_or_momentum(name: str) -> pg.Strategy:
             else CrossSectionalMomentum(lookback=126, top=50, every=21))
 
 
-class StepOverBatch:
-    """A whole step-driver run over the batch run of the same strategy, in one process."""
+class _OnW1:
+    """W1's market with the moving-average cross or the monthly momentum."""
 
     timeout = 300
     params = ["ma_cross", "momentum"]
@@ -327,6 +327,13 @@ class StepOverBatch:
     def setup(self, strategy):
         self.market = pg.MarketData(W.data()).load()
         self.strategy = _ma_cross_or_momentum(strategy)
+
+
+class StepOverBatch(_OnW1):
+    """A whole step-driver run over the batch run of the same strategy, in one process."""
+
+    def setup(self, strategy):
+        super().setup(strategy)
         pg.backtest(self.market, self.strategy)
         pg.StepDriver(self.market, self.strategy).run(progress=False)
 
@@ -406,17 +413,12 @@ class ColdStart:
         subprocess.run([sys.executable, "-c", code], check=True)
 
 
-class PointInTimeCheck:
+class PointInTimeCheck(_OnW1):
     """The point-in-time check at every bar over one batch run (issue 14: at most 3x), after a
     first check started the process's server (as a second check in a session does)."""
 
-    timeout = 300
-    params = ["ma_cross", "momentum"]
-    param_names = ["strategy"]
-
     def setup(self, strategy):
-        self.market = pg.MarketData(W.data()).load()
-        self.strategy = _ma_cross_or_momentum(strategy)
+        super().setup(strategy)
         pg.check_point_in_time(self.market, self.strategy)
 
     def time_check(self, strategy):

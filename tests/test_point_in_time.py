@@ -232,3 +232,43 @@ def test_cuts_of_one_market_are_checked_one_after_another(market):
     strategy = MovingAverageCross(fast=5, slow=20)
     for i in (100, 120, 140):
         assert pg.check_point_in_time(market.truncate(market.time[i]), strategy).ok
+
+
+def test_the_check_s_server_keeps_children_waiting_and_leaves_none_behind():
+    import os
+    import signal
+    import time
+
+    from pitgrid.drivers import forked
+
+    assert forked.submit(os.getpid).result() != os.getpid()
+    server = forked._Server.get()
+    deadline = time.monotonic() + 30
+    # the finished run's process may still be exiting beside the waiting ones
+    while len(_waiting(server.proc.pid)) != forked._IDLE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    waiting = _waiting(server.proc.pid)
+    assert len(waiting) == forked._IDLE
+    os.kill(waiting[0], signal.SIGKILL)  # a waiting child killed from outside is replaced
+    time.sleep(0.2)
+    assert {forked.submit(os.getpid).result() for _ in range(3)}.isdisjoint({waiting[0]})
+    server.stop()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in waiting[1:]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in waiting[1:]), "children outlived their server"
+
+
+def _waiting(pid: int) -> list[int]:
+    """The live children of process ``pid`` (Linux)."""
+    from pathlib import Path
+
+    kids = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in kids.read_text().split() if _alive(int(x))] if kids.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ")[-1][:1] not in ("Z", "X")

@@ -213,11 +213,17 @@ def _serve() -> None:
             if msg is None:
                 return  # the caller is gone; idle children see their pipes close and leave
             rid, path, request = msg
-            if not idle:
-                idle.append(_fork_idle([]))
-            pid, w, done = idle.pop(0)
-            os.write(w, pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL))
-            os.close(w)
+            data = pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL)
+            while True:
+                pid, w, done = idle.pop(0) if idle else _fork_idle([])
+                try:
+                    os.write(w, data)
+                    break
+                except BrokenPipeError:  # a waiting child that died (killed from outside)
+                    os.close(done)
+                    os.waitpid(pid, 0)
+                finally:
+                    os.close(w)
             children[pid] = [rid, _pidfd(pid), done]
 
 

@@ -272,3 +272,65 @@ def _alive(pid: int) -> bool:
 
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split(") ")[-1][:1] not in ("Z", "X")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundingFeature(MovingAverageCross):
+    """Clean: an extra feature whose last bits depend on how many rows it was computed on
+    (as whole-array numerics do), within the check's rounding tolerance."""
+
+    def features(self, data):
+        close = data.adjusted("close")
+        wobble = 1.0 + 1e-13 * (close.shape[0] % 3)
+        return {**super().features(data), "scaled": close * wobble}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FutureFeatureUnused(MovingAverageCross):
+    """LEAK: a feature that reads the next bar, though no decision uses it."""
+
+    def features(self, data):
+        close = data.adjusted("close")
+        ahead = np.full(close.shape, np.nan)
+        ahead[:-1] = close[1:]
+        return {**super().features(data), "tomorrow": ahead}
+
+
+def test_features_apart_only_by_rounding_are_not_a_leak(market):
+    # their digests differ: the check asks the runs for the values and compares them within
+    # rounding
+    assert pg.check_point_in_time(market, RoundingFeature(fast=5, slow=20), {"fill": "close"}).ok
+
+
+def test_a_feature_that_reads_ahead_is_named_though_no_decision_uses_it(market):
+    report = pg.check_point_in_time(market, FutureFeatureUnused(fast=5, slow=20), {"fill": "close"})
+    assert not report.ok
+    d = report.differences[0]
+    assert d.what == "feature" and "tomorrow" in d.detail
+    assert d.symbol in market.symbols and d.time == market.time[0]
+
+
+def _heap_growth_after_prefault(nbytes: int, request_waiting: bool) -> int:
+    """In a run's process: how far resident memory grew while prefaulting ``nbytes``."""
+    import os
+
+    from pitgrid.drivers import forked
+
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    r, w = os.pipe()
+    if request_waiting:
+        os.write(w, b"x")
+    before = resident()
+    forked._prefault(nbytes, r)
+    return resident() - before
+
+
+def test_a_waiting_child_prefaults_its_heap_until_a_request_comes():
+    from pitgrid.drivers import forked
+
+    n = 64 << 20
+    assert forked.submit(_heap_growth_after_prefault, n, False).result() >= n // 2
+    assert forked.submit(_heap_growth_after_prefault, n, True).result() < n // 8

@@ -35,6 +35,7 @@ from pitgrid.data.market import MarketData, TimeLike, known_delistings
 from pitgrid.drivers import forked
 from pitgrid.drivers.carried import carried_data, forbid_stores
 from pitgrid.drivers.common import as_market, resolve_settings
+from pitgrid.drivers.digests import row_digests
 from pitgrid.engine.codes import KIND_FILL, KIND_UNFILLED, REASONS
 from pitgrid.engine.config import SimConfig
 from pitgrid.engine.orders import orders_needed
@@ -149,6 +150,11 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
         if start is not None:  # audit from the first bar the strategy can run on
             step = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start).result()
             report.first_bar = market.time[start]
+        if not _digests_agree(batch, step, start or 0):
+            # the values themselves: to compare them within rounding, and to name them
+            runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed, s, True)
+                    for kind, b, s in (("batch", blob, None), ("step", fresh, start))]
+            batch, step = (r.result() for r in runs)
         diff = _audit(market, batch, step, start or 0)
         if diff is not None and diff.how == "step driver" and diff.what == "decision":
             diff = _confirmed(market, folder, fresh, settings, strategy, batch, step, diff)
@@ -198,12 +204,15 @@ def _fresh(strategy: Strategy) -> Strategy:
 
 
 def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any,
-         seed: int, start: int | None = None) -> dict[str, Any]:
+         seed: int, start: int | None = None, whole_features: bool = False) -> dict[str, Any]:
     """One run in a process of its own (:mod:`pitgrid.drivers.forked`): decisions, features,
     orders and equity to compare. In the every-bar mode ("batch" and "step") each run then
     checks the simulation on its own decisions at half of the cutoffs, so that the two
     processes share that work (the decisions are the same, or the audit reports where they
-    differ first); "whole" is a batch run of the sampled mode."""
+    differ first); "whole" is a batch run of the sampled mode.
+
+    Features come back as a digest of each row (:mod:`pitgrid.drivers.digests`), which
+    is all the audit needs when the runs agree; ``whole_features`` sends the values."""
     import warnings
 
     import cloudpickle
@@ -222,7 +231,7 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
         if kind == "step":
             driver = StepDriver(market, strategy, settings, keep_features=True,
                                 start=None if start is None else market.time[start])
-            driver.run(progress=False)
+            driver.advance(progress=False)
             features = {} if strategy.has_hook else driver.features()
             intents, equity = driver.decisions(), driver.equity()
         else:
@@ -232,9 +241,11 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     except Exception as exc:  # the strategy failed on what it was handed: part of the finding
         bar = (start or 0) if driver is None else driver.t
         return {"error": f"{type(exc).__name__}: {exc}", "bar": bar, "kind": kind}
+    digests = {} if whole_features else {k: row_digests(v) for k, v in features.items()}
     out = {
         "intents": _intent_arrays(intents),
-        "features": {k: np.asarray(v) for k, v in features.items()},
+        "digests": {k: d for k, d in digests.items() if d is not None},
+        "features": {k: np.asarray(v) for k, v in features.items() if digests.get(k) is None},
         # bars numbered from the market's first, also when the step driver started late
         "log": driver.order_log() if driver is not None else res.extra["order_log"],
         "equity": equity,
@@ -396,6 +407,18 @@ def _audit(market: MarketData, batch: dict[str, Any], step: dict[str, Any], star
                           "The same decisions led to different orders: a hook or a setting read "
                           "something after t.")
     return None
+
+
+def _digests_agree(batch: dict[str, Any], step: dict[str, Any], start: int) -> bool:
+    """Whether every feature both runs digested has the same rows from ``start`` on (or a
+    run failed, and there are no features to compare)."""
+    if "error" in batch or "error" in step:
+        return True
+    for name, a in batch["digests"].items():
+        b = step["digests"].get(name)
+        if b is not None and (a.shape != b.shape or not np.array_equal(a[start:], b[start:])):
+            return False
+    return True
 
 
 def _batch_failure(run: dict[str, Any]) -> Difference:
@@ -590,8 +613,12 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     (the last bar of a month),
     spread over the data; ``cutoffs`` (a number, default 8) bounds how many of each kind,
     and half as many evenly spaced bars join them. When the step driver has audited every
-    bar, only the simulation remains to check, on the batch run's decisions: one bar of
-    each kind, and no evenly spaced ones."""
+    bar, only the simulation remains to check, on the run's own decisions: the warm-up's
+    end and the first bar of each kind from there on (the last one before it when there
+    is none after), no evenly spaced ones, and only as many as replays over about the
+    market's bars in all cover (a replay costs about the bars before its cutoff: a kind
+    first seen late is left to the sampled mode). The core is one compiled loop for
+    every bar, so the first bar of a kind exercises what a later one would."""
     times = market.time
     T = len(times)
     if cutoffs is not None and not isinstance(cutoffs, int):
@@ -600,8 +627,9 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     picks: set[int] = set()
     if not every_bar:
         picks.update(np.linspace(T // 8, T - 2, max(n // 2, 1)).astype(int).tolist())
-    firsts = [int(np.argmax(_acts(np.asarray(a)))) for a in run.get("intents", {}).values()]
-    picks.update(f for f in firsts if 0 <= f < T - 1)
+    acting = [acts for acts in (_acts(np.asarray(a)) for a in run.get("intents", {}).values())
+              if acts.any()]
+    picks.update(f for f in (int(np.argmax(acts)) for acts in acting) if f < T - 1)
     actions = np.zeros(T, dtype=bool)
     for name, none in (("split_ratio", 1.0), ("dividend", 0.0)):
         if name in market.fields:
@@ -615,14 +643,23 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
              np.concatenate([first_valid[(first_valid > 0) & valid.any(axis=0)], edges]),
              market.delist_bar[market.delist_bar > 0],
              np.flatnonzero(period[1:] != period[:-1]))
+    warm = min(picks, default=0)
     for bars in kinds:
         bars = np.unique(bars[bars < T - 1])
-        if bars.size:
+        if bars.size and every_bar and cutoffs is None:
+            after = bars[bars >= warm]
+            picks.add(int(after[0] if after.size else bars[-1]))
+        elif bars.size:
             # the middle one when only one is taken: early and late bars are the rare ones
             take = np.linspace(0, bars.size - 1, min(bars.size, n) + 2)[1:-1] if n < bars.size \
                 else np.arange(bars.size)
             picks.update(int(bars[int(round(k))]) for k in take)
-    return [times[i] for i in sorted(p for p in picks if 0 <= p < T - 1)]
+    bars = sorted(p for p in picks if 0 <= p < T - 1)
+    if every_bar and cutoffs is None:
+        # truncated and scrambled replays of a cutoff at bar i: about 2 i + _LATER bars
+        cost = np.cumsum([2 * i + _LATER for i in bars])
+        bars = [i for i, c in zip(bars, cost) if c <= max(T, 2 * bars[0] + _LATER)] if bars else []
+    return [times[i] for i in bars]
 
 
 def _acts(a: np.ndarray) -> np.ndarray:

@@ -358,9 +358,27 @@ class StepDriver:
 
     def run(self, until: TimeLike | None = None, *, triggers: Iterable[TimeLike] | None = None,
             progress: bool | None = None) -> SimResult:
-        """Step to ``until`` (inclusive; default the last bar), or through each trigger time.
+        """Step to ``until`` (inclusive; default the last bar), or through each trigger
+        time, and return :meth:`result`.
 
         ``progress``: a progress bar (``None``: on a terminal, for runs of 1000 bars or more).
+        """
+        self.advance(until, triggers=triggers, progress=progress)
+        return self.result()
+
+    def advance(self, until: TimeLike | None = None, *, triggers: Iterable[TimeLike] | None = None,
+                progress: bool | None = None) -> None:
+        """:meth:`run` without building a result: what to call before reading only
+        :meth:`decisions`, :meth:`equity`, :meth:`order_log` or :meth:`next_orders`.
+
+        Example:
+            >>> import pitgrid as pg
+            >>> from pitgrid.strategies import MovingAverageCross
+            >>> d = pg.StepDriver(pg.MarketData(pg.synthetic_prices(30, 2, seed=0)),
+            ...                   MovingAverageCross(fast=2, slow=5))
+            >>> d.advance(progress=False)
+            >>> d.t
+            30
         """
         from tqdm.auto import tqdm
 
@@ -378,7 +396,6 @@ class StepDriver:
                     else:
                         self.step()
                     bar.update(self.t - t0)
-        return self.result()
 
     def result(self) -> SimResult:
         """The result so far (bars not yet run are NaN in the arrays)."""

@@ -630,18 +630,21 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     acting = [acts for acts in (_acts(np.asarray(a)) for a in run.get("intents", {}).values())
               if acts.any()]
     picks.update(f for f in (int(np.argmax(acts)) for acts in acting) if f < T - 1)
+    # what the market knows of itself spares the passes over every cell
+    facts = market.facts
     actions = np.zeros(T, dtype=bool)
     for name, none in (("split_ratio", 1.0), ("dividend", 0.0)):
-        if name in market.fields:
+        if name in market.fields and facts.get("has_actions", True):
             actions |= (np.asarray(market[name].values) != none).any(axis=1)
-    valid = np.asarray(market["valid"].values, dtype=bool)
-    first_valid = np.argmax(valid, axis=0)
+    listings = np.zeros(0, dtype=np.int64)
+    if not facts.get("gapless", False):
+        valid = np.asarray(market["valid"].values, dtype=bool)
+        first_valid = np.argmax(valid, axis=0)
+        # listings, and the bars where a gap starts and ends: filling a gap reads across it
+        edges = np.flatnonzero((valid[1:] != valid[:-1]).any(axis=1)) + 1
+        listings = np.concatenate([first_valid[(first_valid > 0) & valid.any(axis=0)], edges])
     period = np.asarray(times, "datetime64[M]")
-    # listings, and the bars where a gap starts and ends: filling a gap reads across it
-    edges = np.flatnonzero((valid[1:] != valid[:-1]).any(axis=1)) + 1
-    kinds = (np.flatnonzero(actions),
-             np.concatenate([first_valid[(first_valid > 0) & valid.any(axis=0)], edges]),
-             market.delist_bar[market.delist_bar > 0],
+    kinds = (np.flatnonzero(actions), listings, market.delist_bar[market.delist_bar > 0],
              np.flatnonzero(period[1:] != period[:-1]))
     warm = min(picks, default=0)
     for bars in kinds:

@@ -55,7 +55,7 @@ def backtest(market: MarketData | xr.Dataset, strategy: Strategy,
     if strategy.has_hook:
         from pitgrid.drivers.step import StepDriver
 
-        res = StepDriver(market.load(), strategy, cfg, start=start).run()
+        res = StepDriver(market.load(), strategy, cfg, start=start, keep=keep).run()
         res = _against(res, market, benchmark, config) if benchmark is not None else res
         return _audited(res, market, strategy, config) if audit else res
     check_backtest(market, cfg, keep=keep)  # before the market is read and anything allocated

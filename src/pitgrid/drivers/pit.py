@@ -229,7 +229,7 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     driver = None
     try:
         if kind == "step":
-            driver = StepDriver(market, strategy, settings, keep_features=True,
+            driver = StepDriver(market, strategy, settings, keep_features=True, keep="equity",
                                 start=None if start is None else market.time[start])
             driver.advance(progress=False)
             features = {} if strategy.has_hook else driver.features()

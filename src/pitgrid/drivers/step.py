@@ -90,6 +90,9 @@ class StepDriver:
     takes triggers from outside (a scheduler, a replay feed): each trigger time runs
     every bar up to it. ``save(path)`` writes the whole state in array formats
     (npz and JSON, no pickle); ``StepDriver.load(path, market, strategy)`` resumes.
+    ``keep`` is :func:`pitgrid.simulate`'s: ``"equity"`` keeps no positions or account
+    rows (the result has equity, exposures and orders), which saves writing three
+    (time, symbol) arrays at every bar.
 
     Example:
         >>> import pitgrid as pg
@@ -104,7 +107,10 @@ class StepDriver:
     def __init__(self, market: MarketData | xr.Dataset, strategy: Strategy,
                  config: SimConfig | dict[str, Any] | None = None, *,
                  keep_features: bool = False, start: TimeLike | None = None,
-                 end: TimeLike | None = None) -> None:
+                 end: TimeLike | None = None, keep: str = "full") -> None:
+        if keep not in ("auto", "full", "equity"):
+            raise ValueError(f"keep={keep!r} is not one of 'auto', 'full', 'equity'")
+        self._keep = "full" if keep == "auto" else keep  # one parameter set: auto keeps all
         self.config, self._size_value = resolve_settings(strategy, config)
         self._window = (None if start is None else str(np.datetime64(start, "ns")),
                         None if end is None else str(np.datetime64(end, "ns")))
@@ -163,7 +169,7 @@ class StepDriver:
             self._arrays = market_arrays(ds, self.config, orders=True)
         self.core = make_core(self.config, 1, S, self._mode,
                               size_values(self.config, self._size_value, 1), orders=self._orders)
-        self._out = allocate_outputs(1, T, S, self.core.A, True)
+        self._out = allocate_outputs(1, T, S, self.core.A, self._keep == "full")
         self._bind()
         self._log_i: list[np.ndarray] = []
         self._log_f: list[np.ndarray] = []
@@ -353,7 +359,7 @@ class StepDriver:
         self.core.bind(a["open"], a["close"], a["volume"], a["valid"], a["split"], a["dividend"],
                        a["has_action"], self._delist, self._has_delist, self._entries,
                        self._exits, bank, _IDX, _IDX, out["equity"], out["long"], out["short"],
-                       True, out["cash"], out["account_equity"], out["shares"])
+                       bool(out["keep"]), out["cash"], out["account_equity"], out["shares"])
         bind_orders(self.core, a, self._orders)
 
     def run(self, until: TimeLike | None = None, *, triggers: Iterable[TimeLike] | None = None,
@@ -400,9 +406,10 @@ class StepDriver:
     def result(self) -> SimResult:
         """The result so far (bars not yet run are NaN in the arrays)."""
         ds, out, (li, lf) = self.market.ds, self._out, self._log()
+        full = self._keep == "full"
         if self.start_bar:
-            ds, out, li = cut_from(ds, out, li, self.start_bar, True)
-        res = build_result(self.core, self.config, ds, out, (li, lf), None, False, True)
+            ds, out, li = cut_from(ds, out, li, self.start_bar, full)
+        res = build_result(self.core, self.config, ds, out, (li, lf), None, False, full)
         res.extra.update(strategy=self.strategy.describe(), bars_run=self.t,
                          intents=self.decisions())
         return res
@@ -488,7 +495,7 @@ class StepDriver:
         arrays.update({f"rows_{k}": v for k, v in {**self._shorts, **self._order_rows}.items()})
         tmp = path / "state.tmp.npz"
         np.savez(tmp, **arrays)
-        meta = {"format": _FORMAT, "t": self.t, "strategy": self.strategy.describe(),
+        meta = {"format": _FORMAT, "t": self.t, "strategy": self.strategy.describe(), "keep": self._keep,
                 "config": self.config.to_dict(), "size_value": self._size_value,
                 "symbols": [str(x) for x in self.market.symbols], "window": list(self._window),
                 "last_time": str(self.market.time[self.t - 1]) if self.t else None}
@@ -511,7 +518,8 @@ class StepDriver:
             raise ValueError(f"{path}: saved for {meta['strategy']}, not {strategy.describe()}")
         start, end = meta.get("window", (None, None))
         driver = cls(market, strategy, SimConfig(**meta["config"]) if meta["size_value"] is None
-                     else {**meta["config"], "size_value": meta["size_value"]}, start=start, end=end)
+                     else {**meta["config"], "size_value": meta["size_value"]}, start=start, end=end,
+                     keep=meta.get("keep", "full"))
         with np.load(path / "state.npz", allow_pickle=False) as z:
             state = {k: np.array(z[k]) for k in z.files}
         t, saved = int(meta["t"]), meta["symbols"]

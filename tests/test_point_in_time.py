@@ -334,3 +334,38 @@ def test_a_waiting_child_prefaults_its_heap_until_a_request_comes():
     n = 64 << 20
     assert forked.submit(_heap_growth_after_prefault, n, False).result() >= n // 2
     assert forked.submit(_heap_growth_after_prefault, n, True).result() < n // 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShortRows(Strategy):
+    """Declares one row but reads two (the step driver decides otherwise from bar 1: not a
+    leak), and (``peek=True``) from a quarter of the data on also enters on tomorrow's
+    close, read from the market in the rule: a leak behind the rows mismatch."""
+
+    peek: bool = False
+    intent_rows: ClassVar[int | None] = 1
+
+    def features(self, data):
+        return {"close": data.adjusted("close")}
+
+    def intents(self, data, f):
+        c = f["close"]
+        rising = np.zeros(c.shape, dtype=bool)
+        rising[1:] = c[1:] > c[:-1]
+        if self.peek:
+            whole = data.adjusted("close")
+            n = whole.shape[0]
+            ahead = np.zeros(whole.shape, dtype=bool)
+            ahead[n // 4: n - 1] = whole[n // 4 + 1:] > whole[n // 4: n - 1]
+            rising |= ahead[n - len(c):]
+        return Intents(entries=rising, exits=~rising)
+
+
+def test_a_leak_behind_a_rows_mismatch_is_confirmed_at_a_later_bar(market):
+    clean = pg.check_point_in_time(market, ShortRows(), {"fill": "close"})
+    assert clean.differences[0].how == "intent_rows" and "no leak found" in str(clean)
+    report = pg.check_point_in_time(market, ShortRows(peek=True), {"fill": "close"})
+    d = report.differences[0]
+    assert d.how == "step driver" and d.what == "decision" and "LEAK" in str(report)
+    # the first bar where the runs differ is the mismatch's; the leak is confirmed later
+    assert market.index_of(d.time) >= len(market.time) // 4 > 1

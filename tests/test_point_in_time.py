@@ -369,3 +369,26 @@ def test_a_leak_behind_a_rows_mismatch_is_confirmed_at_a_later_bar(market):
     assert d.how == "step driver" and d.what == "decision" and "LEAK" in str(report)
     # the first bar where the runs differ is the mismatch's; the leak is confirmed later
     assert market.index_of(d.time) >= len(market.time) // 4 > 1
+
+
+def test_a_market_in_use_is_not_removed_by_other_checks():
+    from pitgrid.drivers import forked
+
+    markets = [pg.MarketData(pg.synthetic_prices(40, 2, seed=s)) for s in range(4)]
+    with forked.Exports.lease(markets[0]) as held:
+        for m in markets[1:]:  # more markets than are kept, one after another
+            with forked.Exports.lease(m) as folder:
+                assert folder.exists() and held.exists()
+        assert held.exists()
+    kept = list(forked.Exports._kept.values())
+    assert len(kept) <= forked.Exports.KEEP and all(p.exists() for p in kept)
+
+
+def test_checks_of_several_markets_in_several_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    markets = [pg.MarketData(pg.synthetic_prices(80, 3, seed=s)) for s in range(4)]
+    strategy = MovingAverageCross(fast=3, slow=10)
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(lambda m: pg.check_point_in_time(m, strategy), markets * 2))
+    assert all(r.ok for r in reports), [str(r) for r in reports if not r.ok]

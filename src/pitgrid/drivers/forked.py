@@ -21,6 +21,7 @@ Where ``fork`` is missing (Windows), each run gets a new interpreter instead.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import os
 import pickle
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -434,28 +435,58 @@ def export_market(market: Any, folder: Path) -> Path:
 class Exports:
     """Markets exported for runs, kept for the life of the process (the last few, by
     :meth:`MarketData.cache_key`), so that checking several strategies on one market
-    writes it once."""
+    writes it once. A market is held while a check uses it (:meth:`lease`): checks in
+    several threads never remove one another's."""
 
     _folder: tempfile.TemporaryDirectory | None = None
     _kept: dict[str, Path] = {}
+    _users: dict[str, int] = {}
     _lock = threading.Lock()
     KEEP = 2
 
     @classmethod
-    def folder_of(cls, market: Any) -> Path:
+    @contextlib.contextmanager
+    def lease(cls, market: Any) -> Iterator[Path]:
+        """The folder of ``market``'s export, written if it is not there, kept until the
+        block ends.
+
+        Example:
+            >>> with Exports.lease(market) as folder:  # doctest: +SKIP
+            ...     submit(fn, str(folder)).result()
+        """
         # a hash of the whole key: cuts of one market share its first characters
         key = hashlib.sha256(market.cache_key().encode()).hexdigest()[:40]
         with cls._lock:
             if cls._folder is None:
                 cls._folder = tempfile.TemporaryDirectory(prefix="pitgrid-markets-", dir=_scratch())
-            if key in cls._kept:
-                cls._kept[key] = cls._kept.pop(key)  # most recently used last
-                return cls._kept[key]
-            while len(cls._kept) >= cls.KEEP:
-                shutil.rmtree(cls._kept.pop(next(iter(cls._kept))), ignore_errors=True)
-            folder = export_market(market, Path(cls._folder.name) / key)
-            cls._kept[key] = folder
-            return folder
+            cls._users[key] = cls._users.get(key, 0) + 1
+            try:
+                if key in cls._kept:
+                    cls._kept[key] = cls._kept.pop(key)  # most recently used last
+                else:
+                    cls._evict(cls.KEEP - 1)
+                    cls._kept[key] = export_market(market, Path(cls._folder.name) / key)
+            except BaseException:
+                cls._release(key)
+                raise
+        try:
+            yield cls._kept[key]
+        finally:
+            with cls._lock:
+                cls._release(key)
+                cls._evict(cls.KEEP)
+
+    @classmethod
+    def _release(cls, key: str) -> None:
+        cls._users[key] -= 1
+        if not cls._users[key]:
+            del cls._users[key]
+
+    @classmethod
+    def _evict(cls, keep: int) -> None:
+        """Remove the least recently used exports no check holds, down to ``keep``."""
+        for key in [k for k in cls._kept if k not in cls._users][: max(len(cls._kept) - keep, 0)]:
+            shutil.rmtree(cls._kept.pop(key), ignore_errors=True)
 
 
 def import_market(folder: str | Path) -> Any:

@@ -139,29 +139,41 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
     # parameters: state an earlier run left on the instance makes them differ
     blob, fresh = _dump(strategy), _dump(_fresh(strategy))
     settings = config.to_dict() if isinstance(config, SimConfig) else dict(config or {})
-    folder = str(forked.Exports.folder_of(market))
-    if every_bar:
-        # both at once, one per core; the batch run's process also checks the simulation
-        runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed)
-                for kind, b in (("batch", blob), ("step", fresh))]
+    with forked.Exports.lease(market) as folder:
+        if every_bar:
+            return _every_bar(market, strategy, blob, fresh, settings, str(folder), cutoffs, seed)
+        return _sampled(market, blob, settings, str(folder), cutoffs, seed)
+
+
+def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes,
+               settings: dict[str, Any], folder: str, cutoffs: Any, seed: int) -> PointInTimeReport:
+    """The step driver audits the batch run at every bar; then the simulation check."""
+    # both at once, one per core; each then checks its share of the simulation
+    runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed)
+            for kind, b in (("batch", blob), ("step", fresh))]
+    batch, step = (r.result() for r in runs)
+    report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
+    start = _first_runnable_bar(folder, fresh, settings, strategy, batch, step, len(market.time))
+    if start is not None:  # audit from the first bar the strategy can run on
+        step = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start).result()
+        report.first_bar = market.time[start]
+    if not _digests_agree(batch, step, start or 0):
+        # the values themselves: to compare them within rounding, and to name them
+        runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed, s, True)
+                for kind, b, s in (("batch", blob, None), ("step", fresh, start))]
         batch, step = (r.result() for r in runs)
-        report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
-        start = _first_runnable_bar(folder, fresh, settings, strategy, batch, step, len(market.time))
-        if start is not None:  # audit from the first bar the strategy can run on
-            step = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start).result()
-            report.first_bar = market.time[start]
-        if not _digests_agree(batch, step, start or 0):
-            # the values themselves: to compare them within rounding, and to name them
-            runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed, s, True)
-                    for kind, b, s in (("batch", blob, None), ("step", fresh, start))]
-            batch, step = (r.result() for r in runs)
-        diff = _audit(market, batch, step, start or 0)
-        if diff is not None and diff.how == "step driver" and diff.what == "decision":
-            diff = _confirmed(market, folder, fresh, settings, strategy, batch, step, diff)
-        diff = diff or batch.get("simulation") or step.get("simulation")
-        if diff is not None:
-            report.differences.append(diff)
-        return report
+    diff = _audit(market, batch, step, start or 0)
+    if diff is not None and diff.how == "step driver" and diff.what == "decision":
+        diff = _confirmed(market, folder, fresh, settings, strategy, batch, step, diff)
+    diff = diff or batch.get("simulation") or step.get("simulation")
+    if diff is not None:
+        report.differences.append(diff)
+    return report
+
+
+def _sampled(market: MarketData, blob: bytes, settings: dict[str, Any], folder: str,
+             cutoffs: Any, seed: int) -> PointInTimeReport:
+    """The strategy run whole, then on the data truncated and scrambled after each cutoff."""
     full = forked.submit(_run, "whole", folder, blob, settings, None, seed).result()
     if "error" in full:
         return PointInTimeReport([], [_batch_failure(full)], every_bar=False)

@@ -14,25 +14,18 @@ from pitgrid.drivers.digests import row_digests
 M = (1 << 64) - 1
 
 
-def _mix(v: int, j: int) -> int:
-    z = (v + 0x9E3779B97F4A7C15 * (j + 1)) & M
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
-    return z ^ (z >> 31)
-
-
 def reference(a: np.ndarray) -> list[int]:
     """One row at a time in Python integers: NaN as one bit pattern, -0.0 as 0.0."""
     out = []
     for row in np.asarray(a).reshape(len(a), -1):
         h = 0xCBF29CE484222325
-        for j, x in enumerate(row.tolist()):
+        for x in row.tolist():
             if isinstance(x, float):
                 v = 0x7FF8000000000000 if x != x else (0 if x == 0 else
                                                           struct.unpack("<Q", struct.pack("<d", x))[0])
             else:
                 v = int(x) & M
-            h = ((h ^ _mix(v, j)) * 0x100000001B3) & M
+            h = ((h ^ v) * 0x100000001B3) & M
         out.append(h)
     return out
 

@@ -154,13 +154,22 @@ class Strategy:
         return {"strategy": self.name, "params": self.params()}
 
 
-def apply_universe(intents: Intents, member: np.ndarray) -> Intents:
-    """Universe stage: no entries outside the universe; holdings that leave it are exited."""
+def apply_universe(intents: Intents, member: np.ndarray | None,
+                   shape: tuple[int, ...] | None = None) -> Intents:
+    """Universe stage: no entries outside the universe; holdings that leave it are exited.
+
+    ``member`` None: every symbol is a member of every bar (no universe), which spares
+    building and reading a mask of ones; ``shape`` is then the intents' (time, symbol).
+    """
     signals = (intents.entries, intents.exits)
     whole = intents.weights is not None or all(isinstance(a, np.ndarray) and a.dtype == bool
                                                for a in signals)
-    if whole and member.all():  # everyone is a member (no universe given): nothing to mask
+    if whole and (member is None or member.all()):  # everyone is a member: nothing to mask
         return intents
+    if member is None:
+        if shape is None:
+            raise ValueError("apply_universe needs the intents' shape when member is None")
+        member = np.ones(shape, dtype=bool)
     if intents.weights is not None:
         return Intents(weights=np.where(member, intents.weights, 0.0), orders=intents.orders)
     entries = intents.entries if intents.entries is not None else np.zeros_like(member)

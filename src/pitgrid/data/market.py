@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime
 import uuid
 import warnings
-from collections.abc import Mapping
-from functools import cached_property
+from collections.abc import Callable, Mapping
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,9 @@ import polars as pl
 import xarray as xr
 
 from pitgrid.data import store as _store
-from pitgrid.data.read_once import read_on_first_use, settled
+from pitgrid.data.checks import all_finite
+from pitgrid.data.constant import constant_field
+from pitgrid.data.read_once import ReadOnce, read_on_first_use, settled
 from pitgrid.data.validate import (
     ACTIONS_SCHEMA,
     PRICE_FIELDS,
@@ -41,6 +43,8 @@ from pitgrid.data.validate import (
 from pitgrid.data.validate import empty_table as _empty
 
 TimeLike = str | np.datetime64 | pd.Timestamp | datetime.date
+# a reference table, or what builds it when first read
+TableSource = pl.DataFrame | Callable[[], pl.DataFrame]
 
 
 def to_datetime64(t: TimeLike) -> np.datetime64:
@@ -109,35 +113,30 @@ class MarketData:
         regimes: Any = None,
     ) -> None:
         ds = _checked(ds)
-        symbols = [str(s) for s in ds["symbol"].values]
-        tables: dict[str, pl.DataFrame] = {}
+        symbols = [str(s) for s in ds["symbol"].values] if any(
+            t is not None for t in (universes, actions, events)) else []
+        tables: dict[str, TableSource] = {}
         if universes is not None:
             tables["universes"] = normalize_universes(_as_polars(universes), Source("<universes>"), symbols)[0]
-        if actions is not None:
-            tables["actions"] = normalize_actions(_as_polars(actions), Source("<actions>"), symbols)[0]
         if events is not None:
             tables["events"] = normalize_events(_as_polars(events), Source("<events>"), symbols)[0]
         if regimes is not None:
             tables["regimes"] = normalize_regimes(_as_polars(regimes), Source("<regimes>"))
-        if "split_ratio" not in ds and "dividend" not in ds:
-            # both arrays from the table: the table is what they say, nothing to read back
-            tables.setdefault("actions", _empty("actions"))
-        if "split_ratio" not in ds or "dividend" not in ds:
-            ratio, cash = action_arrays(
-                tables.get("actions", _empty("actions")), ds["time"].values, symbols
-            )
-            ds = ds.assign(
-                split_ratio=ds.get("split_ratio", xr.DataArray(ratio, dims=_store.DIMS)),
-                dividend=ds.get("dividend", xr.DataArray(cash, dims=_store.DIMS)),
-            )
-        if "actions" not in tables:
-            tables["actions"] = _actions_from_arrays(ds)
-        self._init(_frozen_dataset(ds), tables, None)
+        table = None
+        if actions is not None:
+            table = tables["actions"] = normalize_actions(_as_polars(actions), Source("<actions>"), symbols)[0]
+        fields, facts = _derived_fields(ds, table)
+        read_off = table is None and ("split_ratio" in ds or "dividend" in ds)
+        ds = _frozen_dataset(ds, fields)
+        if read_off:
+            # read off the arrays when first asked for: most runs never ask
+            tables["actions"] = partial(_actions_from_arrays, ds)
+        self._init(ds, tables, None, facts=facts)
 
     def _init(
         self,
         ds: xr.Dataset,
-        tables: Mapping[str, pl.DataFrame],
+        tables: Mapping[str, TableSource],
         fingerprint: str | None,
         store_path: Path | None = None,
         delist: np.ndarray | None = None,
@@ -145,7 +144,7 @@ class MarketData:
     ) -> None:
         self._ds = ds
         self._delist = delist
-        self._tables = {n: tables.get(n, _empty(n)) for n in _store.TABLE_NAMES}
+        self._given_tables = dict(tables)
         self._fingerprint = fingerprint
         self._masks: dict[str, np.ndarray] = {}
         self._store_path = store_path
@@ -156,7 +155,7 @@ class MarketData:
     def _from_parts(
         cls,
         ds: xr.Dataset,
-        tables: Mapping[str, pl.DataFrame],
+        tables: Mapping[str, TableSource],
         fingerprint: str | None = None,
         store_path: Path | None = None,
         delist: np.ndarray | None = None,
@@ -168,6 +167,14 @@ class MarketData:
         return market
 
     # ------------------------------------------------------------------ data
+
+    @cached_property
+    def _tables(self) -> dict[str, pl.DataFrame]:
+        """Every reference table, built on first use (an absent one empty): a run on bars
+        alone reads none of them."""
+        given = self._given_tables
+        return {n: (given[n] if isinstance(given[n], pl.DataFrame) else given[n]())
+                if n in given else _empty(n) for n in _store.TABLE_NAMES}
 
     @property
     def ds(self) -> xr.Dataset:
@@ -190,7 +197,9 @@ class MarketData:
     @cached_property
     def symbols(self) -> np.ndarray:
         """Symbols in column order."""
-        return _frozen(_str_array(self._ds.indexes["symbol"].values))
+        values = self._ds.variables["symbol"].values
+        # the labels are str already unless a store handed back another string type
+        return _frozen(values if values.dtype.kind == "U" else _str_array(values))
 
     @property
     def fields(self) -> list[str]:
@@ -232,6 +241,9 @@ class MarketData:
         """
         if self._delist is not None:
             return _frozen(self._delist)
+        if self._facts is not None and self._facts.get("gapless"):
+            # every bar valid: no symbol's data end early (and the mask need not be read)
+            return _frozen(np.full(len(self._ds.indexes["symbol"]), -1, dtype=np.int64))
         return _frozen(delist_bars(np.asarray(self._ds["valid"].values, dtype=bool)))
 
     def load(self) -> MarketData:
@@ -341,8 +353,10 @@ class MarketData:
             >>> pg.MarketData(pg.synthetic_prices(10, 2)).facts["gapless"]
             True
         """
-        if self._facts is None:
-            self._facts = _store.data_facts(self.fields, lambda name: self._ds[name].values)
+        if self._facts is None or any(name not in self._facts for name in _store.FACTS):
+            # what building the market did not learn on the way is worked out now
+            self._facts = _store.data_facts(self.fields, lambda name: self._ds[name].values,
+                                             known=self._facts)
         return self._facts
 
     def cache_key(self) -> str:
@@ -513,17 +527,67 @@ def _checked(ds: xr.Dataset) -> xr.Dataset:
     if missing or set(ds.dims) != set(_store.DIMS):
         raise ValueError(f"MarketData needs dims {_store.DIMS} and fields {PRICE_FIELDS}; "
                          f"got dims {tuple(ds.dims)}, missing {missing}")
-    ds = ds.transpose(*_store.DIMS)
+    if any(v.dims == _store.DIMS[::-1] for v in ds.variables.values()):
+        ds = ds.transpose(*_store.DIMS)
     time = ds.indexes["time"].values.astype("datetime64[ns]")
     if len(time) > 1 and not (np.diff(time) > np.timedelta64(0, "ns")).all():
         raise ValueError("MarketData: time must be strictly increasing")
-    symbols = _str_array(ds["symbol"].values)
-    if len(set(symbols)) != len(symbols):
+    symbols = ds["symbol"].values
+    if symbols.dtype.kind != "U":
+        symbols = _str_array(symbols)
+    if len(set(symbols.tolist())) != len(symbols):
         raise ValueError("MarketData: symbols must be unique")
-    ds = ds.assign_coords(time=time, symbol=symbols)
-    if "valid" not in ds:
-        ds = ds.assign(valid=np.isfinite(ds["close"]))
+    if ds["time"].dtype != time.dtype or ds["symbol"].dtype != symbols.dtype:
+        # relabelled only when they are not yet what a market holds: new indexes cost more
+        # than the rest of the checks
+        ds = ds.assign_coords(time=time, symbol=symbols)
     return ds
+
+
+def _in_memory_field(var: xr.Variable) -> bool:
+    # numpy, or a store's field already read (or read now, once, as a market reads it)
+    return isinstance(var._data, (np.ndarray, ReadOnce))
+
+
+def _derived_fields(ds: xr.Dataset, actions: pl.DataFrame | None
+                    ) -> tuple[dict[str, xr.Variable], dict[str, bool]]:
+    """The fields a market adds where ``ds`` lacks them, and the facts (see
+    :attr:`MarketData.facts`) learnt on the way rather than in a pass of their own.
+
+    ``valid`` is ``isfinite(close)``; the pass that tells whether there is a gap also
+    tells whether it is all True. ``split_ratio`` and ``dividend`` come from ``actions``.
+    A field that holds one value everywhere (valid without a gap, no action) is
+    allocated only if something reads it: a market that knows it has no gap and no
+    action is seldom asked.
+    """
+    fields: dict[str, xr.Variable] = {}
+    facts: dict[str, bool] = {}
+    if "valid" not in ds:
+        close, open_ = ds.variables["close"], ds.variables["open"]
+        if not _in_memory_field(close):  # lazy (dask) stays lazy
+            fields["valid"] = np.isfinite(ds["close"]).variable
+        elif all_finite(close.values):
+            fields["valid"] = constant_field(close.dims, close.shape, True, np.bool_)
+            if _in_memory_field(open_):
+                facts["gapless"] = all_finite(open_.values)
+        else:
+            fields["valid"] = xr.Variable(close.dims, np.isfinite(close.values))
+            facts["gapless"] = False
+    wanted = [n for n in ("split_ratio", "dividend") if n not in ds]
+    if not wanted:
+        return fields, facts
+    if actions is None or actions.height == 0:
+        shape = (ds.sizes["time"], ds.sizes["symbol"])
+        for name in wanted:
+            fields[name] = constant_field(_store.DIMS, shape, 1.0 if name == "split_ratio" else 0.0)
+        if len(wanted) == 2:
+            facts["has_actions"] = False
+        return fields, facts
+    ratio, cash = action_arrays(actions, ds["time"].values, [str(s) for s in ds["symbol"].values])
+    for name, values in (("split_ratio", ratio), ("dividend", cash)):
+        if name in wanted:
+            fields[name] = xr.Variable(_store.DIMS, values)
+    return fields, facts
 
 
 def _numpy_backed(var: xr.DataArray) -> bool:
@@ -542,14 +606,18 @@ def _read_on_first_use(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign(_frozen_dataset(ds[rest].compute()).data_vars) if rest else ds
 
 
-def _frozen_dataset(ds: xr.Dataset) -> xr.Dataset:
-    """Same Dataset with numpy-backed arrays swapped for read-only views (lazy ones untouched)."""
-    frozen = {
-        name: var.variable.copy(deep=False, data=_frozen(var.data))
-        for name, var in ds.data_vars.items()
-        if _numpy_backed(var)
-    }
-    return ds.assign(frozen)
+def _frozen_dataset(ds: xr.Dataset, added: Mapping[str, xr.Variable] | None = None) -> xr.Dataset:
+    """Same Dataset with numpy-backed arrays swapped for read-only views (lazy ones
+    untouched), ``added`` fields after its own, in one construction (each ``assign``
+    merges and aligns the whole Dataset again)."""
+    fields = {}
+    for name, var in {**{n: ds.variables[n] for n in ds.data_vars}, **(added or {})}.items():
+        if isinstance(var._data, np.ndarray):
+            var = xr.Variable(var.dims, _frozen(var._data), var.attrs, var.encoding, fastpath=True)
+        fields[name] = var
+    out = xr.Dataset(fields, coords=ds.coords, attrs=ds.attrs)
+    out.encoding = dict(ds.encoding)
+    return out
 
 
 def known_delistings(delist_bar: np.ndarray, index: int) -> np.ndarray:

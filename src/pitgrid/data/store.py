@@ -58,6 +58,7 @@ TABLES_DIR = "_pitgrid"
 MANIFEST = "manifest.json"
 TABLE_NAMES = ("universes", "actions", "events", "regimes")
 DIMS = ("time", "symbol")
+FACTS = ("gapless", "has_actions")  # see data_facts
 
 # about 8 MiB of float64 per chunk: big enough for fast sequential reads, small enough per worker
 _CHUNK_BYTES = 8 * 2**20
@@ -353,28 +354,37 @@ def data_fingerprint(
     return h.hexdigest()
 
 
-def data_facts(fields: Sequence[str], get: Callable[[str], np.ndarray]) -> dict[str, bool]:
+def data_facts(fields: Sequence[str], get: Callable[[str], np.ndarray],
+               known: Mapping[str, bool] | None = None) -> dict[str, bool]:
     """What runs on these arrays may take as known instead of checking every cell again.
 
     ``gapless``: every symbol has a valid bar at every time, with a finite open and close
     (the prices a fill reads; then a run's validity mask is all ones). ``has_actions``: some
     bar has a split ratio other than 1 or a dividend other than 0 (NaN counts: it is
-    read as a possible action). Computed once where the data are written or first used.
+    read as a possible action). Computed once where the data are written or first used;
+    the ``known`` ones (learnt while the arrays were made) are taken as they are.
 
     Example:
         >>> import numpy as np
         >>> a = {"close": np.ones((2, 2)), "valid": np.ones((2, 2), bool)}
         >>> data_facts(list(a), a.__getitem__)
         {'gapless': True, 'has_actions': False}
+        >>> data_facts(list(a), a.__getitem__, known={"gapless": False})["gapless"]
+        False
     """
     names = set(fields)
-    gapless = "valid" not in names or bool(np.asarray(get("valid"), dtype=bool).all())
-    for name in ("open", "close"):
-        if gapless and name in names:
-            gapless = bool(np.isfinite(np.asarray(get(name))).all())
-    has_actions = (("split_ratio" in names and bool((np.asarray(get("split_ratio")) != 1.0).any()))
-                   or ("dividend" in names and bool((np.asarray(get("dividend")) != 0.0).any())))
-    return {"gapless": gapless, "has_actions": has_actions}
+    facts = dict(known or {})
+    if "gapless" not in facts:
+        gapless = "valid" not in names or bool(np.asarray(get("valid"), dtype=bool).all())
+        for name in ("open", "close"):
+            if gapless and name in names:
+                gapless = bool(np.isfinite(np.asarray(get(name))).all())
+        facts["gapless"] = gapless
+    if "has_actions" not in facts:
+        facts["has_actions"] = (
+            ("split_ratio" in names and bool((np.asarray(get("split_ratio")) != 1.0).any()))
+            or ("dividend" in names and bool((np.asarray(get("dividend")) != 0.0).any())))
+    return {name: facts[name] for name in FACTS}
 
 
 def write_store(target: Path, time: np.ndarray, symbols: Sequence[str],

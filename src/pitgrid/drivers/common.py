@@ -86,4 +86,5 @@ def decide(market: MarketData, strategy: Strategy, data: FeatureData,
         a = getattr(intents, name)
         if a is not None and np.shape(a) != shape:
             raise ValueError(f"{strategy.name}.intents returned {name} of shape {np.shape(a)}, expected {shape}")
-    return apply_universe(intents, data.universe(strategy.universe))
+    member = None if strategy.universe is None else data.universe(strategy.universe)
+    return apply_universe(intents, member, shape)

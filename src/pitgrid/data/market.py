@@ -145,6 +145,7 @@ class MarketData:
         self._ds = ds
         self._delist = delist
         self._given_tables = dict(tables)
+        self._built_tables: dict[str, pl.DataFrame] = {}
         self._fingerprint = fingerprint
         self._masks: dict[str, np.ndarray] = {}
         self._store_path = store_path
@@ -168,13 +169,18 @@ class MarketData:
 
     # ------------------------------------------------------------------ data
 
-    @cached_property
+    def _table(self, name: str) -> pl.DataFrame:
+        """Reference table ``name``, built on first use (an absent one empty): a run on
+        bars alone reads few of them, or none."""
+        if name not in self._built_tables:
+            given = self._given_tables.get(name)
+            self._built_tables[name] = (_empty(name) if given is None else given
+                                        if isinstance(given, pl.DataFrame) else given())
+        return self._built_tables[name]
+
+    @property
     def _tables(self) -> dict[str, pl.DataFrame]:
-        """Every reference table, built on first use (an absent one empty): a run on bars
-        alone reads none of them."""
-        given = self._given_tables
-        return {n: (given[n] if isinstance(given[n], pl.DataFrame) else given[n]())
-                if n in given else _empty(n) for n in _store.TABLE_NAMES}
+        return {name: self._table(name) for name in _store.TABLE_NAMES}
 
     @property
     def ds(self) -> xr.Dataset:
@@ -209,22 +215,22 @@ class MarketData:
     @property
     def universes(self) -> pl.DataFrame:
         """Membership intervals ``universe_id, symbol, start, end`` (end null = still a member)."""
-        return self._tables["universes"]
+        return self._table("universes")
 
     @property
     def actions(self) -> pl.DataFrame:
         """Corporate actions ``symbol, ex_date, split_ratio, cash_dividend``."""
-        return self._tables["actions"]
+        return self._table("actions")
 
     @property
     def events(self) -> pl.DataFrame:
         """Events ``symbol, event_time, knowledge_time, field, value``, by knowledge time."""
-        return self._tables["events"]
+        return self._table("events")
 
     @property
     def regimes(self) -> pl.DataFrame:
         """Market regimes ``time, regime``."""
-        return self._tables["regimes"]
+        return self._table("regimes")
 
     @property
     def universe_ids(self) -> list[str]:

@@ -215,3 +215,16 @@ def test_no_universe_is_the_universe_of_everyone(T, S, seed, kind):
         assert (x is None) == (y is None), name
         if x is not None:
             np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_cuts_and_views_of_constant_fields_stay_read_only():
+    market = pg.MarketData(pg.synthetic_prices(40, 3, seed=5).drop_vars("valid"))
+    t = market.time[20]
+    cut, view = market.truncate(t), market.as_of(t)
+    for name in ("valid", "split_ratio", "dividend"):
+        for values in (cut[name].values, view.array(name), view[name].values):
+            assert values.shape == (21, 3) and not values.flags.writeable, name
+            np.testing.assert_array_equal(values, market[name].values[:21])
+            with pytest.raises(ValueError):
+                values[0, 0] = 0
+    assert cut.facts == market.facts == {"gapless": True, "has_actions": False}

@@ -150,7 +150,8 @@ def test_constant_fields_are_allocated_only_when_read():
     assert all(isinstance(c, ReadOnce) for c in constant.values())
     assert market.facts == {"gapless": True, "has_actions": False}
     res = pg.backtest(market, MovingAverageCross(fast=5, slow=20), COSTS)
-    # the run took the facts: nothing read the mask of ones, the ratios of 1, the zero dividends
+    assert market.as_of(market.time[100]).array("close").shape == (101, 6)
+    # the run and the view took the facts: nothing read the mask of ones, the ratios of 1, the zero dividends
     assert all(c._values is None for c in constant.values())
     # the same run on the same data held as ordinary arrays
     ds = market.ds.copy()

@@ -301,8 +301,9 @@ class MarketData:
         """
         when = to_datetime64(t)
         index = self.index_of(when)
-        if not _in_memory(self._ds):
-            # loading is a cache: same data, so this market may keep it
+        if not settled(self._ds):
+            # loading is a cache: same data, so this market may keep it (a field read on
+            # first use, a store's or a constant, is one already)
             self._ds = _frozen_dataset(self._ds.compute())
         return MarketView(self, when, index)
 
@@ -599,10 +600,6 @@ def _derived_fields(ds: xr.Dataset, actions: pl.DataFrame | None
 def _numpy_backed(var: xr.DataArray) -> bool:
     # the private _data, because the public .data would read a lazily opened array
     return isinstance(var.variable._data, np.ndarray)
-
-
-def _in_memory(ds: xr.Dataset) -> bool:
-    return all(_numpy_backed(v) for v in ds.data_vars.values())
 
 
 def _read_on_first_use(ds: xr.Dataset) -> xr.Dataset:

@@ -50,6 +50,7 @@ import polars as pl
 import xarray as xr
 import zarr
 
+from pitgrid.data.checks import all_finite
 from pitgrid.data.validate import IngestError
 
 FORMAT = "pitgrid-store"
@@ -378,7 +379,7 @@ def data_facts(fields: Sequence[str], get: Callable[[str], np.ndarray],
         gapless = "valid" not in names or bool(np.asarray(get("valid"), dtype=bool).all())
         for name in ("open", "close"):
             if gapless and name in names:
-                gapless = bool(np.isfinite(np.asarray(get(name))).all())
+                gapless = all_finite(get(name))
         facts["gapless"] = gapless
     if "has_actions" not in facts:
         facts["has_actions"] = (

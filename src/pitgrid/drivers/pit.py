@@ -244,7 +244,7 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
             driver = StepDriver(market, strategy, settings, keep_features=True, keep="equity",
                                 start=None if start is None else market.time[start])
             driver.advance(progress=False)
-            features = {} if strategy.has_hook else driver.features()
+            features = {} if strategy.has_hook else driver.features(copy=False)
             intents, equity = driver.decisions(), driver.equity()
         else:
             features = {} if strategy.has_hook else dict(features_for(market, strategy, FeatureData(market)))

@@ -466,10 +466,27 @@ class StepDriver:
         return pl.DataFrame(rows, schema={"symbol": pl.String, "side": pl.String,
                                           "shares": pl.Float64, "reason": pl.String}, orient="row")
 
-    def features(self) -> dict[str, np.ndarray]:
+    def features(self, copy: bool = True) -> dict[str, np.ndarray]:
         """Each feature's rows as the driver computed them, bar by bar (later rows empty);
-        every row only with ``keep_features=True`` when the rule streams."""
-        return {k: v.copy() for k, v in self._history.items()}
+        every row only with ``keep_features=True`` when the rule streams. ``copy=False``
+        gives read-only views of the driver's own arrays instead (they change as it runs
+        on).
+
+        Example:
+            >>> import pitgrid as pg
+            >>> from pitgrid.strategies import MovingAverageCross
+            >>> d = pg.StepDriver(pg.MarketData(pg.synthetic_prices(30, 2, seed=0)),
+            ...                   MovingAverageCross(fast=2, slow=5), keep_features=True)
+            >>> d.advance(progress=False)
+            >>> d.features(copy=False)["slow"].flags.writeable
+            False
+        """
+        if copy:
+            return {k: v.copy() for k, v in self._history.items()}
+        views = {k: v.view() for k, v in self._history.items()}
+        for v in views.values():
+            v.flags.writeable = False
+        return views
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

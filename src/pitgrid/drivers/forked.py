@@ -303,11 +303,15 @@ def _prefault_cap() -> int:
 
 
 def _grown(usage: Any) -> int:
-    """Bytes a finished child's resident memory grew past the server's (Linux counts
-    ``ru_maxrss`` in KiB)."""
-    import resource
-
-    return max(usage.ru_maxrss - resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 0) * 1024
+    """Bytes a finished child's peak resident memory grew past the server's resident
+    memory now, which is what the child started with (Linux: ``ru_maxrss`` in KiB,
+    ``/proc/self/statm`` in pages)."""
+    try:
+        with open("/proc/self/statm") as f:
+            resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(usage.ru_maxrss * 1024 - resident, 0)
 
 
 def _pidfd(pid: int) -> int | None:

@@ -11,6 +11,7 @@ whole history), which the driver names once.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
@@ -393,15 +394,19 @@ class StepDriver:
             last = self.n_time - 1 if stop is None else self.market.index_of(stop)
             n = last + 1 - self.t
             show = (n >= _PROGRESS_BARS and None) if progress is None else progress
-            with tqdm(total=max(n, 0), disable=(None if show is None else not show),
-                      desc=self.strategy.name, unit="bar", leave=False) as bar:
+            # no bar at all when none is shown: tqdm's first bar in a process creates a
+            # multiprocessing lock, tens of milliseconds in a fresh one
+            with (tqdm(total=max(n, 0), disable=(None if show is None else not show),
+                       desc=self.strategy.name, unit="bar", leave=False) if show is not False
+                  else contextlib.nullcontext()) as bar:
                 while self.t <= last:
                     t0 = self.t
                     if self._traced and not self.strategy.has_hook:
                         self._advance(t0, min(last + 1, t0 + self._block_rows))
                     else:
                         self.step()
-                    bar.update(self.t - t0)
+                    if bar is not None:
+                        bar.update(self.t - t0)
 
     def result(self) -> SimResult:
         """The result so far (bars not yet run are NaN in the arrays)."""

@@ -392,3 +392,15 @@ def test_checks_of_several_markets_in_several_threads_at_once():
     with ThreadPoolExecutor(4) as pool:
         reports = list(pool.map(lambda m: pg.check_point_in_time(m, strategy), markets * 2))
     assert all(r.ok for r in reports), [str(r) for r in reports if not r.ok]
+
+
+def test_a_child_s_growth_is_counted_from_the_server_s_memory_now():
+    from types import SimpleNamespace
+
+    from pitgrid.drivers import forked
+
+    with open("/proc/self/statm") as f:
+        resident = int(f.read().split()[1]) * 4096  # a page on the machines CI runs on
+    grew = forked._grown(SimpleNamespace(ru_maxrss=(resident + (300 << 20)) // 1024))
+    assert (250 << 20) < grew < (350 << 20)
+    assert forked._grown(SimpleNamespace(ru_maxrss=1)) == 0

@@ -181,14 +181,27 @@ def _serve() -> None:
     _warm()
     # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
     inp, out = sys.stdin.fileno(), sys.stdout.buffer
-    idle: list[tuple[int, int, int]] = []  # (pid, request pipe, done pipe) of waiting children
+    # (pid, request pipe, done pipe, prefaulted) of each waiting child
+    idle: list[tuple[int, int, int, bool]] = []
     children: dict[int, list[Any]] = {}  # pid -> [request id, pidfd, done pipe or None]
     grown = 0  # how far the last run's memory grew past the server's: what a child prefaults
+
+    def quiet() -> bool:  # a caller's runs come close together: forks wait for a lull
+        return not select.select([inp], [], [], 0.02)[0]
+
     while True:
-        # refill when no run is under way and no request is coming: a caller's runs come
-        # close together, and a waiting child's prefaulting would compete with them
-        if len(idle) < _IDLE and not children and not select.select([inp], [], [], 0.02)[0]:
-            idle.append(_fork_idle([w for _, w, _ in idle], grown))
+        if len(idle) < _IDLE and quiet():
+            # a child forked while runs are under way does not compete with them: it
+            # waits as it is, ready for the next request
+            size = 0 if children else grown
+            idle.append((*_fork_idle([e[1] for e in idle], size), size > 0 or not grown))
+            continue
+        if not children and not all(e[3] for e in idle) and quiet():
+            # no run under way: a child that could not prefault is replaced by one that does
+            pid, w, done, _ = idle.pop(next(k for k, e in enumerate(idle) if not e[3]))
+            os.close(w)  # it reads the end of its request pipe and leaves
+            os.close(done)
+            os.waitpid(pid, 0)
             continue
         done_fds = {c[2]: pid for pid, c in children.items() if c[2] is not None}
         fds = [inp, *done_fds] + [c[1] for c in children.values() if c[1] is not None]
@@ -221,7 +234,7 @@ def _serve() -> None:
             rid, path, request = msg
             data = pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL)
             while True:
-                pid, w, done = idle.pop(0) if idle else _fork_idle([])
+                pid, w, done = idle.pop(0)[:3] if idle else _fork_idle([])
                 try:
                     os.write(w, data)
                     break

@@ -626,8 +626,9 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     spread over the data; ``cutoffs`` (a number, default 8) bounds how many of each kind,
     and half as many evenly spaced bars join them. When the step driver has audited every
     bar, only the simulation remains to check, on the run's own decisions: the warm-up's
-    end and the first bar of each kind from there on (the last one before it when there
-    is none after), no evenly spaced ones, and only as many as replays over about the
+    end and the first bar of each kind the core reads (actions, listings, delistings)
+    from there on (the last one before it when there is none after), no evenly spaced
+    ones, and only as many as replays over about the
     market's bars in all cover (a replay costs about the bars before its cutoff: a kind
     first seen late is left to the sampled mode). The core is one compiled loop for
     every bar, so the first bar of a kind exercises what a later one would."""
@@ -656,8 +657,10 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
         edges = np.flatnonzero((valid[1:] != valid[:-1]).any(axis=1)) + 1
         listings = np.concatenate([first_valid[(first_valid > 0) & valid.any(axis=0)], edges])
     period = np.asarray(times, "datetime64[M]")
+    # period ends are a strategy's calendar, which the every-bar audit covers: the core
+    # that the every-bar mode's replays check has none
     kinds = (np.flatnonzero(actions), listings, market.delist_bar[market.delist_bar > 0],
-             np.flatnonzero(period[1:] != period[:-1]))
+             np.flatnonzero(period[1:] != period[:-1]) if not every_bar else np.zeros(0, int))
     warm = min(picks, default=0)
     for bars in kinds:
         bars = np.unique(bars[bars < T - 1])

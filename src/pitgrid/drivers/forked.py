@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 _HEADER = struct.Struct("<Q")
+_GREW = struct.Struct("<q")
 _SERVE = "from pitgrid.drivers.forked import _serve; _serve()"
 _ONE = "from pitgrid.drivers.forked import _run_one; _run_one()"
 
@@ -184,7 +185,7 @@ def _serve() -> None:
     # (pid, request pipe, done pipe, prefaulted) of each waiting child
     idle: list[tuple[int, int, int, bool]] = []
     children: dict[int, list[Any]] = {}  # pid -> [request id, pidfd, done pipe or None]
-    grown = 0  # how far the last run's memory grew past the server's: what a child prefaults
+    grew = [0] * _IDLE  # how far the last runs' memory grew: the most is what a child prefaults
 
     def quiet() -> bool:  # a caller's runs come close together: forks wait for a lull
         return not select.select([inp], [], [], 0.02)[0]
@@ -193,8 +194,8 @@ def _serve() -> None:
         if len(idle) < _IDLE and quiet():
             # a child forked while runs are under way does not compete with them: it
             # waits as it is, ready for the next request
-            size = 0 if children else grown
-            idle.append((*_fork_idle([e[1] for e in idle], size), size > 0 or not grown))
+            size = 0 if children else max(grew)
+            idle.append((*_fork_idle([e[1] for e in idle], size), size > 0 or not max(grew)))
             continue
         if not children and not all(e[3] for e in idle) and quiet():
             # no run under way: a child that could not prefault is replaced by one that does
@@ -211,6 +212,9 @@ def _serve() -> None:
         for fd in ready:
             if fd in done_fds:  # the result is in place: report it while the child exits
                 child = children[done_fds[fd]]
+                said = os.read(fd, _GREW.size)
+                if len(said) == _GREW.size:
+                    grew = [*grew[1:], _GREW.unpack(said)[0]]
                 os.close(fd)
                 child[2] = None
                 _write(out, (child[0], 0))
@@ -218,9 +222,8 @@ def _serve() -> None:
         for pid, child in list(children.items()):
             if child[1] is not None and child[1] not in ready:
                 continue
-            done, status, usage = os.wait4(pid, 0 if child[1] is not None else os.WNOHANG)
+            done, status = os.waitpid(pid, 0 if child[1] is not None else os.WNOHANG)
             if done:
-                grown = _grown(usage)
                 for fd in child[1:]:
                     if fd is not None:
                         os.close(fd)
@@ -315,16 +318,20 @@ def _prefault_cap() -> int:
         return 0
 
 
-def _grown(usage: Any) -> int:
-    """Bytes a finished child's peak resident memory grew past the server's resident
-    memory now, which is what the child started with (Linux: ``ru_maxrss`` in KiB,
-    ``/proc/self/statm`` in pages)."""
+def _resident() -> int:
+    """This process's resident memory now, in bytes (0 where ``/proc`` does not say)."""
     try:
         with open("/proc/self/statm") as f:
-            resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-    return max(usage.ru_maxrss * 1024 - resident, 0)
+
+
+def _peak() -> int:
+    """This process's peak resident memory, in bytes (Linux counts ``ru_maxrss`` in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 if _resident() else 0
 
 
 def _pidfd(pid: int) -> int | None:
@@ -335,6 +342,7 @@ def _pidfd(pid: int) -> int | None:
 
 
 def _child(path: str, request: bytes, done: int | None = None) -> None:
+    start = _resident()
     try:
         module, name, args, caller_path = pickle.loads(request)
         # the caller's sys.path, so the strategy's module imports as it did there
@@ -355,8 +363,8 @@ def _child(path: str, request: bytes, done: int | None = None) -> None:
             pickle.dump(("error", f"its result could not be sent back: {exc}"), f)
     os.replace(path + ".part", path)
     sys.stdout.flush()
-    if done is not None:
-        os.write(done, b"1")
+    if done is not None:  # with how far the run's memory grew: what the next ones prefault
+        os.write(done, _GREW.pack(max(_peak() - start, 0)))
     os._exit(0)
 
 

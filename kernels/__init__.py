@@ -4,8 +4,9 @@ Every kernel comes in three forms, named the same way everywhere:
 
 ``name(x, ...)``
     allocates and returns the result (a NumPy array shaped like ``x``, or a
-    NamedTuple of arrays for the multi-output kernels :func:`macd` and
-    :func:`bollinger`). Accepts anything array-like; a 1-D input is one symbol.
+    NamedTuple of arrays for the multi-output kernels :func:`macd`,
+    :func:`bollinger` and :func:`crosses`). Accepts anything array-like; a
+    1-D input is one symbol.
 ``name_into(x, ..., out)``
     writes into a caller-preallocated output (float64, or bool for the signal
     kernels; C-contiguous; the input's shape; not overlapping any input) and
@@ -29,8 +30,8 @@ docs/kernels.md):
   Their warm-up counts present bars.
 * Point kernels (returns, log returns, momentum) read two rows and are NaN when
   either is missing. Cross-sectional kernels (rank, z-score) read one row and
-  leave missing symbols NaN. Crossover / crossunder are False where anything
-  they read is missing.
+  leave missing symbols NaN. Crossover / crossunder (and :func:`crosses`, both
+  in one pass) are False where anything they read is missing.
 * Outputs are finite or NaN, never infinite.
 
 Every kernel also streams: ``Stream(name, n_symbols, **params).update(*rows)``
@@ -71,7 +72,8 @@ from .returns import (
 )
 from .stream import Stream, stream
 from .signals import (
-    crossover, crossover_into, crossover_nb, crossunder, crossunder_into, crossunder_nb,
+    Crosses, crosses, crosses_into, crosses_nb, crossover, crossover_into, crossover_nb,
+    crossunder, crossunder_into, crossunder_nb,
 )
 from .volatility import (
     Bands, atr, atr_into, atr_nb, bollinger, bollinger_into, bollinger_nb, rolling_std,
@@ -86,7 +88,7 @@ KERNELS: tuple[str, ...] = (
     "simple_returns", "log_returns", "momentum",
     "rolling_corr", "rolling_beta",
     "cs_rank", "cs_zscore",
-    "crossover", "crossunder",
+    "crossover", "crossunder", "crosses",
 )
 
 from .graph import traceable as _traceable
@@ -98,7 +100,7 @@ for _name in KERNELS:
 del _name
 
 __all__ = [
-    "KERNELS", "Bands", "MACD", "Stream", "stream", "sma", "sma_into", "sma_nb", "ema", "ema_into", "ema_nb", "wma",
+    "KERNELS", "Bands", "Crosses", "MACD", "Stream", "stream", "sma", "sma_into", "sma_nb", "ema", "ema_into", "ema_nb", "wma",
     "wma_into", "wma_nb", "rolling_max", "rolling_max_into", "rolling_max_nb", "rolling_min",
     "rolling_min_into", "rolling_min_nb", "rolling_std", "rolling_std_into", "rolling_std_nb",
     "rolling_zscore", "rolling_zscore_into", "rolling_zscore_nb", "bollinger", "bollinger_into",
@@ -108,5 +110,5 @@ __all__ = [
     "rolling_corr", "rolling_corr_into", "rolling_corr_nb", "rolling_beta", "rolling_beta_into",
     "rolling_beta_nb", "cs_rank", "cs_rank_into", "cs_rank_nb", "cs_zscore", "cs_zscore_into",
     "cs_zscore_nb", "crossover", "crossover_into", "crossover_nb", "crossunder",
-    "crossunder_into", "crossunder_nb",
+    "crossunder_into", "crossunder_nb", "crosses", "crosses_into", "crosses_nb",
 ]

@@ -1,4 +1,4 @@
-"""Stateless signal rules: crossover and crossunder of two arrays.
+"""Stateless signal rules: crossover and crossunder of two arrays, apart or together.
 
 Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
 
@@ -9,6 +9,8 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
 * Causal: output row ``t`` reads rows ``t - 1`` and ``t`` only.
 * ``crossover[t]  = a[t] > b[t] and a[t-1] <= b[t-1]``;
   ``crossunder[t] = a[t] < b[t] and a[t-1] >= b[t-1]``.
+  :func:`crosses` gives both (``Crosses(over, under)``) in one pass over ``a`` and
+  ``b``, bit for bit the two kernels' results.
 * Missing value: any non-finite input (NaN, +inf, -inf) is missing. A bool has no
   NaN, so a row is False when any of the four values it reads is missing: there
   is no cross on row 0, on a missing bar, or on the first bar after a gap.
@@ -21,15 +23,31 @@ the state is the previous row of ``a`` and ``b``), see ``pitgrid.kernels.Stream`
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-from ._common import as_panel, out_view
+from ._common import as_panel, distinct_outputs, out_view
 
 __all__ = [
+    "Crosses",
     "crossover", "crossover_into", "crossover_nb",
     "crossunder", "crossunder_into", "crossunder_nb",
+    "crosses", "crosses_into", "crosses_nb",
 ]
+
+
+class Crosses(NamedTuple):
+    """Both crosses of ``a`` over ``b``: ``over`` (crossover), ``under`` (crossunder)."""
+
+    over: np.ndarray
+    under: np.ndarray
+
+
+_INF = np.inf
+_OVER = 1  # which outputs a step writes: bit 0 crossover, bit 1 crossunder
+_UNDER = 2
 
 
 # --------------------------------------------------------------------------- jitted
@@ -42,22 +60,33 @@ def _cross_state(n_sym):
 
 
 @njit(cache=True, nogil=True)
-def _cross_step(a, b, prev_a, prev_b, out, up):
+def _relation(x, y):
+    """How ``x`` stands to ``y``: 0 either missing, 1 equal, 2 above, 3 below.
+
+    Comparisons and arithmetic on bools, no branch, so the row loops vectorise."""
+    finite = (x < _INF) & (x > -_INF) & (y < _INF) & (y > -_INF)
+    return finite * (1 + (x > y) + 2 * (x < y))
+
+
+@njit(cache=True, nogil=True)
+def _cross_step(a, b, prev_a, prev_b, over, under, which):
+    """One row of the crosses ``which`` asks for (the other output is not written).
+
+    Over: above now and equal or below before; under: below now and equal or above
+    before. A missing value has relation 0, which is neither."""
     n_sym = prev_a.shape[0]
-    if a.shape[0] != n_sym or b.shape[0] != n_sym or out.shape[0] != n_sym:
+    if (a.shape[0] != n_sym or b.shape[0] != n_sym or over.shape[0] != n_sym
+            or under.shape[0] != n_sym):
         raise ValueError("the input and output rows must have one value per symbol of the state")
     for j in range(n_sym):
-        a1 = a[j]
-        b1 = b[j]
-        a0 = prev_a[j]
-        b0 = prev_b[j]
-        ok = np.isfinite(a1) and np.isfinite(b1) and np.isfinite(a0) and np.isfinite(b0)
-        if up:
-            out[j] = ok and a1 > b1 and a0 <= b0
-        else:
-            out[j] = ok and a1 < b1 and a0 >= b0
-        prev_a[j] = a1
-        prev_b[j] = b1
+        was = _relation(prev_a[j], prev_b[j])
+        now = _relation(a[j], b[j])
+        if which & _OVER:
+            over[j] = (now == 2) & ((was == 1) | (was == 3))
+        if which & _UNDER:
+            under[j] = (now == 3) & ((was == 1) | (was == 2))
+        prev_a[j] = a[j]
+        prev_b[j] = b[j]
 
 
 @njit(cache=True, nogil=True)
@@ -76,7 +105,7 @@ def crossover_state(n_sym):
 @njit(cache=True, nogil=True)
 def crossover_step_nb(t, a, b, prev_a, prev_b, out):
     """Advance :func:`crossover_nb` by one row for every symbol."""
-    _cross_step(a, b, prev_a, prev_b, out, True)
+    _cross_step(a, b, prev_a, prev_b, out, out, _OVER)
 
 
 @njit(cache=True, nogil=True)
@@ -103,7 +132,7 @@ def crossunder_state(n_sym):
 @njit(cache=True, nogil=True)
 def crossunder_step_nb(t, a, b, prev_a, prev_b, out):
     """Advance :func:`crossunder_nb` by one row for every symbol."""
-    _cross_step(a, b, prev_a, prev_b, out, False)
+    _cross_step(a, b, prev_a, prev_b, out, out, _UNDER)
 
 
 @njit(cache=True, nogil=True)
@@ -119,6 +148,35 @@ def crossunder_nb(a, b, out):
     _check(a, b, out)
     prev_a, prev_b = crossunder_state(a.shape[1])
     crossunder_block_nb(0, a, b, prev_a, prev_b, out)
+
+
+@njit(cache=True, nogil=True)
+def crosses_state(n_sym):
+    """State of :func:`crosses_step_nb`: prev_a, prev_b."""
+    return _cross_state(n_sym)
+
+
+@njit(cache=True, nogil=True)
+def crosses_step_nb(t, a, b, prev_a, prev_b, over, under):
+    """Advance :func:`crosses_nb` by one row for every symbol."""
+    _cross_step(a, b, prev_a, prev_b, over, under, _OVER | _UNDER)
+
+
+@njit(cache=True, nogil=True)
+def crosses_block_nb(t0, a, b, prev_a, prev_b, over, under):
+    """Rows ``t0 ..`` of :func:`crosses_nb`, advancing the given state a step per row."""
+    for i in range(a.shape[0]):
+        crosses_step_nb(t0 + i, a[i], b[i], prev_a, prev_b, over[i], under[i])
+
+
+@njit(cache=True, nogil=True)
+def crosses_nb(a, b, over, under):
+    """:func:`crossover_nb` into ``over`` and :func:`crossunder_nb` into ``under``, in one
+    pass over ``a`` and ``b``."""
+    _check(a, b, over)
+    _check(a, b, under)
+    prev_a, prev_b = crosses_state(a.shape[1])
+    crosses_block_nb(0, a, b, prev_a, prev_b, over, under)
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -167,3 +225,30 @@ def crossunder_into(a, b, out):
     a2, b2, shape = _pair(a, b)
     crossunder_nb(a2, b2, out_view(out, shape, (a2, b2), dtype=np.bool_))
     return out
+
+
+def crosses(a, b):
+    """``Crosses(over, under)``: :func:`crossover` and :func:`crossunder` of ``a`` and ``b``
+    in one pass, what a rule that enters on one and exits on the other reads.
+
+    Example:
+        >>> import numpy as np
+        >>> c = crosses(np.array([1.0, 3.0, 1.0]), 2.0)
+        >>> c.over.tolist(), c.under.tolist()
+        ([False, True, False], [False, False, True])
+    """
+    a2, b2, shape = _pair(a, b)
+    over = np.empty(a2.shape, dtype=np.bool_)
+    under = np.empty(a2.shape, dtype=np.bool_)
+    crosses_nb(a2, b2, over, under)
+    return Crosses(over.reshape(shape), under.reshape(shape))
+
+
+def crosses_into(a, b, over, under):
+    """:func:`crosses` written into the bool arrays ``over`` and ``under``; returns
+    ``Crosses(over, under)``."""
+    a2, b2, shape = _pair(a, b)
+    distinct_outputs(over, under)
+    crosses_nb(a2, b2, out_view(over, shape, (a2, b2), "over", np.bool_),
+               out_view(under, shape, (a2, b2), "under", np.bool_))
+    return Crosses(over, under)

@@ -60,6 +60,7 @@ _SPECS: dict[str, _Spec] = {
     "cs_zscore": _Spec(cross_section, ("x",), (("ddof", 1),), None, np.float64),
     "crossover": _Spec(signals, ("a", "b"), (), None, np.bool_),
     "crossunder": _Spec(signals, ("a", "b"), (), None, np.bool_),
+    "crosses": _Spec(signals, ("a", "b"), (), signals.Crosses, np.bool_),
 }
 _ROW_LOCAL = ("cs_rank", "cs_zscore")  # read one row only: no state, the batch kernel on one row
 

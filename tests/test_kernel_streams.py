@@ -62,7 +62,7 @@ def inputs_for(name, spec):
     if name in ("rolling_corr", "rolling_beta"):
         y = make_panel(rng, spec["n_time"], 1, spec["level"], spec["nan_p"], spec["inf_p"])
         return x, np.ascontiguousarray(y[:, 0])
-    if name in ("crossover", "crossunder"):
+    if name in ("crossover", "crossunder", "crosses"):
         return x, make_panel(*args)
     if name == "atr":
         spread = np.abs(rng.standard_normal(x.shape)) * np.abs(x) * 0.01

@@ -384,13 +384,15 @@ CASES: dict[str, Case] = {
     "cs_zscore": Case("x", lambda draw: {"ddof": draw(st.integers(0, 2))}, ref_cs_zscore),
     "crossover": Case("ab", _none, lambda a, b: ref_cross(a, b, True)),
     "crossunder": Case("ab", _none, lambda a, b: ref_cross(a, b, False)),
+    "crosses": Case("ab", _none, lambda a, b: (ref_cross(a, b, True), ref_cross(a, b, False))),
 }
 
 
 def test_every_kernel_is_tested_and_exported_in_three_forms():
     assert set(CASES) == set(K.KERNELS)
     forms = {f"{k}{s}" for k in K.KERNELS for s in ("", "_into", "_nb")}
-    assert set(K.__all__) == forms | {"KERNELS", "Bands", "MACD", "Stream", "stream"}
+    assert set(K.__all__) == forms | {"KERNELS", "Bands", "Crosses", "MACD", "Stream",
+                                    "stream"}
     assert all(callable(getattr(K, n)) for n in forms)
 
 

@@ -41,16 +41,17 @@ class MovingAverageCross(Strategy):
         return {"fast": K.sma(close, self.fast), "slow": K.sma(close, self.slow)}
 
     def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
-        return Intents(entries=K.crossover(f["fast"], f["slow"]),
-                       exits=K.crossunder(f["fast"], f["slow"]))
+        # one pass over both averages for both crosses (W3: half the time of two)
+        cross = K.crosses(f["fast"], f["slow"])
+        return Intents(entries=cross.over, exits=cross.under)
 
     def grid_bank_keys(self) -> tuple[int, int] | None:
         """The two rows of a grid's feature bank this variant's rule reads (fast, then slow),
         or None when the rule is more than the core's cross rule (a universe filters it).
 
         A grid computes each distinct row once (:meth:`grid_bank_row`) and runs the cross
-        rule, :func:`pitgrid.kernels.crossover` / ``crossunder`` of the two rows, inside the
-        compiled loop, so a grid equals the variants run one by one.
+        rule, :func:`pitgrid.kernels.crosses` of the two rows, inside the compiled loop, so a
+        grid equals the variants run one by one.
         """
         return None if self.universe is not None else (self.fast, self.slow)
 

@@ -312,9 +312,20 @@ cdef class Core:
         self.n_log = 0
 
     def take_log(self):
-        """Return and clear the filled part of the order log."""
-        li = self.log_i_arr[: self.n_log].copy()
-        lf = self.log_f_arr[: self.n_log].copy()
+        """Return and clear the filled part of the order log.
+
+        A log at least half full (a batch run's, sized from its signals) is handed over
+        as it is, no copy, and the core goes on in a new one of the same capacity (its
+        pages are touched only when written); a fuller copy would cost a batch run as
+        much as writing the log. A log mostly empty (a step's rows) is copied, so the
+        rows kept never hold on to a large buffer."""
+        cdef Py_ssize_t n = self.n_log, cap = self.log_i_arr.shape[0]
+        if 2 * n >= cap and n > 0:
+            li, lf = self.log_i_arr[:n], self.log_f_arr[:n]
+            self._alloc_log(cap)
+            return li, lf
+        li = self.log_i_arr[:n].copy()
+        lf = self.log_f_arr[:n].copy()
         self.n_log = 0
         return li, lf
 
@@ -375,8 +386,9 @@ cdef class Core:
         """The journal so far: ``(rows, values, start)``, rows ``(t, param, x, kind)`` with
         kind 0 for holdings (x a symbol) and 1 for cash (x an account), ``start`` the
         holdings, cash and marks it started from."""
-        return (self.jr_i_arr[: self.n_jr].copy(), self.jr_f_arr[: self.n_jr].copy(),
-                self.jr_start)
+        # views, not copies: the journal only grows (later rows go after these, or into a
+        # larger buffer), so what is handed out never changes
+        return self.jr_i_arr[: self.n_jr], self.jr_f_arr[: self.n_jr], self.jr_start
 
     # ------------------------------------------------------------------ the loop
     def run(self, Py_ssize_t t0, Py_ssize_t t1, *arrays):

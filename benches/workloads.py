@@ -37,8 +37,8 @@ def data(n_time: int = 2520, n_symbols: int = 500, seed: int = 42):
 
 def ma_signals(ds, fast: int = 10, slow: int = 50) -> Prepared:
     close = np.ascontiguousarray(ds["close"].values)
-    f, s = K.sma(close, fast), K.sma(close, slow)
-    return Prepared(ds, entries=K.crossover(f, s), exits=K.crossunder(f, s))
+    cross = K.crosses(K.sma(close, fast), K.sma(close, slow))
+    return Prepared(ds, entries=cross.over, exits=cross.under)
 
 
 def momentum_weights(ds, lookback: int = 126, top: int = 50, every: int = 21) -> Prepared:

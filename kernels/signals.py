@@ -19,7 +19,8 @@ Conventions (shared by every ``pitgrid.kernels`` module, see docs/kernels.md):
   against a 2-D ``a`` is refused as ambiguous. The raw kernels need equal shapes.
 
 Streaming: ``name_nb`` is the loop over ``name_step_nb`` (one row, all symbols;
-the state is the previous row of ``a`` and ``b``), see ``pitgrid.kernels.Stream``.
+the state is how ``a`` stood to ``b`` on the previous row: missing, equal, above
+or below), see ``pitgrid.kernels.Stream``.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ class Crosses(NamedTuple):
 _INF = np.inf
 _OVER = 1  # which outputs a step writes: bit 0 crossover, bit 1 crossunder
 _UNDER = 2
+# how a stands to b on a row (the state: the previous row's; missing before row 0)
+_MISSING, _EQUAL, _ABOVE, _BELOW = 0, 1, 2, 3
 
 
 # --------------------------------------------------------------------------- jitted
@@ -55,38 +58,38 @@ _UNDER = 2
 
 @njit(cache=True, nogil=True)
 def _cross_state(n_sym):
-    """The previous row of ``a`` and of ``b`` (NaN before row 0: no cross on row 0)."""
-    return np.full(n_sym, np.nan), np.full(n_sym, np.nan)
+    """How ``a`` stood to ``b`` on the previous row, per symbol (``_MISSING`` before row 0:
+    no cross on row 0)."""
+    return (np.full(n_sym, _MISSING, dtype=np.int8),)
 
 
 @njit(cache=True, nogil=True)
 def _relation(x, y):
-    """How ``x`` stands to ``y``: 0 either missing, 1 equal, 2 above, 3 below.
+    """``_MISSING`` when ``x`` or ``y`` is not finite, else ``_EQUAL``, ``_ABOVE`` or ``_BELOW``.
 
     Comparisons and arithmetic on bools, no branch, so the row loops vectorise."""
     finite = (x < _INF) & (x > -_INF) & (y < _INF) & (y > -_INF)
-    return finite * (1 + (x > y) + 2 * (x < y))
+    return finite * (_EQUAL + (_ABOVE - _EQUAL) * (x > y) + (_BELOW - _EQUAL) * (x < y))
 
 
 @njit(cache=True, nogil=True)
-def _cross_step(a, b, prev_a, prev_b, over, under, which):
+def _cross_step(a, b, prev_rel, over, under, which):
     """One row of the crosses ``which`` asks for (the other output is not written).
 
-    Over: above now and equal or below before; under: below now and equal or above
-    before. A missing value has relation 0, which is neither."""
-    n_sym = prev_a.shape[0]
+    Over: above now, equal or below before; under: below now, equal or above before.
+    Keeping the previous row's relation, not its values, reads each value once."""
+    n_sym = prev_rel.shape[0]
     if (a.shape[0] != n_sym or b.shape[0] != n_sym or over.shape[0] != n_sym
             or under.shape[0] != n_sym):
         raise ValueError("the input and output rows must have one value per symbol of the state")
     for j in range(n_sym):
-        was = _relation(prev_a[j], prev_b[j])
         now = _relation(a[j], b[j])
+        was = prev_rel[j]
         if which & _OVER:
-            over[j] = (now == 2) & ((was == 1) | (was == 3))
+            over[j] = (now == _ABOVE) & ((was == _EQUAL) | (was == _BELOW))
         if which & _UNDER:
-            under[j] = (now == 3) & ((was == 1) | (was == 2))
-        prev_a[j] = a[j]
-        prev_b[j] = b[j]
+            under[j] = (now == _BELOW) & ((was == _EQUAL) | (was == _ABOVE))
+        prev_rel[j] = now
 
 
 @njit(cache=True, nogil=True)
@@ -98,75 +101,75 @@ def _check(a, b, out):
 
 @njit(cache=True, nogil=True)
 def crossover_state(n_sym):
-    """State of :func:`crossover_step_nb`: prev_a, prev_b."""
+    """State of :func:`crossover_step_nb`: prev_rel."""
     return _cross_state(n_sym)
 
 
 @njit(cache=True, nogil=True)
-def crossover_step_nb(t, a, b, prev_a, prev_b, out):
+def crossover_step_nb(t, a, b, prev_rel, out):
     """Advance :func:`crossover_nb` by one row for every symbol."""
-    _cross_step(a, b, prev_a, prev_b, out, out, _OVER)
+    _cross_step(a, b, prev_rel, out, out, _OVER)
 
 
 @njit(cache=True, nogil=True)
-def crossover_block_nb(t0, a, b, prev_a, prev_b, out):
+def crossover_block_nb(t0, a, b, prev_rel, out):
     """Rows ``t0 ..`` of :func:`crossover_nb`, advancing the given state a step per row."""
     for i in range(a.shape[0]):
-        crossover_step_nb(t0 + i, a[i], b[i], prev_a, prev_b, out[i])
+        crossover_step_nb(t0 + i, a[i], b[i], prev_rel, out[i])
 
 
 @njit(cache=True, nogil=True)
 def crossover_nb(a, b, out):
     """``out[t] = a[t] > b[t] and a[t-1] <= b[t-1]`` (False where anything is missing)."""
     _check(a, b, out)
-    prev_a, prev_b = crossover_state(a.shape[1])
-    crossover_block_nb(0, a, b, prev_a, prev_b, out)
+    (prev_rel,) = crossover_state(a.shape[1])
+    crossover_block_nb(0, a, b, prev_rel, out)
 
 
 @njit(cache=True, nogil=True)
 def crossunder_state(n_sym):
-    """State of :func:`crossunder_step_nb`: prev_a, prev_b."""
+    """State of :func:`crossunder_step_nb`: prev_rel."""
     return _cross_state(n_sym)
 
 
 @njit(cache=True, nogil=True)
-def crossunder_step_nb(t, a, b, prev_a, prev_b, out):
+def crossunder_step_nb(t, a, b, prev_rel, out):
     """Advance :func:`crossunder_nb` by one row for every symbol."""
-    _cross_step(a, b, prev_a, prev_b, out, out, _UNDER)
+    _cross_step(a, b, prev_rel, out, out, _UNDER)
 
 
 @njit(cache=True, nogil=True)
-def crossunder_block_nb(t0, a, b, prev_a, prev_b, out):
+def crossunder_block_nb(t0, a, b, prev_rel, out):
     """Rows ``t0 ..`` of :func:`crossunder_nb`, advancing the given state a step per row."""
     for i in range(a.shape[0]):
-        crossunder_step_nb(t0 + i, a[i], b[i], prev_a, prev_b, out[i])
+        crossunder_step_nb(t0 + i, a[i], b[i], prev_rel, out[i])
 
 
 @njit(cache=True, nogil=True)
 def crossunder_nb(a, b, out):
     """``out[t] = a[t] < b[t] and a[t-1] >= b[t-1]`` (False where anything is missing)."""
     _check(a, b, out)
-    prev_a, prev_b = crossunder_state(a.shape[1])
-    crossunder_block_nb(0, a, b, prev_a, prev_b, out)
+    (prev_rel,) = crossunder_state(a.shape[1])
+    crossunder_block_nb(0, a, b, prev_rel, out)
 
 
 @njit(cache=True, nogil=True)
 def crosses_state(n_sym):
-    """State of :func:`crosses_step_nb`: prev_a, prev_b."""
+    """State of :func:`crosses_step_nb`: prev_rel."""
     return _cross_state(n_sym)
 
 
 @njit(cache=True, nogil=True)
-def crosses_step_nb(t, a, b, prev_a, prev_b, over, under):
+def crosses_step_nb(t, a, b, prev_rel, over, under):
     """Advance :func:`crosses_nb` by one row for every symbol."""
-    _cross_step(a, b, prev_a, prev_b, over, under, _OVER | _UNDER)
+    _cross_step(a, b, prev_rel, over, under, _OVER | _UNDER)
 
 
 @njit(cache=True, nogil=True)
-def crosses_block_nb(t0, a, b, prev_a, prev_b, over, under):
+def crosses_block_nb(t0, a, b, prev_rel, over, under):
     """Rows ``t0 ..`` of :func:`crosses_nb`, advancing the given state a step per row."""
     for i in range(a.shape[0]):
-        crosses_step_nb(t0 + i, a[i], b[i], prev_a, prev_b, over[i], under[i])
+        crosses_step_nb(t0 + i, a[i], b[i], prev_rel, over[i], under[i])
 
 
 @njit(cache=True, nogil=True)
@@ -175,8 +178,8 @@ def crosses_nb(a, b, over, under):
     pass over ``a`` and ``b``."""
     _check(a, b, over)
     _check(a, b, under)
-    prev_a, prev_b = crosses_state(a.shape[1])
-    crosses_block_nb(0, a, b, prev_a, prev_b, over, under)
+    (prev_rel,) = crosses_state(a.shape[1])
+    crosses_block_nb(0, a, b, prev_rel, over, under)
 
 
 # --------------------------------------------------------------------------- wrappers

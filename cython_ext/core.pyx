@@ -315,14 +315,14 @@ cdef class Core:
         """Return and clear the filled part of the order log.
 
         A log at least half full (a batch run's, sized from its signals) is handed over
-        as it is, no copy, and the core goes on in a new one of the same capacity (its
-        pages are touched only when written); a fuller copy would cost a batch run as
-        much as writing the log. A log mostly empty (a step's rows) is copied, so the
-        rows kept never hold on to a large buffer."""
+        as it is, no copy (which would cost a batch run about what writing the log did),
+        and the core goes on in an empty one that ``ensure_log_room`` grows when a run
+        needs it. A log mostly empty (a step's rows) is copied, so the rows kept never
+        hold on to a large buffer."""
         cdef Py_ssize_t n = self.n_log, cap = self.log_i_arr.shape[0]
         if 2 * n >= cap and n > 0:
             li, lf = self.log_i_arr[:n], self.log_f_arr[:n]
-            self._alloc_log(cap)
+            self._alloc_log(0)
             return li, lf
         li = self.log_i_arr[:n].copy()
         lf = self.log_f_arr[:n].copy()

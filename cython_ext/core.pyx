@@ -305,8 +305,10 @@ cdef class Core:
         return self.state["stats"]
 
     def _alloc_log(self, Py_ssize_t capacity):
-        self.log_i_arr = np.zeros((capacity, LOG_INT_COLS), dtype=np.int32)
-        self.log_f_arr = np.zeros((capacity, LOG_FLOAT_COLS), dtype=np.float64)
+        # empty, not zeros: only rows below n_log, each written first, are ever read, and
+        # zeroing a large log costs milliseconds when the allocator reuses memory
+        self.log_i_arr = np.empty((capacity, LOG_INT_COLS), dtype=np.int32)
+        self.log_f_arr = np.empty((capacity, LOG_FLOAT_COLS), dtype=np.float64)
         self.log_i = self.log_i_arr
         self.log_f = self.log_f_arr
         self.n_log = 0
@@ -335,8 +337,8 @@ cdef class Core:
         if self.n_log + need <= cap:
             return
         new_cap = max(2 * cap, self.n_log + need)
-        li = np.zeros((new_cap, LOG_INT_COLS), dtype=np.int32)
-        lf = np.zeros((new_cap, LOG_FLOAT_COLS), dtype=np.float64)
+        li = np.empty((new_cap, LOG_INT_COLS), dtype=np.int32)
+        lf = np.empty((new_cap, LOG_FLOAT_COLS), dtype=np.float64)
         li[: self.n_log] = self.log_i_arr[: self.n_log]
         lf[: self.n_log] = self.log_f_arr[: self.n_log]
         self.log_i_arr, self.log_f_arr = li, lf
@@ -353,8 +355,9 @@ cdef class Core:
         self.jr_touched = np.zeros((self.P, self.S), dtype=np.uint8)
         self.jr_list = np.zeros((self.P, self.S), dtype=np.int32)
         self.jr_n = np.zeros(self.P, dtype=np.int64)
-        self.jr_i_arr = np.zeros((capacity, JOURNAL_INT_COLS), dtype=np.int32)
-        self.jr_f_arr = np.zeros(capacity, dtype=np.float64)
+        # as the log: rows below n_jr only, each written before it is read
+        self.jr_i_arr = np.empty((capacity, JOURNAL_INT_COLS), dtype=np.int32)
+        self.jr_f_arr = np.empty(capacity, dtype=np.float64)
         self.jr_i = self.jr_i_arr
         self.jr_f = self.jr_f_arr
         self.n_jr = 0
@@ -374,8 +377,8 @@ cdef class Core:
         if self.n_jr + need <= cap:
             return
         new_cap = max(2 * cap, self.n_jr + need)
-        ji = np.zeros((new_cap, JOURNAL_INT_COLS), dtype=np.int32)
-        jf = np.zeros(new_cap, dtype=np.float64)
+        ji = np.empty((new_cap, JOURNAL_INT_COLS), dtype=np.int32)
+        jf = np.empty(new_cap, dtype=np.float64)
         ji[: self.n_jr] = self.jr_i_arr[: self.n_jr]
         jf[: self.n_jr] = self.jr_f_arr[: self.n_jr]
         self.jr_i_arr, self.jr_f_arr = ji, jf

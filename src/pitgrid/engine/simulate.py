@@ -147,10 +147,11 @@ def simulate(
         raise ValueError(f"keep={keep!r} is not one of 'auto', 'full', 'equity'")
 
     core = make_core(config, P, S, mode, sv, record_trades, orders=orders)
-    # sized for the run at the start rather than doubled (and copied) a dozen times
+    # sized for the run at the start rather than doubled (and copied) a dozen times; with
+    # the room a bar keeps free (run_core's), so the log is not doubled for the last bars
     signals = _signal_count(mode, intents, P)
     if record_trades:
-        core.ensure_log_room(signals)
+        core.ensure_log_room(signals + core.log_rows_per_bar)
     # positions and accounts are journaled and rebuilt when first read (engine/journal.py)
     out = allocate_outputs(P, T, S, core.A, False)
     if keep_full:

@@ -100,7 +100,8 @@ for _name in KERNELS:
 del _name
 
 __all__ = [
-    "KERNELS", "Bands", "Crosses", "MACD", "Stream", "stream", "sma", "sma_into", "sma_nb", "ema", "ema_into", "ema_nb", "wma",
+    "KERNELS", "Bands", "Crosses", "MACD", "Stream", "stream", "sma", "sma_into", "sma_nb", "ema",
+    "ema_into", "ema_nb", "wma",
     "wma_into", "wma_nb", "rolling_max", "rolling_max_into", "rolling_max_nb", "rolling_min",
     "rolling_min_into", "rolling_min_nb", "rolling_std", "rolling_std_into", "rolling_std_nb",
     "rolling_zscore", "rolling_zscore_into", "rolling_zscore_nb", "bollinger", "bollinger_into",

@@ -73,9 +73,11 @@ it twice: the simulate path on the same ``.npy`` data as vectorbt, and
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -697,6 +699,8 @@ def main() -> int:
     pairs = [[f, s] for f in W.W2_FAST for s in W.W2_SLOW]
     wanted = [w.strip().upper() for w in args.only.split(",") if w.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="pitgrid-compare-"))
+    # the data written for the children (about 1 GiB for W3) goes when the comparison ends
+    atexit.register(shutil.rmtree, tmp, True)
     load_start = os.getloadavg()
     results: list[dict] = []
     notes: list[str] = []

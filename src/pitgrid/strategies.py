@@ -15,6 +15,7 @@ from pitgrid import kernels as K
 from pitgrid.cycle.data import FeatureData
 from pitgrid.cycle.sizing import equal_weight
 from pitgrid.cycle.strategy import Intents, Strategy
+from pitgrid.kernels.graph import row_local
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,10 +120,19 @@ class CrossSectionalMomentum(Strategy):
 
     def intents(self, data: FeatureData, f: dict[str, np.ndarray]) -> Intents:
         # universe first: only this bar's members are ranked; rank 1 = the best return,
-        # ties share their average rank
-        rank = K.cs_rank(-f["momentum"], pct=False, mask=data.universe(self.universe))
+        # ties share their average rank; only rebalance bars are ranked (the weights of
+        # the others are NaN: leave as is)
+        rebalance = data.bars % self.every == 0
+        rank = K.cs_rank(-f["momentum"], pct=False,
+                         mask=_on_bars(data.universe(self.universe), rebalance))
         selected = np.isfinite(rank) & (rank <= self.top)
-        return Intents(weights=equal_weight(selected, rebalance=data.bars % self.every == 0))
+        return Intents(weights=equal_weight(selected, rebalance=rebalance))
+
+
+@row_local
+def _on_bars(member: np.ndarray, bars: np.ndarray) -> np.ndarray:
+    """``member`` on the flagged bars (``(time,)``), no symbol on the others."""
+    return np.asarray(member, dtype=bool) & np.asarray(bars, dtype=bool)[:, None]
 
 
 @dataclass(frozen=True, kw_only=True)

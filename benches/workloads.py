@@ -43,11 +43,13 @@ def ma_signals(ds, fast: int = 10, slow: int = 50) -> Prepared:
 
 def momentum_weights(ds, lookback: int = 126, top: int = 50, every: int = 21) -> Prepared:
     close = np.ascontiguousarray(ds["close"].values)
-    rank = K.cs_rank(-K.momentum(close, lookback), pct=False)
+    rebalance = (np.arange(close.shape[0]) % every == 0)[:, None]
+    # only the rebalance bars are ranked, as the strategy does: the others hold NaN weights
+    ranked = np.ascontiguousarray(np.broadcast_to(rebalance, close.shape))
+    rank = K.cs_rank(-K.momentum(close, lookback), pct=False, mask=ranked)
     selected = np.isfinite(rank) & (rank <= top)
     n = selected.sum(axis=1, keepdims=True)
     w = np.where(selected, 1.0 / np.maximum(n, 1), 0.0)
-    rebalance = (np.arange(close.shape[0]) % every == 0)[:, None]
     return Prepared(ds, weights=np.where(rebalance, w, np.nan))
 
 

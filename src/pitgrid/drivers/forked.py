@@ -182,8 +182,8 @@ def _serve() -> None:
     _warm()
     # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
     inp, out = sys.stdin.fileno(), sys.stdout.buffer
-    # (pid, request pipe, done pipe, prefaulted) of each waiting child
-    idle: list[tuple[int, int, int, bool]] = []
+    # (pid, request pipe, done pipe, bytes prefaulted) of each waiting child
+    idle: list[tuple[int, int, int, int]] = []
     children: dict[int, list[Any]] = {}  # pid -> [request id, pidfd, done pipe or None]
     grew = [0] * _IDLE  # how far the last runs' memory grew: the most is what a child prefaults
 
@@ -195,11 +195,13 @@ def _serve() -> None:
             # a child forked while runs are under way does not compete with them: it
             # waits as it is, ready for the next request
             size = 0 if children else max(grew)
-            idle.append((*_fork_idle([e[1] for e in idle], size), size > 0 or not max(grew)))
+            idle.append((*_fork_idle([e[1] for e in idle], size), size))
             continue
-        if not children and not all(e[3] for e in idle) and quiet():
-            # no run under way: a child that could not prefault is replaced by one that does
-            pid, w, done, _ = idle.pop(next(k for k, e in enumerate(idle) if not e[3]))
+        short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
+        if not children and short and quiet():
+            # no run under way: a child that prefaulted too little (forked during a run, or
+            # before a run said how much) is replaced by one that prefaults enough
+            pid, w, done, _ = idle.pop(short[0])
             os.close(w)  # it reads the end of its request pipe and leaves
             os.close(done)
             os.waitpid(pid, 0)

@@ -628,10 +628,10 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     bar, only the simulation remains to check, on the run's own decisions: the warm-up's
     end and the first bar of each kind the core reads (actions, listings, delistings)
     from there on (the last one before it when there is none after), no evenly spaced
-    ones, and only as many as replays over about the
-    market's bars in all cover (a replay costs about the bars before its cutoff: a kind
-    first seen late is left to the sampled mode). The core is one compiled loop for
-    every bar, so the first bar of a kind exercises what a later one would."""
+    ones, and only as many as replays over about the market's bars in all cover (a
+    replay costs about the bars before its cutoff: a kind first seen late is left to the
+    sampled mode). The core is one compiled loop for every bar, so the first bar of a
+    kind exercises what a later one would."""
     times = market.time
     T = len(times)
     if cutoffs is not None and not isinstance(cutoffs, int):

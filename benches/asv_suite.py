@@ -345,7 +345,7 @@ class StepOverBatch(_OnW1):
 
         pg.clear_feature_cache()
         t0 = time.perf_counter()
-        pg.backtest(self.market, self.strategy)
+        pg.backtest(self.market, self.strategy).metrics
         t1 = time.perf_counter()
         pg.StepDriver(self.market, self.strategy).run(progress=False)
         return (time.perf_counter() - t1) / (t1 - t0)
@@ -429,7 +429,7 @@ class PointInTimeCheck(_OnW1):
 
         pg.clear_feature_cache()
         t0 = time.perf_counter()
-        pg.backtest(self.market, self.strategy)
+        pg.backtest(self.market, self.strategy).metrics
         t1 = time.perf_counter()
         pg.check_point_in_time(self.market, self.strategy)
         return (time.perf_counter() - t1) / (t1 - t0)

@@ -180,6 +180,9 @@ def _serve() -> None:
     import select
 
     _warm()
+    import gc
+    gc.collect()
+    gc.freeze()
     # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
     inp, out = sys.stdin.fileno(), sys.stdout.buffer
     # (pid, request pipe, done pipe, bytes prefaulted) of each waiting child
@@ -191,14 +194,15 @@ def _serve() -> None:
         return not select.select([inp], [], [], 0.02)[0]
 
     while True:
-        if len(idle) < _IDLE and quiet():
-            # a child forked while runs are under way does not compete with them: it
-            # waits as it is, ready for the next request
-            size = 0 if children else max(grew)
-            idle.append((*_fork_idle([e[1] for e in idle], size), size))
+        # a run is under way until its child says it is done (it may still be exiting)
+        running = any(c[0] is not None for c in children.values())
+        if len(idle) < _IDLE and not running:
+            # forked between runs, not while one runs: a fork holds up this loop (and so
+            # the news that a run is done) and takes a core from the runs
+            idle.append((*_fork_idle([e[1] for e in idle], max(grew)), max(grew)))
             continue
         short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
-        if not children and short and quiet():
+        if not running and short and quiet():
             # no run under way: a child that prefaulted too little (forked during a run, or
             # before a run said how much) is replaced by one that prefaults enough
             pid, w, done, _ = idle.pop(short[0])
@@ -407,8 +411,13 @@ def _warm() -> None:
     """Import what the runs use and load every kernel's compiled code from numba's cache,
     batch and streaming, so that no child pays for it.
 
-    Nothing that starts a thread pool runs here (no polars query, no market): a pool that
-    exists before a fork is one the child would wait on forever."""
+    Then both of the check's runs once on a small market (:func:`pit._rehearse`): what
+    they import and the code paths they first take are then every child's from the start,
+    where each child used to pay for them (a third of a run on a large market).
+
+    Nothing that starts a thread pool may run here (no polars query): a pool that exists
+    before a fork is one the child would wait on forever, so the server refuses to start
+    when the warm-up has started a thread."""
     import cloudpickle  # noqa: F401
     import tqdm.auto  # noqa: F401 - the step driver's progress bar
 
@@ -420,6 +429,7 @@ def _warm() -> None:
 
     from pitgrid.drivers.digests import row_digests
 
+    threads = _threads()  # those the imports start (polars' own) wait on nothing of a child's
     writable = np.linspace(1.0, 2.0, 8).reshape(4, 2)
     # a market's arrays are read-only, which numba compiles (and caches) apart
     frozen = writable.copy()
@@ -438,6 +448,18 @@ def _warm() -> None:
                                                       for i in spec.inputs])
         except Exception:  # noqa: BLE001 - a cache not warmed only costs a child its loading
             continue
+    pit._rehearse()
+    if _threads() > threads:
+        raise RuntimeError("the check's server started a thread while warming up: its children "
+                           "would wait on it forever")
+
+
+def _threads() -> int:
+    """How many threads this process runs (0 where ``/proc`` does not say)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
 
 
 # ---------------------------------------------------------------------- markets as files

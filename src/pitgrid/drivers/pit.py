@@ -248,7 +248,7 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
             intents, equity = driver.decisions(), driver.equity()
         else:
             features = {} if strategy.has_hook else dict(features_for(market, strategy, FeatureData(market)))
-            res = backtest(market, strategy, settings)
+            res = backtest(market, strategy, settings, keep="equity")
             intents, equity = res.extra["intents"], np.asarray(res.equity.values)
     except Exception as exc:  # the strategy failed on what it was handed: part of the finding
         bar = (start or 0) if driver is None else driver.t
@@ -271,6 +271,24 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
         out["simulation"] = _simulation_check(market, strategy, settings, out["intents"], mine,
                                               seed, out if start is None else None)
     return out
+
+
+def _rehearse() -> None:
+    """Both runs of the every-bar mode, of a signals and of a weights strategy, on a small
+    market: run by the check's server before it forks (:func:`forked._warm`), and so never
+    by its children, who start with what these runs imported and first did."""
+    from pitgrid.data.synthetic import synthetic_prices
+    from pitgrid.drivers.common import clear_feature_cache
+    from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross
+
+    market = MarketData(synthetic_prices(60, 3, seed=0))
+    with forked.scratch_folder("pitgrid-rehearsal-") as tmp:
+        folder = str(forked.export_market(market, Path(tmp) / "market"))
+        for strategy in (MovingAverageCross(fast=2, slow=3),
+                         CrossSectionalMomentum(lookback=5, top=1, every=3)):
+            for kind in ("batch", "step"):
+                _run(kind, folder, _dump(strategy), {}, None, 0)
+    clear_feature_cache()
 
 
 def _cut_run(folder: str, blob: bytes, settings: dict[str, Any], t: int) -> dict[str, Any]:

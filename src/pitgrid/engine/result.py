@@ -71,7 +71,8 @@ class SimResult:
     The three tables are built from the core's order log when first read (a
     :class:`LazyTable` given for any of them is), so a run read only for its equity
     and metrics never builds them; so are ``positions``, ``cash`` and ``account_equity``
-    of a batch run, from the core's journal of what each bar changed.
+    of a batch run, from the core's journal of what each bar changed, and ``metrics``,
+    from the equity and trade counters of the bar the result was made at.
 
     Example:
         >>> import pitgrid as pg
@@ -86,7 +87,7 @@ class SimResult:
     short_exposure: xr.DataArray
     trades: pl.DataFrame = _Table()  # type: ignore[assignment]
     unfilled: pl.DataFrame = _Table()  # type: ignore[assignment]
-    metrics: pl.DataFrame
+    metrics: pl.DataFrame = _Table()  # type: ignore[assignment]
     config: dict[str, Any]
     optimistic: bool
     filtered: pl.DataFrame | None = _Table(None)  # type: ignore[assignment]

@@ -519,6 +519,14 @@ def _kept(labels: Labels, journal: Journal, name: str, dims: tuple[str, ...],
     return labels(journal.array(name), dims, last)
 
 
+def _metrics(equity: np.ndarray, initial: np.ndarray, bars_per_year: float, stats: np.ndarray,
+             gross: np.ndarray) -> pl.DataFrame:
+    """A run's metrics table, one row per parameter set: what a result builds on first read."""
+    metrics = compute_metrics(equity, initial, bars_per_year=bars_per_year, stats=stats,
+                              gross=gross)
+    return metrics.insert_column(0, pl.Series("param", np.arange(len(equity))))
+
+
 def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, np.ndarray],
                  log: tuple[np.ndarray, np.ndarray], coords: dict[str, Any] | None,
                  has_param: bool, keep_full: bool, journal: Journal | None = None) -> SimResult:
@@ -531,10 +539,9 @@ def build_result(core: Core, config: SimConfig, ds: xr.Dataset, out: dict[str, n
     label = Labels(ds, P, coords, has_param)
     accounts = symbols if core.A == core.S and config.accounts == "per_symbol" else np.array(["all"])
     initial = np.full(P, config.init_cash * core.A)
-    gross = out["long"] + out["short"]
-    metrics = compute_metrics(out["equity"], initial, bars_per_year=config.bars_per_year,
-                              stats=core.stats_arr, gross=gross)
-    metrics = metrics.insert_column(0, pl.Series("param", np.arange(P)))
+    # of the run as it is now: a step driver goes on writing into ``out`` and the core
+    metrics = LazyTable(partial(_metrics, out["equity"].copy(), initial, config.bars_per_year,
+                                core.stats_arr.copy(), out["long"] + out["short"]))
     trades, unfilled, filtered = (LazyTable(partial(log_frame, log, times, symbols, kind))
                                   for kind in (KIND_FILL, KIND_UNFILLED, KIND_FILTERED))
     res = SimResult(

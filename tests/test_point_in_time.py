@@ -323,6 +323,7 @@ def _heap_growth_after_prefault(nbytes: int, request_waiting: bool) -> int:
     r, w = os.pipe()
     if request_waiting:
         os.write(w, b"x")
+    assert forked._keep_heap()
     before = resident()
     forked._prefault(nbytes, r)
     return resident() - before

@@ -6,7 +6,8 @@ and no market object. A new interpreter per run gives that, but costs seconds
 new interpreter that imports pitgrid and loads its compiled kernels, and runs
 nothing else, none of the caller's code above all. It forks one child per run, ahead
 of time: two children wait forked for the next runs, so a run does not wait for a fork,
-and while they wait they fault in as much heap as the last run used, so that a run
+and while they wait they copy the pages of the server's memory that the last runs wrote
+(each run reports them) and fault in as much heap as the last run used, so that a run
 does not pay for its memory page by page either.
 Every child starts from that same clean state; a strategy's module is
 imported afresh in the child when its pickle is loaded, so no cache, global or
@@ -189,6 +190,8 @@ def _serve() -> None:
     idle: list[tuple[int, int, int, int]] = []
     children: dict[int, list[Any]] = {}  # pid -> [request id, pidfd, done pipe or None]
     grew = [0] * _IDLE  # how far the last runs' memory grew: the most is what a child prefaults
+    wrote: list[np.ndarray] = []  # the pages of the server's memory the last runs wrote
+    hot = np.zeros(0, dtype=np.uint64)
 
     def quiet() -> bool:  # a caller's runs come close together: forks wait for a lull
         return not select.select([inp], [], [], 0.02)[0]
@@ -199,7 +202,7 @@ def _serve() -> None:
         if len(idle) < _IDLE and not running:
             # forked between runs, not while one runs: a fork holds up this loop (and so
             # the news that a run is done) and takes a core from the runs
-            idle.append((*_fork_idle([e[1] for e in idle], max(grew)), max(grew)))
+            idle.append((*_fork_idle([e[1] for e in idle], max(grew), hot), max(grew)))
             continue
         short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
         if not running and short and quiet():
@@ -230,10 +233,15 @@ def _serve() -> None:
                 continue
             done, status = os.waitpid(pid, 0 if child[1] is not None else os.WNOHANG)
             if done:
-                for fd in child[1:]:
+                for fd in child[1:3]:
                     if fd is not None:
                         os.close(fd)
                 del children[pid]
+                pages = _take_pages(child[3])
+                if pages is not None:
+                    wrote = [*wrote[-(2 * _IDLE - 1):], pages]
+                    hot = np.unique(np.concatenate(wrote))
+                    hot = hot[_within(hot, _rw_spans())]  # what a child forked now has
                 if child[0] is not None:
                     _write(out, (child[0], os.waitstatus_to_exitcode(status)))
         if inp in ready:
@@ -252,16 +260,19 @@ def _serve() -> None:
                     os.waitpid(pid, 0)
                 finally:
                     os.close(w)
-            children[pid] = [rid, _pidfd(pid), done]
+            children[pid] = [rid, _pidfd(pid), done, path]
 
 
 _IDLE = 2  # children kept forked and waiting: the check submits its two runs at once
 
 
-def _fork_idle(others: list[int], prefault: int = 0) -> tuple[int, int, int]:
+def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = None
+               ) -> tuple[int, int, int]:
     """A child forked now that waits for one request on a pipe of its own, runs it, says
     so on its done pipe, and exits; returns (pid, request pipe, done pipe). While it
-    waits it prefaults up to ``prefault`` bytes of heap (:func:`_prefault`)."""
+    waits it copies the pages ``hot`` of the server's memory (:func:`_populate`) and
+    prefaults up to ``prefault`` bytes of heap (:func:`_prefault`), once no request
+    has come for a moment: runs that come close together are not slowed by it."""
     r, w = os.pipe()
     done_r, done_w = os.pipe()
     pid = os.fork()
@@ -271,7 +282,10 @@ def _fork_idle(others: list[int], prefault: int = 0) -> tuple[int, int, int]:
                 os.close(fd)
             os.dup2(os.open(os.devnull, os.O_RDWR), 0)
             os.dup2(2, 1)  # whatever the run prints must not reach the status pipe
-            _prefault(prefault, r)
+            if not _requested(r, _LULL):
+                _populate(hot, r)
+                if _keep_heap():
+                    _prefault(prefault, r)
             with os.fdopen(r, "rb") as f:
                 data = f.read()
             if data:  # an empty read: the server is gone before sending anything
@@ -288,27 +302,129 @@ _CHUNK = 1 << 22
 _MMAP_MAX = 1 << 25  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit systems
 
 
+def _rw_spans() -> np.ndarray:
+    """This process's private writable mappings, as (first page, end page) rows; none
+    where ``/proc`` does not say."""
+    try:
+        with open("/proc/self/maps") as f:
+            spans = [[int(x, 16) >> 12 for x in line.split()[0].split("-")]
+                     for line in f if line.split()[1] == "rw-p"]
+    except OSError:
+        spans = []
+    return np.array(spans, dtype=np.uint64).reshape(-1, 2)
+
+
+def _within(pages: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Which of the (sorted) ``pages`` lie in one of ``spans``."""
+    k = np.searchsorted(spans[:, 0], pages, side="right") - 1
+    return (k >= 0) & (pages < spans[np.maximum(k, 0), 1])
+
+
+def _written_pages(path: str) -> None:
+    """Record at ``path`` the pages of this process's private writable mappings that it
+    maps alone (``/proc/self/pagemap``): in a run's process, those of the server's
+    memory it wrote (a page is shared until first written) and those it allocated. Run
+    only when a processor has nothing else to do: the run is done, and the next ones may
+    be under way."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(AttributeError, OSError):
+            os.nice(19)
+    spans = _rw_spans()
+    try:
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        entries = np.frombuffer(b"".join(os.pread(fd, int(b - a) * 8, int(a) * 8) for a, b in spans),
+                                dtype=np.uint64)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    # bit 63: present; bit 56: mapped by this process only
+    alone = np.flatnonzero((entries >> np.uint64(63)) & (entries >> np.uint64(56)) & np.uint64(1))
+    lengths = (spans[:, 1] - spans[:, 0]).astype(np.int64)
+    k = np.searchsorted(np.cumsum(lengths), alone, side="right")
+    pages = spans[k, 0] + (alone - (np.cumsum(lengths) - lengths)[k]).astype(np.uint64)
+    pages.tofile(path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def _take_pages(path: str) -> np.ndarray | None:
+    """The pages a finished run recorded beside its result (:func:`_written_pages`)."""
+    try:
+        pages = np.fromfile(path + ".pages", dtype=np.uint64)
+    except OSError:
+        return None
+    Path(path + ".pages").unlink(missing_ok=True)
+    return pages
+
+
+_LULL = 0.03  # seconds without a request before a waiting child prepares for one
+
+
+def _requested(request: int, wait: float = 0.0) -> bool:
+    """Whether a request is waiting on ``request`` (within ``wait`` seconds)."""
+    import select
+
+    return bool(select.select([request], [], [], wait)[0])
+
+
+_MADV_POPULATE_WRITE = 23  # Linux 5.14
+
+
+def _populate(hot: np.ndarray | None, request: int) -> None:
+    """Write-fault now the pages ``hot`` (sorted, inside this process's private writable
+    mappings): a page of the server's memory is copied, as a first write to it would, and
+    a page the server never touched is allocated. The next run writes them (reference
+    counts, caches), and each first write to a shared page would stop it for a copy.
+    Stops as soon as a request is waiting on ``request``."""
+    import ctypes
+
+    if hot is None or not hot.size or not sys.platform.startswith("linux"):
+        return
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    size = os.sysconf("SC_PAGE_SIZE")
+    cut = np.flatnonzero(np.diff(hot) != 1) + 1  # runs of consecutive pages, a call each
+    for k, (first, n) in enumerate(zip(hot[np.r_[0, cut]].tolist(), np.diff(np.r_[0, cut, hot.size]).tolist())):
+        if k % 16 == 0 and _requested(request):
+            return
+        if madvise(first * size, n * size, _MADV_POPULATE_WRITE) != 0 and k == 0:
+            return  # an older kernel: the run copies them itself
+
+
+def _keep_heap() -> bool:
+    """Have glibc keep freed memory (``M_TRIM_THRESHOLD``), serve arrays up to
+    ``_MMAP_MAX`` from the heap (``M_MMAP_THRESHOLD``) rather than from new mappings, and
+    False where the C library is not glibc on Linux. What :func:`_prefault` needs."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(-1, 1 << 30) and libc.mallopt(-3, _MMAP_MAX))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def _prefault(nbytes: int, request: int) -> None:
     """Touch up to ``nbytes`` of fresh heap and keep it: the run's arrays then land on
     pages that are already mapped instead of faulting them in one at a time (a forked
     child starts with none of its own; a run's page faults cost about a third of its
-    time). Stops as soon as a request is waiting on ``request``. glibc only: it must
-    keep freed memory (``M_TRIM_THRESHOLD``) and serve arrays up to ``_MMAP_MAX`` from
-    the heap (``M_MMAP_THRESHOLD``) rather than from new mappings."""
-    import ctypes
-    import select
-
-    if nbytes <= 0 or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        if not (libc.mallopt(-1, 1 << 30) and libc.mallopt(-3, _MMAP_MAX)):
-            return
-    except (OSError, AttributeError):  # not glibc
+    time). Stops as soon as a request is waiting on ``request``. Only after
+    :func:`_keep_heap`."""
+    if nbytes <= 0:
         return
     held = []
     for _ in range(min(nbytes, _prefault_cap()) // _CHUNK):
-        if select.select([request], [], [], 0)[0]:
+        if _requested(request):
             break
         chunk = np.empty(_CHUNK, dtype=np.uint8)
         chunk.fill(1)
@@ -371,6 +487,7 @@ def _child(path: str, request: bytes, done: int | None = None) -> None:
     sys.stdout.flush()
     if done is not None:  # with how far the run's memory grew: what the next ones prefault
         os.write(done, _GREW.pack(max(_peak() - start, 0)))
+        _written_pages(path + ".pages")
     os._exit(0)
 
 
@@ -474,7 +591,7 @@ def export_market(market: Any, folder: Path) -> Path:
     meta = {"fields": list(ds.data_vars), "time": market.time, "symbols": market.symbols,
             "tables": {n: getattr(market, n) for n in ("universes", "actions", "events", "regimes")},
             # what the market already knows of itself, so that no child recomputes it
-            "delist": market._delist, "fingerprint": market._fingerprint, "facts": market._facts,
+            "delist": market._delist, "fingerprint": market._fingerprint, "facts": market.facts,
             "attrs": dict(ds.attrs)}
     with open(folder / "meta.pickle", "wb") as f:
         pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)

@@ -478,10 +478,12 @@ def _same(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.zeros(x.shape[:2], dtype=bool)
     same = x == y
     if x.dtype.kind == "f" and y.dtype.kind == "f" and not same.all():
-        # the tolerance only where the values are not equal (NaNs included): cheap when
-        # the runs agree, as they do but for a leak or a rounding
+        same |= np.isnan(x) & np.isnan(y)  # weights are NaN on most bars of many strategies
+        # the tolerance only where the values are not equal: cheap when the runs agree, as
+        # they do but for a leak or a rounding
         apart = ~same
-        same[apart] = np.isclose(x[apart], y[apart], rtol=_RTOL, atol=_ATOL, equal_nan=True)
+        if apart.any():
+            same[apart] = np.isclose(x[apart], y[apart], rtol=_RTOL, atol=_ATOL)
     return same
 
 

@@ -97,7 +97,7 @@ def sleeves(market: MarketData | xr.Dataset, book: list[Sleeve], *,
             raise ValueError(f"sleeve {sleeve.label}: sleeves move cash within one account; "
                              "accounts must be 'shared'")
         intents = decide(market, sleeve.strategy, data)
-        arrays = market_arrays(ds, cfg)
+        arrays = market_arrays(ds, cfg, market.facts)
         T, S = arrays["close"].shape
         if intents.kind == "weights":
             mode = INTENT_WEIGHTS

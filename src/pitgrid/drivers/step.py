@@ -127,7 +127,7 @@ class StepDriver:
         # row of what it gives depends only on what was known at that row
         self._known = FeatureData(self.market)
         ds = self.market.ds
-        self._arrays = market_arrays(ds, self.config)
+        self._arrays = market_arrays(ds, self.config, self.market.facts)
         T, S = self._arrays["close"].shape
         self.n_time, self.n_symbols = T, S
         self._delist = np.ascontiguousarray(self.market.delist_bar, dtype=np.int64)
@@ -167,7 +167,7 @@ class StepDriver:
         held = {**self._shorts, **self._order_rows}
         self._orders = order_arrays(self.config, held, self._mode, 1, T, S, False)[0]
         if orders_needed(self.config, held):
-            self._arrays = market_arrays(ds, self.config, orders=True)
+            self._arrays = market_arrays(ds, self.config, self.market.facts, orders=True)
         self.core = make_core(self.config, 1, S, self._mode,
                               size_values(self.config, self._size_value, 1), orders=self._orders)
         self._out = allocate_outputs(1, T, S, self.core.A, self._keep == "full")

@@ -172,12 +172,29 @@ def test_the_simulation_check_catches_an_engine_that_reads_the_next_bar(market, 
     strategy = MovingAverageCross(fast=5, slow=20)
     res = pg.backtest(market, strategy, {"fill": "close"})
     intents = {"entries": res.extra["intents"].entries, "exits": res.extra["intents"].exits}
-    cuts = list(enumerate(market.time[i] for i in (60, 100)))
-    assert pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0) is None
-    monkeypatch.setattr(simulate, "market_arrays", peeking)
-    found = pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0)
-    assert found is not None and found.how in ("truncated", "scrambled")
-    assert found.time <= found.cutoff and found.what in ("fill", "order", "equity")
+    for how in ("truncated", "scrambled"):  # each replay catches it alone
+        cuts = [(k, market.time[i], how) for k, i in enumerate((60, 100))]
+        with monkeypatch.context() as m:
+            assert pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0) is None
+            m.setattr(simulate, "market_arrays", peeking)
+            found = pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0)
+        assert found is not None and found.how == how
+        assert found.time <= found.cutoff and found.what in ("fill", "order", "equity")
+
+
+def test_the_replays_are_shared_between_the_runs_and_each_done_once(market):
+    from pitgrid.drivers import pit
+
+    cuts = [market.time[i] for i in (10, 60, 100, 150)]
+    shared = pit._share(market, cuts)
+    jobs = [job for job, _ in shared]
+    assert sorted(jobs, key=str) == sorted(((k, c, how) for k, c in enumerate(cuts)
+                                            for how in ("truncated", "scrambled")), key=str)
+    assert {step for _, step in shared} == {True, False}
+    # each run replays in the order of the cutoffs
+    for side in (True, False):
+        mine = [job[0] for job, step in shared if step == side]
+        assert mine == sorted(mine)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -49,6 +49,7 @@ _CORE_FIELDS = frozenset({"open", "close", "volume", "valid", "split_ratio", "di
 _RANGE_FIELDS = frozenset({"high", "low"})
 # scrambled bars the simulation check keeps after a cutoff: about a year of daily bars
 _LATER = 256
+_REPLAY = 1000  # what a replay costs besides its bars, in bars of 500 symbols
 
 
 @dataclass
@@ -219,8 +220,8 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
          seed: int, start: int | None = None, whole_features: bool = False) -> dict[str, Any]:
     """One run in a process of its own (:mod:`pitgrid.drivers.forked`): decisions, features,
     orders and equity to compare. In the every-bar mode ("batch" and "step") each run then
-    checks the simulation on its own decisions at half of the cutoffs, so that the two
-    processes share that work (the decisions are the same, or the audit reports where they
+    checks the simulation on its own decisions with its share of the replays (a cutoff's
+    truncated and scrambled ones), so that the two processes share that work (the decisions are the same, or the audit reports where they
     differ first); "whole" is a batch run of the sampled mode.
 
     Features come back as a digest of each row (:mod:`pitgrid.drivers.digests`), which
@@ -264,8 +265,7 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     }
     if kind in ("batch", "step"):
         out["cuts"] = cuts = _cutoffs(market, cutoffs, out, every_bar=True)
-        share = _share(market, cuts)
-        mine = [(k, c) for k, c in enumerate(cuts) if share[k] == (kind == "step")]
+        mine = [job for job, step in _share(market, cuts) if step == (kind == "step")]
         # the run's own orders and equity are those of the core on its decisions and the
         # whole market (both drivers agree with a replay bit for bit), unless it started late
         out["simulation"] = _simulation_check(market, strategy, settings, out["intents"], mine,
@@ -373,18 +373,23 @@ def _confirmed(market: MarketData, folder: str, blob: bytes, settings: dict[str,
                       "intent_rows), or keeps state from bar to bar.")
 
 
-def _share(market: MarketData, cuts: list[np.datetime64]) -> list[bool]:
-    """Which cutoffs the step run's process replays (True) and which the batch run's: the
-    costlier first, each to the process with less to do so far. A replay costs about its
-    bars, a scramble about the market's; the step run about 1.5 batch runs."""
+def _share(market: MarketData, cuts: list[np.datetime64]
+           ) -> list[tuple[tuple[int, np.datetime64, str], bool]]:
+    """The replays of the simulation check, ``(k, cutoff, "truncated" or "scrambled")``,
+    each with whether the step run's process does it (True) or the batch run's: the
+    costlier first, each to the process with less to do so far. A replay costs about
+    its bars (the scrambled one ``_LATER`` more) and a fixed part of about ``_REPLAY``
+    bars; on the fast path the two runs cost about the same."""
     T = len(market.time)
-    load = {False: 2.0 * T, True: 3.0 * T}
-    cost = [2.0 * market.index_of(c) + T for c in cuts]
-    share = [False] * len(cuts)
-    for k in sorted(range(len(cuts)), key=lambda k: -cost[k]):
-        share[k] = load[True] < load[False]
-        load[share[k]] += cost[k]
-    return share
+    load = {False: float(T), True: float(T)}
+    jobs = [((k, c, how), market.index_of(c) + _REPLAY + (_LATER if how == "scrambled" else 0))
+            for k, c in enumerate(cuts) for how in ("truncated", "scrambled")]
+    out = []
+    for job, cost in sorted(jobs, key=lambda j: -j[1]):
+        step = load[True] < load[False]
+        load[step] += cost
+        out.append((job, step))
+    return sorted(out, key=lambda j: (j[0][0], j[0][2] != "truncated"))
 
 
 def _raise_child_error(run: dict[str, Any]) -> None:
@@ -563,11 +568,11 @@ def _intent_arrays(intents: Any) -> dict[str, np.ndarray]:
 
 
 def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
-                      intents: dict[str, np.ndarray], cuts: list[tuple[int, np.datetime64]],
+                      intents: dict[str, np.ndarray], cuts: list[tuple[int, np.datetime64, str]],
                       seed: int, full: dict[str, Any] | None = None) -> Difference | None:
-    """A run's decisions replayed by the compiled core on the data truncated, then
-    scrambled, after each cutoff (numbered, ``(k, time)``): nothing at or before the cutoff
-    may change; ``full``: the orders and equity of these decisions on the whole market, when
+    """A run's decisions replayed by the compiled core on the data truncated or scrambled
+    after each cutoff (numbered, ``(k, time, how)``): nothing at or before the cutoff may
+    change; ``full``: the orders and equity of these decisions on the whole market, when
     the caller has them.
 
     The scrambled replay stops after the cutoff's bar (``simulate(stop_after=)``) with
@@ -582,23 +587,22 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
         full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, None)
     orders = {k.removeprefix("order:"): v for k, v in intents.items() if k.startswith("order:")}
     fields = _CORE_FIELDS | (_RANGE_FIELDS if orders_needed(cfg, orders) else frozenset())
-    for k, c in cuts:
+    for k, c, how in cuts:
         i = market.index_of(c)
-        # what MarketData.truncate keeps of the data (the core reads no reference table)
-        cut_ds, cut_delist = market.ds.isel(time=slice(0, i + 1)), known_delistings(
-            market.delist_bar, i)
-        ds, _, delist = _scrambled_parts(market, i, np.random.default_rng([seed, k]), fields,
-                                         tables=False, later=_LATER)
+        if how == "truncated":
+            # what MarketData.truncate keeps of the data (the core reads no reference table)
+            ds, delist, stop = (market.ds.isel(time=slice(0, i + 1)),
+                                known_delistings(market.delist_bar, i), None)
+        else:
+            ds, _, delist = _scrambled_parts(market, i, np.random.default_rng([seed, k]), fields,
+                                             tables=False, later=_LATER)
+            stop = c
         n = ds.sizes["time"]
-        for how, other in (
-                ("truncated", _replay(cut_ds, cut_delist,
-                                      {k: _first_bars(v, i + 1) for k, v in intents.items()},
-                                      cfg, size_value, None)),
-                ("scrambled", _replay(ds, delist, {k: _first_bars(v, n) for k, v in intents.items()},
-                                      cfg, size_value, c))):
-            diff = _replay_difference(full, other, i, c, market)
-            if diff is not None:
-                return Difference(c, how, *diff)
+        other = _replay(ds, delist, {k: _first_bars(v, n) for k, v in intents.items()}, cfg,
+                        size_value, stop)
+        diff = _replay_difference(full, other, i, c, market)
+        if diff is not None:
+            return Difference(c, how, *diff)
     return None
 
 

@@ -436,3 +436,53 @@ def test_after_a_run_that_grew_the_waiting_children_prefault_as_much():
     time.sleep(2.0)  # no run under way: the waiting children are replaced and prefault
     after = forked.submit(_resident_at_start).result()
     assert after - before > 100 << 20
+
+
+def _close_sum(folder: str) -> float:
+    from pitgrid.drivers import forked
+
+    return float(np.nansum(forked.import_market(folder).ds["close"].values))
+
+
+def test_a_market_the_server_imported_is_not_served_for_a_new_export_in_its_folder(tmp_path):
+    import shutil
+    import time
+
+    from pitgrid.drivers import forked
+
+    folder = tmp_path / "market"
+    for seed in (1, 2):
+        market = pg.MarketData(pg.synthetic_prices(50, 3, seed=seed))
+        shutil.rmtree(folder, ignore_errors=True)
+        forked.export_market(market, folder)
+        want = float(np.nansum(market.ds["close"].values))
+        assert forked.submit(_close_sum, str(folder), market=str(folder)).result() == want
+        time.sleep(0.5)  # the server imports it between runs, for the next ones
+        assert forked.submit(_close_sum, str(folder), market=str(folder)).result() == want
+
+
+def _server_threads() -> set[str]:
+    import os
+
+    from pitgrid.drivers import forked
+
+    pid = forked._Server.get().proc.pid
+    return {open(f"/proc/{pid}/task/{t}/comm").read().strip() for t in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_the_server_starts_no_thread_a_child_could_wait_on(market):
+    # imports start a few of their own (polars', jemalloc's); warming up, rehearsing and
+    # importing a market for the children must start no other kind (a pool's workers)
+    import subprocess
+    import sys
+
+    from pitgrid.drivers import forked
+
+    forked._Server.get().stop()
+    pg.check_point_in_time(market, MovingAverageCross(fast=5, slow=20))
+    pg.check_point_in_time(market, MovingAverageCross(fast=5, slow=20))  # with it imported
+    imports = subprocess.run(
+        [sys.executable, "-c", "import os, pitgrid.drivers.pit, pitgrid.strategies; print(*{open("
+         "f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')}, "
+         "sep='\\n')"], capture_output=True, text=True, check=True)
+    assert _server_threads() == set(imports.stdout.splitlines())

@@ -68,9 +68,12 @@ class Run:
         return value
 
 
-def submit(fn: Callable[..., Any], *args: Any) -> Run:
+def submit(fn: Callable[..., Any], *args: Any, market: str | None = None) -> Run:
     """Run ``fn(*args)`` in a new process forked from the clean server; ``fn`` must be a
-    module-level function (it is sent by name), ``args`` picklable.
+    module-level function (it is sent by name), ``args`` picklable. ``market``: the
+    folder of an exported market the run imports (:func:`import_market`), which the
+    server then imports once itself, between runs, so that the next runs' processes
+    start with it.
 
     Example:
         >>> submit(max, 2, 3).result()  # doctest: +SKIP
@@ -90,7 +93,7 @@ def submit(fn: Callable[..., Any], *args: Any) -> Run:
         proc.stdin.close()
         return Run(None, 0, path, proc)
     server = _Server.get()
-    return Run(server, server.send(str(path), request), path)
+    return Run(server, server.send(str(path), request, market), path)
 
 
 def start_server() -> None:
@@ -122,11 +125,11 @@ class _Server:
         self.sending, self.reading = threading.Lock(), threading.Lock()
         atexit.register(self.stop)
 
-    def send(self, path: str, request: bytes) -> int:
+    def send(self, path: str, request: bytes, market: str | None = None) -> int:
         with self.sending:
             rid = self.next_id
             self.next_id += 1
-            _write(self.proc.stdin, (rid, path, request))
+            _write(self.proc.stdin, (rid, path, request, market))
             return rid
 
     def wait(self, rid: int) -> int:
@@ -181,9 +184,7 @@ def _serve() -> None:
     import select
 
     _warm()
-    import gc
-    gc.collect()
-    gc.freeze()
+    _freeze()
     # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
     inp, out = sys.stdin.fileno(), sys.stdout.buffer
     # (pid, request pipe, done pipe, bytes prefaulted) of each waiting child
@@ -192,6 +193,7 @@ def _serve() -> None:
     grew = [0] * _IDLE  # how far the last runs' memory grew: the most is what a child prefaults
     wrote: list[np.ndarray] = []  # the pages of the server's memory the last runs wrote
     hot = np.zeros(0, dtype=np.uint64)
+    wanted = None  # the market folder of the last request that named one
 
     def quiet() -> bool:  # a caller's runs come close together: forks wait for a lull
         return not select.select([inp], [], [], 0.02)[0]
@@ -199,6 +201,15 @@ def _serve() -> None:
     while True:
         # a run is under way until its child says it is done (it may still be exiting)
         running = any(c[0] is not None for c in children.values())
+        if wanted is not None and not running:
+            _preload(wanted)
+            wanted = None
+            for pid, w, done, _ in idle:  # forked without it: replaced by children with it
+                os.close(w)
+                os.close(done)
+                os.waitpid(pid, 0)
+            idle = []
+            continue
         if len(idle) < _IDLE and not running:
             # forked between runs, not while one runs: a fork holds up this loop (and so
             # the news that a run is done) and takes a core from the runs
@@ -248,7 +259,9 @@ def _serve() -> None:
             msg = _read(lambda n: os.read(inp, n))
             if msg is None:
                 return  # the caller is gone; idle children see their pipes close and leave
-            rid, path, request = msg
+            rid, path, request, market = msg
+            if market is not None and _preloaded(market) is None:
+                wanted = market
             data = pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL)
             while True:
                 pid, w, done = idle.pop(0)[:3] if idle else _fork_idle([])
@@ -261,6 +274,51 @@ def _serve() -> None:
                 finally:
                     os.close(w)
             children[pid] = [rid, _pidfd(pid), done, path]
+
+
+def _freeze() -> None:
+    """Move every object the server holds out of the collector's sight: a child's
+    collections then never touch (and so never copy) the pages they live on."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+_PRELOADED: tuple[tuple[str, int, int], Any] | None = None
+
+
+def _export_key(folder: str | Path) -> tuple[str, int, int] | None:
+    """Which export is in ``folder`` now (a folder's name is reused for a later export)."""
+    try:
+        st = os.stat(Path(folder) / "meta.pickle")
+    except OSError:
+        return None
+    return str(Path(folder).resolve()), st.st_ino, st.st_mtime_ns
+
+
+def _preload(folder: str) -> None:
+    """Import the market exported in ``folder`` in the server, for the children forked from
+    now on (:func:`import_market` hands it to them): each has its own copy of it, copied
+    on write, and none pays for importing it. The one imported before is let go."""
+    global _PRELOADED
+
+    key = _export_key(folder)
+    _PRELOADED = None
+    if key is None:
+        return
+    threads = _threads()
+    _PRELOADED = key, import_market(folder)
+    if _threads() > threads:  # a child would wait on it forever: better no server at all
+        os._exit(70)
+    _freeze()
+
+
+def _preloaded(folder: str | Path) -> Any:
+    """The market the server imported from ``folder``, when it is the export there now."""
+    if _PRELOADED is not None and _PRELOADED[0] == _export_key(folder):
+        return _PRELOADED[1]
+    return None
 
 
 _IDLE = 2  # children kept forked and waiting: the check submits its two runs at once
@@ -656,11 +714,15 @@ class Exports:
 
 
 def import_market(folder: str | Path) -> Any:
-    """The market of :func:`export_market`, its arrays mapped read-only from the files."""
+    """The market of :func:`export_market`, its arrays mapped read-only from the files
+    (in a run's process, the server's import of it when there is one: :func:`_preload`)."""
     import xarray as xr
 
     from pitgrid.data.market import MarketData
 
+    preloaded = _preloaded(folder)
+    if preloaded is not None:
+        return preloaded
     folder = Path(folder)
     with open(folder / "meta.pickle", "rb") as f:
         meta = pickle.load(f)

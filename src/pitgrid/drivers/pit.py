@@ -150,7 +150,7 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
                settings: dict[str, Any], folder: str, cutoffs: Any, seed: int) -> PointInTimeReport:
     """The step driver audits the batch run at every bar; then the simulation check."""
     # both at once, one per core; each then checks its share of the simulation
-    runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed)
+    runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed, market=folder)
             for kind, b in (("batch", blob), ("step", fresh))]
     batch, step = (r.result() for r in runs)
     report = PointInTimeReport(batch.get("cuts", []), every_bar=True)

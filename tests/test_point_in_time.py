@@ -313,6 +313,24 @@ class FutureFeatureUnused(MovingAverageCross):
         return {**super().features(data), "tomorrow": ahead}
 
 
+@dataclass(frozen=True, kw_only=True)
+class RoundingWeights(Strategy):
+    """Clean: weights whose last bits depend on how many rows they were computed on."""
+
+    def features(self, data):
+        return {"close": data.adjusted("close")}
+
+    def intents(self, data, f):
+        c = f["close"]
+        w = np.where(np.isfinite(c), 0.2 * (1.0 + 1e-13 * (c.shape[0] % 3)), np.nan)
+        return Intents(weights=w)
+
+
+def test_decisions_apart_only_by_rounding_are_not_a_leak(market):
+    # their digests differ too: compared within rounding once the runs send the values
+    assert pg.check_point_in_time(market, RoundingWeights(), {"fill": "close"}).ok
+
+
 def test_features_apart_only_by_rounding_are_not_a_leak(market):
     # their digests differ: the check asks the runs for the values and compares them within
     # rounding

@@ -308,7 +308,10 @@ def _preload(folder: str) -> None:
     if key is None:
         return
     threads = _threads()
-    _PRELOADED = key, import_market(folder)
+    try:
+        _PRELOADED = key, import_market(folder)
+    except Exception:  # noqa: BLE001 - removed meanwhile (its checks are over): runs import it
+        return
     if _threads() > threads:  # a child would wait on it forever: better no server at all
         os._exit(70)
     _freeze()

@@ -343,10 +343,10 @@ def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = No
                 os.close(fd)
             os.dup2(os.open(os.devnull, os.O_RDWR), 0)
             os.dup2(2, 1)  # whatever the run prints must not reach the status pipe
-            if not _requested(r, _LULL):
-                _populate(hot, r)
-                if _keep_heap():
-                    _prefault(prefault, r)
+            heap = _keep_heap()  # the run reuses what it frees, prefaulted or not
+            _populate(hot, r)  # a few MB: worth it also to a run that comes at once
+            if heap and not _requested(r, _LULL):
+                _prefault(prefault, r)
             with os.fdopen(r, "rb") as f:
                 data = f.read()
             if data:  # an empty read: the server is gone before sending anything

@@ -331,9 +331,9 @@ def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = No
                ) -> tuple[int, int, int]:
     """A child forked now that waits for one request on a pipe of its own, runs it, says
     so on its done pipe, and exits; returns (pid, request pipe, done pipe). While it
-    waits it copies the pages ``hot`` of the server's memory (:func:`_populate`) and
-    prefaults up to ``prefault`` bytes of heap (:func:`_prefault`), once no request
-    has come for a moment: runs that come close together are not slowed by it."""
+    waits it copies the pages ``hot`` of the server's memory (:func:`_populate`) and,
+    once no request has come for a moment, prefaults up to ``prefault`` bytes of heap
+    (:func:`_prefault`): runs that come close together are not slowed by that."""
     r, w = os.pipe()
     done_r, done_w = os.pipe()
     pid = os.fork()

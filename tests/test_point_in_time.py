@@ -504,3 +504,31 @@ def test_the_server_starts_no_thread_a_child_could_wait_on(market):
          "f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')}, "
          "sep='\\n')"], capture_output=True, text=True, check=True)
     assert _server_threads() == set(imports.stdout.splitlines())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/pagemap")
+def test_a_run_records_the_pages_it_wrote_and_a_waiting_child_copies_them(tmp_path):
+    import os
+
+    from pitgrid.drivers import forked
+
+    shared = np.ones(64 * 4096 // 8)  # present in the parent, shared with a child
+    page = lambda i: (shared.ctypes.data // 4096 + 1 + i)  # noqa: E731 - whole pages in it
+    pid = os.fork()
+    if pid == 0:  # the child: exits 0 when every check holds
+        ok = False
+        try:
+            base = (page(0) * 4096 - shared.ctypes.data) // 8
+            shared[base + 512 * 2] = 2.0  # writes page 2, reads page 5
+            _ = shared[base + 512 * 5]
+            forked._written_pages(str(tmp_path / "one"))
+            one = set(np.fromfile(tmp_path / "one", dtype=np.uint64).tolist())
+            r, _w = os.pipe()
+            forked._populate(np.array([page(5)], dtype=np.uint64), r)
+            forked._written_pages(str(tmp_path / "two"))
+            two = set(np.fromfile(tmp_path / "two", dtype=np.uint64).tolist())
+            ok = (page(2) in one and page(5) not in one and page(5) in two
+                  and shared[base + 512 * 5] == 1.0)
+        finally:
+            os._exit(0 if ok else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0

@@ -217,8 +217,8 @@ def _serve() -> None:
             continue
         short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
         if not running and short and quiet():
-            # no run under way: a child that prefaulted too little (forked during a run, or
-            # before a run said how much) is replaced by one that prefaults enough
+            # no run under way: a child that prefaulted too little (forked before a run said
+            # how much, or before the last run grew) is replaced by one that prefaults enough
             pid, w, done, _ = idle.pop(short[0])
             os.close(w)  # it reads the end of its request pipe and leaves
             os.close(done)
@@ -398,8 +398,8 @@ def _written_pages(path: str) -> None:
     except OSError:
         return
     try:
-        entries = np.frombuffer(b"".join(os.pread(fd, int(b - a) * 8, int(a) * 8) for a, b in spans),
-                                dtype=np.uint64)
+        raw = b"".join(os.pread(fd, int(b - a) * 8, int(a) * 8) for a, b in spans)
+        entries = np.frombuffer(raw, dtype=np.uint64)
     except OSError:
         return
     finally:
@@ -407,8 +407,9 @@ def _written_pages(path: str) -> None:
     # bit 63: present; bit 56: mapped by this process only
     alone = np.flatnonzero((entries >> np.uint64(63)) & (entries >> np.uint64(56)) & np.uint64(1))
     lengths = (spans[:, 1] - spans[:, 0]).astype(np.int64)
-    k = np.searchsorted(np.cumsum(lengths), alone, side="right")
-    pages = spans[k, 0] + (alone - (np.cumsum(lengths) - lengths)[k]).astype(np.uint64)
+    ends = np.cumsum(lengths)  # of each span among the entries
+    k = np.searchsorted(ends, alone, side="right")
+    pages = spans[k, 0] + (alone - (ends - lengths)[k]).astype(np.uint64)
     pages.tofile(path + ".tmp")
     os.replace(path + ".tmp", path)
 
@@ -452,8 +453,9 @@ def _populate(hot: np.ndarray | None, request: int) -> None:
         return
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     size = os.sysconf("SC_PAGE_SIZE")
-    cut = np.flatnonzero(np.diff(hot) != 1) + 1  # runs of consecutive pages, a call each
-    for k, (first, n) in enumerate(zip(hot[np.r_[0, cut]].tolist(), np.diff(np.r_[0, cut, hot.size]).tolist())):
+    cut = np.r_[0, np.flatnonzero(np.diff(hot) != 1) + 1]  # runs of consecutive pages
+    runs = zip(hot[cut].tolist(), np.diff(np.r_[cut, hot.size]).tolist())
+    for k, (first, n) in enumerate(runs):  # a call each
         if k % 16 == 0 and _requested(request):
             return
         if madvise(first * size, n * size, _MADV_POPULATE_WRITE) != 0 and k == 0:
@@ -461,9 +463,10 @@ def _populate(hot: np.ndarray | None, request: int) -> None:
 
 
 def _keep_heap() -> bool:
-    """Have glibc keep freed memory (``M_TRIM_THRESHOLD``), serve arrays up to
-    ``_MMAP_MAX`` from the heap (``M_MMAP_THRESHOLD``) rather than from new mappings, and
-    False where the C library is not glibc on Linux. What :func:`_prefault` needs."""
+    """Have glibc keep freed memory (``M_TRIM_THRESHOLD``) and serve arrays up to
+    ``_MMAP_MAX`` from the heap (``M_MMAP_THRESHOLD``) rather than from new mappings: a
+    run's process then reuses what it frees, and what :func:`_prefault` touched. False
+    where the C library is not glibc on Linux."""
     import ctypes
 
     if not sys.platform.startswith("linux"):

@@ -63,6 +63,10 @@ def main() -> None:
         cases.append(("real sample MA 50/200 sp500", real,
                       MovingAverageCross(fast=50, slow=200, universe="sp500")))
     for name, market, strategy in cases:
+        # the children waiting after the last case's checks prepare for a moment: the
+        # batch runs must not share the processors with them
+        time.sleep(2 * PAUSE)
+
         def batch():
             pg.clear_feature_cache()
             pg.backtest(market, strategy).metrics  # a batch run's result, metrics built

@@ -237,6 +237,17 @@ class LongShortWithLevels(Strategy):
                        orders={"exit_limit": f["level"], "sl_stop": np.full(up.shape, 0.05)})
 
 
+@pytest.mark.parametrize("config", [{"fill": "next_open", "allow_short": True, "unfilled": "carry"},
+                                    {"fill": "close", "allow_short": True, "max_participation": 0.01}])
+def test_order_logs_are_in_bar_order_as_the_audit_reads_them(market, config):
+    # the audit cuts a log at a bar by searching its bar column
+    strategy = LongShortWithLevels()
+    logs = [pg.backtest(market, strategy, config).extra["order_log"][0],
+            pg.StepDriver(market, strategy, config).run(progress=False).extra["order_log"][0]]
+    for li in logs:
+        assert len(li) > 10 and (np.diff(li[:, 0]) >= 0).all()
+
+
 def test_short_signals_stops_and_order_levels_are_checked_too(market):
     config = {"fill": "next_open", "allow_short": True}
     assert pg.check_point_in_time(market, LongShortWithLevels(), config).ok

@@ -52,17 +52,20 @@ class Run:
 
     def result(self) -> Any:
         code = self._proc.wait() if self._proc is not None else self._server.wait(self._rid)
+        loaded = False
         try:
             with open(self._path, "rb") as f:
-                status, value = pickle.load(f)
+                status, value = pickle.load(f)  # each array file is removed as it is mapped
+            loaded = True
         except FileNotFoundError:
             how = f"signal {-code}" if code < 0 else f"exit {code}"
             raise RuntimeError(f"a check run's process died ({how}) before it could report") from None
         finally:
             self._path.unlink(missing_ok=True)
             Path(str(self._path) + ".part").unlink(missing_ok=True)
-            for left in self._path.parent.glob(self._path.name + ".*.npy"):  # a run cut short
-                left.unlink(missing_ok=True)
+            if not loaded:  # a run cut short may leave arrays it wrote
+                for left in self._path.parent.glob(self._path.name + ".*.npy"):
+                    left.unlink(missing_ok=True)
         if status == "error":
             raise RuntimeError(f"a check run's process failed: {value}")
         return value
@@ -178,13 +181,26 @@ def _exactly(read: Callable[[int], bytes], n: int) -> bytes | None:
 
 # ---------------------------------------------------------------------- the server's side
 def _serve() -> None:
-    """The server's loop: a request goes to a child forked beforehand and waiting idle (a
-    fork of this process takes tens of milliseconds, so it is not on a run's path); a run
-    is reported by id when its child says it is done, or when the child exits without."""
-    import select
-
+    """The server: warmed up once, then its loop (:func:`_loop`) until the caller is gone."""
     _warm()
     _freeze()
+    global _PAGES
+    _PAGES = tempfile.mkdtemp(prefix="pitgrid-pages-", dir=_scratch())
+    try:
+        _loop()
+    finally:  # what children still running would record has no reader left
+        shutil.rmtree(_PAGES, ignore_errors=True)
+
+
+_PAGES = ""  # the server's folder where runs record the pages they wrote, a file per run
+
+
+def _loop() -> None:
+    """The server's loop: a request goes to a child forked beforehand and waiting idle (a
+    fork of this process takes milliseconds, so it is not on a run's path); a run is
+    reported by id when its child says it is done, or when the child exits without."""
+    import select
+
     # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
     inp, out = sys.stdin.fileno(), sys.stdout.buffer
     # (pid, request pipe, done pipe, bytes prefaulted) of each waiting child
@@ -244,11 +260,11 @@ def _serve() -> None:
                 continue
             done, status = os.waitpid(pid, 0 if child[1] is not None else os.WNOHANG)
             if done:
-                for fd in child[1:3]:
+                for fd in child[1:]:
                     if fd is not None:
                         os.close(fd)
                 del children[pid]
-                pages = _take_pages(child[3])
+                pages = _take_pages(os.path.join(_PAGES, str(pid)))
                 if pages is not None:
                     wrote = [*wrote[-(2 * _IDLE - 1):], pages]
                     hot = np.unique(np.concatenate(wrote))
@@ -273,7 +289,7 @@ def _serve() -> None:
                     os.waitpid(pid, 0)
                 finally:
                     os.close(w)
-            children[pid] = [rid, _pidfd(pid), done, path]
+            children[pid] = [rid, _pidfd(pid), done]
 
 
 def _freeze() -> None:
@@ -410,17 +426,18 @@ def _written_pages(path: str) -> None:
     ends = np.cumsum(lengths)  # of each span among the entries
     k = np.searchsorted(ends, alone, side="right")
     pages = spans[k, 0] + (alone - (ends - lengths)[k]).astype(np.uint64)
-    pages.tofile(path + ".tmp")
-    os.replace(path + ".tmp", path)
+    with contextlib.suppress(OSError):  # the server is gone, and its folder with it
+        pages.tofile(path + ".tmp")
+        os.replace(path + ".tmp", path)
 
 
 def _take_pages(path: str) -> np.ndarray | None:
-    """The pages a finished run recorded beside its result (:func:`_written_pages`)."""
+    """The pages a finished run recorded at ``path`` (:func:`_written_pages`)."""
     try:
-        pages = np.fromfile(path + ".pages", dtype=np.uint64)
+        pages = np.fromfile(path, dtype=np.uint64)
     except OSError:
         return None
-    Path(path + ".pages").unlink(missing_ok=True)
+    Path(path).unlink(missing_ok=True)
     return pages
 
 
@@ -551,7 +568,7 @@ def _child(path: str, request: bytes, done: int | None = None) -> None:
     sys.stdout.flush()
     if done is not None:  # with how far the run's memory grew: what the next ones prefault
         os.write(done, _GREW.pack(max(_peak() - start, 0)))
-        _written_pages(path + ".pages")
+        _written_pages(os.path.join(_PAGES, str(os.getpid())))
     os._exit(0)
 
 

@@ -221,8 +221,9 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     """One run in a process of its own (:mod:`pitgrid.drivers.forked`): decisions, features,
     orders and equity to compare. In the every-bar mode ("batch" and "step") each run then
     checks the simulation on its own decisions with its share of the replays (a cutoff's
-    truncated and scrambled ones), so that the two processes share that work (the decisions are the same, or the audit reports where they
-    differ first); "whole" is a batch run of the sampled mode.
+    truncated and scrambled ones), so that the two processes share that work (the
+    decisions are the same, or the audit reports where they differ first); "whole" is a
+    batch run of the sampled mode.
 
     Features and decisions come back as a digest of each row
     (:mod:`pitgrid.drivers.digests`), which is all the audit needs when the runs agree;

@@ -156,11 +156,12 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
     report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
     start = _first_runnable_bar(folder, fresh, settings, strategy, batch, step, len(market.time))
     if start is not None:  # audit from the first bar the strategy can run on
-        step = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start).result()
+        step = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start,
+                             market=folder).result()
         report.first_bar = market.time[start]
     if not _digests_agree(batch, step, start or 0):
         # the values themselves: to compare them within rounding, and to name them
-        runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed, s, True)
+        runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed, s, True, market=folder)
                 for kind, b, s in (("batch", blob, None), ("step", fresh, start))]
         batch, step = (r.result() for r in runs)
     diff = _audit(market, batch, step, start or 0)
@@ -175,7 +176,7 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
 def _sampled(market: MarketData, blob: bytes, settings: dict[str, Any], folder: str,
              cutoffs: Any, seed: int) -> PointInTimeReport:
     """The strategy run whole, then on the data truncated and scrambled after each cutoff."""
-    full = forked.submit(_run, "whole", folder, blob, settings, None, seed).result()
+    full = forked.submit(_run, "whole", folder, blob, settings, None, seed, market=folder).result()
     if "error" in full:
         return PointInTimeReport([], [_batch_failure(full)], every_bar=False)
     cuts = _cutoffs(market, cutoffs, full)
@@ -327,7 +328,7 @@ def _first_runnable_bar(folder: str, blob: bytes, settings: dict[str, Any], stra
     kind = step["error"].split(":")[0]
 
     def fails(t: int) -> bool:
-        out = forked.submit(_cut_run, folder, blob, settings, t).result()
+        out = forked.submit(_cut_run, folder, blob, settings, t, market=folder).result()
         return "error" in out and out["error"].split(":")[0] == kind
 
     lo, hi = step["bar"], T - 1
@@ -354,7 +355,8 @@ def _confirmed(market: MarketData, folder: str, blob: bytes, settings: dict[str,
             apart |= bad.reshape(len(apart), -1).any(axis=1)
     bars = np.flatnonzero(apart)
     probes = sorted({int(bars[0]), int(bars[len(bars) // 2]), int(bars[-1])}) if bars.size else []
-    runs = [(t, forked.submit(_cut_run, folder, blob, settings, t)) for t in probes]
+    runs = [(t, forked.submit(_cut_run, folder, blob, settings, t, market=folder))
+            for t in probes]
     for t, cut in [(t, run.result()) for t, run in runs]:
         if "error" in cut:
             return diff

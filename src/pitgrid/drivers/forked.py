@@ -121,8 +121,13 @@ class _Server:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.proc = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # the server's files (the pages its runs record), removed by this process: also
+        # when the server is killed
+        self.folder = tempfile.TemporaryDirectory(prefix="pitgrid-server-", dir=_scratch(),
+                                                  ignore_cleanup_errors=True)
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVE, self.folder.name],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
         self.next_id = 0
         self.done: dict[int, int] = {}
         self.sending, self.reading = threading.Lock(), threading.Lock()
@@ -151,6 +156,8 @@ class _Server:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        if self.pid == os.getpid():
+            self.folder.cleanup()
 
 
 def _write(stream: Any, obj: Any) -> None:
@@ -182,14 +189,11 @@ def _exactly(read: Callable[[int], bytes], n: int) -> bytes | None:
 # ---------------------------------------------------------------------- the server's side
 def _serve() -> None:
     """The server: warmed up once, then its loop (:func:`_loop`) until the caller is gone."""
+    global _PAGES
+    _PAGES = sys.argv[1]
     _warm()
     _freeze()
-    global _PAGES
-    _PAGES = tempfile.mkdtemp(prefix="pitgrid-pages-", dir=_scratch())
-    try:
-        _loop()
-    finally:  # what children still running would record has no reader left
-        shutil.rmtree(_PAGES, ignore_errors=True)
+    _loop()
 
 
 _PAGES = ""  # the server's folder where runs record the pages they wrote, a file per run

@@ -194,6 +194,8 @@ def _serve() -> None:
     _warm()
     _freeze()
     _loop()
+    # the caller is gone: also when it left without removing the folder (os._exit)
+    shutil.rmtree(_PAGES, ignore_errors=True)
 
 
 _PAGES = ""  # the server's folder where runs record the pages they wrote, a file per run

@@ -217,9 +217,6 @@ def _loop() -> None:
     hot = np.zeros(0, dtype=np.uint64)
     wanted = None  # the market folder of the last request that named one
 
-    def quiet() -> bool:  # a caller's runs come close together: forks wait for a lull
-        return not select.select([inp], [], [], 0.02)[0]
-
     while True:
         # a run is under way until its child says it is done (it may still be exiting)
         running = any(c[0] is not None for c in children.values())
@@ -238,7 +235,8 @@ def _loop() -> None:
             idle.append((*_fork_idle([e[1] for e in idle], max(grew), hot), max(grew)))
             continue
         short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
-        if not running and short and quiet():
+        # a caller's runs come close together: a replacement waits for a lull
+        if not running and short and not _requested(inp, 0.02):
             # no run under way: a child that prefaulted too little (forked before a run said
             # how much, or before the last run grew) is replaced by one that prefaults enough
             pid, w, done, _ = idle.pop(short[0])

@@ -33,6 +33,11 @@ depend on it (the test extra's empyrical-reloaded installs it), but numba import
 imports the libraries W1 uses (numpy, pandas, xarray, polars, zarr, numba), loads
 numba's registries (as the first call of any jitted function does) and exits.
 
+``libraries_frozen`` and ``numba_frozen``: the floors of a pitgrid process, which imports
+inside :func:`pitgrid.frozen_imports.frozen_imports` (the collector never walks what the
+imports made, during them or at exit): the same libraries imported that way, and numba
+with its registries alone (what the kernels need, whatever else a process skips).
+
 In the first process (cache empty) each step then runs a second time, which shows
 what was one-off; the processes with the cache filled do only what the issue's script
 does and exit. ``process_wall_s`` is measured by the parent, from spawn to the end of the
@@ -104,8 +109,11 @@ def child_backtest(store: str, again: bool) -> None:
     _report(out)
 
 
-def child_libraries() -> None:
-    """The floor: the libraries W1's process imports and numba's registries, nothing of pitgrid."""
+def child_libraries(frozen: bool = False, numba_only: bool = False) -> None:
+    """The floor: the libraries W1's process imports and numba's registries, nothing of
+    pitgrid's own; ``frozen``: imported as pitgrid imports them; ``numba_only``: numba alone."""
+    from contextlib import nullcontext
+
     t_start = time.perf_counter()
     out: dict = {}
     step = _stepper(out)
@@ -113,12 +121,11 @@ def child_libraries() -> None:
     def imports():
         import numba  # noqa: F401
         import numpy  # noqa: F401
-        import pandas  # noqa: F401
-        import polars  # noqa: F401
-        import xarray  # noqa: F401
-        import zarr  # noqa: F401
-
-    step("import", imports)
+        if not numba_only:
+            import pandas  # noqa: F401
+            import polars  # noqa: F401
+            import xarray  # noqa: F401
+            import zarr  # noqa: F401
 
     def registries():
         from numba.core.registry import cpu_target
@@ -126,9 +133,18 @@ def child_libraries() -> None:
         cpu_target.typing_context.refresh()
         cpu_target.target_context.refresh()
 
-    step("numba_registries", registries)
+    if frozen:  # the standard library only, counted in the floor as in pitgrid's process
+        from pitgrid.frozen_imports import frozen_imports
+    with frozen_imports() if frozen else nullcontext():
+        step("import", imports)
+        step("numba_registries", registries)
     out["in_process_first_run_s"] = time.perf_counter() - t_start
     _report(out)
+
+
+# the floors: scenario -> (imported as pitgrid imports, numba alone)
+_FLOORS = {"libraries": (False, False), "libraries_frozen": (True, False),
+           "numba_frozen": (True, True)}
 
 
 def _report(out: dict) -> None:
@@ -207,7 +223,7 @@ def _write_store(path: Path, n_time: int, n_symbols: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--child", choices=("simulate", "backtest", "libraries"),
+    ap.add_argument("--child", choices=("simulate", "backtest", *_FLOORS),
                     help=argparse.SUPPRESS)
     ap.add_argument("--n-time", type=int, default=2520)
     ap.add_argument("--n-symbols", type=int, default=500)
@@ -223,8 +239,8 @@ def main() -> None:
         sys.meta_path.insert(0, _NoScipy())
     if args.child == "backtest":
         child_backtest(args.store, args.again)
-    elif args.child == "libraries":
-        child_libraries()
+    elif args.child in _FLOORS:
+        child_libraries(*_FLOORS[args.child])
     elif args.child:
         child(args.n_time, args.n_symbols, args.again)
     if args.child:
@@ -243,7 +259,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pitgrid-cold-start-"))
     try:
         store = _write_store(tmp / "w1", args.n_time, args.n_symbols)
-        for scenario, where in (("simulate", None), ("backtest", store), ("libraries", None)):
+        for scenario, where in (("simulate", None), ("backtest", store),
+                                *((floor, None) for floor in _FLOORS)):
             cache = tmp / f"numba-cache-{scenario}"
             cache.mkdir()
             once = (cache, scenario, args.n_time, args.n_symbols, where, args.without_scipy)
@@ -253,10 +270,10 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out["load_average_after"] = os.getloadavg()[0]
-    filled = {k: out[k]["numba_cache_filled"] for k in ("backtest", "libraries")}
-    out["backtest_over_libraries"] = {
-        k: filled["backtest"][k] / filled["libraries"][k]
-        for k in ("process_wall_s", "process_cpu_s")}
+    filled = {k: out[k]["numba_cache_filled"] for k in ("backtest", *_FLOORS)}
+    for floor in _FLOORS:
+        out[f"backtest_over_{floor}"] = {
+            k: filled["backtest"][k] / filled[floor][k] for k in ("process_wall_s", "process_cpu_s")}
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:

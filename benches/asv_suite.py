@@ -6,6 +6,7 @@ Time (``time_*``) and peak memory (``peakmem_*``) for each. Run
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -263,8 +264,6 @@ class GridOnDask:
         G.run_w2(self.store, self.client)
 
     def teardown(self):
-        import shutil
-
         self.client.close()
         self.cluster.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -363,6 +362,9 @@ class Ingest:
         self.csv = self.tmp / "bars.csv"
         write_csv(self.csv, 200, 2500)
 
+    def teardown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
     def time_ingest_500k_rows(self):
         pg.ingest(self.csv, self.tmp / f"s{np.random.randint(1 << 30)}.pitgrid", progress=False)
 
@@ -376,12 +378,16 @@ class ModelInference:
         torch.manual_seed(0)
         feats = [{"name": f"m{w}", "kernel": "momentum", "params": {"window": w}, "field": "close"}
                  for w in range(1, 17)]
-        self.path = Path(tempfile.mkdtemp()) / "mlp"
+        self.tmp = Path(tempfile.mkdtemp())
+        self.path = self.tmp / "mlp"
         net = build_model("mlp", {"hidden": [64]}, n_features=16, lookback=1, n_classes=3)
         pg.save_bundle(net, self.path, architecture="mlp", settings={"hidden": [64]}, features=feats,
                        lookback=1, classes=["sell", "hold", "buy"], decision={"threshold": 0.5})
         self.bundle = pg.ModelBundle.load(self.path)
         self.x = np.random.default_rng(0).normal(size=(2520, 500, 16)).astype(np.float32)
+
+    def teardown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def time_inference_and_decisions_2520x500(self):
         probs, _ = pg.predict_proba(self.bundle, self.x, threads=1)
@@ -405,6 +411,9 @@ class ColdStart:
         self.tmp = Path(tempfile.mkdtemp())
         self.store = write_market(pg.MarketData(W.data()), self.tmp / "w1")
         self.time_backtest_on_a_stored_market()  # fills numba's cache
+
+    def teardown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def time_backtest_on_a_stored_market(self):
         code = ("import pitgrid as pg; from pitgrid.strategies import MovingAverageCross; "

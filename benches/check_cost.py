@@ -45,7 +45,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory(prefix="pitgrid-bench-") as folder:
+        measure(args.data, Path(folder))
+
+
+def measure(data: Path | None, tmp: Path) -> None:
     tiny = pg.MarketData(pg.synthetic_prices(10, 2, seed=0))
     t0 = time.perf_counter()
     pg.check_point_in_time(tiny, MovingAverageCross(fast=2, slow=3))
@@ -56,9 +60,9 @@ def main() -> None:
     synthetic = pg.open_market(pg.ingest(_csv(tmp), tmp / "w1", progress=False)).load()
     cases = [("2520x500 MA cross", synthetic, MovingAverageCross(fast=10, slow=50)),
              ("2520x500 momentum", synthetic, CrossSectionalMomentum(lookback=126, top=50, every=21))]
-    if args.data is not None:
-        real = pg.open_market(pg.ingest(args.data / "prices.csv.gz", tmp / "real", progress=False,
-                                        universes=args.data / "sp500_membership_intervals.csv",
+    if data is not None:
+        real = pg.open_market(pg.ingest(data / "prices.csv.gz", tmp / "real", progress=False,
+                                        universes=data / "sp500_membership_intervals.csv",
                                         unknown_symbols="drop")).load()
         cases.append(("real sample MA 50/200 sp500", real,
                       MovingAverageCross(fast=50, slow=200, universe="sp500")))

@@ -34,23 +34,24 @@ def w2_on_local_cluster(ds) -> dict:
     import pitgrid as pg
     from pitgrid.strategies import MovingAverageCross
 
-    tmp = Path(tempfile.mkdtemp())
-    pg.long_bars(ds).write_csv(tmp / "w2.csv")
-    store = pg.ingest(tmp / "w2.csv", tmp / "w2.pitgrid", progress=False)
     from dask.distributed import Client, LocalCluster
 
     # a budget of about 50 parameter sets per chunk: two chunks, one per worker
     kw = dict(config=W.W1_SETTINGS, progress=False, memory_budget_mb=4.5)
     params = {"fast": W.W2_FAST, "slow": W.W2_SLOW}
-    t0 = time.perf_counter()
-    single = pg.grid(store, MovingAverageCross(), params, **kw)
-    t1 = time.perf_counter()
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        client.run(lambda: __import__("pitgrid.strategies"))
-        t2 = time.perf_counter()
-        dask = pg.grid(store, MovingAverageCross(), params, client=client, **kw)
-        t3 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pitgrid-bench-") as folder:
+        tmp = Path(folder)
+        pg.long_bars(ds).write_csv(tmp / "w2.csv")
+        store = pg.ingest(tmp / "w2.csv", tmp / "w2.pitgrid", progress=False)
+        t0 = time.perf_counter()
+        single = pg.grid(store, MovingAverageCross(), params, **kw)
+        t1 = time.perf_counter()
+        with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            client.run(lambda: __import__("pitgrid.strategies"))
+            t2 = time.perf_counter()
+            dask = pg.grid(store, MovingAverageCross(), params, client=client, **kw)
+            t3 = time.perf_counter()
     return {"chunks": single.info["chunks"], "single_process_s": t1 - t0,
             "cluster_start_s": t2 - t1, "local_cluster_s": t3 - t2,
             "identical": dask.table.equals(single.table)}

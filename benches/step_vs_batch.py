@@ -91,12 +91,14 @@ def main() -> None:
                 CrossSectionalMomentum(lookback=126, top=50, every=21), args.repeat),
     ]
     if args.data is not None:
-        store = Path(tempfile.mkdtemp()) / "sample"
-        pg.ingest(args.data / "prices.csv.gz", store, progress=False, unknown_symbols="drop",
-                  universes=args.data / "sp500_membership_intervals.csv")
-        real = pg.open_market(store).load()
-        results.append(measure("real sample MA 50/200 sp500", real,
-                               MovingAverageCross(fast=50, slow=200, universe="sp500"), args.repeat))
+        with tempfile.TemporaryDirectory(prefix="pitgrid-bench-") as folder:
+            store = Path(folder) / "sample"
+            pg.ingest(args.data / "prices.csv.gz", store, progress=False, unknown_symbols="drop",
+                      universes=args.data / "sp500_membership_intervals.csv")
+            real = pg.open_market(store).load()
+            results.append(measure("real sample MA 50/200 sp500", real,
+                                   MovingAverageCross(fast=50, slow=200, universe="sp500"),
+                                   args.repeat))
     print(json.dumps(results, indent=1))
 
 

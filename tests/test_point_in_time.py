@@ -287,6 +287,50 @@ def test_the_check_s_server_keeps_children_waiting_and_leaves_none_behind():
     assert not any(_alive(p) for p in waiting[1:]), "children outlived their server"
 
 
+_CALLER = """
+import pitgrid as pg
+from pitgrid.strategies import MovingAverageCross
+market = pg.MarketData(pg.synthetic_prices(600, 60, seed=1))
+pg.check_point_in_time(market, MovingAverageCross(fast=5, slow=20))
+print("checked", flush=True)
+while True:
+    pg.check_point_in_time(market, MovingAverageCross(fast=5, slow=20))
+"""
+
+
+def test_a_caller_killed_during_its_checks_leaves_nothing_behind(tmp_path):
+    # its markets and its runs' results are files in memory (/dev/shm): its server, which
+    # sees it go, ends the runs under way and removes them
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    from pitgrid.drivers import forked
+
+    scratch = Path(forked._scratch() or tempfile.gettempdir())
+    before = set(scratch.glob("pitgrid-*"))
+    script = tmp_path / "caller.py"
+    script.write_text(_CALLER)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "checked"
+        time.sleep(0.3)  # in the middle of a later check
+        server = _waiting(proc.pid)
+        assert server and {p.name.split("-")[2] for p in scratch.glob("pitgrid-markets-*")} >= {str(proc.pid)}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = set(scratch.glob("pitgrid-*")) - before
+        if not left and not any(_alive(p) for p in server):
+            break
+        time.sleep(0.1)
+    assert not left, f"left behind: {sorted(p.name for p in left)}"
+    assert not any(_alive(p) for p in server), "the server outlived its caller"
+
+
 def _waiting(pid: int) -> list[int]:
     """The live children of process ``pid`` (Linux)."""
     from pathlib import Path

@@ -17,6 +17,10 @@ A market goes to the children as files of raw arrays that they map read-only
 (:func:`export_market`): the operating system, not a flag a strategy could flip,
 keeps them from being written, and nothing is copied or decoded.
 
+The server lives as long as its caller: when the caller is gone, killed included, it
+ends the runs still under way and removes what the caller would have, the runs'
+results and the caller's exported markets, which are files in memory.
+
 Where ``fork`` is missing (Windows), each run gets a new interpreter instead.
 """
 from __future__ import annotations
@@ -27,13 +31,14 @@ import hashlib
 import os
 import pickle
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -191,9 +196,10 @@ def _serve() -> None:
     """The server: warmed up once, then its loop (:func:`_loop`) until the caller is gone."""
     global _PAGES
     _PAGES = sys.argv[1]
+    caller = os.getppid()  # before the caller is gone and this process is handed on
     _warm()
     _freeze()
-    _loop()
+    _loop(caller)
     # the caller is gone: also when it left without removing the folder (os._exit)
     shutil.rmtree(_PAGES, ignore_errors=True)
 
@@ -201,99 +207,134 @@ def _serve() -> None:
 _PAGES = ""  # the server's folder where runs record the pages they wrote, a file per run
 
 
-def _loop() -> None:
+def _loop(caller: int) -> None:
     """The server's loop: a request goes to a child forked beforehand and waiting idle (a
     fork of this process takes milliseconds, so it is not on a run's path); a run is
-    reported by id when its child says it is done, or when the child exits without."""
+    reported by id when its child says it is done, or when the child exits without.
+    Returns when the caller is gone, having cleared what it leaves (:func:`_clear`)."""
+    import collections
     import select
 
     # unbuffered: select sees the descriptor, so nothing may wait in a Python buffer
     inp, out = sys.stdin.fileno(), sys.stdout.buffer
     # (pid, request pipe, done pipe, bytes prefaulted) of each waiting child
     idle: list[tuple[int, int, int, int]] = []
-    children: dict[int, list[Any]] = {}  # pid -> [request id, pidfd, done pipe or None]
+    children: dict[int, list[Any]] = {}  # pid -> [request id, pidfd, done pipe or None, result file]
+    reported: collections.deque[str] = collections.deque(maxlen=64)  # result files, maybe unread
+    markets: set[str] = set()  # the folders of the markets the caller exported for its runs
     grew = [0] * _IDLE  # how far the last runs' memory grew: the most is what a child prefaults
     wrote: list[np.ndarray] = []  # the pages of the server's memory the last runs wrote
     hot = np.zeros(0, dtype=np.uint64)
     wanted = None  # the market folder of the last request that named one
 
-    while True:
-        # a run is under way until its child says it is done (it may still be exiting)
-        running = any(c[0] is not None for c in children.values())
-        if wanted is not None and not running:
-            _preload(wanted)
-            wanted = None
-            for pid, w, done, _ in idle:  # forked without it: replaced by children with it
-                os.close(w)
-                os.close(done)
-                os.waitpid(pid, 0)
-            idle = []
-            continue
-        if len(idle) < _IDLE and not running:
-            # forked between runs, not while one runs: a fork holds up this loop (and so
-            # the news that a run is done) and takes a core from the runs
-            idle.append((*_fork_idle([e[1] for e in idle], max(grew), hot), max(grew)))
-            continue
-        short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
-        # a caller's runs come close together: a replacement waits for a lull
-        if not running and short and not _requested(inp, 0.02):
-            # no run under way: a child that prefaulted too little (forked before a run said
-            # how much, or before the last run grew) is replaced by one that prefaults enough
-            pid, w, done, _ = idle.pop(short[0])
-            os.close(w)  # it reads the end of its request pipe and leaves
-            os.close(done)
-            os.waitpid(pid, 0)
-            continue
-        done_fds = {c[2]: pid for pid, c in children.items() if c[2] is not None}
-        fds = [inp, *done_fds] + [c[1] for c in children.values() if c[1] is not None]
-        # a child without a pidfd (an old kernel) is polled for every few milliseconds
-        polled = any(c[1] is None for c in children.values())
-        ready, _, _ = select.select(fds, [], [], 0.005 if polled else None)
-        for fd in ready:
-            if fd in done_fds:  # the result is in place: report it while the child exits
-                child = children[done_fds[fd]]
-                said = os.read(fd, _GREW.size)
-                if len(said) == _GREW.size:
-                    grew = [*grew[1:], _GREW.unpack(said)[0]]
-                os.close(fd)
-                child[2] = None
-                _write(out, (child[0], 0))
-                child[0] = None
-        for pid, child in list(children.items()):
-            if child[1] is not None and child[1] not in ready:
-                continue
-            done, status = os.waitpid(pid, 0 if child[1] is not None else os.WNOHANG)
-            if done:
-                for fd in child[1:]:
-                    if fd is not None:
-                        os.close(fd)
-                del children[pid]
-                pages = _take_pages(os.path.join(_PAGES, str(pid)))
-                if pages is not None:
-                    wrote = [*wrote[-(2 * _IDLE - 1):], pages]
-                    hot = np.unique(np.concatenate(wrote))
-                    hot = hot[_within(hot, _rw_spans())]  # what a child forked now has
-                if child[0] is not None:
-                    _write(out, (child[0], os.waitstatus_to_exitcode(status)))
-        if inp in ready:
-            msg = _read(lambda n: os.read(inp, n))
-            if msg is None:
-                return  # the caller is gone; idle children see their pipes close and leave
-            rid, path, request, market = msg
-            if market is not None and _preloaded(market) is None:
-                wanted = market
-            data = pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL)
-            while True:
-                pid, w, done = idle.pop(0)[:3] if idle else _fork_idle([])
-                try:
-                    os.write(w, data)
-                    break
-                except BrokenPipeError:  # a waiting child that died (killed from outside)
+    try:
+        while True:
+            # a run is under way until its child says it is done (it may still be exiting)
+            running = any(c[0] is not None for c in children.values())
+            if wanted is not None and not running:
+                _preload(wanted)
+                wanted = None
+                for pid, w, done, _ in idle:  # forked without it: replaced by children with it
+                    os.close(w)
                     os.close(done)
                     os.waitpid(pid, 0)
-                finally:
-                    os.close(w)
-            children[pid] = [rid, _pidfd(pid), done]
+                idle = []
+                continue
+            if len(idle) < _IDLE and not running:
+                # forked between runs, not while one runs: a fork holds up this loop (and so
+                # the news that a run is done) and takes a core from the runs
+                idle.append((*_fork_idle([e[1] for e in idle], max(grew), hot), max(grew)))
+                continue
+            short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
+            # a caller's runs come close together: a replacement waits for a lull
+            if not running and short and not _requested(inp, 0.02):
+                # no run under way: a child that prefaulted too little (forked before a run said
+                # how much, or before the last run grew) is replaced by one that prefaults enough
+                pid, w, done, _ = idle.pop(short[0])
+                os.close(w)  # it reads the end of its request pipe and leaves
+                os.close(done)
+                os.waitpid(pid, 0)
+                continue
+            done_fds = {c[2]: pid for pid, c in children.items() if c[2] is not None}
+            fds = [inp, *done_fds] + [c[1] for c in children.values() if c[1] is not None]
+            # a child without a pidfd (an old kernel) is polled for every few milliseconds
+            polled = any(c[1] is None for c in children.values())
+            ready, _, _ = select.select(fds, [], [], 0.005 if polled else None)
+            for fd in ready:
+                if fd in done_fds:  # the result is in place: report it while the child exits
+                    child = children[done_fds[fd]]
+                    said = os.read(fd, _GREW.size)
+                    if len(said) == _GREW.size:
+                        grew = [*grew[1:], _GREW.unpack(said)[0]]
+                    os.close(fd)
+                    child[2] = None
+                    _write(out, (child[0], 0))
+                    child[0] = None
+            for pid, child in list(children.items()):
+                if child[1] is not None and child[1] not in ready:
+                    continue
+                done, status = os.waitpid(pid, 0 if child[1] is not None else os.WNOHANG)
+                if done:
+                    for fd in child[1:3]:
+                        if fd is not None:
+                            os.close(fd)
+                    del children[pid]
+                    pages = _take_pages(os.path.join(_PAGES, str(pid)))
+                    if pages is not None:
+                        wrote = [*wrote[-(2 * _IDLE - 1):], pages]
+                        hot = np.unique(np.concatenate(wrote))
+                        hot = hot[_within(hot, _rw_spans())]  # what a child forked now has
+                    if child[0] is not None:
+                        _write(out, (child[0], os.waitstatus_to_exitcode(status)))
+                    reported.append(child[3])
+            if inp in ready:
+                msg = _read(lambda n: os.read(inp, n))
+                if msg is None:  # the caller is gone; idle children see their pipes close and leave
+                    break
+                rid, path, request, market = msg
+                if market is not None:
+                    markets.add(str(Path(market).parent))
+                    if _preloaded(market) is None:
+                        wanted = market
+                data = pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL)
+                while True:
+                    pid, w, done = idle.pop(0)[:3] if idle else _fork_idle([])
+                    try:
+                        os.write(w, data)
+                        break
+                    except BrokenPipeError:  # a waiting child that died (killed from outside)
+                        os.close(done)
+                        os.waitpid(pid, 0)
+                    finally:
+                        os.close(w)
+                children[pid] = [rid, _pidfd(pid), done, path]
+    except BrokenPipeError:  # the caller is gone as a run was reported to it
+        pass
+    _clear(caller, children, reported, markets)
+
+
+def _clear(caller: int, children: dict[int, list[Any]], reported: Iterable[str],
+           markets: Iterable[str]) -> None:
+    """The caller is gone (it may have been killed), and what it would have removed is
+    removed: its runs still under way are ended, their result files and those not yet
+    read are deleted, and so are the folders of its exported markets (in memory, under
+    ``/dev/shm``). Only the caller's own: a process forked from it shares its exports'
+    folder but names none of them, so it never takes its parent's markets away."""
+    import glob
+
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    for path in [*(c[3] for c in children.values()), *reported]:
+        for name in (path, path + ".part", *glob.glob(glob.escape(path) + ".*.npy")):
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+    for folder in markets:
+        if Path(folder).name.startswith(f"pitgrid-markets-{caller}-"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _freeze() -> None:
@@ -709,7 +750,9 @@ class Exports:
         key = hashlib.sha256(market.cache_key().encode()).hexdigest()[:40]
         with cls._lock:
             if cls._folder is None:
-                cls._folder = tempfile.TemporaryDirectory(prefix="pitgrid-markets-", dir=_scratch())
+                # named for this process: its server removes it if this process is killed
+                cls._folder = tempfile.TemporaryDirectory(prefix=f"pitgrid-markets-{os.getpid()}-",
+                                                          dir=_scratch())
             cls._users[key] = cls._users.get(key, 0) + 1
             try:
                 if key in cls._kept:

@@ -331,6 +331,50 @@ def test_a_caller_killed_during_its_checks_leaves_nothing_behind(tmp_path):
     assert not any(_alive(p) for p in server), "the server outlived its caller"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Slow(MovingAverageCross):
+    """Takes a while to decide: long enough for its server to be killed meanwhile."""
+
+    def features(self, data):
+        import time
+
+        time.sleep(0.5)
+        return super().features(data)
+
+
+def test_a_server_killed_during_a_check_takes_its_runs_with_it(market):
+    import os
+    import signal
+    import tempfile
+    import threading
+    import time
+
+    from pitgrid.drivers import forked
+
+    pg.check_point_in_time(market, MovingAverageCross(fast=5, slow=20))  # the server is up
+    server = forked._Server.get().proc.pid
+    scratch = Path(forked._scratch() or tempfile.gettempdir())
+    before = set(scratch.glob("pitgrid-run-*"))
+    runs: list[int] = []
+
+    def kill():
+        runs.extend(_waiting(server))  # the runs' processes, and those waiting for the next
+        os.kill(server, signal.SIGKILL)
+
+    threading.Timer(0.2, kill).start()
+    with pytest.raises(RuntimeError, match="server died"):
+        pg.check_point_in_time(market, Slow(fast=5, slow=20))
+    assert runs
+    deadline = time.monotonic() + 10
+    while (any(_alive(p) for p in runs) or set(scratch.glob("pitgrid-run-*")) - before) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in runs), "runs outlived their server"
+    time.sleep(1)  # what a run that outlived it would write, after its own half second
+    assert not set(scratch.glob("pitgrid-run-*")) - before, "a run wrote a result nobody reads"
+    assert pg.check_point_in_time(market, MovingAverageCross(fast=5, slow=20)).ok  # a new server
+
+
 def _waiting(pid: int) -> list[int]:
     """The live children of process ``pid`` (Linux)."""
     from pathlib import Path

@@ -19,7 +19,8 @@ keeps them from being written, and nothing is copied or decoded.
 
 The server lives as long as its caller: when the caller is gone, killed included, it
 ends the runs still under way and removes what the caller would have, the runs'
-results and the caller's exported markets, which are files in memory.
+results and the caller's exported markets, which are files in memory. A run's process
+lives no longer than its server.
 
 Where ``fork`` is missing (Windows), each run gets a new interpreter instead.
 """
@@ -56,9 +57,10 @@ class Run:
         self._server, self._rid, self._path, self._proc = server, rid, path, proc
 
     def result(self) -> Any:
-        code = self._proc.wait() if self._proc is not None else self._server.wait(self._rid)
         loaded = False
         try:
+            # when the server dies, so does the run's process (_die_with): nothing comes later
+            code = self._proc.wait() if self._proc is not None else self._server.wait(self._rid)
             with open(self._path, "rb") as f:
                 status, value = pickle.load(f)  # each array file is removed as it is mapped
             loaded = True
@@ -397,9 +399,11 @@ def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = No
     (:func:`_prefault`): runs that come close together are not slowed by that."""
     r, w = os.pipe()
     done_r, done_w = os.pipe()
+    server = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
+            _die_with(server)
             for fd in (w, done_r, *others):  # the other children's pipes: theirs alone
                 os.close(fd)
             os.dup2(os.open(os.devnull, os.O_RDWR), 0)
@@ -418,6 +422,18 @@ def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = No
     os.close(r)
     os.close(done_w)
     return pid, w, done_r
+
+
+def _die_with(server: int) -> None:
+    """End this process when the server ``server`` ends (Linux's ``PR_SET_PDEATHSIG``): a
+    server killed from outside takes its runs with it, and no run writes a result
+    after its caller has given up on it."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != server:  # it ended before that was set
+        os._exit(1)
 
 
 _CHUNK = 1 << 22

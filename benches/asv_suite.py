@@ -344,7 +344,7 @@ class StepOverBatch(_OnW1):
 
         pg.clear_feature_cache()
         t0 = time.perf_counter()
-        pg.backtest(self.market, self.strategy).metrics
+        W.computed(pg.backtest(self.market, self.strategy))
         t1 = time.perf_counter()
         pg.StepDriver(self.market, self.strategy).run(progress=False)
         return (time.perf_counter() - t1) / (t1 - t0)
@@ -446,7 +446,7 @@ class PointInTimeCheck(_OnW1):
 
         pg.clear_feature_cache()
         t0 = time.perf_counter()
-        pg.backtest(self.market, self.strategy).metrics
+        W.computed(pg.backtest(self.market, self.strategy))
         t1 = time.perf_counter()
         pg.check_point_in_time(self.market, self.strategy)
         time.sleep(pause)

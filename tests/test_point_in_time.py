@@ -375,6 +375,17 @@ def test_a_server_killed_during_a_check_takes_its_runs_with_it(market):
     assert pg.check_point_in_time(market, MovingAverageCross(fast=5, slow=20)).ok  # a new server
 
 
+def test_a_caller_that_stops_its_server_keeps_its_markets(market):
+    # the server removes its caller's exported markets when the caller is gone, not when
+    # the caller stops it and goes on checking on the markets it keeps
+    from pitgrid.drivers import forked
+
+    strategy = MovingAverageCross(fast=5, slow=20)
+    assert pg.check_point_in_time(market, strategy).ok
+    forked._Server.get().stop()
+    assert pg.check_point_in_time(market, strategy).ok  # on the export kept from before
+
+
 def _waiting(pid: int) -> list[int]:
     """The live children of process ``pid`` (Linux)."""
     from pathlib import Path

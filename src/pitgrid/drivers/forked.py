@@ -46,6 +46,7 @@ import numpy as np
 _HEADER = struct.Struct("<Q")
 _GREW = struct.Struct("<q")
 _SERVE = "from pitgrid.drivers.forked import _serve; _serve()"
+_STOP = "stop"  # the caller's last word to its server when it stops it, alive
 _ONE = "from pitgrid.drivers.forked import _run_one; _run_one()"
 
 
@@ -158,6 +159,8 @@ class _Server:
 
     def stop(self) -> None:
         if self.pid == os.getpid() and self.proc.poll() is None:
+            with contextlib.suppress(OSError):  # a caller that stops it keeps its markets
+                _write(self.proc.stdin, _STOP)
             self.proc.stdin.close()  # the server returns on end of input
             try:
                 self.proc.wait(timeout=5)
@@ -213,7 +216,8 @@ def _loop(caller: int) -> None:
     """The server's loop: a request goes to a child forked beforehand and waiting idle (a
     fork of this process takes milliseconds, so it is not on a run's path); a run is
     reported by id when its child says it is done, or when the child exits without.
-    Returns when the caller is gone, having cleared what it leaves (:func:`_clear`)."""
+    Returns when the caller is gone, having cleared what it leaves (:func:`_clear`), or
+    when the caller stops it."""
     import collections
     import select
 
@@ -228,6 +232,7 @@ def _loop(caller: int) -> None:
     wrote: list[np.ndarray] = []  # the pages of the server's memory the last runs wrote
     hot = np.zeros(0, dtype=np.uint64)
     wanted = None  # the market folder of the last request that named one
+    stopped = False  # by the caller, who goes on: its markets are its own to remove
 
     try:
         while True:
@@ -291,7 +296,8 @@ def _loop(caller: int) -> None:
                     reported.append(child[3])
             if inp in ready:
                 msg = _read(lambda n: os.read(inp, n))
-                if msg is None:  # the caller is gone; idle children see their pipes close and leave
+                if msg is None or msg == _STOP:  # idle children see their pipes close and leave
+                    stopped = msg == _STOP
                     break
                 rid, path, request, market = msg
                 if market is not None:
@@ -312,7 +318,7 @@ def _loop(caller: int) -> None:
                 children[pid] = [rid, _pidfd(pid), done, path]
     except BrokenPipeError:  # the caller is gone as a run was reported to it
         pass
-    _clear(caller, children, reported, markets)
+    _clear(caller, children, reported, () if stopped else markets)
 
 
 def _clear(caller: int, children: dict[int, list[Any]], reported: Iterable[str],

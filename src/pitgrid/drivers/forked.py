@@ -7,7 +7,7 @@ new interpreter that imports pitgrid and loads its compiled kernels, and runs
 nothing else, none of the caller's code above all. It forks one child per run, ahead
 of time: two children wait forked for the next runs, so a run does not wait for a fork,
 and while they wait they copy the pages of the server's memory that the last runs wrote
-(each run reports them) and fault in as much heap as the last run used, so that a run
+(a sample of the runs reports them) and fault in as much heap as the last run used, so that a run
 does not pay for its memory page by page either.
 Every child starts from that same clean state; a strategy's module is
 imported afresh in the child when its pickle is loaded, so no cache, global or
@@ -230,6 +230,7 @@ def _loop(caller: int) -> None:
     markets: set[str] = set()  # the folders of the markets the caller exported for its runs
     grew = [0] * _IDLE  # how far the last runs' memory grew: the most is what a child prefaults
     wrote: list[np.ndarray] = []  # the pages of the server's memory the last runs wrote
+    forks = 0  # children forked to wait: every _RECORD_EVERY-th records the pages its run wrote
     hot = np.zeros(0, dtype=np.uint64)
     wanted = None  # the market folder of the last request that named one
     stopped = False  # by the caller, who goes on: its markets are its own to remove
@@ -250,7 +251,9 @@ def _loop(caller: int) -> None:
             if len(idle) < _IDLE and not running:
                 # forked between runs, not while one runs: a fork holds up this loop (and so
                 # the news that a run is done) and takes a core from the runs
-                idle.append((*_fork_idle([e[1] for e in idle], max(grew), hot), max(grew)))
+                record = len(wrote) < 2 * _IDLE or forks % _RECORD_EVERY == 0
+                forks += 1
+                idle.append((*_fork_idle([e[1] for e in idle], max(grew), hot, record), max(grew)))
                 continue
             short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
             # a caller's runs come close together: a replacement waits for a lull
@@ -396,13 +399,14 @@ def _preloaded(folder: str | Path) -> Any:
 _IDLE = 2  # children kept forked and waiting: the check submits its two runs at once
 
 
-def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = None
-               ) -> tuple[int, int, int]:
+def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = None,
+               record: bool = False) -> tuple[int, int, int]:
     """A child forked now that waits for one request on a pipe of its own, runs it, says
     so on its done pipe, and exits; returns (pid, request pipe, done pipe). While it
     waits it copies the pages ``hot`` of the server's memory (:func:`_populate`) and,
     once no request has come for a moment, prefaults up to ``prefault`` bytes of heap
-    (:func:`_prefault`): runs that come close together are not slowed by that."""
+    (:func:`_prefault`): runs that come close together are not slowed by that.
+    ``record``: once done, it records the pages its run wrote (:func:`_written_pages`)."""
     r, w = os.pipe()
     done_r, done_w = os.pipe()
     server = os.getpid()
@@ -422,7 +426,7 @@ def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = No
                 data = f.read()
             if data:  # an empty read: the server is gone before sending anything
                 path, request = pickle.loads(data)
-                _child(path, request, done_w)
+                _child(path, request, done_w, record)
         finally:  # never back into the server's loop
             os._exit(1)
     os.close(r)
@@ -507,6 +511,10 @@ def _take_pages(path: str) -> np.ndarray | None:
     Path(path).unlink(missing_ok=True)
     return pages
 
+
+# the pages runs write hardly change from one run to the next, and reading which they
+# wrote costs about as much CPU as a run's own page faults: a sample of the runs records them
+_RECORD_EVERY = 8
 
 _LULL = 0.03  # seconds without a request before a waiting child prepares for one
 
@@ -611,7 +619,7 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _child(path: str, request: bytes, done: int | None = None) -> None:
+def _child(path: str, request: bytes, done: int | None = None, record: bool = False) -> None:
     start = _resident()
     try:
         module, name, args, caller_path = pickle.loads(request)
@@ -635,7 +643,8 @@ def _child(path: str, request: bytes, done: int | None = None) -> None:
     sys.stdout.flush()
     if done is not None:  # with how far the run's memory grew: what the next ones prefault
         os.write(done, _GREW.pack(max(_peak() - start, 0)))
-        _written_pages(os.path.join(_PAGES, str(os.getpid())))
+        if record:
+            _written_pages(os.path.join(_PAGES, str(os.getpid())))
     os._exit(0)
 
 
@@ -699,7 +708,7 @@ def _warm() -> None:
     # a market's arrays are read-only, which numba compiles (and caches) apart
     frozen = writable.copy()
     frozen.setflags(write=False)
-    for x in (writable, frozen, writable > 1.5):
+    for x in (writable, frozen, writable > 1.5, (writable > 1.5).astype(np.int64)):
         row_digests(x)
     for name, spec in _SPECS.items():
         params = {p: 3 for p, default in spec.params if default is _REQUIRED}

@@ -386,6 +386,34 @@ def test_a_caller_that_stops_its_server_keeps_its_markets(market):
     assert pg.check_point_in_time(market, strategy).ok  # on the export kept from before
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps_rollup")
+def test_the_server_moves_its_memory_onto_huge_pages_where_the_kernel_can():
+    # what a fork copies and a child's exit tears down: an entry per 2 MB, not per 4 KB
+    import os
+    import re
+    import subprocess
+
+    probe = subprocess.run([sys.executable, "-c", """
+import mmap, re
+from pitgrid.drivers import forked
+held = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE)  # private, on 4 KB pages: never advised
+held.write(b"x" * (64 << 20))
+def huge():
+    return int(re.search(r"AnonHugePages:\\s+(\\d+)", open("/proc/self/smaps_rollup").read()).group(1))
+before = huge()
+forked._collapse()
+print(before, huge())
+"""], capture_output=True, text=True, check=True)
+    before, after = map(int, probe.stdout.split())
+    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+        able = "[never]" not in f.read()
+    if release >= (6, 1) and able:
+        assert after >= before + (32 << 10), (before, after)  # KB: most of the 64 MB
+    else:  # nothing to do on such a kernel, and no failure
+        assert after >= before
+
+
 def _waiting(pid: int) -> list[int]:
     """The live children of process ``pid`` (Linux)."""
     from pathlib import Path

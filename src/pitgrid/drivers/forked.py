@@ -350,11 +350,39 @@ def _clear(caller: int, children: dict[int, list[Any]], reported: Iterable[str],
 
 def _freeze() -> None:
     """Move every object the server holds out of the collector's sight: a child's
-    collections then never touch (and so never copy) the pages they live on."""
+    collections then never touch (and so never copy) the pages they live on. Then onto
+    huge pages (:func:`_collapse`)."""
     import gc
 
     gc.collect()
     gc.freeze()
+    _collapse()
+
+
+_MADV_COLLAPSE = 25  # Linux 6.1
+_HUGE = 1 << 21
+
+
+def _collapse() -> None:
+    """Back the server's heap and other private memory with huge pages where the kernel
+    can (``MADV_COLLAPSE``): a fork then copies one page table entry per 2 MB of it
+    instead of 512, and a child's exit tears as few down; together about a tenth of a
+    check's processor time. A child's first write to such a page still copies 4 KB."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for first, end in _rw_spans(anonymous=True).tolist():
+        # whole huge pages inside the mapping
+        a = -(-(first << 12) // _HUGE) * _HUGE
+        b = (end << 12) // _HUGE * _HUGE
+        if b > a and madvise(a, b - a, _MADV_COLLAPSE) != 0 and ctypes.get_errno() == 22:
+            return  # EINVAL: a kernel without it
 
 
 _PRELOADED: tuple[tuple[str, int, int], Any] | None = None
@@ -450,13 +478,14 @@ _CHUNK = 1 << 22
 _MMAP_MAX = 1 << 25  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit systems
 
 
-def _rw_spans() -> np.ndarray:
-    """This process's private writable mappings, as (first page, end page) rows; none
-    where ``/proc`` does not say."""
+def _rw_spans(anonymous: bool = False) -> np.ndarray:
+    """This process's private writable mappings (``anonymous``: those of no file, the
+    heap's included), as (first page, end page) rows; none where ``/proc`` does not say."""
     try:
         with open("/proc/self/maps") as f:
-            spans = [[int(x, 16) >> 12 for x in line.split()[0].split("-")]
-                     for line in f if line.split()[1] == "rw-p"]
+            spans = [[int(x, 16) >> 12 for x in p[0].split("-")]
+                     for p in map(str.split, f) if p[1] == "rw-p"
+                     and not (anonymous and len(p) > 5 and p[5] != "[heap]")]
     except OSError:
         spans = []
     return np.array(spans, dtype=np.uint64).reshape(-1, 2)

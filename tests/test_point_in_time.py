@@ -414,6 +414,19 @@ print(before, huge())
         assert after >= before
 
 
+def test_the_server_asks_glibc_for_a_heap_on_huge_pages_unless_the_caller_said_otherwise():
+    from pitgrid.drivers.forked import _Server, _huge_heap
+
+    assert _huge_heap({"PATH": "/bin"}) == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    assert _huge_heap({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})["GLIBC_TUNABLES"] == \
+        "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    assert _huge_heap({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})["GLIBC_TUNABLES"] == \
+        "glibc.malloc.hugetlb=0"
+    if sys.platform.startswith("linux"):  # what the running server was started with
+        with open(f"/proc/{_Server.get().proc.pid}/environ", "rb") as f:
+            assert b"glibc.malloc.hugetlb=" in f.read()
+
+
 def _waiting(pid: int) -> list[int]:
     """The live children of process ``pid`` (Linux)."""
     from pathlib import Path

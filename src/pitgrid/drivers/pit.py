@@ -687,9 +687,8 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     picks: set[int] = set()
     if not every_bar:
         picks.update(np.linspace(T // 8, T - 2, max(n // 2, 1)).astype(int).tolist())
-    acting = [acts for acts in (_acts(np.asarray(a)) for a in run.get("intents", {}).values())
-              if acts.any()]
-    picks.update(f for f in (int(np.argmax(acts)) for acts in acting) if f < T - 1)
+    firsts = (_first_act(np.asarray(a)) for a in run.get("intents", {}).values())
+    picks.update(f for f in firsts if f is not None and f < T - 1)
     # what the market knows of itself spares the passes over every cell
     facts = market.facts
     actions = np.zeros(T, dtype=bool)
@@ -727,13 +726,18 @@ def _cutoffs(market: MarketData, cutoffs: Any, run: dict[str, Any], every_bar: b
     return [times[i] for i in bars]
 
 
-def _acts(a: np.ndarray) -> np.ndarray:
-    """Per bar, whether an intents array says anything (True, or a number other than 0)."""
+def _first_act(a: np.ndarray, rows: int = 64) -> int | None:
+    """The first bar where an intents array says anything (True, or a number other than 0
+    and NaN); None if it never does. Read a few rows at a time: it is about the warm-up,
+    and a run's arrays are large."""
     if a.ndim < 2:  # a stop level per parameter set: no bars
-        return np.zeros(1, dtype=bool)
-    if a.dtype == bool:
-        return a.reshape(len(a), -1).any(axis=1)
-    return ((a != 0) & (a == a)).reshape(len(a), -1).any(axis=1)
+        return None
+    for t0 in range(0, len(a), rows):
+        block = a[t0: t0 + rows].reshape(min(rows, len(a) - t0), -1)
+        acts = block.any(axis=1) if a.dtype == bool else ((block != 0) & (block == block)).any(axis=1)
+        if acts.any():
+            return t0 + int(np.argmax(acts))
+    return None
 
 
 def scrambled(market: MarketData, c: TimeLike, rng: np.random.Generator) -> MarketData:

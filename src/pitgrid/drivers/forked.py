@@ -142,6 +142,7 @@ class _Server:
         atexit.register(self.stop)
 
     def send(self, path: str, request: bytes, market: str | None = None) -> int:
+        _tl("caller send")
         with self.sending:
             rid = self.next_id
             self.next_id += 1
@@ -155,6 +156,7 @@ class _Server:
                 if msg is None:
                     raise RuntimeError("the check's process server died")
                 self.done[msg[0]] = msg[1]
+            _tl(f"caller got {rid}")
             return self.done.pop(rid)
 
     def stop(self) -> None:
@@ -179,6 +181,13 @@ def _huge_heap(env: Mapping[str, str]) -> dict[str, str]:
     if "glibc.malloc.hugetlb=" in tunables:
         return dict(env)
     return {**env, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, "glibc.malloc.hugetlb=1"]))}
+
+
+def _tl(what):
+    if os.environ.get("PG_TL"):
+        import time
+        with open(os.environ["PG_TL"], "a") as f:
+            f.write(f"{time.time():.6f} {os.getpid()} {what}\n")
 
 
 def _write(stream: Any, obj: Any) -> None:
@@ -259,12 +268,15 @@ def _loop(caller: int) -> None:
                     os.waitpid(pid, 0)
                 idle = []
                 continue
-            if len(idle) < _IDLE and not running:
+            if len(idle) < _IDLE and not running and not _requested(inp):
                 # forked between runs, not while one runs: a fork holds up this loop (and so
-                # the news that a run is done) and takes a core from the runs
+                # the news that a run is done) and takes a core from the runs; nor while a
+                # request waits, which takes a child now (one forked for it if none waits)
                 record = len(wrote) < 2 * _IDLE or forks % _RECORD_EVERY == 0
                 forks += 1
+                _tl("fork>")
                 idle.append((*_fork_idle([e[1] for e in idle], max(grew), hot, record), max(grew)))
+                _tl("fork<")
                 continue
             short = [k for k, e in enumerate(idle) if e[3] < max(grew) // 2]
             # a caller's runs come close together: a replacement waits for a lull
@@ -290,7 +302,31 @@ def _loop(caller: int) -> None:
                     os.close(fd)
                     child[2] = None
                     _write(out, (child[0], 0))
+                    _tl(f"reported {child[0]}")
                     child[0] = None
+            if inp in ready:  # before the children that ended: a run waits on it
+                msg = _read(lambda n: os.read(inp, n))
+                if msg is None or msg == _STOP:  # idle children see their pipes close and leave
+                    stopped = msg == _STOP
+                    break
+                rid, path, request, market = msg
+                _tl(f"request {rid}")
+                if market is not None:
+                    markets.add(str(Path(market).parent))
+                    if _preloaded(market) is None:
+                        wanted = market
+                data = pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL)
+                while True:
+                    pid, w, done = idle.pop(0)[:3] if idle else _fork_idle([])
+                    try:
+                        os.write(w, data)
+                        break
+                    except BrokenPipeError:  # a waiting child that died (killed from outside)
+                        os.close(done)
+                        os.waitpid(pid, 0)
+                    finally:
+                        os.close(w)
+                children[pid] = [rid, _pidfd(pid), done, path]
             for pid, child in list(children.items()):
                 if child[1] is not None and child[1] not in ready:
                     continue
@@ -308,28 +344,6 @@ def _loop(caller: int) -> None:
                     if child[0] is not None:
                         _write(out, (child[0], os.waitstatus_to_exitcode(status)))
                     reported.append(child[3])
-            if inp in ready:
-                msg = _read(lambda n: os.read(inp, n))
-                if msg is None or msg == _STOP:  # idle children see their pipes close and leave
-                    stopped = msg == _STOP
-                    break
-                rid, path, request, market = msg
-                if market is not None:
-                    markets.add(str(Path(market).parent))
-                    if _preloaded(market) is None:
-                        wanted = market
-                data = pickle.dumps((path, request), protocol=pickle.HIGHEST_PROTOCOL)
-                while True:
-                    pid, w, done = idle.pop(0)[:3] if idle else _fork_idle([])
-                    try:
-                        os.write(w, data)
-                        break
-                    except BrokenPipeError:  # a waiting child that died (killed from outside)
-                        os.close(done)
-                        os.waitpid(pid, 0)
-                    finally:
-                        os.close(w)
-                children[pid] = [rid, _pidfd(pid), done, path]
     except BrokenPipeError:  # the caller is gone as a run was reported to it
         pass
     _clear(caller, children, reported, () if stopped else markets)
@@ -463,6 +477,7 @@ def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = No
                 _prefault(prefault, r)
             with os.fdopen(r, "rb") as f:
                 data = f.read()
+            _tl("child got")
             if data:  # an empty read: the server is gone before sending anything
                 path, request = pickle.loads(data)
                 _child(path, request, done_w, record)
@@ -681,6 +696,7 @@ def _child(path: str, request: bytes, done: int | None = None, record: bool = Fa
             pickle.dump(("error", f"its result could not be sent back: {exc}"), f)
     os.replace(path + ".part", path)
     sys.stdout.flush()
+    _tl("child done")
     if done is not None:  # with how far the run's memory grew: what the next ones prefault
         os.write(done, _GREW.pack(max(_peak() - start, 0)))
         if record:

@@ -10,11 +10,16 @@ side by side on two cores) and the simulation's replays.
 
 A check is timed as a user calls it, after a pause (``PAUSE``), in which the children
 that wait for the next runs prepare their memory; and back to back, one check right
-after another (a loop over strategies), where they have no time to.
+after another (a loop over strategies), where they have no time to. Back to back, the
+check is bound by processor time: its runs, the server's forks and the children's
+preparation and exits fill both cores, so the script also gives the processor time of
+the server and its children per check (on Linux), a figure the machine's noise moves
+less than the wall time.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -26,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pitgrid as pg  # noqa: E402
 from benches.workloads import computed  # noqa: E402
+from pitgrid.drivers import forked  # noqa: E402
 from pitgrid.strategies import CrossSectionalMomentum, MovingAverageCross  # noqa: E402
 
 
@@ -81,9 +87,24 @@ def measure(data: Path | None, tmp: Path) -> None:
         # once, the last runs' memory known to the children that wait
         pg.check_point_in_time(market, strategy)
         c = median_time(lambda: pg.check_point_in_time(market, strategy), 5, PAUSE)
+        cpu0 = _server_cpu()
         c2 = median_time(lambda: pg.check_point_in_time(market, strategy), 5)
+        time.sleep(PAUSE)  # the last runs' processes exit and are counted
+        cpu = (_server_cpu() - cpu0) / 5 if cpu0 is not None else float("nan")
         print(f"{name:30s} batch {b * 1e3:7.1f} ms  check {c * 1e3:7.1f} ms  check/batch {c / b:5.1f}x"
-              f"   back to back: {c2 * 1e3:7.1f} ms, {c2 / b:5.1f}x", flush=True)
+              f"   back to back: {c2 * 1e3:7.1f} ms, {c2 / b:5.1f}x, processor time "
+              f"{cpu * 1e3:4.0f} ms a check", flush=True)
+
+
+def _server_cpu() -> float | None:
+    """Seconds of processor time of the check's server and of the run processes it has
+    reaped (Linux's /proc), or None."""
+    try:
+        with open(f"/proc/{forked._Server.get().proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _csv(tmp: Path) -> Path:

@@ -38,7 +38,8 @@ floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_fr
 
 
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=11), elements=floats))
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=11),
+                  elements=floats))
 def test_float_rows_match_the_reference(a):
     assert row_digests(a).tolist() == reference(a)
 

@@ -399,7 +399,8 @@ from pitgrid.drivers import forked
 held = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE)  # private, on 4 KB pages: never advised
 held.write(b"x" * (64 << 20))
 def huge():
-    return int(re.search(r"AnonHugePages:\\s+(\\d+)", open("/proc/self/smaps_rollup").read()).group(1))
+    rollup = open("/proc/self/smaps_rollup").read()
+    return int(re.search(r"AnonHugePages:\\s+(\\d+)", rollup).group(1))
 before = huge()
 forked._collapse()
 print(before, huge())
@@ -417,12 +418,16 @@ print(before, huge())
 def test_the_server_asks_glibc_for_a_heap_on_huge_pages_unless_the_caller_said_otherwise():
     from pitgrid.drivers.forked import _Server, _huge_heap
 
-    assert _huge_heap({"PATH": "/bin"}) == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    assert _huge_heap({"PATH": "/bin"}) == {"PATH": "/bin",
+                                            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
     assert _huge_heap({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})["GLIBC_TUNABLES"] == \
         "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
     assert _huge_heap({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})["GLIBC_TUNABLES"] == \
         "glibc.malloc.hugetlb=0"
     if sys.platform.startswith("linux"):  # what the running server was started with
+        from pitgrid.drivers.forked import submit
+
+        assert submit(max, 2, 3).result() == 3  # the server is up (its environment is set)
         with open(f"/proc/{_Server.get().proc.pid}/environ", "rb") as f:
             assert b"glibc.malloc.hugetlb=" in f.read()
 

@@ -395,13 +395,9 @@ def _collapse() -> None:
     check's processor time. A child's first write to such a page still copies 4 KB."""
     import ctypes
 
-    if not sys.platform.startswith("linux"):
+    madvise = _madvise()
+    if madvise is None:
         return
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     for first, end in _rw_spans(anonymous=True).tolist():
         # whole huge pages inside the mapping
         a = -(-(first << 12) // _HUGE) * _HUGE
@@ -590,15 +586,9 @@ def _populate(hot: np.ndarray | None, request: int) -> None:
     a page the server never touched is allocated. The next run writes them (reference
     counts, caches), and each first write to a shared page would stop it for a copy.
     Stops as soon as a request is waiting on ``request``."""
-    import ctypes
-
-    if hot is None or not hot.size or not sys.platform.startswith("linux"):
+    madvise = _madvise()
+    if hot is None or not hot.size or madvise is None:
         return
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     size = os.sysconf("SC_PAGE_SIZE")
     cut = np.r_[0, np.flatnonzero(np.diff(hot) != 1) + 1]  # runs of consecutive pages
     runs = zip(hot[cut].tolist(), np.diff(np.r_[cut, hot.size]).tolist())
@@ -607,6 +597,20 @@ def _populate(hot: np.ndarray | None, request: int) -> None:
             return
         if madvise(first * size, n * size, _MADV_POPULATE_WRITE) != 0 and k == 0:
             return  # an older kernel: the run copies them itself
+
+
+def _madvise() -> Callable[[int, int, int], int] | None:
+    """The C library's ``madvise`` (Linux), or None."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return madvise
 
 
 def _keep_heap() -> bool:

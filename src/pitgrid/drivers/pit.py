@@ -734,7 +734,7 @@ def _first_act(a: np.ndarray, rows: int = 64) -> int | None:
         return None
     for t0 in range(0, len(a), rows):
         block = a[t0: t0 + rows].reshape(min(rows, len(a) - t0), -1)
-        acts = block.any(axis=1) if a.dtype == bool else ((block != 0) & (block == block)).any(axis=1)
+        acts = (block if a.dtype == bool else (block != 0) & (block == block)).any(axis=1)
         if acts.any():
             return t0 + int(np.argmax(acts))
     return None

@@ -10,6 +10,8 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pitgrid as pg
 from pitgrid import kernels as K
@@ -688,3 +690,30 @@ def test_a_run_records_the_pages_it_wrote_and_a_waiting_child_copies_them(tmp_pa
         finally:
             os._exit(0 if ok else 1)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def _first_act_reference(a: np.ndarray) -> int | None:
+    """Bar by bar: the first whose row holds a True, or a number other than 0 and NaN."""
+    if a.ndim < 2:
+        return None
+    for t in range(len(a)):
+        for x in np.asarray(a[t]).ravel().tolist():
+            if x is True or (not isinstance(x, bool) and x != 0 and x == x):
+                return t
+    return None
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 200), st.integers(1, 4), st.sampled_from([bool, np.float64]),
+       st.integers(0, 2**32 - 1))
+def test_the_first_bar_an_intents_array_acts_on_matches_a_row_by_row_reference(n, s, dtype, seed):
+    from pitgrid.drivers.pit import _first_act
+
+    rng = np.random.default_rng(seed)
+    a = np.zeros((n, s), dtype=dtype)
+    if n and rng.random() < 0.8:  # mostly one acting bar somewhere, NaN weights around it
+        a[rng.integers(0, n), rng.integers(0, s)] = True if dtype is bool else rng.normal()
+    if dtype is not bool:
+        a[rng.random((n, s)) < 0.3] = np.nan
+    assert _first_act(a) == _first_act_reference(a)
+    assert _first_act(a[:, 0]) is None  # a stop level per parameter set has no bars

@@ -15,7 +15,7 @@ from numba import njit
 _NAN = np.uint64(0x7FF8000000000000)
 _BASIS = np.uint64(0xCBF29CE484222325)
 _PRIME = np.uint64(0x100000001B3)
-LANES = 4
+LANES = 4  # the chains row_digests_nb runs (h0..h3): the reference in the tests follows it
 
 
 @njit(cache=True, nogil=True, inline="always")

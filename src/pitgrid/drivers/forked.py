@@ -7,8 +7,8 @@ new interpreter that imports pitgrid and loads its compiled kernels, and runs
 nothing else, none of the caller's code above all. It forks one child per run, ahead
 of time: two children wait forked for the next runs, so a run does not wait for a fork,
 and while they wait they copy the pages of the server's memory that the last runs wrote
-(a sample of the runs reports them) and fault in as much heap as the last run used, so that a run
-does not pay for its memory page by page either.
+(a sample of the runs reports them) and fault in as much heap as the last run used, so
+that a run does not pay for its memory page by page either.
 Every child starts from that same clean state; a strategy's module is
 imported afresh in the child when its pickle is loaded, so no cache, global or
 market object carries over from the caller or from another run.
@@ -474,10 +474,9 @@ def _die_with(server: int) -> None:
     """End this process when the server ``server`` ends (Linux's ``PR_SET_PDEATHSIG``): a
     server killed from outside takes its runs with it, and no run writes a result
     after its caller has given up on it."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    prctl = _libc("prctl")
+    if prctl is not None:
+        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() != server:  # it ended before that was set
         os._exit(1)
 
@@ -585,17 +584,25 @@ def _populate(hot: np.ndarray | None, request: int) -> None:
             return  # an older kernel: the run copies them itself
 
 
-def _madvise() -> Callable[[int, int, int], int] | None:
-    """The C library's ``madvise`` (Linux), or None."""
+def _libc(name: str) -> Any:
+    """The C library's function ``name`` on Linux (``errno`` kept), or None."""
     import ctypes
 
     if not sys.platform.startswith("linux"):
         return None
     try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def _madvise() -> Callable[[int, int, int], int] | None:
+    """The C library's ``madvise`` (Linux), or None."""
+    import ctypes
+
+    madvise = _libc("madvise")
+    if madvise is not None:
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     return madvise
 
 
@@ -604,15 +611,8 @@ def _keep_heap() -> bool:
     ``_MMAP_MAX`` from the heap (``M_MMAP_THRESHOLD``) rather than from new mappings: a
     run's process then reuses what it frees, and what :func:`_prefault` touched. False
     where the C library is not glibc on Linux."""
-    import ctypes
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        return bool(libc.mallopt(-1, 1 << 30) and libc.mallopt(-3, _MMAP_MAX))
-    except (OSError, AttributeError):  # not glibc
-        return False
+    mallopt = _libc("mallopt")
+    return mallopt is not None and bool(mallopt(-1, 1 << 30) and mallopt(-3, _MMAP_MAX))
 
 
 def _prefault(nbytes: int, request: int) -> None:

@@ -89,24 +89,24 @@ def measure(data: Path | None, tmp: Path) -> None:
         c = median_time(lambda: pg.check_point_in_time(market, strategy), 5, PAUSE)
         # the children prepared in the last pause take this one: not counted in the time
         pg.check_point_in_time(market, strategy)
-        cpu0 = _server_cpu()
+        cpu0 = _check_cpu()
         c2 = median_time(lambda: pg.check_point_in_time(market, strategy), 5)
         time.sleep(PAUSE)  # the last runs' processes exit and are counted
-        cpu = (_server_cpu() - cpu0) / 5 if cpu0 is not None else float("nan")
+        cpu = (_check_cpu() - cpu0) / 5 if cpu0 is not None else float("nan")
         print(f"{name:30s} batch {b * 1e3:7.1f} ms  check {c * 1e3:7.1f} ms  check/batch {c / b:5.1f}x"
               f"   back to back: {c2 * 1e3:7.1f} ms, {c2 / b:5.1f}x, processor time "
               f"{cpu * 1e3:4.0f} ms a check", flush=True)
 
 
-def _server_cpu() -> float | None:
-    """Seconds of processor time of the check's server and of the run processes it has
-    reaped (Linux's /proc), or None."""
+def _check_cpu() -> float | None:
+    """Seconds of processor time of this process (where the check's batch run runs), of the
+    check's server and of the run processes it has reaped (Linux's /proc), or None."""
     try:
         with open(f"/proc/{forked._Server.get().proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK") + time.process_time()
 
 
 def _csv(tmp: Path) -> Path:

@@ -150,8 +150,9 @@ def test_scrambling_changes_every_field_and_table_after_the_cutoff_only(market):
 
 
 def test_the_callers_own_state_cannot_hide_a_leak(market):
-    # the caller's module cache already holds the full-length average: a run forked from the
-    # caller would inherit it and both runs would agree; runs from the clean server do not
+    # the caller's module cache already holds the full-length average, and the batch run in
+    # the caller's process reads it; a step driver forked from the caller would inherit it
+    # and the runs would agree; the step driver's process from the clean server does not
     leak = ModuleCache(fast=5, slow=20)
     pg.backtest(market, leak, {"fill": "close"})
     assert _CACHE
@@ -201,17 +202,63 @@ def test_the_replays_are_shared_between_the_runs_and_each_done_once(market):
 
 @dataclass(frozen=True, kw_only=True)
 class Dies(MovingAverageCross):
-    """Ends its own process: the check reports it instead of waiting forever."""
+    """Ends its own process when handed fewer than ``bars`` bars (the step driver hands it
+    each bar's prefix; the batch run, in the caller's process, the whole market)."""
+
+    bars: int = 10**9
 
     def features(self, data):
         import os
 
-        os._exit(3)
+        if data.n_time < self.bars:
+            os._exit(3)
+        return super().features(data)
 
 
 def test_a_run_whose_process_dies_is_reported(market):
+    # the check reports it instead of waiting forever: the step driver's process in the
+    # every-bar mode, the whole run's in the sampled mode
     with pytest.raises(RuntimeError, match="died"):
-        pg.check_point_in_time(market, Dies(fast=5, slow=20))
+        pg.check_point_in_time(market, Dies(fast=5, slow=20, bars=len(market.time)))
+    with pytest.raises(RuntimeError, match="died"):
+        pg.check_point_in_time(market, Dies(fast=5, slow=20), every_bar=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exits(MovingAverageCross):
+    """Asks its process to exit in the batch run."""
+
+    def features(self, data):
+        sys.exit(4)
+
+
+def test_a_batch_run_that_exits_does_not_end_the_caller(market):
+    with pytest.raises(RuntimeError, match="SystemExit"):
+        pg.check_point_in_time(market, Exits(fast=5, slow=20))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scribbles(MovingAverageCross):
+    """Leaves what it computed on its instance, in the feature cache and in the market."""
+
+    def features(self, data):
+        out = super().features(data)
+        object.__setattr__(self, "_seen", data.n_time)
+        data.market.ds["scribble"] = data.market.ds["close"] * 0
+        return out
+
+
+def test_the_batch_run_in_the_callers_process_leaves_it_as_it_was(market):
+    from pitgrid.drivers import common
+
+    strategy = Scribbles(fast=5, slow=20)
+    pg.clear_feature_cache()
+    fields = set(market.ds.data_vars)
+    pg.check_point_in_time(market, strategy)
+    # a copy of the strategy ran, with a feature cache of its own, on a market of its own
+    assert "_seen" not in vars(strategy)
+    assert not common._FEATURE_CACHE and common._OWN_CACHE.get() is None
+    assert set(market.ds.data_vars) == fields
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -91,8 +91,8 @@ def assert_causal(strategy: Strategy, config: Any = None, *, market: MarketData 
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
 
-    # no shrinking: each example costs two fresh processes, and the first leak's report
-    # already names the bar, the symbol and the market's seed
+    # no shrinking: each example costs a batch run and a step driver in a fresh process,
+    # and the first leak's report already names the bar, the symbol and the market's seed
     @settings(max_examples=max_examples, deadline=None, database=None,
               phases=(Phase.explicit, Phase.generate),
               suppress_health_check=[HealthCheck.too_slow])

@@ -145,7 +145,7 @@ def check(
     """Check a config's strategy for look-ahead; a leak exits 1, naming where and what.
 
     The step driver, which hands the strategy only what is known at each bar, audits
-    the batch run at every bar (separate fresh processes, read-only data); then the
+    the batch run at every bar (the step driver in a fresh process, read-only data); then the
     simulation is cut and scrambled after the cutoffs.
     """
     from pitgrid.drivers.pit import check_point_in_time

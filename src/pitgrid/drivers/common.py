@@ -1,7 +1,10 @@
 """What both drivers share: the market, the resolved settings, and cached features."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,9 @@ from pitgrid.engine.config import SimConfig
 
 _FEATURE_CACHE: OrderedDict[tuple[str, str, int], dict[str, np.ndarray]] = OrderedDict()
 _FEATURE_CACHE_SIZE = 16
+# a cache of its own for a block of runs (own_feature_cache), in this thread only
+_OWN_CACHE: contextvars.ContextVar[OrderedDict | None] = contextvars.ContextVar(
+    "pitgrid_own_feature_cache", default=None)
 
 
 def as_market(market: MarketData | xr.Dataset | str | Path) -> MarketData:
@@ -56,21 +62,41 @@ def clear_feature_cache() -> None:
     _FEATURE_CACHE.clear()
 
 
+@contextlib.contextmanager
+def own_feature_cache() -> Iterator[None]:
+    """Within the block (in this thread), runs cache features in a cache of their own,
+    empty at the start and gone at the end: they neither reuse features that earlier runs
+    cached nor leave theirs behind. The point-in-time check's batch run in the caller's
+    process uses it, so that it computes what a run in a fresh process computes.
+
+    Example:
+        >>> with own_feature_cache():
+        ...     pass
+    """
+    token = _OWN_CACHE.set(OrderedDict())
+    try:
+        yield
+    finally:
+        _OWN_CACHE.reset(token)
+
+
 def features_for(market: MarketData, strategy: Strategy, data: FeatureData) -> dict[str, np.ndarray]:
     """The strategy's features on ``data``; full-length ones cached by the market's
     ``cache_key()`` and parameters."""
     if data.upto != len(market.time) - 1:
         return strategy.features(data)
+    cache = _OWN_CACHE.get()
+    cache = _FEATURE_CACHE if cache is None else cache
     key = (market.cache_key(), strategy.feature_key(), data.upto)
-    if key in _FEATURE_CACHE:
-        _FEATURE_CACHE.move_to_end(key)
-        return _FEATURE_CACHE[key]
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
     feats = strategy.features(data)
     for a in feats.values():
         a.flags.writeable = False
-    _FEATURE_CACHE[key] = feats
-    while len(_FEATURE_CACHE) > _FEATURE_CACHE_SIZE:
-        _FEATURE_CACHE.popitem(last=False)
+    cache[key] = feats
+    while len(cache) > _FEATURE_CACHE_SIZE:
+        cache.popitem(last=False)
     return feats
 
 

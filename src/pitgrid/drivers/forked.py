@@ -432,7 +432,7 @@ def _preloaded(folder: str | Path) -> Any:
     return None
 
 
-_IDLE = 2  # children kept forked and waiting: the check submits its two runs at once
+_IDLE = 2  # children kept forked and waiting: the sampled check submits two runs at once
 
 
 def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = None,

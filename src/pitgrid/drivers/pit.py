@@ -1,18 +1,20 @@
 """The point-in-time check: the step driver audits the batch run at every bar.
 
 :func:`check_point_in_time` first looks for market data the strategy carries
-(:mod:`pitgrid.drivers.carried`), then runs it twice, each time in a new process
-(forked from a clean server, :mod:`pitgrid.drivers.forked`) on market arrays the
-operating system maps read-only: once in the batch engine and once in the step driver, which
-hands the strategy only what is known at each bar (:mod:`pitgrid.cycle.view`). Any
-feature, intent or order that differs at any bar is a leak, once the batch engine on the
-data known at that bar confirms it: the batch run read something the step run could not
-know. The two runs share no process, no module state and no market object, so a cache,
-a field written into the market or an array written in place cannot carry the future
-from one to the other, and neither can open a market store. Then the simulation itself
-is checked: each run's decisions are replayed by the compiled core on the data
-truncated or scrambled after a cutoff (every field the core reads, the delistings), and
-nothing at or before the cutoff may change; the two runs share the cutoffs.
+(:mod:`pitgrid.drivers.carried`), then runs it twice at once, on market arrays the
+operating system maps read-only: in the step driver, which hands the strategy only what
+is known at each bar (:mod:`pitgrid.cycle.view`), in a new process (forked from a clean
+server, :mod:`pitgrid.drivers.forked`); and meanwhile in the batch engine, in the
+caller's own process, as a backtest would run it (on a copy of the strategy, with
+features cached for that run alone). Any feature, intent or order that differs at any
+bar is a leak, once the batch engine on the data known at that bar confirms it: the
+batch run read something the step run could not know. The two runs share no process,
+no module state and no market object, so a cache, a field written into the market or an
+array written in place cannot carry the future from one to the other, and the step run
+cannot open a market store. Then the simulation itself is checked: the runs' decisions
+are replayed by the compiled core on the data truncated or scrambled after a cutoff
+(every field the core reads, the delistings), and nothing at or before the cutoff may
+change; the two runs share the cutoffs.
 
 ``every_bar=False`` is the quick sampled mode: truncate and scramble after a few
 cutoffs and rerun the whole strategy each time (each run in its own process). The
@@ -149,10 +151,11 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
 def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes,
                settings: dict[str, Any], folder: str, cutoffs: Any, seed: int) -> PointInTimeReport:
     """The step driver audits the batch run at every bar; then the simulation check."""
-    # both at once, one per core; each then checks its share of the simulation
-    runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed, market=folder)
-            for kind, b in (("batch", blob), ("step", fresh))]
-    batch, step = (r.result() for r in runs)
+    # both at once, one per core: the step driver in a fresh process, the batch run in
+    # this one meanwhile; each then checks its share of the simulation
+    running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, market=folder)
+    batch = _batch_here(folder, blob, settings, cutoffs, seed)
+    step = running.result()
     report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
     start = _first_runnable_bar(folder, fresh, settings, strategy, batch, step, len(market.time))
     if start is not None:  # audit from the first bar the strategy can run on
@@ -161,9 +164,10 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
         report.first_bar = market.time[start]
     if not _digests_agree(batch, step, start or 0):
         # the values themselves: to compare them within rounding, and to name them
-        runs = [forked.submit(_run, kind, folder, b, settings, cutoffs, seed, s, True, market=folder)
-                for kind, b, s in (("batch", blob, None), ("step", fresh, start))]
-        batch, step = (r.result() for r in runs)
+        running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start, True,
+                                market=folder)
+        batch = _batch_here(folder, blob, settings, cutoffs, seed, values=True)
+        step = running.result()
     diff = _audit(market, batch, step, start or 0)
     if diff is not None and diff.how == "step driver" and diff.what == "decision":
         diff = _confirmed(market, folder, fresh, settings, strategy, batch, step, diff)
@@ -219,29 +223,62 @@ def _fresh(strategy: Strategy) -> Strategy:
 
 def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any,
          seed: int, start: int | None = None, values: bool = False) -> dict[str, Any]:
-    """One run in a process of its own (:mod:`pitgrid.drivers.forked`): decisions, features,
-    orders and equity to compare. In the every-bar mode ("batch" and "step") each run then
-    checks the simulation on its own decisions with its share of the replays (a cutoff's
-    truncated and scrambled ones), so that the two processes share that work (the
-    decisions are the same, or the audit reports where they differ first); "whole" is a
-    batch run of the sampled mode.
-
-    Features and decisions come back as a digest of each row
-    (:mod:`pitgrid.drivers.digests`), which is all the audit needs when the runs agree;
-    ``values`` (and a "whole" run) sends the values."""
+    """One run in a process of its own (:mod:`pitgrid.drivers.forked`), on the market
+    exported in ``folder``, mapped read-only, where no market store can be opened: what
+    :func:`_decide` returns."""
     import warnings
 
     import cloudpickle
 
-    from pitgrid.cycle.data import FeatureData
-    from pitgrid.drivers.batch import backtest
-    from pitgrid.drivers.common import features_for
-    from pitgrid.drivers.step import SlowPathWarning, StepDriver
+    from pitgrid.drivers.step import SlowPathWarning
 
     warnings.simplefilter("ignore", SlowPathWarning)  # the audit is about leaks, not speed
     strategy = cloudpickle.loads(blob)
     market = forked.import_market(folder)
     forbid_stores()
+    return _decide(kind, market, strategy, settings, cutoffs, seed, start, values)
+
+
+def _batch_here(folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any, seed: int,
+                values: bool = False) -> dict[str, Any]:
+    """The every-bar mode's batch run, in the caller's process while the step driver runs
+    in a fresh one: the run a backtest makes, on a copy of the strategy and on the market
+    exported in ``folder``, mapped read-only, with features cached for this run alone (it
+    reuses none that an earlier run cached, nor leaves its own behind). What it shares
+    with the caller's earlier runs (its modules' state) it does not share with the step
+    driver, so it cannot hide a leak: it makes the two runs differ."""
+    import warnings
+
+    import cloudpickle
+
+    from pitgrid.drivers.common import own_feature_cache
+    from pitgrid.drivers.step import SlowPathWarning
+
+    with warnings.catch_warnings(), own_feature_cache():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        try:
+            return _decide("batch", forked.import_market(folder), cloudpickle.loads(blob),
+                           settings, cutoffs, seed, None, values)
+        except SystemExit as exc:  # as a run in a process of its own reports it
+            raise RuntimeError(f"the check's batch run failed: SystemExit: {exc}") from None
+
+
+def _decide(kind: str, market: MarketData, strategy: Strategy, settings: dict[str, Any],
+            cutoffs: Any, seed: int, start: int | None, values: bool) -> dict[str, Any]:
+    """One run's decisions, features, orders and equity to compare. In the every-bar mode
+    ("batch" and "step") the run then checks the simulation on its own decisions with its
+    share of the replays (a cutoff's truncated and scrambled ones), so that the two runs,
+    one per core, share that work (the decisions are the same, or the audit reports where
+    they differ first); "whole" is a batch run of the sampled mode.
+
+    Features and decisions come back as a digest of each row
+    (:mod:`pitgrid.drivers.digests`), which is all the audit needs when the runs agree;
+    ``values`` (and a "whole" run) sends the values."""
+    from pitgrid.cycle.data import FeatureData
+    from pitgrid.drivers.batch import backtest
+    from pitgrid.drivers.common import features_for
+    from pitgrid.drivers.step import StepDriver
+
     driver = None
     try:
         if kind == "step":
@@ -388,9 +425,10 @@ def _share(market: MarketData, cuts: list[np.datetime64]
     each with whether the step run's process does it (True) or the batch run's: the
     costlier first, each to the process with less to do so far. A replay costs about
     its bars (the scrambled one ``_LATER`` more) and a fixed part of about ``_REPLAY``
-    bars; on the fast path the two runs cost about the same."""
+    bars; on the fast path the step run costs about twice the batch run, with its
+    process's start (forked, its first touches of memory) and its exit."""
     T = len(market.time)
-    load = {False: float(T), True: float(T)}
+    load = {False: float(T), True: 2.0 * T}
     jobs = [((k, c, how), market.index_of(c) + _REPLAY + (_LATER if how == "scrambled" else 0))
             for k, c in enumerate(cuts) for how in ("truncated", "scrambled")]
     out = []
@@ -476,8 +514,8 @@ def _batch_failure(run: dict[str, Any]) -> Difference:
                    "that shifts later rows into earlier ones is a leak, and the check's "
                    "read-only data refuse it.")
     else:
-        meaning = ("The strategy fails in the batch run of the check (a fresh process on the "
-                   "market alone): it relies on something outside what it is handed, or it "
+        meaning = ("The strategy fails in the batch run of the check (on the market alone, "
+                   "mapped read-only): it relies on something outside what it is handed, or it "
                    "fails on its own.")
     return Difference(None, "batch run", "error", None, None, error, meaning)
 

@@ -181,23 +181,38 @@ def test_the_simulation_check_catches_an_engine_that_reads_the_next_bar(market, 
             assert pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0) is None
             m.setattr(simulate, "market_arrays", peeking)
             found = pit._simulation_check(market, strategy, {"fill": "close"}, intents, cuts, 0)
+            # the first cutoff's, in whatever order the replays come (as the runs claim them)
+            again = pit._simulation_check(market, strategy, {"fill": "close"}, intents,
+                                          cuts[::-1], 0)
         assert found is not None and found.how == how
+        assert found.cutoff == cuts[0][1] and again == found
         assert found.time <= found.cutoff and found.what in ("fill", "order", "equity")
 
 
-def test_the_replays_are_shared_between_the_runs_and_each_done_once(market):
-    from pitgrid.drivers import pit
+def test_the_replays_are_shared_between_the_runs_and_each_done_once(market, tmp_path):
+    from pitgrid.drivers import forked, pit
 
+    # two processes claiming in turn: each replay goes to exactly one of them
     cuts = [market.time[i] for i in (10, 60, 100, 150)]
-    shared = pit._share(market, cuts)
-    jobs = [job for job, _ in shared]
+    jobs = pit._replays(market, cuts)
     assert sorted(jobs, key=str) == sorted(((k, c, how) for k, c in enumerate(cuts)
                                             for how in ("truncated", "scrambled")), key=str)
-    assert {step for _, step in shared} == {True, False}
-    # each run replays in the order of the cutoffs
-    for side in (True, False):
-        mine = [job[0] for job, step in shared if step == side]
-        assert mine == sorted(mine)
+    mine: tuple[list, list] = ([], [])
+    claiming = [pit._claimed(jobs, str(tmp_path), m) for m in mine]
+    done = [next(claiming[0]), *claiming[1], *claiming[0]]
+    assert sorted(done, key=str) == sorted(jobs, key=str) and mine[0] and mine[1]
+    # the check's two runs at once, the batch run in this process
+    strategy = MovingAverageCross(fast=5, slow=20)
+    blob = pit._dump(strategy)
+    with forked.Exports.lease(market) as folder, forked.scratch_folder("claims-") as claims:
+        folder = str(folder)
+        step = forked.submit(pit._run, "step", folder, blob, {}, cuts, 0, None, False, claims,
+                             market=folder)
+        batch = pit._batch_here(folder, blob, {}, cuts, 0, claims)
+        step = step.result()
+    assert batch["simulation"] is None and step["simulation"] is None
+    both = batch["replayed"] + step["replayed"]
+    assert sorted(both, key=str) == sorted(jobs, key=str)
 
 
 @dataclass(frozen=True, kw_only=True)

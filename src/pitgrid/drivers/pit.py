@@ -24,6 +24,8 @@ delistings and period ends.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,10 +154,12 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
                settings: dict[str, Any], folder: str, cutoffs: Any, seed: int) -> PointInTimeReport:
     """The step driver audits the batch run at every bar; then the simulation check."""
     # both at once, one per core: the step driver in a fresh process, the batch run in
-    # this one meanwhile; each then checks its share of the simulation
-    running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, market=folder)
-    batch = _batch_here(folder, blob, settings, cutoffs, seed)
-    step = running.result()
+    # this one meanwhile; each then replays what the other has not claimed yet
+    with forked.scratch_folder("pitgrid-claims-") as claims:
+        running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, None,
+                                False, claims, market=folder)
+        batch = _batch_here(folder, blob, settings, cutoffs, seed, claims)
+        step = running.result()
     report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
     start = _first_runnable_bar(folder, fresh, settings, strategy, batch, step, len(market.time))
     if start is not None:  # audit from the first bar the strategy can run on
@@ -164,14 +168,17 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
         report.first_bar = market.time[start]
     if not _digests_agree(batch, step, start or 0):
         # the values themselves: to compare them within rounding, and to name them
-        running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start, True,
-                                market=folder)
-        batch = _batch_here(folder, blob, settings, cutoffs, seed, values=True)
-        step = running.result()
+        with forked.scratch_folder("pitgrid-claims-") as claims:
+            running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start,
+                                    True, claims, market=folder)
+            batch = _batch_here(folder, blob, settings, cutoffs, seed, claims, values=True)
+            step = running.result()
     diff = _audit(market, batch, step, start or 0)
     if diff is not None and diff.how == "step driver" and diff.what == "decision":
         diff = _confirmed(market, folder, fresh, settings, strategy, batch, step, diff)
-    diff = diff or batch.get("simulation") or step.get("simulation")
+    # the first replay that differs, whichever run claimed it
+    found = [d for d in (batch.get("simulation"), step.get("simulation")) if d is not None]
+    diff = diff or min(found, key=_replay_order, default=None)
     if diff is not None:
         report.differences.append(diff)
     return report
@@ -222,7 +229,8 @@ def _fresh(strategy: Strategy) -> Strategy:
 
 
 def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any,
-         seed: int, start: int | None = None, values: bool = False) -> dict[str, Any]:
+         seed: int, start: int | None = None, values: bool = False, claims: str | None = None
+         ) -> dict[str, Any]:
     """One run in a process of its own (:mod:`pitgrid.drivers.forked`), on the market
     exported in ``folder``, mapped read-only, where no market store can be opened: what
     :func:`_decide` returns."""
@@ -236,11 +244,11 @@ def _run(kind: str, folder: str, blob: bytes, settings: dict[str, Any], cutoffs:
     strategy = cloudpickle.loads(blob)
     market = forked.import_market(folder)
     forbid_stores()
-    return _decide(kind, market, strategy, settings, cutoffs, seed, start, values)
+    return _decide(kind, market, strategy, settings, cutoffs, seed, start, values, claims)
 
 
 def _batch_here(folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any, seed: int,
-                values: bool = False) -> dict[str, Any]:
+                claims: str, values: bool = False) -> dict[str, Any]:
     """The every-bar mode's batch run, in the caller's process while the step driver runs
     in a fresh one: the run a backtest makes, on a copy of the strategy and on the market
     exported in ``folder``, mapped read-only, with features cached for this run alone (it
@@ -258,18 +266,21 @@ def _batch_here(folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any
         warnings.simplefilter("ignore", SlowPathWarning)
         try:
             return _decide("batch", forked.import_market(folder), cloudpickle.loads(blob),
-                           settings, cutoffs, seed, None, values)
+                           settings, cutoffs, seed, None, values, claims)
         except SystemExit as exc:  # as a run in a process of its own reports it
             raise RuntimeError(f"the check's batch run failed: SystemExit: {exc}") from None
 
 
 def _decide(kind: str, market: MarketData, strategy: Strategy, settings: dict[str, Any],
-            cutoffs: Any, seed: int, start: int | None, values: bool) -> dict[str, Any]:
+            cutoffs: Any, seed: int, start: int | None, values: bool, claims: str | None = None
+            ) -> dict[str, Any]:
     """One run's decisions, features, orders and equity to compare. In the every-bar mode
-    ("batch" and "step") the run then checks the simulation on its own decisions with its
-    share of the replays (a cutoff's truncated and scrambled ones), so that the two runs,
-    one per core, share that work (the decisions are the same, or the audit reports where
-    they differ first); "whole" is a batch run of the sampled mode.
+    ("batch" and "step") the run then checks the simulation on its own decisions with the
+    replays (a cutoff's truncated and scrambled ones) it claims in ``claims`` before the
+    other run does (:func:`_claimed`; all of them without ``claims``), so that the two
+    runs, one per core, share that work as each is free for it (the decisions are the
+    same, or the audit reports where they differ first); "whole" is a batch run of the
+    sampled mode.
 
     Features and decisions come back as a digest of each row
     (:mod:`pitgrid.drivers.digests`), which is all the audit needs when the runs agree;
@@ -310,10 +321,11 @@ def _decide(kind: str, market: MarketData, strategy: Strategy, settings: dict[st
     }
     if kind in ("batch", "step"):
         out["cuts"] = cuts = _cutoffs(market, cutoffs, {"intents": decisions}, every_bar=True)
-        mine = [job for job, step in _share(market, cuts) if step == (kind == "step")]
+        out["replayed"] = mine = []
         # the run's own orders and equity are those of the core on its decisions and the
         # whole market (both drivers agree with a replay bit for bit), unless it started late
-        out["simulation"] = _simulation_check(market, strategy, settings, decisions, mine,
+        out["simulation"] = _simulation_check(market, strategy, settings, decisions,
+                                              _claimed(_replays(market, cuts), claims, mine),
                                               seed, out if start is None else None)
     return out
 
@@ -419,24 +431,35 @@ def _confirmed(market: MarketData, folder: str, blob: bytes, settings: dict[str,
                       "intent_rows), or keeps state from bar to bar.")
 
 
-def _share(market: MarketData, cuts: list[np.datetime64]
-           ) -> list[tuple[tuple[int, np.datetime64, str], bool]]:
+def _replays(market: MarketData, cuts: list[np.datetime64]) -> list[tuple[int, np.datetime64, str]]:
     """The replays of the simulation check, ``(k, cutoff, "truncated" or "scrambled")``,
-    each with whether the step run's process does it (True) or the batch run's: the
-    costlier first, each to the process with less to do so far. A replay costs about
-    its bars (the scrambled one ``_LATER`` more) and a fixed part of about ``_REPLAY``
-    bars; on the fast path the step run costs about twice the batch run, with its
-    process's start (forked, its first touches of memory) and its exit."""
-    T = len(market.time)
-    load = {False: float(T), True: 2.0 * T}
-    jobs = [((k, c, how), market.index_of(c) + _REPLAY + (_LATER if how == "scrambled" else 0))
-            for k, c in enumerate(cuts) for how in ("truncated", "scrambled")]
-    out = []
-    for job, cost in sorted(jobs, key=lambda j: -j[1]):
-        step = load[True] < load[False]
-        load[step] += cost
-        out.append((job, step))
-    return sorted(out, key=lambda j: (j[0][0], j[0][2] != "truncated"))
+    the costlier first (so that the last ones, which the two runs share out as each is
+    free, are short). A replay costs about its bars (the scrambled one ``_LATER`` more)
+    and a fixed part of about ``_REPLAY`` bars."""
+    jobs = [(k, c, how) for k, c in enumerate(cuts) for how in ("truncated", "scrambled")]
+    return sorted(jobs, key=lambda j: -(market.index_of(j[1]) + _REPLAY
+                                        + (_LATER if j[2] == "scrambled" else 0)))
+
+
+def _claimed(jobs: list[tuple[int, np.datetime64, str]], claims: str | None,
+             mine: list[tuple[int, np.datetime64, str]]) -> Iterator[tuple[int, np.datetime64, str]]:
+    """The jobs this process claims, one at a time as it gets to each: a file per job
+    created in ``claims`` (``O_EXCL``: of two processes, exactly one creates it); every
+    job without ``claims``. Each one claimed is added to ``mine``."""
+    for k, c, how in jobs:
+        if claims is not None:
+            try:
+                os.close(os.open(os.path.join(claims, f"{k}-{how}"),
+                                 os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+        mine.append((k, c, how))
+        yield k, c, how
+
+
+def _replay_order(d: Difference) -> tuple[Any, bool]:
+    """Replays in the order of their cutoffs, a cutoff's truncated one first."""
+    return d.cutoff, d.how != "truncated"
 
 
 def _raise_child_error(run: dict[str, Any]) -> None:
@@ -629,26 +652,26 @@ def _intent_arrays(intents: Any) -> dict[str, np.ndarray]:
 
 
 def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
-                      intents: dict[str, np.ndarray], cuts: list[tuple[int, np.datetime64, str]],
+                      intents: dict[str, np.ndarray], cuts: Iterable[tuple[int, np.datetime64, str]],
                       seed: int, full: dict[str, Any] | None = None) -> Difference | None:
     """A run's decisions replayed by the compiled core on the data truncated or scrambled
     after each cutoff (numbered, ``(k, time, how)``): nothing at or before the cutoff may
     change; ``full``: the orders and equity of these decisions on the whole market, when
-    the caller has them.
+    the caller has them. Every replay runs, and the first that differs in the order of
+    the cutoffs is reported, whichever order they come in.
 
     The scrambled replay stops after the cutoff's bar (``simulate(stop_after=)``) with
     ``_LATER`` scrambled bars still in its arrays, each holding another later bar's values,
     so a read of a later bar shows (and one past them finds no bar, which the truncated
     replay shows too); its delistings are those of :func:`scrambled`, with every field
     the core reads. Both replays cost about the bars up to the cutoff."""
-    if not cuts:
-        return None
     cfg, size_value = resolve_settings(strategy, config)
-    if full is None:
-        full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, None)
     orders = {k.removeprefix("order:"): v for k, v in intents.items() if k.startswith("order:")}
     fields = _CORE_FIELDS | (_RANGE_FIELDS if orders_needed(cfg, orders) else frozenset())
+    first = None
     for k, c, how in cuts:
+        if full is None:  # only for a run with replays to do
+            full = _replay(market.ds, market.delist_bar, intents, cfg, size_value, None)
         i = market.index_of(c)
         if how == "truncated":
             # what MarketData.truncate keeps of the data (the core reads no reference table)
@@ -663,8 +686,9 @@ def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
                         size_value, stop)
         diff = _replay_difference(full, other, i, c, market)
         if diff is not None:
-            return Difference(c, how, *diff)
-    return None
+            found = Difference(c, how, *diff)
+            first = found if first is None else min(first, found, key=_replay_order)
+    return first
 
 
 def _first_bars(a: np.ndarray, n: int) -> np.ndarray:

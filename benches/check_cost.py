@@ -1,20 +1,22 @@
-"""What the point-in-time check costs against one batch run (issue #14), median of 5.
+"""What the point-in-time check costs against one batch run (issue #14): medians over
+rounds of a few batch runs and checks, each round's ratios taken within the round.
 
     python benches/check_cost.py [--data ../shared/data]
 
-The check's runs are processes forked from a server that a process starts once, at its
-first check (pitgrid.drivers.forked): that first check pays the server's start-up (a new
-interpreter importing pitgrid), shown apart as a check of a 10-bar market; every later
-check forks in milliseconds, and its cost is the runs themselves (batch and step driver
-side by side on two cores) and the simulation's replays.
+The check's step driver runs in a process forked from a server that a process starts
+once, at its first check (pitgrid.drivers.forked): that first check pays the server's
+start-up (a new interpreter importing pitgrid), shown apart as a check of a 10-bar
+market; every later check forks in milliseconds, and its cost is the runs themselves
+(the batch run in the caller and the step driver side by side on two cores) and the
+simulation's replays.
 
 A check is timed as a user calls it, after a pause (``PAUSE``), in which the children
 that wait for the next runs prepare their memory; and back to back, one check right
 after another (a loop over strategies), where they have no time to. Back to back, the
-check is bound by processor time: its runs, the server's forks and the children's
-preparation and exits fill both cores, so the script also gives the processor time of
-the server and its children per check (on Linux), a figure the machine's noise moves
-less than the wall time.
+check is bound by processor time: its runs, the server's fork and the child's
+preparation and exit fill both cores, so the script also gives the processor time of
+this process, the server and its children per check (on Linux), a figure the machine's
+noise moves less than the wall time.
 """
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ def median_time(fn, n: int = 3, pause: float = 0.0) -> float:
 
 
 PAUSE = 0.5  # seconds between checks: what the server's waiting children use to prepare
+# rounds of batch runs and checks, each round's ratios its own: the machine's speed drifts
+# over a minute by more than the ratios differ, so batch and check are timed close together
+ROUNDS = 4
 
 
 def main() -> None:
@@ -74,28 +79,32 @@ def measure(data: Path | None, tmp: Path) -> None:
         cases.append(("real sample MA 50/200 sp500", real,
                       MovingAverageCross(fast=50, slow=200, universe="sp500")))
     for name, market, strategy in cases:
-        # the children waiting after the last case's checks prepare for a moment: the
-        # batch runs must not share the processors with them
-        time.sleep(2 * PAUSE)
-
         def batch():
             pg.clear_feature_cache()
             computed(pg.backtest(market, strategy))  # a batch run's result, metrics built
         batch()
-        b = median_time(batch, 5)
         # as the batch run is warm, so is the check: the market exported for its runs
         # once, the last runs' memory known to the children that wait
         pg.check_point_in_time(market, strategy)
-        c = median_time(lambda: pg.check_point_in_time(market, strategy), 5, PAUSE)
-        # the children prepared in the last pause take this one: not counted in the time
-        pg.check_point_in_time(market, strategy)
-        cpu0 = _check_cpu()
-        c2 = median_time(lambda: pg.check_point_in_time(market, strategy), 5)
-        time.sleep(PAUSE)  # the last runs' processes exit and are counted
-        cpu = (_check_cpu() - cpu0) / 5 if cpu0 is not None else float("nan")
-        print(f"{name:30s} batch {b * 1e3:7.1f} ms  check {c * 1e3:7.1f} ms  check/batch {c / b:5.1f}x"
-              f"   back to back: {c2 * 1e3:7.1f} ms, {c2 / b:5.1f}x, processor time "
-              f"{cpu * 1e3:4.0f} ms a check", flush=True)
+        rounds = []
+        for _ in range(ROUNDS):
+            # the children waiting after the last checks prepare for a moment: the batch
+            # runs must not share the processors with them
+            time.sleep(2 * PAUSE)
+            b = median_time(batch, 5)
+            c = median_time(lambda: pg.check_point_in_time(market, strategy), 3, PAUSE)
+            # the children prepared in the last pause take this one: not counted
+            pg.check_point_in_time(market, strategy)
+            cpu0 = _check_cpu()
+            c2 = median_time(lambda: pg.check_point_in_time(market, strategy), 5)
+            time.sleep(PAUSE)  # the last runs' processes exit and are counted
+            cpu = (_check_cpu() - cpu0) / 5 if cpu0 is not None else float("nan")
+            rounds.append((b, c, c / b, c2, c2 / b, cpu))
+        b, c, r, c2, r2, cpu = np.median(np.array(rounds), axis=0)
+        lo, hi = (np.array(rounds)[:, 4].min(), np.array(rounds)[:, 4].max())
+        print(f"{name:30s} batch {b * 1e3:6.1f} ms  check {c * 1e3:6.1f} ms  check/batch {r:4.1f}x"
+              f"   back to back: {c2 * 1e3:6.1f} ms, {r2:4.1f}x ({lo:.1f}-{hi:.1f}x), processor "
+              f"time {cpu * 1e3:4.0f} ms a check", flush=True)
 
 
 def _check_cpu() -> float | None:

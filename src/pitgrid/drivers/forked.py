@@ -1,7 +1,8 @@
 """Runs in processes that share nothing with the caller or with each other, started in milliseconds.
 
 The point-in-time check compares runs that must share no process, no module state
-and no market object. A new interpreter per run gives that, but costs seconds
+and no market object: its step driver runs here, its batch run in the caller. A new
+interpreter per run gives that, but costs seconds
 (imports, numba's cache) each time. So each calling process starts one server: a
 new interpreter that imports pitgrid and loads its compiled kernels, and runs
 nothing else, none of the caller's code above all. It forks one child per run, ahead

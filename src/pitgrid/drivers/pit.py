@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,7 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
     """The step driver audits the batch run at every bar; then the simulation check."""
     # both at once, one per core: the step driver in a fresh process, the batch run in
     # this one meanwhile; each then replays what the other has not claimed yet
-    with forked.scratch_folder("pitgrid-claims-") as claims:
+    with _claims(folder) as claims:
         running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, None,
                                 False, claims, market=folder)
         batch = _batch_here(folder, blob, settings, cutoffs, seed, claims)
@@ -168,7 +169,7 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
         report.first_bar = market.time[start]
     if not _digests_agree(batch, step, start or 0):
         # the values themselves: to compare them within rounding, and to name them
-        with forked.scratch_folder("pitgrid-claims-") as claims:
+        with _claims(folder) as claims:
             running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start,
                                     True, claims, market=folder)
             batch = _batch_here(folder, blob, settings, cutoffs, seed, claims, values=True)
@@ -182,6 +183,12 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
     if diff is not None:
         report.differences.append(diff)
     return report
+
+
+def _claims(folder: str) -> tempfile.TemporaryDirectory:
+    """A folder for the claims of one pair of runs, beside the market's export: in the
+    caller's folder of markets, which its server removes if the caller is killed."""
+    return tempfile.TemporaryDirectory(prefix="claims-", dir=Path(folder).parent)
 
 
 def _sampled(market: MarketData, blob: bytes, settings: dict[str, Any], folder: str,
@@ -255,15 +262,13 @@ def _batch_here(folder: str, blob: bytes, settings: dict[str, Any], cutoffs: Any
     reuses none that an earlier run cached, nor leaves its own behind). What it shares
     with the caller's earlier runs (its modules' state) it does not share with the step
     driver, so it cannot hide a leak: it makes the two runs differ."""
-    import warnings
-
     import cloudpickle
 
     from pitgrid.drivers.common import own_feature_cache
-    from pitgrid.drivers.step import SlowPathWarning
 
-    with warnings.catch_warnings(), own_feature_cache():
-        warnings.simplefilter("ignore", SlowPathWarning)
+    # warnings are a backtest's (a hook strategy's slow path): their filters belong to
+    # the process, and checks in several threads must not change them under each other
+    with own_feature_cache():
         try:
             return _decide("batch", forked.import_market(folder), cloudpickle.loads(blob),
                            settings, cutoffs, seed, None, values, claims)

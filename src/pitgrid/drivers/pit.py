@@ -436,7 +436,10 @@ def _confirmed(market: MarketData, folder: str, blob: bytes, settings: dict[str,
                       "intent_rows), or keeps state from bar to bar.")
 
 
-def _replays(market: MarketData, cuts: list[np.datetime64]) -> list[tuple[int, np.datetime64, str]]:
+Replay = tuple[int, np.datetime64, str]  # (k, cutoff, "truncated" or "scrambled")
+
+
+def _replays(market: MarketData, cuts: list[np.datetime64]) -> list[Replay]:
     """The replays of the simulation check, ``(k, cutoff, "truncated" or "scrambled")``,
     the costlier first (so that the last ones, which the two runs share out as each is
     free, are short). A replay costs about its bars (the scrambled one ``_LATER`` more)
@@ -446,8 +449,7 @@ def _replays(market: MarketData, cuts: list[np.datetime64]) -> list[tuple[int, n
                                         + (_LATER if j[2] == "scrambled" else 0)))
 
 
-def _claimed(jobs: list[tuple[int, np.datetime64, str]], claims: str | None,
-             mine: list[tuple[int, np.datetime64, str]]) -> Iterator[tuple[int, np.datetime64, str]]:
+def _claimed(jobs: list[Replay], claims: str | None, mine: list[Replay]) -> Iterator[Replay]:
     """The jobs this process claims, one at a time as it gets to each: a file per job
     created in ``claims`` (``O_EXCL``: of two processes, exactly one creates it); every
     job without ``claims``. Each one claimed is added to ``mine``."""
@@ -657,7 +659,7 @@ def _intent_arrays(intents: Any) -> dict[str, np.ndarray]:
 
 
 def _simulation_check(market: MarketData, strategy: Strategy, config: Any,
-                      intents: dict[str, np.ndarray], cuts: Iterable[tuple[int, np.datetime64, str]],
+                      intents: dict[str, np.ndarray], cuts: Iterable[Replay],
                       seed: int, full: dict[str, Any] | None = None) -> Difference | None:
     """A run's decisions replayed by the compiled core on the data truncated or scrambled
     after each cutoff (numbered, ``(k, time, how)``): nothing at or before the cutoff may

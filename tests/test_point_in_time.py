@@ -247,9 +247,23 @@ class Exits(MovingAverageCross):
         sys.exit(4)
 
 
-def test_a_batch_run_that_exits_does_not_end_the_caller(market):
+def test_a_batch_run_that_exits_does_not_end_the_caller(market, monkeypatch):
+    from pitgrid.drivers import forked
+
+    read = []
+    result = forked.Run.result
+
+    def reading(run):
+        try:
+            return result(run)
+        finally:
+            read.append(run)
+
+    monkeypatch.setattr(forked.Run, "result", reading)
     with pytest.raises(RuntimeError, match="SystemExit"):
         pg.check_point_in_time(market, Exits(fast=5, slow=20))
+    # the step driver's run was read too, so its files are gone, not left for nobody
+    assert len(read) == 1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ delistings and period ends.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -154,13 +155,7 @@ def check_point_in_time(market: MarketData | xr.Dataset, strategy: Strategy,
 def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes,
                settings: dict[str, Any], folder: str, cutoffs: Any, seed: int) -> PointInTimeReport:
     """The step driver audits the batch run at every bar; then the simulation check."""
-    # both at once, one per core: the step driver in a fresh process, the batch run in
-    # this one meanwhile; each then replays what the other has not claimed yet
-    with _claims(folder) as claims:
-        running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, None,
-                                False, claims, market=folder)
-        batch = _batch_here(folder, blob, settings, cutoffs, seed, claims)
-        step = running.result()
+    batch, step = _both(folder, blob, fresh, settings, cutoffs, seed)
     report = PointInTimeReport(batch.get("cuts", []), every_bar=True)
     start = _first_runnable_bar(folder, fresh, settings, strategy, batch, step, len(market.time))
     if start is not None:  # audit from the first bar the strategy can run on
@@ -169,11 +164,7 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
         report.first_bar = market.time[start]
     if not _digests_agree(batch, step, start or 0):
         # the values themselves: to compare them within rounding, and to name them
-        with _claims(folder) as claims:
-            running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start,
-                                    True, claims, market=folder)
-            batch = _batch_here(folder, blob, settings, cutoffs, seed, claims, values=True)
-            step = running.result()
+        batch, step = _both(folder, blob, fresh, settings, cutoffs, seed, start, values=True)
     diff = _audit(market, batch, step, start or 0)
     if diff is not None and diff.how == "step driver" and diff.what == "decision":
         diff = _confirmed(market, folder, fresh, settings, strategy, batch, step, diff)
@@ -185,10 +176,23 @@ def _every_bar(market: MarketData, strategy: Strategy, blob: bytes, fresh: bytes
     return report
 
 
-def _claims(folder: str) -> tempfile.TemporaryDirectory:
-    """A folder for the claims of one pair of runs, beside the market's export: in the
+def _both(folder: str, blob: bytes, fresh: bytes, settings: dict[str, Any], cutoffs: Any,
+          seed: int, start: int | None = None, values: bool = False
+          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The batch run and the step driver's, at once, one per core: the step driver in a
+    fresh process, the batch run in this one meanwhile; each then replays what the other
+    has not claimed yet. Their claims are files beside the market's export, in the
     caller's folder of markets, which its server removes if the caller is killed."""
-    return tempfile.TemporaryDirectory(prefix="claims-", dir=Path(folder).parent)
+    with tempfile.TemporaryDirectory(prefix="claims-", dir=Path(folder).parent) as claims:
+        running = forked.submit(_run, "step", folder, fresh, settings, cutoffs, seed, start,
+                                values, claims, market=folder)
+        try:
+            batch = _batch_here(folder, blob, settings, cutoffs, seed, claims, values)
+        except Exception:
+            with contextlib.suppress(Exception):  # its result read, so its files removed
+                running.result()
+            raise
+        return batch, running.result()
 
 
 def _sampled(market: MarketData, blob: bytes, settings: dict[str, Any], folder: str,

@@ -381,17 +381,17 @@ def _collapse() -> None:
     can (``MADV_COLLAPSE``): a fork then copies one page table entry per 2 MB of it
     instead of 512, and a child's exit tears as few down; together about a tenth of a
     check's processor time. A child's first write to such a page still copies 4 KB."""
-    import ctypes
-
     madvise = _madvise()
     if madvise is None:
         return
+    # a mapping the kernel refuses (EINVAL: one it cannot back so, or a kernel without the
+    # call) leaves the others to try: a call costs microseconds
     for first, end in _rw_spans(anonymous=True).tolist():
         # whole huge pages inside the mapping
         a = -(-(first << 12) // _HUGE) * _HUGE
         b = (end << 12) // _HUGE * _HUGE
-        if b > a and madvise(a, b - a, _MADV_COLLAPSE) != 0 and ctypes.get_errno() == 22:
-            return  # EINVAL: a kernel without it
+        if b > a:
+            madvise(a, b - a, _MADV_COLLAPSE)
 
 
 _PRELOADED: tuple[tuple[str, int, int], Any] | None = None

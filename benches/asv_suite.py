@@ -448,6 +448,9 @@ class PointInTimeCheck(_OnW1):
 
         ratios = []
         for _ in range(3):
+            # the children waiting after the last check prepare for a moment: the batch
+            # run must not share the processors with them (benches/check_cost.py)
+            time.sleep(1.0)
             pg.clear_feature_cache()
             t0 = time.perf_counter()
             W.computed(pg.backtest(self.market, self.strategy))

@@ -2,10 +2,10 @@
 
 The point-in-time check compares runs that must share no process, no module state
 and no market object: its step driver runs here, its batch run in the caller. A new
-interpreter per run gives that, but costs seconds
-(imports, numba's cache) each time. So each calling process starts one server: a
-new interpreter that imports pitgrid and loads its compiled kernels, and runs
-nothing else, none of the caller's code above all. It forks one child per run, ahead
+interpreter per run gives that, but costs seconds (imports, numba's cache) each
+time. So each calling process starts one server: a new interpreter that imports
+pitgrid and loads its compiled kernels, and runs nothing else, none of the caller's
+code above all. It forks one child per run, ahead
 of time: two children wait forked for the next runs, so a run does not wait for a fork,
 and while they wait they copy the pages of the server's memory that the last runs wrote
 (a sample of the runs reports them) and fault in as much heap as the last run used, so
@@ -433,7 +433,9 @@ def _preloaded(folder: str | Path) -> Any:
     return None
 
 
-_IDLE = 2  # children kept forked and waiting: the sampled check submits two runs at once
+# children kept forked and waiting: the sampled check submits two runs at once, and a
+# check right after another gets one that had the last check's time to prepare
+_IDLE = 2
 
 
 def _fork_idle(others: list[int], prefault: int = 0, hot: np.ndarray | None = None,

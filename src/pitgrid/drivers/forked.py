@@ -5,14 +5,13 @@ and no market object: its step driver runs here, its batch run in the caller. A 
 interpreter per run gives that, but costs seconds (imports, numba's cache) each
 time. So each calling process starts one server: a new interpreter that imports
 pitgrid and loads its compiled kernels, and runs nothing else, none of the caller's
-code above all. It forks one child per run, ahead
-of time: two children wait forked for the next runs, so a run does not wait for a fork,
-and while they wait they copy the pages of the server's memory that the last runs wrote
-(a sample of the runs reports them) and fault in as much heap as the last run used, so
-that a run does not pay for its memory page by page either.
-Every child starts from that same clean state; a strategy's module is
-imported afresh in the child when its pickle is loaded, so no cache, global or
-market object carries over from the caller or from another run.
+code above all. It forks one child per run, ahead of time: two children wait forked
+for the next runs, so a run does not wait for a fork, and while they wait they copy
+the pages of the server's memory that the last runs wrote (a sample of the runs
+reports them) and fault in as much heap as the last run used, so that a run does not
+pay for its memory page by page either. Every child starts from that same clean
+state; a strategy's module is imported afresh in the child when its pickle is loaded,
+so no cache, global or market object carries over from the caller or from another run.
 
 A market goes to the children as files of raw arrays that they map read-only
 (:func:`export_market`): the operating system, not a flag a strategy could flip,
